@@ -1,0 +1,173 @@
+"""Chemical formulas -> Roost's composition graphs.
+
+A composition is a fully connected graph of its *distinct* elements (Goodall & Lee, Nat. Commun. 11,
+6280, 2020); each node carries its element and its fractional amount. We parse with pymatgen's
+``Composition`` and store many compositions at once as a ragged (CSR) array, so that featurisers and
+the batcher work on whole corpora as NumPy arrays instead of looping over Python objects.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pymatgen.core import Composition, Element
+
+__all__ = [
+    "CompositionArray",
+    "FormulaError",
+    "parse_formula",
+    "parse_formulas",
+]
+
+# Strings that spreadsheets and pandas use for "no value". "NaN" is also sodium nitride for pymatgen,
+# but in a formula column it is far more likely a missing cell, so we refuse it with a clear reason.
+_MISSING = {"", "nan", "none", "null", "na", "n/a"}
+_AMOUNT = re.compile(r"([A-Z][a-z]*|\))\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)")
+
+
+class FormulaError(ValueError):
+    """A formula that cannot become a composition graph.
+
+    Attributes:
+        formula: the offending input.
+        reason: why it was refused.
+        row: 0-based row in the source (or ``None``); ``source`` names the file, when known.
+    """
+
+    def __init__(
+        self, formula: object, reason: str, *, row: int | None = None, source: str | None = None
+    ) -> None:
+        self.formula, self.reason, self.row, self.source = formula, reason, row, source
+        where = ""
+        if source is not None:
+            where += f"{source}: "
+        if row is not None:
+            where += f"row {row}: "
+        super().__init__(f"{where}formula {formula!r}: {reason}")
+
+
+def parse_formula(formula: object) -> tuple[np.ndarray, np.ndarray]:
+    """Parse one formula into atomic numbers and fractional amounts.
+
+    Returns:
+        ``(z, frac)``: ``z`` int64 of shape (n_elements,) sorted ascending, ``frac`` float64 of the
+        same shape, positive and summing to 1.
+
+    Raises:
+        FormulaError: unparseable text, a missing value, a symbol that is not a real element, or a
+            zero, negative or non-finite amount.
+    """
+    if not isinstance(formula, str):
+        if formula is None or (isinstance(formula, float) and np.isnan(formula)):
+            raise FormulaError(formula, "missing value (empty cell)")
+        raise FormulaError(formula, f"expected a string, got {type(formula).__name__}")
+    text = formula.strip()
+    if text.lower() in _MISSING:
+        raise FormulaError(formula, "missing value (empty or NaN-like cell)")
+    for _, amount in _AMOUNT.findall(text):
+        if float(amount) == 0.0:
+            raise FormulaError(formula, "an amount is zero")
+    try:
+        comp = Composition(text)
+    except Exception as exc:  # pymatgen raises ValueError, KeyError, ... for bad text
+        raise FormulaError(formula, f"pymatgen cannot parse it ({exc})") from None
+    amounts: dict[int, float] = {}
+    for species, amount in comp.items():
+        if not isinstance(species, Element):
+            raise FormulaError(formula, f"{species} is not a chemical element")
+        amounts[species.Z] = amounts.get(species.Z, 0.0) + float(amount)
+    if not amounts:
+        raise FormulaError(formula, "no elements")
+    z = np.fromiter(sorted(amounts), dtype=np.int64)
+    amt = np.array([amounts[k] for k in z], dtype=np.float64)
+    if not np.all(np.isfinite(amt)):
+        raise FormulaError(formula, "an amount is not finite")
+    if np.any(amt <= 0):
+        raise FormulaError(formula, "amounts must be positive")
+    return z, amt / amt.sum()
+
+
+@dataclass(frozen=True)
+class CompositionArray:
+    """Many compositions in CSR layout.
+
+    Attributes:
+        z: (n_nodes,) int64 atomic numbers, ascending within each composition.
+        frac: (n_nodes,) float64 fractional amounts; each composition's sum to 1.
+        offsets: (n + 1,) int64; composition ``i`` is ``z[offsets[i]:offsets[i + 1]]``.
+    """
+
+    z: np.ndarray
+    frac: np.ndarray
+    offsets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def n_elements(self) -> np.ndarray:
+        """(n,) number of distinct elements of each composition."""
+        return np.diff(self.offsets)
+
+    @property
+    def owner(self) -> np.ndarray:
+        """(n_nodes,) index of the composition each node belongs to."""
+        return np.repeat(np.arange(len(self)), self.n_elements)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = self.offsets[i], self.offsets[i + 1]
+        return self.z[lo:hi], self.frac[lo:hi]
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> CompositionArray:
+        """The compositions at ``index``, in that order."""
+        index = np.asarray(index, dtype=np.int64)
+        counts = self.n_elements[index]
+        offsets = np.zeros(len(index) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        starts = np.repeat(self.offsets[index], counts)
+        within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], counts)
+        take = starts + within
+        return CompositionArray(self.z[take], self.frac[take], offsets)
+
+    def keys(self, decimals: int = 6) -> list[str]:
+        """A canonical string per composition (elements and rounded fractions), for dedup and
+        leakage checks: two formulas with the same reduced composition get the same key."""
+        out = []
+        for i in range(len(self)):
+            z, f = self[i]
+            out.append(" ".join(f"{a}:{b:.{decimals}f}" for a, b in zip(z, f, strict=True)))
+        return out
+
+    @classmethod
+    def from_lists(cls, items: Iterable[tuple[np.ndarray, np.ndarray]]) -> CompositionArray:
+        zs, fs, counts = [], [], [0]
+        for z, f in items:
+            zs.append(z)
+            fs.append(f)
+            counts.append(len(z))
+        offsets = np.cumsum(np.asarray(counts, dtype=np.int64))
+        z_all = np.concatenate(zs) if zs else np.zeros(0, dtype=np.int64)
+        f_all = np.concatenate(fs) if fs else np.zeros(0, dtype=np.float64)
+        return cls(z_all.astype(np.int64), f_all.astype(np.float64), offsets)
+
+
+def parse_formulas(
+    formulas: Iterable[object], *, source: str | None = None, row_offset: int = 0
+) -> CompositionArray:
+    """Parse many formulas; the first bad one raises a :class:`FormulaError` naming its row.
+
+    Args:
+        formulas: formula strings.
+        source: a file name to quote in errors.
+        row_offset: added to the 0-based position when reporting the row.
+    """
+    items = []
+    for i, formula in enumerate(formulas):
+        try:
+            items.append(parse_formula(formula))
+        except FormulaError as err:
+            raise FormulaError(err.formula, err.reason, row=i + row_offset, source=source) from None
+    return CompositionArray.from_lists(items)

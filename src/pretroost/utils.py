@@ -1,0 +1,115 @@
+"""Small shared helpers: seeding, atomic writes, provenance (git SHA, machine), logging."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import random
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "atomic_path",
+    "atomic_write_json",
+    "atomic_write_text",
+    "git_sha",
+    "machine_description",
+    "seed_everything",
+    "setup_logging",
+]
+
+log = logging.getLogger("pretroost")
+
+
+def seed_everything(seed: int, *, deterministic: bool = False) -> None:
+    """The one seeding function: Python, NumPy and torch (all devices).
+
+    ``deterministic=True`` also asks torch for deterministic kernels (bit-identical reruns on CPU).
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    Readers never see half a file: either the old content or the complete new one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+def git_sha(short: bool = False) -> str:
+    """The git commit of the source checkout (``"unknown"`` outside git); ``+dirty`` if modified."""
+    root = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short" if short else "HEAD"],
+            cwd=root, capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root, capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return sha + ("+dirty" if dirty else "")
+
+
+def machine_description() -> str:
+    """e.g. ``"x86_64 Intel(R) Xeon(R) ... | 2 cores | torch 2.13.0 (2 threads)"``."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    dev = "cpu"
+    if torch.cuda.is_available():
+        dev = torch.cuda.get_device_name(0)
+    return (
+        f"{platform.machine()} {cpu} | {os.cpu_count()} cores | {dev} | "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    )
+
+
+def setup_logging(verbosity: int = 0, stream: IO[str] | None = None) -> None:
+    """Configure the ``pretroost`` logger: INFO by default, DEBUG with ``-v``, WARNING with ``-q``."""
+    level = logging.INFO - 10 * verbosity
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("pretroost")
+    root.handlers[:] = [handler]
+    root.setLevel(max(logging.DEBUG, min(logging.ERROR, level)))
+    root.propagate = False
