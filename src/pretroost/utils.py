@@ -76,11 +76,19 @@ def git_sha(short: bool = False) -> str:
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short" if short else "HEAD"],
-            cwd=root, capture_output=True, text=True, check=True, timeout=10,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root, capture_output=True, text=True, check=True, timeout=10,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -108,7 +116,9 @@ def setup_logging(verbosity: int = 0, stream: IO[str] | None = None) -> None:
     """Configure the ``pretroost`` logger: INFO by default, DEBUG with ``-v``, WARNING with ``-q``."""
     level = logging.INFO - 10 * verbosity
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    )
     root = logging.getLogger("pretroost")
     root.handlers[:] = [handler]
     root.setLevel(max(logging.DEBUG, min(logging.ERROR, level)))

@@ -1,0 +1,165 @@
+"""Matbench evaluation: train on each official training fold, score on its test fold.
+
+Per (strategy, task, fold) the test predictions are kept as a CSV, so a run can be resumed cell by
+cell, and the strategy's Matbench-format ``results.json.gz`` is rebuilt from whatever folds exist.
+Each fold also appends one row per metric to ``results/benchmark.jsonl``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pretroost.data.composition import parse_formulas
+from pretroost.data.matbench import get_task, load_folds, load_task
+from pretroost.finetune import FinetuneConfig, fit
+from pretroost.metrics import score
+from pretroost.results import append_benchmark_rows, write_matbench_results
+from pretroost.utils import atomic_path, git_sha, machine_description
+
+__all__ = ["prediction_path", "rebuild_results", "run_matbench_task", "training_subset"]
+
+log = logging.getLogger(__name__)
+
+
+def prediction_path(results_dir: Path, strategy: str, task: str, fold: int) -> Path:
+    return Path(results_dir) / strategy / "predictions" / task / f"fold_{fold}.csv"
+
+
+def training_subset(n: int, fraction: float, *, fold: int, seed: int = 0) -> np.ndarray:
+    """Indices of a ``fraction`` of ``n`` training rows: the same for every strategy (seeded by fold
+    and fraction only), nested for growing fractions of one fold."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    order = np.random.default_rng([seed, fold, 7919]).permutation(n)
+    return np.sort(order[: max(2, int(round(fraction * n)))])
+
+
+def run_matbench_task(
+    task_name: str,
+    config: FinetuneConfig,
+    *,
+    strategy: str = "scratch",
+    folds: Sequence[int] = (0, 1, 2, 3, 4),
+    results_dir: str | Path = "results",
+    fraction: float = 1.0,
+    save_models: str | Path | None = None,
+    resume: bool = True,
+    progress: bool | None = None,
+    source: str = "auto",
+) -> list[dict]:
+    """Finetune and score one task on the given official folds.
+
+    Args:
+        task_name: official or short Matbench name.
+        config: the finetuning recipe (``config.init`` is "scratch" or a pretrained folder).
+        strategy: label for results (e.g. "scratch", "ssl").
+        folds: official fold indices to run.
+        results_dir: where ``<strategy>/predictions``, ``<strategy>/results.json.gz`` and
+            ``benchmark.jsonl`` go.
+        fraction: train on this share of each training fold (data-efficiency curves).
+        save_models: folder to save each fold's model in (``<task>_fold<k>``), or None.
+        resume: skip folds whose predictions already exist.
+
+    Returns:
+        The benchmark rows written (one per metric and fold).
+    """
+    task = get_task(task_name)
+    results_dir = Path(results_dir)
+    df = load_task(task.name, source=source)
+    comps = parse_formulas(df["formula"].tolist(), source=task.name)
+    position = pd.Series(np.arange(len(df)), index=df.index)
+    all_folds = load_folds(task.name)
+    rows: list[dict] = []
+    for k in folds:
+        if not 0 <= k < len(all_folds):
+            raise ValueError(f"fold {k} out of range 0..{len(all_folds) - 1}")
+        out_csv = prediction_path(results_dir, strategy, task.name, k)
+        if resume and out_csv.is_file():
+            log.info("%s %s fold %d: predictions exist, skipped", strategy, task.name, k)
+            continue
+        train_ids, test_ids = all_folds[k]
+        train_pos = position[train_ids].to_numpy()
+        if fraction < 1.0:
+            train_pos = train_pos[training_subset(len(train_pos), fraction, fold=k)]
+        test_pos = position[test_ids].to_numpy()
+        y = df["target"].to_numpy()
+        t0 = time.perf_counter()
+        fitted = fit(
+            comps.subset(train_pos), y[train_pos], task.task_type,
+            replace(config, train=replace(config.train, seed=config.train.seed + k)),
+            progress=progress, name=f"{strategy}/{task.name}/fold{k}",
+        )  # fmt: skip
+        from pretroost.data.batching import CompositionDataset
+
+        pred = fitted.predict_dataset(CompositionDataset(comps.subset(test_pos)))
+        seconds = time.perf_counter() - t0
+        values = pred["prob"][:, 0] if task.task_type == "classification" else pred["mean"][:, 0]
+        scores = score(task.task_type, y[test_pos], values)
+        frame = pd.DataFrame({"id": test_ids, "prediction": values})
+        if "std" in pred:
+            frame["std"] = pred["std"][:, 0]
+        with atomic_path(out_csv) as tmp:
+            frame.to_csv(tmp, index=False)
+        if save_models is not None:
+            fitted.info["task"] = task.name
+            fitted.save(Path(save_models) / f"{task.name}_fold{k}")
+        sha, machine = git_sha(), machine_description()
+        fold_rows = [
+            {
+                "strategy": strategy,
+                "task": task.name,
+                "fold": k,
+                "metric": metric,
+                "value": float(value),
+                "n_train": len(train_pos),
+                "epochs": int(fitted.info["epochs_run"]),
+                "seconds": round(seconds, 2),
+                "git_sha": sha,
+                "machine": machine,
+            }  # fmt: skip
+            for metric, value in scores.items()
+        ]
+        append_benchmark_rows(results_dir / "benchmark.jsonl", fold_rows)
+        rows += fold_rows
+        headline = "mae" if task.task_type == "regression" else "rocauc"
+        log.info(
+            "%s %s fold %d: %s = %.4f (%d train, %.0f s)",
+            strategy, task.name, k, headline, scores[headline], len(train_pos), seconds,
+        )  # fmt: skip
+    rebuild_results(results_dir, strategy, hyperparameters=config.to_dict())
+    return rows
+
+
+def rebuild_results(
+    results_dir: str | Path, strategy: str, *, hyperparameters: dict | None = None
+) -> Path | None:
+    """(Re)write ``<results_dir>/<strategy>/results.json.gz`` from the stored fold predictions."""
+    root = Path(results_dir) / strategy / "predictions"
+    if not root.is_dir():
+        return None
+    predictions: dict[str, list[pd.Series | None]] = {}
+    for task_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        series: list[pd.Series | None] = [None] * 5
+        for k in range(5):
+            f = task_dir / f"fold_{k}.csv"
+            if f.is_file():
+                frame = pd.read_csv(f)
+                series[k] = pd.Series(frame["prediction"].to_numpy(), index=frame["id"].astype(str))
+        if any(s is not None for s in series):
+            predictions[task_dir.name] = series
+    if not predictions:
+        return None
+    out = Path(results_dir) / strategy / "results.json.gz"
+    write_matbench_results(
+        out, predictions, authors="pretroost",
+        algorithm_description=f"Roost ({strategy}) finetuned with pretroost",
+        hyperparameters=hyperparameters or {}, info={"strategy": strategy},
+    )  # fmt: skip
+    return out

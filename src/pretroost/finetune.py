@@ -1,0 +1,368 @@
+"""Supervised training of a Roost property model: from scratch or from a pretrained encoder.
+
+Regression targets are standardised (the normaliser is saved with the model) and trained with L1 or
+Roost's robust L1 (learned aleatoric log-std); binary classification with cross-entropy on one
+logit. Model selection uses a validation split drawn from the training data only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pretroost.data.batching import CompositionBatch, CompositionDataset, check_elements
+from pretroost.data.composition import CompositionArray
+from pretroost.io import load_artefact, load_encoder_weights, save_artefact
+from pretroost.losses import RobustL1Loss
+from pretroost.models.roost import ModelConfig, RoostConfig, RoostModel, TaskType
+from pretroost.train import TrainConfig, TrainResult, train
+from pretroost.utils import git_sha, machine_description, seed_everything
+
+__all__ = [
+    "FinetuneConfig",
+    "FittedModel",
+    "Normaliser",
+    "SupervisedTask",
+    "fit",
+    "validate_targets",
+]
+
+log = logging.getLogger(__name__)
+
+LossName = Literal["robust", "l1", "bce"]
+LOSSES = ("robust", "l1", "bce")
+
+
+@dataclass(frozen=True)
+class Normaliser:
+    """Standardises regression targets: ``(y - mean) / std``, per target."""
+
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+    @classmethod
+    def fit(cls, y: np.ndarray) -> Normaliser:
+        y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        std = y.std(axis=0)
+        std[std == 0] = 1.0
+        return cls(tuple(map(float, y.mean(axis=0))), tuple(map(float, std)))
+
+    def norm(self, y: Tensor) -> Tensor:
+        return (y - y.new_tensor(self.mean)) / y.new_tensor(self.std)
+
+    def denorm(self, y: Tensor) -> Tensor:
+        return y * y.new_tensor(self.std) + y.new_tensor(self.mean)
+
+    def to_json(self) -> str:
+        return json.dumps({"mean": list(self.mean), "std": list(self.std)}, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Normaliser:
+        d = json.loads(text)
+        return cls(tuple(d["mean"]), tuple(d["std"]))
+
+
+class SupervisedTask(nn.Module):
+    """A :class:`RoostModel` with its loss: ``forward(batch) -> {"loss", "pred"}``.
+
+    The batch carries targets under ``"y"`` (B, T), already normalised for regression.
+    ``pred`` is (B, T): normalised means, or logits for classification.
+    """
+
+    def __init__(self, model: RoostModel, loss: LossName) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
+        if (loss == "robust") != model.config.robust:
+            raise ValueError("loss 'robust' needs a model with robust=True and vice versa")
+        self.model = model
+        self.loss_name = loss
+        self.robust_l1 = RobustL1Loss()
+
+    def split(self, out: Tensor) -> tuple[Tensor, Tensor | None]:
+        t = self.model.config.n_targets
+        return (out[:, :t], out[:, t:]) if self.model.config.robust else (out, None)
+
+    def forward(self, batch: CompositionBatch) -> dict[str, Tensor]:
+        pred, log_std = self.split(self.model(batch))
+        y = batch.targets["y"]
+        if self.loss_name == "robust":
+            assert log_std is not None
+            loss = self.robust_l1(pred, log_std, y)
+        elif self.loss_name == "l1":
+            loss = F.l1_loss(pred, y)
+        else:
+            loss = F.binary_cross_entropy_with_logits(pred, y)
+        return {"loss": loss, "pred": pred}
+
+
+def validate_targets(y: np.ndarray, task_type: TaskType, *, source: str = "targets") -> np.ndarray:
+    """Float targets (n, T); raises ValueError naming the first bad row (non-numeric, NaN/inf, or a
+    classification label outside {0, 1})."""
+    arr = np.asarray(y)
+    try:
+        arr = arr.astype(np.float64)
+    except (TypeError, ValueError):
+        for i, v in enumerate(np.ravel(y)):
+            try:
+                float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"{source}: row {i}: target {v!r} is not a number") from None
+        raise
+    arr = arr.reshape(len(arr), -1)
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{source}: row {i}: target {arr[i].tolist()} is not finite")
+    if task_type == "classification":
+        off = ~np.isin(arr, (0.0, 1.0)).all(axis=1)
+        if off.any():
+            i = int(np.flatnonzero(off)[0])
+            raise ValueError(
+                f"{source}: row {i}: classification target {arr[i].tolist()} not in {{0, 1}}"
+            )
+    return arr
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinetuneConfig:
+    """Everything a supervised run needs besides the data.
+
+    Attributes:
+        train: optimisation settings.
+        encoder: Roost hyperparameters (ignored when ``init`` is a pretrained folder: its encoder
+            config is used).
+        trunk_hidden, out_hidden: output network widths.
+        loss: ``"robust"`` (default for regression), ``"l1"``, or ``"bce"`` (classification).
+        val_fraction: share of the training rows held out for model selection.
+        init: ``"scratch"`` or a pretrained artefact folder.
+        init_trunk: also load the pretrained trunk (when the objective has one of the same shape).
+    """
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    encoder: RoostConfig = field(default_factory=RoostConfig)
+    trunk_hidden: tuple[int, ...] = (1024, 512)
+    out_hidden: tuple[int, ...] = (256, 128, 64)
+    loss: LossName | None = None
+    val_fraction: float = 0.1
+    init: str = "scratch"
+    init_trunk: bool = False
+
+    def loss_for(self, task_type: TaskType) -> LossName:
+        loss = self.loss or ("bce" if task_type == "classification" else "robust")
+        if (loss == "bce") != (task_type == "classification"):
+            raise ValueError(f"loss {loss!r} does not fit a {task_type} task")
+        return loss
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["train"] = self.train.to_dict()
+        d["encoder"] = self.encoder.to_dict()
+        return d
+
+
+@dataclass
+class FittedModel:
+    """A trained model with what is needed to use it on new formulas."""
+
+    model: RoostModel
+    task_type: TaskType
+    normaliser: Normaliser | None
+    loss: LossName
+    result: TrainResult | None = None
+    info: dict = field(default_factory=dict)
+
+    @torch.no_grad()
+    def predict_dataset(
+        self, data: CompositionDataset, batch_size: int = 1024
+    ) -> dict[str, np.ndarray]:
+        """``{"mean": (n, T)}`` in target units plus ``"std"`` (aleatoric, robust models) or
+        ``{"prob": (n, T)}`` for classification; rows in dataset order."""
+        self.model.eval()
+        n, t = len(data), self.model.config.n_targets
+        mean = np.zeros((n, t))
+        std = np.full((n, t), np.nan)
+        for idx in data.batch_indices(batch_size):
+            out = self.model(data.batch(idx))
+            if self.task_type == "classification":
+                mean[idx] = torch.sigmoid(out).numpy()
+                continue
+            pred, log_std = out[:, :t], (out[:, t:] if self.model.config.robust else None)
+            assert self.normaliser is not None
+            mean[idx] = self.normaliser.denorm(pred).numpy()
+            if log_std is not None:
+                std[idx] = (torch.exp(log_std) * log_std.new_tensor(self.normaliser.std)).numpy()
+        if self.task_type == "classification":
+            return {"prob": mean}
+        return {"mean": mean, "std": std}
+
+    def save(self, out: str | Path, *, card_extra: str = "") -> Path:
+        config = {
+            "kind": "finetuned",
+            "task_type": self.task_type,
+            "loss": self.loss,
+            "model": self.model.config.to_dict(),
+            "info": self.info,
+        }
+        extra = {"normaliser.json": self.normaliser.to_json()} if self.normaliser else {}
+        card = _model_card(self, card_extra)
+        return save_artefact(out, self.model, config, card=card, extra_files=extra)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FittedModel:
+        art = load_artefact(path)
+        if art.config.get("kind") != "finetuned":
+            raise ValueError(f"{path}: not a finetuned model (kind={art.config.get('kind')!r})")
+        model = RoostModel(ModelConfig.from_dict(art.config["model"]))
+        model.load_state_dict(art.state_dict)
+        model.eval()
+        norm_file = Path(path) / "normaliser.json"
+        normaliser = Normaliser.from_json(norm_file.read_text()) if norm_file.is_file() else None
+        return cls(
+            model, art.config["task_type"], normaliser, art.config["loss"], info=art.config["info"]
+        )
+
+
+def _model_card(fitted: FittedModel, extra: str) -> str:
+    info = fitted.info
+    lines = [
+        f"# pretroost Roost model: {info.get('name', 'model')}",
+        "",
+        f"- task type: {fitted.task_type}; loss: {fitted.loss}",
+        f"- initialisation: {info.get('init', 'scratch')}",
+        f"- training rows: {info.get('n_train')}, validation rows: {info.get('n_val')}",
+        f"- epochs run: {info.get('epochs_run')} (best epoch {info.get('best_epoch')})",
+        f"- validation score (lower is better): {info.get('best_val')}",
+        f"- wall time: {info.get('seconds', 0):.1f} s on {info.get('machine')}",
+        f"- git SHA: {info.get('git_sha')}",
+        "",
+        "Roost: Goodall & Lee, Nat. Commun. 11, 6280 (2020). Load with `pretroost.load(DIR)`.",
+        "",
+    ]
+    return "\n".join(lines) + extra
+
+
+def build_model(
+    task_type: TaskType, n_targets: int, config: FinetuneConfig
+) -> tuple[RoostModel, dict | None]:
+    """A fresh model, with the pretrained encoder loaded when ``config.init`` is a folder."""
+    enc = config.encoder
+    art = None
+    if config.init != "scratch":
+        art = load_artefact(config.init)
+        enc_cfg = art.config.get("encoder")
+        if enc_cfg is None:
+            raise ValueError(f"{config.init}: artefact has no encoder config")
+        enc = RoostConfig.from_dict(enc_cfg)
+    loss = config.loss_for(task_type)
+    model = RoostModel(
+        ModelConfig(
+            encoder=enc,
+            task_type=task_type,
+            n_targets=n_targets,
+            robust=loss == "robust",
+            trunk_hidden=config.trunk_hidden,
+            out_hidden=config.out_hidden,
+        )
+    )
+    report = None
+    if art is not None:
+        prefixes: tuple[str, ...] = ("encoder.",)
+        if config.init_trunk:
+            prefixes += ("trunk.",)
+        report = load_encoder_weights(model, art.state_dict, prefixes=prefixes)
+    return model, report
+
+
+def fit(
+    comps: CompositionArray,
+    y: np.ndarray,
+    task_type: TaskType,
+    config: FinetuneConfig,
+    *,
+    val_index: np.ndarray | None = None,
+    seed: int | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    name: str = "model",
+) -> FittedModel:
+    """Train one model on ``comps`` -> ``y`` (n, T).
+
+    A validation split of ``config.val_fraction`` is drawn from these rows (or given as
+    ``val_index``) for model selection; the rest trains.
+    """
+    t0 = time.perf_counter()
+    seed = config.train.seed if seed is None else seed
+    seed_everything(seed)
+    check_elements(comps, config.encoder.elem_embedding)
+    y = validate_targets(y, task_type)
+    n = len(comps)
+    if val_index is None:
+        rng = np.random.default_rng(seed)
+        n_val = int(round(config.val_fraction * n)) if n >= 10 else 0
+        perm = rng.permutation(n)
+        val_index, train_index = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    else:
+        val_index = np.asarray(val_index)
+        train_index = np.setdiff1d(np.arange(n), val_index)
+    model, report = build_model(task_type, y.shape[1], config)
+    normaliser = Normaliser.fit(y[train_index]) if task_type == "regression" else None
+    y_t = torch.tensor(y, dtype=torch.float32)
+    if normaliser is not None:
+        y_t = normaliser.norm(y_t)
+    loss = config.loss_for(task_type)
+    task = SupervisedTask(model, loss)
+    train_data = CompositionDataset(comps.subset(train_index), {"y": y_t[train_index]})
+    val_data = (
+        CompositionDataset(comps.subset(val_index), {"y": y_t[val_index]})
+        if len(val_index)
+        else None
+    )
+
+    def val_score(module: nn.Module, data: CompositionDataset) -> float:
+        with torch.no_grad():
+            module.eval()
+            tot, cnt = 0.0, 0
+            for batch in data.batches(1024):
+                out = module(batch)
+                if task_type == "regression":  # MAE in normalised units: the headline metric
+                    tot += float((out["pred"] - batch.targets["y"]).abs().sum())
+                    cnt += batch.targets["y"].numel()
+                else:
+                    tot += float(out["loss"]) * len(batch)
+                    cnt += len(batch)
+            module.train()
+            return tot / max(1, cnt)
+
+    train_cfg = replace(config.train, seed=seed)
+    result = train(
+        task, train_data, train_cfg, val_data=val_data, val_score=val_score,
+        checkpoint=checkpoint, resume=resume, progress=progress, description=name,
+    )  # fmt: skip
+    info = {
+        "name": name,
+        "init": config.init,
+        "pretrained_keys": report,
+        "finetune": config.to_dict(),
+        "seed": seed,
+        "n_train": len(train_index),
+        "n_val": len(val_index),
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "best_val": result.best_score if val_data is not None else None,
+        "seconds": time.perf_counter() - t0,
+        "machine": machine_description(),
+        "git_sha": git_sha(),
+    }
+    model.eval()
+    return FittedModel(model, task_type, normaliser, loss, result, info)

@@ -1,0 +1,156 @@
+"""Release artefacts, Hugging Face style: a folder with ``config.json``, ``model.safetensors`` (no
+pickle, ever), ``normaliser.json`` where there is a target scale, and a ``README.md`` model card.
+
+Folders are written to a temporary sibling and renamed into place, so a crash never leaves half an
+artefact; loading checks the format version and that every file is present and readable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ArtefactError",
+    "load_artefact",
+    "load_encoder_weights",
+    "save_artefact",
+]
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+
+
+class ArtefactError(ValueError):
+    """A model folder that cannot be loaded (missing/truncated weights, newer format, ...)."""
+
+
+@dataclass
+class Artefact:
+    """A loaded model folder: its ``config.json`` dict, tensors, and the folder."""
+
+    config: dict[str, Any]
+    state_dict: dict[str, Tensor]
+    path: Path
+
+
+def save_artefact(
+    out: str | os.PathLike[str],
+    module: nn.Module,
+    config: dict[str, Any],
+    *,
+    card: str,
+    extra_files: dict[str, str] | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write ``module``'s weights and ``config`` as a release folder, atomically.
+
+    Args:
+        out: destination folder (replaced if it exists and ``overwrite``).
+        module: its ``state_dict`` goes to ``model.safetensors`` (tensors made contiguous).
+        config: JSON-serialisable; ``format_version`` is added.
+        card: the model card text (``README.md``).
+        extra_files: more text files (name -> content), e.g. ``normaliser.json``.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        full = {"format_version": FORMAT_VERSION, **config}
+        (tmp / "config.json").write_text(json.dumps(full, indent=2) + "\n")
+        (tmp / "README.md").write_text(card)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("wrote %s", out)
+    return out
+
+
+def load_artefact(path: str | os.PathLike[str]) -> Artefact:
+    """Read a release folder; :class:`ArtefactError` says what is wrong with a bad one."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ArtefactError(
+            f"{path}: not a model folder (expected config.json + model.safetensors)"
+        )
+    cfg_file, weights = path / "config.json", path / "model.safetensors"
+    if not cfg_file.is_file():
+        raise ArtefactError(f"{path}: config.json is missing")
+    try:
+        config = json.loads(cfg_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtefactError(f"{cfg_file}: not valid JSON ({exc})") from None
+    version = config.get("format_version")
+    if not isinstance(version, int):
+        raise ArtefactError(f"{cfg_file}: no integer format_version")
+    if version > FORMAT_VERSION:
+        raise ArtefactError(
+            f"{cfg_file}: format_version {version} is newer than this pretroost understands "
+            f"({FORMAT_VERSION}); upgrade pretroost"
+        )
+    if not weights.is_file():
+        raise ArtefactError(f"{path}: model.safetensors is missing")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ArtefactError(f"{weights}: unreadable or truncated ({exc})") from None
+    return Artefact(config=config, state_dict=state, path=path)
+
+
+def load_encoder_weights(
+    model: nn.Module, state: dict[str, Tensor], *, prefixes: tuple[str, ...] = ("encoder.",)
+) -> dict[str, list[str]]:
+    """Copy the tensors under ``prefixes`` from a pretrained ``state`` into ``model``.
+
+    Shape mismatches are refused (:class:`ArtefactError`); returns the ``missing`` keys (model keys
+    under the prefixes that the state lacks) and ``unexpected`` keys (state keys under the prefixes
+    the model lacks), which are also logged.
+    """
+    own = model.state_dict()
+    take = {k: v for k, v in state.items() if k.startswith(prefixes)}
+    wanted = {k for k in own if k.startswith(prefixes)}
+    missing = sorted(wanted - take.keys())
+    unexpected = sorted(take.keys() - wanted)
+    bad = [
+        f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}"
+        for k, v in take.items()
+        if k in own and v.shape != own[k].shape
+    ]
+    if bad:
+        raise ArtefactError("pretrained weights do not fit this model: " + "; ".join(bad))
+    with torch.no_grad():
+        for k, v in take.items():
+            if k in own:
+                own[k].copy_(v)
+    if missing:
+        log.warning("missing keys (left at their initial values): %s", missing)
+    if unexpected:
+        log.warning("unexpected keys (ignored): %s", unexpected)
+    log.info("loaded %d pretrained tensors (%s)", len(take) - len(unexpected), ", ".join(prefixes))
+    return {"missing": missing, "unexpected": unexpected}

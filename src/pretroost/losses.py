@@ -1,0 +1,77 @@
+"""Losses: small pure modules, each citing its source equation."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["BarlowTwinsLoss", "MaskedMSELoss", "RobustL1Loss", "cross_correlation"]
+
+
+class RobustL1Loss(nn.Module):
+    """Heteroscedastic L1 loss of Roost (Goodall & Lee 2020, after Kendall & Gal, NeurIPS 2017):
+    the negative log-likelihood of a Laplace distribution up to a constant,
+
+        L = mean( sqrt(2) |y - mu| exp(-s) + s ),   s = log sigma (predicted aleatoric log-std).
+
+    ``forward(mu, log_std, target)``, all (B, T) -> scalar. Minimal (for fixed |y - mu| = r) at
+    ``s = log(sqrt(2) r)``.
+    """
+
+    def forward(self, mu: Tensor, log_std: Tensor, target: Tensor) -> Tensor:
+        return (math.sqrt(2.0) * (mu - target).abs() * torch.exp(-log_std) + log_std).mean()
+
+
+class MaskedMSELoss(nn.Module):
+    """Mean squared error over the finite entries of ``target`` only (NaN targets are ignored), and
+    optionally only over rows where ``row_mask`` is True. (B, D) -> scalar; 0 if nothing is valid."""
+
+    def forward(self, pred: Tensor, target: Tensor, row_mask: Tensor | None = None) -> Tensor:
+        valid = torch.isfinite(target)
+        if row_mask is not None:
+            valid = valid & row_mask.view(-1, *([1] * (target.dim() - 1)))
+        diff = torch.where(valid, pred - torch.nan_to_num(target), torch.zeros_like(pred))
+        n = valid.sum()
+        return (diff**2).sum() / n.clamp_min(1)
+
+
+def cross_correlation(z1: Tensor, z2: Tensor, eps: float = 1e-5) -> Tensor:
+    """Cross-correlation matrix of two batches of embeddings (Zbontar et al. 2021, Eq. 2).
+
+    Each embedding dimension is standardised over the batch (batch normalisation without affine
+    parameters, biased variance), then ``C = z1n.T @ z2n / B``. z1, z2: (B, D) -> C: (D, D).
+    """
+    if z1.shape != z2.shape or z1.dim() != 2:
+        raise ValueError(
+            f"need two (B, D) tensors of equal shape, got {tuple(z1.shape)} and {tuple(z2.shape)}"
+        )
+    z1n = F.batch_norm(z1, None, None, training=True, eps=eps)
+    z2n = F.batch_norm(z2, None, None, training=True, eps=eps)
+    return z1n.T @ z2n / z1.shape[0]
+
+
+class BarlowTwinsLoss(nn.Module):
+    """Barlow Twins redundancy-reduction loss (Zbontar et al., ICML 2021, Eq. 1):
+
+        L = sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2,
+
+    with ``C`` the cross-correlation of the batch-normalised embeddings of two views. Invariant to an
+    affine rescaling of either embedding (per dimension, positive scale); zero for identical views
+    with perfectly decorrelated dimensions. ``lambda = 0.0051`` as in the paper and Huang et al. 2024.
+
+    ``forward(z1, z2)``: (B, D) each -> scalar. For data parallelism, pass the embeddings gathered
+    from all ranks (the correlation needs the global batch).
+    """
+
+    def __init__(self, lambd: float = 0.0051) -> None:
+        super().__init__()
+        self.lambd = lambd
+
+    def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+        c = cross_correlation(z1, z2)
+        on_diag = (1.0 - torch.diagonal(c)).pow(2).sum()
+        off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
+        return on_diag + self.lambd * off_diag

@@ -1,0 +1,390 @@
+"""Roost (Goodall & Lee, "Predicting materials properties without crystal structure", Nat. Commun.
+11, 6280, 2020), on dense padded batches.
+
+A composition is a fully connected graph of its distinct elements (self-pairs included), node ``i``
+weighted by its fractional amount ``w_i``. Each message-passing layer updates node features with
+``elem_heads`` weighted soft-attention heads over all pairs (Eq. 2-4 of the paper)::
+
+    h_i' = h_i + mean_heads  sum_j  a_ij^t · f_t(h_i || h_j),
+    a_ij^t = w_j^{p_t} exp(g_t(h_i || h_j)) / sum_k w_k^{p_t} exp(g_t(h_i || h_k)),
+
+and ``cry_heads`` weighted attention pooling heads over nodes give the material vector (Eq. 5).
+``g_t`` (gate) and ``f_t`` (message) are per-head MLPs with LeakyReLU; ``p_t`` a learned power.
+
+Instead of scattering over edge lists, all pairs of a batch are one ``(B, N, N, ·)`` tensor. The first
+layer of ``g_t`` and ``f_t`` acting on ``h_i || h_j`` is split as ``W_s h_i + W_n h_j`` (node-sized
+matmuls, then a broadcast add), all heads of both networks run as one matmul, and the last linear
+layer of ``f_t`` is applied *after* the attention sum (it commutes with the weighted sum), so the
+widest per-pair work is one add and one activation. Outputs equal aviary's reference Roost (tested).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pretroost.data.batching import CompositionBatch
+from pretroost.data.elements import ELEMENT_FEATURES, ElementFeatureName, element_table
+
+__all__ = [
+    "ModelConfig",
+    "ResidualNetwork",
+    "RoostConfig",
+    "RoostEncoder",
+    "RoostModel",
+]
+
+_EPS = 1e-10  # as in the reference implementation's softmax denominators
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoostConfig:
+    """Hyperparameters of the Roost encoder; defaults are the paper's."""
+
+    elem_embedding: ElementFeatureName = "matscholar200"
+    elem_fea_len: int = 64
+    n_graph: int = 3
+    elem_heads: int = 3
+    elem_gate: tuple[int, ...] = (256,)
+    elem_msg: tuple[int, ...] = (256,)
+    cry_heads: int = 3
+    cry_gate: tuple[int, ...] = (256,)
+    cry_msg: tuple[int, ...] = (256,)
+
+    def __post_init__(self) -> None:
+        if self.elem_embedding not in ELEMENT_FEATURES:
+            raise ValueError(
+                f"unknown elem_embedding {self.elem_embedding!r}; valid: {', '.join(ELEMENT_FEATURES)}"
+            )
+        for name in ("elem_gate", "elem_msg", "cry_gate", "cry_msg"):
+            hidden = tuple(getattr(self, name))
+            object.__setattr__(self, name, hidden)
+            if not hidden:
+                raise ValueError(f"{name} needs at least one hidden layer")
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RoostConfig:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+class MultiHeadMLP(nn.Module):
+    """``n_heads`` independent MLPs ``in_dim -> hidden... -> out_dim`` with LeakyReLU between layers
+    (the reference's ``SimpleNetwork``), their parameters stacked per head.
+
+    Parameters: ``weight_k`` (H, d_{k+1}, d_k) and ``bias_k`` (H, d_{k+1}) for layer ``k``.
+    """
+
+    def __init__(self, n_heads: int, in_dim: int, hidden: Sequence[int], out_dim: int) -> None:
+        super().__init__()
+        self.dims = [in_dim, *hidden, out_dim]
+        self.n_heads = n_heads
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.empty(n_heads, d_out, d_in))
+            for d_in, d_out in zip(self.dims[:-1], self.dims[1:], strict=True)
+        )
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.empty(n_heads, d_out)) for d_out in self.dims[1:]
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases
+        for w, b in zip(self.weights, self.biases, strict=True):
+            bound = 1.0 / math.sqrt(w.shape[-1])
+            nn.init.uniform_(w, -bound, bound)
+            nn.init.uniform_(b, -bound, bound)
+
+    def first_layer(self, x: Tensor, part: slice | None = None, bias: bool = True) -> Tensor:
+        """Pre-activation of layer 0 for all heads: x (M, d_in') -> (H, M, d_1).
+
+        ``part`` selects input columns of the first weight (for the split ``W_s h_i + W_n h_j``).
+        """
+        w = self.weights[0] if part is None else self.weights[0][..., part]
+        H, d1, din = w.shape
+        out = (x @ w.reshape(H * d1, din).T).view(-1, H, d1).transpose(0, 1)
+        return out + self.biases[0].unsqueeze(1) if bias else out
+
+    def rest(self, h: Tensor, upto: int | None = None) -> Tensor:
+        """Layers ``1 .. upto-1`` on the activated first hidden layer: (H, M, d_1) -> (H, M, d)."""
+        last = len(self.weights) if upto is None else upto
+        for k in range(1, last):
+            h = torch.baddbmm(self.biases[k].unsqueeze(1), h, self.weights[k].transpose(1, 2))
+            if k < len(self.weights) - 1:
+                h = F.leaky_relu(h)
+        return h
+
+
+def _weighted_softmax(gate: Tensor, weights_pow: Tensor, valid: Tensor) -> Tensor:
+    """``w^p exp(g) / (sum w^p exp(g) + eps)`` over the last dim, ignoring invalid entries."""
+    gate = gate.masked_fill(~valid, float("-inf"))
+    gate = gate - gate.amax(dim=-1, keepdim=True)
+    num = weights_pow * gate.exp()
+    return num / (num.sum(dim=-1, keepdim=True) + _EPS)
+
+
+def _weights_pow(weights: Tensor, mask: Tensor, power: Tensor) -> Tensor:
+    """(B, N) weights, (H,) powers -> (H, B, N) ``w^p``, zero at padding (never 0^p = inf)."""
+    w = torch.where(mask, weights, torch.ones_like(weights)).unsqueeze(0) ** power.view(-1, 1, 1)
+    return w * mask
+
+
+def _attend(
+    mlp_gate: MultiHeadMLP, mlp_msg: MultiHeadMLP, hg: Tensor, hm: Tensor, wp: Tensor, valid: Tensor
+) -> Tensor:
+    """Shared tail of both attention blocks. hg, hm: (H, ..., S, d_1) activated first layers over the
+    S attended items; wp, valid: broadcastable to (H, ..., S). Returns (H, ..., F): the weighted sum
+    of messages (the message net's last, linear layer applied after the sum)."""
+    lead = hg.shape[:-1]
+    gate = mlp_gate.rest(hg.reshape(lead[0], -1, hg.shape[-1])).view(lead)
+    attn = _weighted_softmax(gate, wp, valid)  # (H, ..., S)
+    m = mlp_msg.rest(hm.reshape(lead[0], -1, hm.shape[-1]), upto=len(mlp_msg.weights) - 1)
+    m = m.view(*lead, -1)
+    pooled = torch.matmul(attn.unsqueeze(-2), m).squeeze(-2)  # (H, ..., d)
+    H, d = pooled.shape[0], pooled.shape[-1]
+    out = torch.bmm(pooled.reshape(H, -1, d), mlp_msg.weights[-1].transpose(1, 2))
+    out = out.view(*pooled.shape[:-1], -1)
+    bias = mlp_msg.biases[-1].view(H, *([1] * (pooled.dim() - 2)), -1)
+    return out + attn.sum(dim=-1, keepdim=True) * bias
+
+
+class MessageLayer(nn.Module):
+    """One weighted soft-attention message-passing layer with residual update (Eq. 2-4)."""
+
+    def __init__(self, fea_len: int, n_heads: int, gate: Sequence[int], msg: Sequence[int]) -> None:
+        super().__init__()
+        self.gate = MultiHeadMLP(n_heads, 2 * fea_len, gate, 1)
+        self.msg = MultiHeadMLP(n_heads, 2 * fea_len, msg, fea_len)
+        self.power = nn.Parameter(torch.randn(n_heads))
+
+    def forward(self, x: Tensor, weights: Tensor, mask: Tensor) -> Tensor:
+        """x (B, N, F), weights (B, N), mask (B, N) -> (B, N, F)."""
+        B, N, Fl = x.shape
+        flat = x.reshape(B * N, Fl)
+        me, nbr = slice(0, Fl), slice(Fl, 2 * Fl)
+
+        def pairs(mlp: MultiHeadMLP) -> Tensor:  # (H, B, i, j, d_1) = act(W_s x_i + W_n x_j + b)
+            s = mlp.first_layer(flat, me, bias=False).view(-1, B, N, 1, mlp.dims[1])
+            t = mlp.first_layer(flat, nbr).view(-1, B, 1, N, mlp.dims[1])
+            return F.leaky_relu(s + t)
+
+        wp = _weights_pow(weights, mask, self.power).unsqueeze(2)  # (H, B, 1, j)
+        out = _attend(
+            self.gate, self.msg, pairs(self.gate), pairs(self.msg), wp, mask[None, :, None, :]
+        )
+        return x + out.mean(dim=0)
+
+
+class WeightedAttentionPooling(nn.Module):
+    """``cry_heads`` weighted attention pooling heads over the nodes of each graph (Eq. 5)."""
+
+    def __init__(self, fea_len: int, n_heads: int, gate: Sequence[int], msg: Sequence[int]) -> None:
+        super().__init__()
+        self.gate = MultiHeadMLP(n_heads, fea_len, gate, 1)
+        self.msg = MultiHeadMLP(n_heads, fea_len, msg, fea_len)
+        self.power = nn.Parameter(torch.randn(n_heads))
+
+    def forward(self, x: Tensor, weights: Tensor, mask: Tensor) -> Tensor:
+        """x (B, N, F), weights (B, N), mask (B, N) -> (B, F)."""
+        B, N, Fl = x.shape
+        flat = x.reshape(B * N, Fl)
+        hg = F.leaky_relu(self.gate.first_layer(flat)).view(-1, B, N, self.gate.dims[1])
+        hm = F.leaky_relu(self.msg.first_layer(flat)).view(-1, B, N, self.msg.dims[1])
+        wp = _weights_pow(weights, mask, self.power)  # (H, B, N)
+        return _attend(self.gate, self.msg, hg, hm, wp, mask[None]).mean(dim=0)
+
+
+class RoostEncoder(nn.Module):
+    """Composition -> material vector of length ``elem_fea_len``.
+
+    The element table (e.g. matscholar200) is a fixed buffer saved with the weights, so an artefact
+    does not depend on the installed package's copy of it.
+    """
+
+    def __init__(self, config: RoostConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or RoostConfig()
+        table, _ = element_table(config.elem_embedding)
+        self.register_buffer("element_table", torch.tensor(table), persistent=True)
+        self.embedding = nn.Linear(table.shape[1], config.elem_fea_len - 1)
+        self.graphs = nn.ModuleList(
+            MessageLayer(config.elem_fea_len, config.elem_heads, config.elem_gate, config.elem_msg)
+            for _ in range(config.n_graph)
+        )
+        self.pool = WeightedAttentionPooling(
+            config.elem_fea_len, config.cry_heads, config.cry_gate, config.cry_msg
+        )
+
+    @property
+    def out_dim(self) -> int:
+        return self.config.elem_fea_len
+
+    def node_features(
+        self, batch: CompositionBatch, input_mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Node features after message passing: (B, N, F), plus weights and mask (B, N).
+
+        ``input_mask`` (B, N) bool zeroes the input element vector of the marked nodes (their
+        fractional weights are kept) — the masking augmentation of the SSL objective.
+        """
+        fea = self.element_table[batch.z]  # (B, N, D)
+        if input_mask is not None:
+            fea = fea.masked_fill(input_mask.unsqueeze(-1), 0.0)
+        x = torch.cat([self.embedding(fea), batch.weights.unsqueeze(-1)], dim=-1)
+        for layer in self.graphs:
+            x = layer(x, batch.weights, batch.mask)
+        return x, batch.weights, batch.mask
+
+    def forward(self, batch: CompositionBatch, input_mask: Tensor | None = None) -> Tensor:
+        """(B, N) batch -> (B, elem_fea_len) material vectors."""
+        x, weights, mask = self.node_features(batch, input_mask)
+        return self.pool(x, weights, mask)
+
+
+class ResidualNetwork(nn.Module):
+    """``x <- act(fc(x)) + res(x)`` per hidden layer (``res`` a bias-free projection where widths
+    differ, else identity), then a linear output layer — Roost's output network."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        dims = [in_dim, *hidden]
+        self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
+        self.res_fcs = nn.ModuleList(
+            nn.Linear(a, b, bias=False) if a != b else nn.Identity()
+            for a, b in zip(dims[:-1], dims[1:], strict=True)
+        )
+        self.fc_out = nn.Linear(dims[-1], out_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for fc, res in zip(self.fcs, self.res_fcs, strict=True):
+            x = F.relu(fc(x)) + res(x)
+        return self.fc_out(x)
+
+
+TaskType = Literal["regression", "classification"]
+TASK_TYPES: tuple[str, ...] = ("regression", "classification")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """A Roost property model: encoder, residual trunk and output head.
+
+    ``robust`` (regression only) doubles the outputs: a mean and a log standard deviation per target
+    (Roost's heteroscedastic "robust" L1 loss, Kendall & Gal 2017). Classification is binary, one logit.
+    """
+
+    encoder: RoostConfig = field(default_factory=RoostConfig)
+    task_type: TaskType = "regression"
+    n_targets: int = 1
+    robust: bool = True
+    trunk_hidden: tuple[int, ...] = (1024, 512)
+    out_hidden: tuple[int, ...] = (256, 128, 64)
+
+    def __post_init__(self) -> None:
+        if self.task_type not in TASK_TYPES:
+            raise ValueError(
+                f"unknown task_type {self.task_type!r}; valid: {', '.join(TASK_TYPES)}"
+            )
+        if self.task_type == "classification" and self.robust:
+            object.__setattr__(self, "robust", False)
+        object.__setattr__(self, "trunk_hidden", tuple(self.trunk_hidden))
+        object.__setattr__(self, "out_hidden", tuple(self.out_hidden))
+        if not self.out_hidden:
+            raise ValueError("out_hidden needs at least one width (the trunk's output)")
+
+    def to_dict(self) -> dict:
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        d["encoder"] = self.encoder.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        d = dict(d)
+        enc = RoostConfig.from_dict(d.pop("encoder"))
+        return cls(encoder=enc, **{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+class RoostModel(nn.Module):
+    """Roost encoder -> ReLU(residual trunk) -> residual output network.
+
+    ``forward`` returns (B, n_out): ``n_targets`` values, followed by ``n_targets`` log-stds when
+    ``robust``; logits for classification.
+    """
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or ModelConfig()
+        self.encoder = RoostEncoder(config.encoder)
+        self.trunk = ResidualNetwork(
+            self.encoder.out_dim, config.out_hidden[0], config.trunk_hidden
+        )
+        n_out = config.n_targets * (2 if config.robust else 1)
+        self.head = ResidualNetwork(config.out_hidden[0], n_out, config.out_hidden[1:])
+
+    def forward(self, batch: CompositionBatch) -> Tensor:
+        return self.head(F.relu(self.trunk(self.encoder(batch))))
+
+    def embed(self, batch: CompositionBatch) -> Tensor:
+        """(B, elem_fea_len) material vectors."""
+        return self.encoder(batch)
+
+
+def _stack_heads(
+    sd: dict[str, Tensor], prefix: str, n_heads: int, net: str, mlp: MultiHeadMLP
+) -> dict:
+    """Stack the per-head ``SimpleNetwork`` tensors of a reference checkpoint into our layout."""
+    out = {}
+    n_layers = len(mlp.weights)
+    for k in range(n_layers):
+        name = f"fcs.{k}" if k < n_layers - 1 else "fc_out"
+        for kind, dest in (("weight", "weights"), ("bias", "biases")):
+            out[f"{dest}.{k}"] = torch.stack(
+                [sd[f"{prefix}.{h}.{net}.{name}.{kind}"] for h in range(n_heads)]
+            )
+    return out
+
+
+def from_aviary_state_dict(model: RoostModel, sd: dict[str, Tensor]) -> None:
+    """Load the weights of an ``aviary`` ``Roost`` (aviary-models >= 1.1, one regression target)
+    into ``model``, which must have the same hyperparameters. Used by the reference test and to
+    import checkpoints trained with aviary."""
+    ours: dict[str, Tensor] = {}
+    enc = model.encoder
+    ours["encoder.element_table"] = enc.element_table.clone()
+    ref_table = sd["elem_embedding.weight"]
+    ours["encoder.element_table"][: ref_table.shape[0]] = ref_table
+    for kind in ("weight", "bias"):
+        ours[f"encoder.embedding.{kind}"] = sd[f"material_nn.embedding.{kind}"]
+    for i, layer in enumerate(enc.graphs):
+        pre = f"material_nn.graphs.{i}.pooling"
+        heads = layer.power.shape[0]
+        for net, mlp, ours_net in (
+            ("gate_nn", layer.gate, "gate"),
+            ("message_nn", layer.msg, "msg"),
+        ):
+            for k, v in _stack_heads(sd, pre, heads, net, mlp).items():
+                ours[f"encoder.graphs.{i}.{ours_net}.{k}"] = v
+        ours[f"encoder.graphs.{i}.power"] = torch.cat([sd[f"{pre}.{h}.pow"] for h in range(heads)])
+    heads = enc.pool.power.shape[0]
+    pre = "material_nn.cry_pool"
+    for net, mlp, ours_net in (
+        ("gate_nn", enc.pool.gate, "gate"),
+        ("message_nn", enc.pool.msg, "msg"),
+    ):
+        for k, v in _stack_heads(sd, pre, heads, net, mlp).items():
+            ours[f"encoder.pool.{ours_net}.{k}"] = v
+    ours["encoder.pool.power"] = torch.cat([sd[f"{pre}.{h}.pow"] for h in range(heads)])
+    for key, value in sd.items():
+        if key.startswith("trunk_nn."):
+            ours["trunk." + key.removeprefix("trunk_nn.")] = value
+        elif key.startswith("output_nns.0."):
+            ours["head." + key.removeprefix("output_nns.0.")] = value
+    model.load_state_dict(ours, strict=True)
