@@ -123,7 +123,7 @@ def run_matbench_task(
                 "seconds": round(seconds, 2),
                 "git_sha": sha,
                 "machine": machine,
-            }  # fmt: skip
+            }
             for metric, value in scores.items()
         ]
         append_benchmark_rows(results_dir / "benchmark.jsonl", fold_rows)
