@@ -1,3 +1,38 @@
-"""pretroost: pretrain structure-agnostic Roost models and benchmark them on Matbench."""
+"""pretroost: pretrain structure-agnostic Roost models and benchmark them on Matbench.
+
+``import pretroost`` stays light (no torch); the public helpers below load on first use:
+
+- ``pretroost.load(DIR)`` / ``pretroost.from_pretrained(DIR)``: a :class:`~pretroost.predict.Predictor`
+  for a finetuned model, an ensemble or a pretrained encoder folder;
+- ``pretroost.RoostRegressor`` / ``pretroost.RoostClassifier``: scikit-learn estimators on formulas.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "load": ("pretroost.predict", "load"),
+    "from_pretrained": ("pretroost.predict", "from_pretrained"),
+    "RoostRegressor": ("pretroost.sklearn", "RoostRegressor"),
+    "RoostClassifier": ("pretroost.sklearn", "RoostClassifier"),
+}
+
+__all__ = ["RoostClassifier", "RoostRegressor", "__version__", "from_pretrained", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'pretroost' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

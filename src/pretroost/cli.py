@@ -17,6 +17,12 @@ log = logging.getLogger("pretroost.cli")
 
 EXAMPLES = {
     "data": "pretroost data fetch",
+    "corpus": "pretroost corpus build\n  pretroost corpus build --structures ../shared/data/structures/cdvae/perov_5/test.csv",
+    "pretrain": (
+        "pretroost pretrain --objective ssl --epochs 5 --out runs/ssl\n"
+        "  pretroost pretrain --objective structure --no-oqmd --structures "
+        "../shared/data/structures/cdvae/perov_5/val.csv --out runs/structure"
+    ),
     "finetune": (
         "pretroost finetune --task matbench_steels --folds 0 --epochs 50\n"
         "  pretroost finetune --task expt_gap --init runs/ssl --strategy ssl\n"
@@ -166,6 +172,87 @@ def _finetune_custom(args: argparse.Namespace, config) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------- corpus/pretrain
+
+
+def _default_corpus() -> Path:
+    from pretroost.paths import cache_dir
+
+    return cache_dir() / "corpus" / "oqmd-leakfree.npz"
+
+
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from pretroost.data.corpus import build_corpus
+
+    corpus = build_corpus(
+        oqmd=not args.no_oqmd, structures=args.structures, exclude=args.exclude or None,
+        include_matbench=args.include_matbench,
+    )  # fmt: skip
+    out = corpus.save(args.out or _default_corpus())
+    report = corpus.info.get("exclusion_report", {})
+    if report:
+        cols = sorted({c for row in report.values() for c in row})
+        lines = ["task".ljust(24) + "".join(c.rjust(max(14, len(c) + 2)) for c in cols)]
+        for task, row in report.items():
+            lines.append(
+                task.ljust(24)
+                + "".join(str(row.get(c, "")).rjust(max(14, len(c) + 2)) for c in cols)
+            )
+        sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.write(
+        f"corpus: {len(corpus)} compositions, hash {corpus.info['hash']}, "
+        f"{corpus.info.get('removed_total', 0)} Matbench compositions removed -> {out}\n"
+    )
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from pretroost.data.corpus import Corpus, build_corpus
+    from pretroost.models.roost import RoostConfig
+    from pretroost.objectives import SSLConfig, StructureConfig
+    from pretroost.pretrain import PretrainConfig, pretrain
+
+    if args.structures:
+        corpus = build_corpus(
+            oqmd=not args.no_oqmd, structures=args.structures, exclude=args.exclude or None
+        )
+    else:
+        corpus = Corpus.load(args.corpus or _default_corpus())
+    weights = (
+        tuple(
+            (n, float(w))
+            for n, w in zip(args.objective.split("+"), _floats(args.weights), strict=False)
+        )
+        if args.weights
+        else ()
+    )
+    config = PretrainConfig(
+        objective=args.objective,
+        encoder=RoostConfig(elem_embedding=args.elem_embedding),
+        train=_train_config(args),
+        ssl=SSLConfig(
+            mask_fraction=args.mask_fraction,
+            mask_both=args.mask_both,
+            amount_noise=args.amount_noise,
+        ),
+        structure=StructureConfig(teacher=args.teacher),
+        weights=weights,
+        max_compositions=args.max_compositions,
+    )
+    checkpoint = (
+        Path(args.checkpoint)
+        if args.checkpoint
+        else Path(args.out).with_name(Path(args.out).name + ".ckpt")
+    )
+    out = pretrain(corpus, config, args.out, checkpoint=checkpoint, resume=args.resume)
+    sys.stdout.write(f"pretrained {args.objective} encoder -> {out}\n")
+    return 0
+
+
+def _floats(text: str) -> list[float]:
+    return [float(t) for t in text.split(",") if t.strip()]
+
+
 # ------------------------------------------------------------------------------------------ main
 
 
@@ -235,12 +322,294 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-resume", dest="resume", action="store_false", help="redo folds that exist"
     )
 
+    p = add(
+        "corpus",
+        cmd_corpus,
+        "Build the leak-free pretraining corpus (OQMD minus Matbench compositions).",
+    )
+    p.add_argument("action", choices=["build"])
+    p.add_argument(
+        "--out", default=None, help="corpus file (default: <cache>/corpus/oqmd-leakfree.npz)"
+    )
+    p.add_argument(
+        "--exclude", nargs="*", default=None, help="Matbench tasks to exclude (default: all)"
+    )
+    p.add_argument("--include-matbench", action="store_true", help="exclude nothing")
+    p.add_argument(
+        "--structures", nargs="*", default=[], help="structure sets to add (CSV/json.gz/CIF dir)"
+    )
+    p.add_argument("--no-oqmd", action="store_true", help="only the structure sets")
+
+    p = add(
+        "pretrain",
+        cmd_pretrain,
+        "Pretrain a Roost encoder (ssl, fingerprint, structure or a combination).",
+    )
+    p.add_argument(
+        "--objective", default="ssl", help="ssl | fingerprint | structure | e.g. ssl+fingerprint"
+    )
+    p.add_argument("--out", required=True, help="artefact folder to write")
+    p.add_argument("--corpus", default=None, help="corpus from `pretroost corpus build`")
+    p.add_argument(
+        "--structures", nargs="*", default=[], help="structure sets for the structure objective"
+    )
+    p.add_argument(
+        "--no-oqmd", action="store_true", help="with --structures: only structure compositions"
+    )
+    p.add_argument(
+        "--exclude", nargs="*", default=None, help="Matbench tasks to exclude (default: all)"
+    )
+    p.add_argument("--teacher", default="crystal-twins", help="crystal-twins | chgnet")
+    p.add_argument("--weights", default=None, help="loss weights per objective, e.g. 1,0.5")
+    p.add_argument("--max-compositions", type=int, default=None, help="pretrain on a random subset")
+    p.add_argument("--mask-fraction", type=float, default=0.1)
+    p.add_argument("--mask-both", action="store_true")
+    p.add_argument("--amount-noise", type=float, default=0.0)
+    p.add_argument("--elem-embedding", default="matscholar200")
+    p.add_argument("--checkpoint", default=None, help="resumable checkpoint (default: <out>.ckpt)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    _add_train_args(p, epochs=10, batch_size=256, lr=1e-4)
+
     for extra in _EXTRA_COMMANDS:
         extra(add)
     return parser
 
 
 _EXTRA_COMMANDS: list[Callable] = []
+
+
+# ------------------------------------------------------------------- predict / embed / ensemble
+# (pretroost.predict and pretroost.ensemble; registered through _EXTRA_COMMANDS)
+
+EXAMPLES.update(
+    {
+        "predict": (
+            "pretroost predict --model models/demo formulas.csv -o preds.csv\n"
+            "  printf 'Fe2O3\\nNaCl\\n' | pretroost predict --model models/demo -"
+        ),
+        "embed": "pretroost embed --model runs/ssl formulas.csv -o emb.parquet",
+        "ensemble": (
+            "pretroost ensemble --data my.csv --target-col gap --n 5 --epochs 100 --out models/gap5"
+        ),
+    }
+)
+
+_MAX_LOGGED_BAD_ROWS = 20
+
+
+def _add_formula_input_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model folder (finetune/ensemble/pretrain --out)")
+    p.add_argument(
+        "input",
+        help="CSV with a formula column, a file with one formula per line, or - (standard input)",
+    )
+    p.add_argument(
+        "-o", "--output", default=None,
+        help="output file, .csv or .parquet by extension (default: CSV on standard output)",
+    )  # fmt: skip
+    p.add_argument("--formula-col", default="formula", help="formula column (default: formula)")
+    p.add_argument(
+        "--id-col", default=None,
+        help="id column copied to the output (default: 'id' when the input has one)",
+    )  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=1024, help="compositions per forward pass")
+    p.add_argument(
+        "--no-progress", dest="progress", action="store_const", const=False, default=None,
+        help="no progress bar (default: shown when stderr is a terminal)",
+    )  # fmt: skip
+
+
+def _read_formula_rows(args: argparse.Namespace):
+    """The input's ([id], formula) columns, the id column used (or None) and the line offset."""
+    from pretroost.predict import read_formula_input
+
+    df = read_formula_input(args.input, formula_col=args.formula_col)
+    offset = df.attrs.get("line_offset", 2)
+    id_col = args.id_col
+    if id_col is None and "id" in df.columns and args.formula_col != "id":
+        id_col = "id"
+    if id_col is not None and id_col not in df.columns:
+        raise ValueError(f"{args.input}: no id column {id_col!r}; columns: {list(df.columns)}")
+    if id_col is not None and df[id_col].duplicated().any():
+        log.warning("%s: the id column %r has duplicates", args.input, id_col)
+    keep = [c for c in (id_col, args.formula_col) if c is not None]
+    return df[keep].reset_index(drop=True), id_col, offset
+
+
+def _report_bad_rows(formulas: list, errors: list, offset: int, source: str) -> int:
+    """Log each bad row (row, line, formula, reason); returns how many rows were good."""
+    bad = [i for i, e in enumerate(errors) if e is not None]
+    for i in bad[:_MAX_LOGGED_BAD_ROWS]:
+        log.warning(
+            "%s: row %d (line %d): formula %r: %s", source, i, i + offset, formulas[i], errors[i]
+        )
+    if len(bad) > _MAX_LOGGED_BAD_ROWS:
+        more = len(bad) - _MAX_LOGGED_BAD_ROWS
+        log.warning("... and %d more bad rows (see the error column)", more)
+    n_good = len(errors) - len(bad)
+    log.info("%s: %d rows done, %d failed", source, n_good, len(bad))
+    if n_good == 0:
+        log.error("%s: no row could be used", source)
+    return n_good
+
+
+def _with_ids(df, id_col: str | None, result, formula_col: str):
+    import pandas as pd
+
+    result = result.reset_index(drop=True).rename(columns={"formula": formula_col})
+    return pd.concat([df[[id_col]], result], axis=1) if id_col else result
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pretroost.predict import load, write_table
+
+    model = load(args.model)
+    df, id_col, offset = _read_formula_rows(args)
+    formulas = df[args.formula_col].tolist()
+    pred = model.predict(formulas, batch_size=args.batch_size, progress=args.progress)
+    source = "<stdin>" if args.input == "-" else args.input
+    n_good = _report_bad_rows(formulas, pred["error"].tolist(), offset, source)
+    write_table(_with_ids(df, id_col, pred, args.formula_col), args.output)
+    return 0 if n_good else 1
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from pretroost.predict import load, write_table
+
+    model = load(args.model)
+    df, id_col, offset = _read_formula_rows(args)
+    formulas = df[args.formula_col].tolist()
+    emb = model.embed_frame(
+        formulas, member=args.member, batch_size=args.batch_size, progress=args.progress
+    )
+    source = "<stdin>" if args.input == "-" else args.input
+    n_good = _report_bad_rows(formulas, emb["error"].tolist(), offset, source)
+    write_table(_with_ids(df, id_col, emb, args.formula_col), args.output)
+    return 0 if n_good else 1
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from pretroost.data.batching import CompositionDataset
+    from pretroost.data.tables import read_formula_table
+    from pretroost.ensemble import fit_ensemble, uncertainty_scores
+    from pretroost.finetune import validate_targets
+    from pretroost.metrics import HEADLINE, score
+    from pretroost.utils import atomic_write_json
+
+    if not 0.0 <= args.test_fraction < 1.0:
+        raise ValueError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
+    config = _finetune_config(args)
+    df, comps = read_formula_table(
+        args.data, formula_col=args.formula_col, target_col=args.target_col, id_col=args.id_col
+    )
+    y = validate_targets(df[args.target_col].to_numpy(), args.task_type, source=str(args.data))
+    n = len(df)
+    perm = np.random.default_rng(args.seed).permutation(n)
+    n_test = max(1, int(round(args.test_fraction * n))) if args.test_fraction > 0 else 0
+    test = np.sort(perm[:n_test])
+    train_idx = np.setdiff1d(np.arange(n), test)
+    out = Path(args.out)
+    ens = fit_ensemble(
+        comps.subset(train_idx), y[train_idx], args.task_type, config, args.n, split=args.split,
+        checkpoint_dir=args.checkpoint_dir, resume=args.resume, name=out.name,
+    )  # fmt: skip
+    ens.info.update(source=str(args.data), n_test=len(test), test_seed=args.seed)
+    ens.save(out)
+    if not len(test):
+        sys.stdout.write(f"trained a {args.n}-member ensemble on all {n} rows -> {out}\n")
+        return 0
+    data = CompositionDataset(comps.subset(test))
+    pred = ens.predict_dataset(data)
+    key = "prob" if args.task_type == "classification" else "mean"
+    scores = score(args.task_type, y[test, 0], pred[key][:, 0])
+    if args.task_type == "regression":
+        scores.update(uncertainty_scores(y[test, 0], pred["mean"][:, 0], pred["std"][:, 0]))
+    headline = HEADLINE[args.task_type]
+    members = [
+        score(args.task_type, y[test, 0], m.predict_dataset(data)[key][:, 0])[headline]
+        for m in ens.members
+    ]
+    summary = {
+        "n_train": len(train_idx), "n_test": len(test), "ensemble": scores,
+        f"member_{headline}": members, f"member_{headline}_mean": float(np.mean(members)),
+    }  # fmt: skip
+    atomic_write_json(out / "metrics.json", summary)
+    sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+def _register_predict(add: Callable) -> None:
+    p = add("predict", cmd_predict, "Predict a property for each formula with a trained model.")
+    p.description = (
+        "Predict a property for each formula with a trained model (finetuned or ensemble).\n\n"
+        "Output: the id column (if any), the formula, then 'prediction' and 'std' (regression;\n"
+        "ensembles add 'std_aleatoric' and 'std_epistemic', 'std' being their total) or\n"
+        "'prediction' and 'probability' (classification), then 'error'. Rows keep the input\n"
+        "order. A formula that cannot be used keeps its row, with empty predictions and the\n"
+        "reason in 'error'; each is also logged with its row and line number.\n\n"
+        "Exit status: 0 if at least one row was predicted, 1 if none was (or on bad input)."
+    )
+    _add_formula_input_args(p)
+
+
+def _register_embed(add: Callable) -> None:
+    p = add("embed", cmd_embed, "Write the encoder's material vector for each formula.")
+    p.description = (
+        "Write the encoder's material vector for each formula (any model folder, pretrained\n"
+        "encoders included).\n\n"
+        "Output: the id column (if any), the formula, emb_0 .. emb_{d-1}, then 'error' (empty\n"
+        "vector and the reason for a formula that cannot be used). Rows keep the input order.\n\n"
+        "Exit status: 0 if at least one row was embedded, 1 if none was (or on bad input)."
+    )
+    _add_formula_input_args(p)
+    p.add_argument(
+        "--member", type=int, default=0,
+        help="ensembles: whose encoder (members' latent spaces differ; default 0)",
+    )  # fmt: skip
+
+
+def _register_ensemble(add: Callable) -> None:
+    p = add(
+        "ensemble", cmd_ensemble,
+        "Train a deep ensemble of Roost models on your CSV and save it as one model folder.",
+    )  # fmt: skip
+    p.description = (
+        "Train a deep ensemble (Lakshminarayanan et al. 2017) of N Roost models with seeds\n"
+        "seed, seed+1, ... on your CSV, save it as ONE model folder, and score it on a random\n"
+        "held-out test split (--test-fraction; 0 trains on all rows). Predictions carry\n"
+        "total, aleatoric and epistemic standard deviations (pretroost predict)."
+    )
+    src = p.add_argument_group("data")
+    src.add_argument("--data", required=True, help="your CSV of formulas and targets")
+    src.add_argument("--formula-col", default="formula")
+    src.add_argument("--target-col", default="target")
+    src.add_argument("--id-col", default=None)
+    src.add_argument("--task-type", default="regression", choices=["regression", "classification"])
+    src.add_argument(
+        "--test-fraction", type=float, default=0.2,
+        help="held out for scoring (default 0.2; 0: train on all rows, no scores)",
+    )  # fmt: skip
+    ens = p.add_argument_group("ensemble")
+    ens.add_argument("--n", type=int, default=5, help="members (default 5)")
+    ens.add_argument(
+        "--split", default="different", choices=["different", "same"],
+        help="members' validation splits: each its own (default) or one shared",
+    )  # fmt: skip
+    ens.add_argument("--checkpoint-dir", default=None, help="per-member resumable checkpoints")
+    ens.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
+    mdl = p.add_argument_group("model")
+    mdl.add_argument("--init", default="scratch", help="'scratch' or a pretrained model folder")
+    mdl.add_argument("--init-trunk", action="store_true", help="also load the pretrained trunk")
+    mdl.add_argument("--freeze-encoder", action="store_true", help="train only the output network")
+    mdl.add_argument("--encoder-lr-scale", type=float, default=1.0)
+    mdl.add_argument("--elem-embedding", default="matscholar200")
+    mdl.add_argument("--loss", default=None, choices=["robust", "l1", "bce"])
+    mdl.add_argument("--val-fraction", type=float, default=0.1)
+    _add_train_args(p, epochs=100)
+    p.add_argument("--out", required=True, help="model folder to write")
+
+
+_EXTRA_COMMANDS.extend([_register_predict, _register_embed, _register_ensemble])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

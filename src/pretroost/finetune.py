@@ -276,11 +276,25 @@ def build_model(
     )
     report = None
     if art is not None:
+        state = dict(art.state_dict)
         prefixes: tuple[str, ...] = ("encoder.",)
         if config.init_trunk:
             prefixes += ("trunk.",)
-        report = load_encoder_weights(model, art.state_dict, prefixes=prefixes)
+            state.update(_pretrained_trunk(art.state_dict))
+        report = load_encoder_weights(model, state, prefixes=prefixes)
     return model, report
+
+
+def _pretrained_trunk(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The trunk of the first objective head in a pretrained artefact, renamed ``trunk.*``."""
+    heads = sorted(
+        {k.split(".")[1] for k in state if k.startswith("parts.") and ".head.trunk." in k}
+    )
+    if not heads:
+        raise ValueError("--init-trunk: the pretrained artefact has no objective trunk")
+    prefix = f"parts.{heads[0]}.head.trunk."
+    log.info("initialising the trunk from %s*", prefix)
+    return {"trunk." + k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
 
 def fit(

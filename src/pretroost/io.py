@@ -77,6 +77,11 @@ def save_artefact(
         (tmp / "README.md").write_text(card)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; give the folder the usual permissions
+        for f in tmp.iterdir():
+            f.chmod(0o666 & ~umask)
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)

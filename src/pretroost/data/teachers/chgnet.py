@@ -101,7 +101,7 @@ class CHGNetTeacher(StructureTeacher):
         return self._fingerprint
 
     def embed(
-        self, structures: Sequence[Structure], *, batch_size: int = 32, progress: bool = True
+        self, structures: Sequence[Structure], *, batch_size: int = 16, progress: bool = True
     ) -> np.ndarray:
         """Embed structures with CHGNet (energy-only forward pass: no forces or stresses).
 

@@ -17,21 +17,29 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import torch
 from pymatgen.core import Structure
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
 from pretroost.data.structures import read_structures
 from pretroost.data.teachers.base import StructureTeacher
+from pretroost.data.teachers.cgcnn import CrystalGraph, CrystalTwinsTeacher, collate_graphs
 from pretroost.paths import SHARED_ENV, shared_data_dir
 from pretroost.utils import atomic_write_json, git_sha, machine_description
 
-__all__ = ["PHONONS_TARGET", "embed_timed", "ridge_probe", "run_probe"]
+__all__ = [
+    "PHONONS_TARGET",
+    "barlow_twins_consistency",
+    "embed_timed",
+    "ridge_probe",
+    "run_probe",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +48,32 @@ ALPHAS = np.logspace(-3, 5, 17)
 
 
 def ridge_probe(
-    X: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int = 0, alphas: Sequence[float] = ALPHAS
-) -> float:
-    """Mean R² of a standardised ridge regression under shuffled K-fold cross-validation.
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    alphas: Sequence[float] = ALPHAS,
+    scaler: str = "standard",
+    return_folds: bool = False,
+) -> float | np.ndarray:
+    """Mean R² of a ridge regression on scaled features under shuffled K-fold cross-validation.
 
-    Each training fold fits a StandardScaler on the features and a RidgeCV (efficient
-    leave-one-out choice of the penalty among ``alphas``); R² is measured on the held-out fold.
+    Each training fold fits the scaler on the features and a RidgeCV (efficient leave-one-out
+    choice of the penalty among ``alphas``); R² is measured on the held-out fold.
 
     Args:
         X: (n, d) features.
         y: (n,) target.
         folds: K.
         seed: shuffling seed of the folds.
+        scaler: ``"standard"`` (zero mean, unit variance: the probe) or ``"quantile"`` (each
+            feature mapped to a normal by its quantiles: a variant robust to a few extreme
+            embeddings, which a linear model otherwise extrapolates wildly).
+        return_folds: return the (K,) per-fold R² instead of their mean.
 
     Returns:
-        mean R² over the K held-out folds.
+        mean R² over the K held-out folds (or the per-fold values).
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).ravel()
@@ -62,21 +81,32 @@ def ridge_probe(
         raise ValueError(f"X must be (n, d) and y (n,); got {X.shape} and {y.shape}")
     if not (np.isfinite(X).all() and np.isfinite(y).all()):
         raise ValueError("X and y must be finite")
-    model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.asarray(alphas)))
+    scalers = {
+        "standard": StandardScaler,
+        "quantile": lambda: QuantileTransformer(
+            n_quantiles=min(200, len(X)), output_distribution="normal"
+        ),
+    }
+    if scaler not in scalers:
+        raise ValueError(f"unknown scaler {scaler!r}; valid: {sorted(scalers)}")
+    model = make_pipeline(scalers[scaler](), RidgeCV(alphas=np.asarray(alphas)))
     cv = KFold(n_splits=folds, shuffle=True, random_state=seed)
-    return float(np.mean(cross_val_score(model, X, y, cv=cv, scoring="r2")))
+    scores = cross_val_score(model, X, y, cv=cv, scoring="r2")
+    return scores if return_folds else float(np.mean(scores))
 
 
 def embed_timed(
-    teacher: StructureTeacher, structures: Sequence[Structure], *, batch_size: int = 64
+    teacher: StructureTeacher, structures: Sequence[Structure], *, warmup: int = 8
 ) -> tuple[np.ndarray, float]:
-    """Embed without caching and time it.
+    """Embed without caching and time it (after a warm-up call on ``warmup`` structures).
 
     Returns:
         ``(embeddings (n, dim), structures per second)``.
     """
+    if warmup:
+        teacher.embed(structures[:warmup], progress=False)
     t0 = time.perf_counter()
-    emb = teacher.embed(structures, batch_size=batch_size, progress=True)
+    emb = teacher.embed(structures, progress=True)
     dt = time.perf_counter() - t0
     return emb, len(structures) / max(dt, 1e-9)
 
@@ -88,6 +118,71 @@ def _atom_init_mean(structures: Sequence[Structure], table: np.ndarray) -> np.nd
     )
 
 
+def _augment(graph: CrystalGraph, rng: np.random.Generator, radius: float) -> CrystalGraph:
+    """One Crystal Twins pretraining view: zero the input features of floor(10%) (at least one)
+    of the atoms and keep a random ceil(90%) of each atom's (at most 12) real neighbours, the other
+    slots padded (index 0, distance radius + 1)."""
+    atom = graph.atom_fea.copy()
+    n = len(graph.nbr_idx)
+    atom[rng.choice(n, max(1, int(np.floor(0.1 * n))), replace=False)] = 0.0
+    dist = np.full_like(graph.nbr_dist, radius + 1.0)
+    idx = np.zeros_like(graph.nbr_idx)
+    n_real = (graph.nbr_dist <= radius).sum(axis=1)
+    for i in range(n):
+        keep = rng.choice(n_real[i], int(np.ceil(0.9 * n_real[i])), replace=False)
+        dist[i, : len(keep)] = graph.nbr_dist[i, keep]
+        idx[i, : len(keep)] = graph.nbr_idx[i, keep]
+    return CrystalGraph(atom, dist, idx)
+
+
+def _barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float) -> float:
+    """Barlow Twins loss (Zbontar et al., ICML 2021) of two (B, D) views, each L2-normalised
+    first as Crystal Twins did: sum_i (1 - C_ii)^2 + lambd sum_{i != j} C_ij^2, C the
+    cross-correlation of the batch-standardised views."""
+    z1 = torch.nn.functional.normalize(z1, dim=1)
+    z2 = torch.nn.functional.normalize(z2, dim=1)
+    z1 = (z1 - z1.mean(0)) / z1.std(0).clamp_min(1e-12)
+    z2 = (z2 - z2.mean(0)) / z2.std(0).clamp_min(1e-12)
+    c = z1.T @ z2 / len(z1)
+    diag = torch.diagonal(c)
+    return float(((1 - diag) ** 2).sum() + lambd * ((c**2).sum() - (diag**2).sum()))
+
+
+def barlow_twins_consistency(
+    teacher: CrystalTwinsTeacher,
+    structures: Sequence[Structure],
+    *,
+    batch_size: int = 64,
+    seed: int = 0,
+    lambd: float = 0.0051,
+) -> float:
+    """Mean Barlow Twins loss of the encoder's 256-d head on pairs of Crystal Twins-style views.
+
+    This is the objective the Barlow checkpoint was trained to minimise (``lambd`` from its
+    ``config.yaml``), so correctly loaded weights fed correctly built graphs score far lower than
+    a random encoder, or than the same weights fed wrongly built graphs (a wrong Gaussian width,
+    shuffled element features, ...). It checks the loading and the graph building directly,
+    whatever a downstream probe says.
+
+    Returns:
+        mean loss over batches of ``batch_size`` structures (lower is better).
+    """
+    rng = np.random.default_rng(seed)
+    graphs = [teacher.graph(s) for s in structures]
+    losses = []
+    with torch.inference_mode():
+        for lo in range(0, len(graphs) - batch_size + 1, batch_size):
+            chunk = graphs[lo : lo + batch_size]
+            views = []
+            for _ in range(2):
+                batch = collate_graphs([_augment(g, rng, teacher.config.radius) for g in chunk])
+                views.append(teacher.encoder(*batch, len(chunk))[1])
+            losses.append(_barlow_twins_loss(views[0], views[1], lambd))
+    if not losses:
+        raise ValueError(f"need at least batch_size={batch_size} structures")
+    return float(np.mean(losses))
+
+
 def run_probe(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -96,13 +191,16 @@ def run_probe(
     chgnet: bool = True,
     folds: int = 5,
     seed: int = 0,
+    random_seeds: Sequence[int] = (0, 1, 2),
 ) -> dict[str, Any]:
     """Probe the teachers on matbench_phonons.
 
-    Embeds the structures with the Crystal Twins Barlow teacher (projection head and pre-head
-    pooled layer), the same CGCNN randomly initialised (seed ``seed``), the SimSiam variant,
-    CHGNet (when ``chgnet`` and the package is installed) and a composition-only reference (mean
-    CGCNN element features), then scores each with :func:`ridge_probe`.
+    Embeds the structures with the Crystal Twins Barlow and SimSiam encoders (projection head and
+    pre-head pooled layer), the same CGCNN randomly initialised (``random_seeds``), CHGNet (when
+    ``chgnet`` and the package is installed) and a composition-only reference (mean CGCNN element
+    features); scores each with :func:`ridge_probe` (standardised features, plus the
+    quantile-scaled variant and per-fold values); and checks the Barlow loading with
+    :func:`barlow_twins_consistency` against a random encoder.
 
     Args:
         path: the ``matbench_phonons.json.gz``; ``None`` uses the shared data folder.
@@ -110,12 +208,11 @@ def run_probe(
         n: probe only the first n structures (``None``: all 1265).
         chgnet: also probe CHGNet.
         folds, seed: cross-validation settings.
+        random_seeds: seeds of the randomly initialised controls.
 
     Returns:
         the report: per teacher its dim, R², structures/s; plus machine, time, git commit.
     """
-    from pretroost.data.teachers.cgcnn import CrystalTwinsTeacher
-
     if path is None:
         root = shared_data_dir()
         if root is None:
@@ -123,26 +220,26 @@ def run_probe(
                 f"no shared data folder: set {SHARED_ENV} or pass the path of matbench_phonons"
             )
         path = root / "matbench" / "matbench_phonons.json.gz"
-    items = read_structures(path)
     from matminer.utils.io import load_dataframe_from_json
 
+    items = read_structures(path)
     y = load_dataframe_from_json(str(path), pbar=False)[PHONONS_TARGET].to_numpy(np.float64)
     structures = [s for _, s in items]
     if n is not None:
         structures, y = structures[:n], y[:n]
     log.info("probing %d structures from %s", len(structures), path)
 
-    teachers: dict[str, StructureTeacher] = {
-        "crystal_twins_barlow_head": CrystalTwinsTeacher(variant="barlow", layer="head"),
-        "random_cgcnn_barlow_head": CrystalTwinsTeacher(
-            "random", "barlow", layer="head", seed=seed
-        ),
-        "crystal_twins_barlow_pooled": CrystalTwinsTeacher(variant="barlow", layer="pooled"),
-        "random_cgcnn_barlow_pooled": CrystalTwinsTeacher(
-            "random", "barlow", layer="pooled", seed=seed
-        ),
-        "crystal_twins_simsiam_head": CrystalTwinsTeacher(variant="simsiam", layer="head"),
-    }
+    teachers: dict[str, StructureTeacher] = {}
+    for variant in ("barlow", "simsiam"):
+        for layer in ("head", "pooled"):
+            teachers[f"crystal_twins_{variant}_{layer}"] = CrystalTwinsTeacher(
+                variant=variant, layer=layer
+            )
+    for layer in ("head", "pooled"):
+        for s in random_seeds:
+            teachers[f"random_cgcnn_barlow_{layer}_seed{s}"] = CrystalTwinsTeacher(
+                "random", "barlow", layer=layer, seed=s
+            )
     if chgnet:
         try:
             from pretroost.data.teachers.chgnet import CHGNetTeacher
@@ -151,33 +248,61 @@ def run_probe(
         except ImportError as exc:
             log.warning("skipping CHGNet: %s", exc)
 
+    def score(X: np.ndarray) -> dict[str, Any]:
+        per_fold = ridge_probe(X, y, folds=folds, seed=seed, return_folds=True)
+        return {
+            "r2": float(np.mean(per_fold)),
+            "r2_folds": [round(float(v), 4) for v in per_fold],
+            "r2_quantile_scaled": ridge_probe(X, y, folds=folds, seed=seed, scaler="quantile"),
+        }
+
     results: dict[str, Any] = {}
     for key, teacher in teachers.items():
         emb, rate = embed_timed(teacher, structures)
-        r2 = ridge_probe(emb, y, folds=folds, seed=seed)
         results[key] = {
             "teacher": teacher.name,
             "fingerprint": teacher.fingerprint,
             "dim": teacher.dim,
-            "r2": r2,
-            "structures_per_s": rate,
+            **score(emb),
+            "structures_per_s": round(rate, 1),
         }
-        log.info("%s: R2 %.4f (%d-d, %.1f structures/s)", key, r2, teacher.dim, rate)
-    ref = _atom_init_mean(structures, teachers["crystal_twins_barlow_head"].atom_table)
+        log.info(
+            "%s: R2 %.4f (quantile-scaled %.4f; %d-d, %.0f structures/s)",
+            key,
+            results[key]["r2"],
+            results[key]["r2_quantile_scaled"],
+            teacher.dim,
+            rate,
+        )
+    barlow = cast(CrystalTwinsTeacher, teachers["crystal_twins_barlow_head"])
     results["composition_atom_init_mean"] = {
         "teacher": "mean of CGCNN atom_init features (composition only, no structure)",
-        "dim": int(ref.shape[1]),
-        "r2": ridge_probe(ref, y, folds=folds, seed=seed),
+        "dim": int(barlow.atom_table.shape[1]),
+        **score(_atom_init_mean(structures, barlow.atom_table)),
     }
+    n_bt = min(len(structures), 512)
+    random_head = cast(
+        CrystalTwinsTeacher, teachers[f"random_cgcnn_barlow_head_seed{random_seeds[0]}"]
+    )
+    consistency = {
+        "what": "mean Barlow Twins loss (lambda 0.0051) of the 256-d head on two Crystal Twins-style "
+        f"augmented views (mask 10% atoms, drop 10% edges) of the first {n_bt} structures, "
+        "batches of 64; lower = closer to the pretraining objective",
+        "crystal_twins_barlow": barlow_twins_consistency(barlow, structures[:n_bt], seed=seed),
+        "random_cgcnn": barlow_twins_consistency(random_head, structures[:n_bt], seed=seed),
+    }
+    rnd = [results[f"random_cgcnn_barlow_head_seed{s}"]["r2"] for s in random_seeds]
     report = {
         "task": "matbench_phonons",
         "target": PHONONS_TARGET,
         "n_structures": len(structures),
         "probe": f"StandardScaler + RidgeCV(alphas=logspace(-3, 5, 17)), {folds}-fold KFold "
-        f"(shuffle, seed {seed}), mean R2",
+        f"(shuffle, seed {seed}), mean R2 over folds; r2_quantile_scaled: QuantileTransformer "
+        "(normal) instead of StandardScaler",
         "results": results,
-        "trained_minus_random_r2": results["crystal_twins_barlow_head"]["r2"]
-        - results["random_cgcnn_barlow_head"]["r2"],
+        "trained_minus_random_r2_head": results["crystal_twins_barlow_head"]["r2"]
+        - float(np.mean(rnd)),
+        "barlow_twins_consistency": consistency,
         "machine": machine_description(),
         "git": git_sha(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

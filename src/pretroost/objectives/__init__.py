@@ -1,0 +1,106 @@
+"""Pretraining objectives behind one registry.
+
+Every objective maps a batch to ``{"loss": ...}`` (see :class:`~pretroost.objectives.base.Objective`).
+Adding a strategy = one new module with an ``Objective`` subclass + one line in :data:`OBJECTIVES`.
+Several objectives combine as ``"ssl+fingerprint+structure"``: one shared encoder, a weighted sum
+of losses (:class:`CombinedObjective`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor, nn
+
+from pretroost.data.batching import CompositionBatch
+from pretroost.models.roost import RoostEncoder
+from pretroost.objectives.base import EncoderViews, Objective
+from pretroost.objectives.fingerprint import FingerprintConfig, FingerprintObjective
+from pretroost.objectives.ssl import BarlowTwinsObjective, SSLConfig
+from pretroost.objectives.structure import StructureConfig, StructureObjective
+
+__all__ = [
+    "OBJECTIVES",
+    "CombinedObjective",
+    "FingerprintConfig",
+    "Objective",
+    "SSLConfig",
+    "StructureConfig",
+    "parse_objective",
+]
+
+OBJECTIVES: dict[str, type[Objective]] = {
+    "ssl": BarlowTwinsObjective,
+    "fingerprint": FingerprintObjective,
+    "structure": StructureObjective,
+}
+
+
+def parse_objective(spec: str) -> list[str]:
+    """``"ssl+fingerprint"`` -> ``["ssl", "fingerprint"]`` (validated, order kept, no repeats)."""
+    names = [s.strip() for s in spec.split("+") if s.strip()]
+    unknown = [n for n in names if n not in OBJECTIVES]
+    if not names or unknown:
+        raise ValueError(
+            f"unknown objective {spec!r}; valid: {', '.join(OBJECTIVES)} or a '+'-combination of them"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"objective {spec!r} names a strategy twice")
+    return names
+
+
+class CombinedObjective(nn.Module):
+    """One encoder trained by one or more objectives: ``loss = sum_k weight_k * loss_k``.
+
+    ``forward(batch) -> {"loss", "loss_<name>" per part}``. The plain encoder pass is shared by
+    all parts. Used for every pretraining run (a single strategy is a combination of one), so
+    artefacts always hold ``encoder.*`` and ``parts.<name>.*`` tensors.
+    """
+
+    def __init__(
+        self,
+        encoder: RoostEncoder,
+        names: list[str],
+        *,
+        configs: Mapping[str, Any] | None = None,
+        weights: Mapping[str, float] | None = None,
+        target_dims: Mapping[str, int] | None = None,
+    ) -> None:
+        super().__init__()
+        configs, weights, target_dims = (
+            dict(configs or {}),
+            dict(weights or {}),
+            dict(target_dims or {}),
+        )
+        self.encoder = encoder
+        self.names = list(names)
+        self.weights = {n: float(weights.get(n, 1.0)) for n in self.names}
+        self.parts = nn.ModuleDict(
+            {
+                n: OBJECTIVES[n](
+                    None,
+                    configs.get(n) or OBJECTIVES[n].Config(),
+                    in_dim=encoder.out_dim,
+                    target_dim=target_dims.get(n),
+                )
+                for n in self.names
+            }
+        )
+
+    @property
+    def spec(self) -> str:
+        return "+".join(self.names)
+
+    def forward(self, batch: CompositionBatch) -> dict[str, Tensor]:
+        views = EncoderViews(self.encoder, batch)
+        out: dict[str, Tensor] = {}
+        total = None
+        for name, part in self.parts.items():
+            loss = part.compute(batch, views)["loss"]
+            out[f"loss_{name}"] = loss.detach()
+            term = self.weights[name] * loss
+            total = term if total is None else total + term
+        assert total is not None
+        out["loss"] = total
+        return out

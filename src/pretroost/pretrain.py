@@ -1,0 +1,182 @@
+"""Pretraining a Roost encoder on unlabeled compositions with one or more objectives, and writing
+the release artefact that finetuning loads (``pretroost finetune --init DIR``)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pretroost.data.batching import CompositionDataset, check_elements
+from pretroost.data.corpus import Corpus
+from pretroost.io import save_artefact
+from pretroost.models.roost import RoostConfig, RoostEncoder
+from pretroost.objectives import (
+    OBJECTIVES,
+    CombinedObjective,
+    FingerprintConfig,
+    SSLConfig,
+    StructureConfig,
+    parse_objective,
+)
+from pretroost.objectives.base import RegressionObjective
+from pretroost.train import TrainConfig, train
+from pretroost.utils import git_sha, machine_description, seed_everything
+
+__all__ = ["PretrainConfig", "pretrain"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PretrainConfig:
+    """A pretraining run.
+
+    Attributes:
+        objective: ``"ssl"``, ``"fingerprint"``, ``"structure"`` or a ``+``-combination.
+        weights: loss weight per objective name (default 1 each).
+        val_fraction: share of the corpus held out to monitor the loss (and pick the best epoch).
+        max_compositions: pretrain on a random subset of this size (None: whole corpus).
+    """
+
+    objective: str = "ssl"
+    encoder: RoostConfig = field(default_factory=RoostConfig)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=10, batch_size=256, lr=1e-4)
+    )
+    ssl: SSLConfig = field(default_factory=SSLConfig)
+    fingerprint: FingerprintConfig = field(default_factory=FingerprintConfig)
+    structure: StructureConfig = field(default_factory=StructureConfig)
+    weights: tuple[tuple[str, float], ...] = ()
+    val_fraction: float = 0.01
+    max_compositions: int | None = None
+
+    def __post_init__(self) -> None:
+        parse_objective(self.objective)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["encoder"] = self.encoder.to_dict()
+        d["weights"] = dict(self.weights)
+        return d
+
+
+def _card(config: dict) -> str:
+    c = config
+    corpus = c["corpus"]
+    return "\n".join(
+        [
+            f"# pretroost pretrained Roost encoder: `{c['objective']}`",
+            "",
+            f"- objective(s): {c['objective']} (weights {c['weights']}); Huang, Magar & Barati "
+            "Farimani, J. Chem. Inf. Model. 64, 627 (2024)",
+            f"- corpus: {corpus.get('size')} compositions (hash {corpus.get('hash')}; sources "
+            f"{corpus.get('sources')}; Matbench tasks excluded: {len(corpus.get('excluded_tasks', []))})",
+            f"- rows with a teacher target: {c.get('n_with_structure', 'n/a')}",
+            f"- epochs: {c['epochs_run']} (best {c['best_epoch']}), batch {c['train']['batch_size']}, "
+            f"lr {c['train']['lr']}",
+            f"- final train loss {c['final_train_loss']:.5g}; best held-out loss {c['best_val_loss']:.5g}",
+            f"- wall time {c['seconds']:.0f} s on {c['machine']}",
+            f"- git SHA {c['git_sha']}",
+            "",
+            "Load the encoder into a property model with `pretroost finetune --init <this folder>`.",
+            "",
+        ]
+    )
+
+
+def pretrain(
+    corpus: Corpus,
+    config: PretrainConfig,
+    out: str | Path,
+    *,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+) -> Path:
+    """Pretrain an encoder on ``corpus`` and write the artefact folder ``out``."""
+    t0 = time.perf_counter()
+    seed_everything(config.train.seed)
+    names = parse_objective(config.objective)
+    check_elements(corpus.comps, config.encoder.elem_embedding)
+    rng = np.random.default_rng(config.train.seed)
+    if config.max_compositions is not None and config.max_compositions < len(corpus):
+        corpus = corpus.subset(
+            np.sort(rng.choice(len(corpus), config.max_compositions, replace=False))
+        )
+    sub_configs = {
+        "ssl": config.ssl,
+        "fingerprint": config.fingerprint,
+        "structure": config.structure,
+    }
+    targets: dict[str, np.ndarray] = {}
+    for n in names:
+        log.info("preparing %s targets for %d compositions", n, len(corpus))
+        targets.update(OBJECTIVES[n].prepare_targets(corpus, sub_configs[n]))
+    n_struct = None
+    if "structure_mask" in targets:
+        n_struct = int(targets["structure_mask"].sum())
+        if names == ["structure"]:  # alone, only compositions with a structure carry signal
+            keep = np.flatnonzero(targets["structure_mask"])
+            corpus = corpus.subset(keep)
+            targets = {k: v[keep] for k, v in targets.items()}
+        if n_struct == 0:
+            raise ValueError("no corpus composition has a structure: check the structure files")
+    target_dims = {
+        n: targets[OBJECTIVES[n].target_keys[0]].shape[1]
+        for n in names
+        if OBJECTIVES[n].target_keys
+    }
+    encoder = RoostEncoder(config.encoder)
+    module = CombinedObjective(
+        encoder, names, configs=sub_configs, weights=dict(config.weights), target_dims=target_dims
+    )
+    perm = rng.permutation(len(corpus))
+    n_val = int(round(config.val_fraction * len(corpus))) if len(corpus) >= 100 else 0
+    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    for part in module.parts.values():
+        if isinstance(part, RegressionObjective):
+            part.set_scaler(targets[part.target_key][train_idx])
+    data = CompositionDataset(corpus.comps, targets)
+    train_data = CompositionDataset(
+        corpus.comps.subset(train_idx), {k: v[train_idx] for k, v in targets.items()}
+    )
+    val_data = (
+        CompositionDataset(
+            corpus.comps.subset(val_idx), {k: v[val_idx] for k, v in targets.items()}
+        )
+        if n_val
+        else None
+    )
+    del data
+    log.info("pretraining %s on %d compositions (%d held out)", module.spec, len(train_idx), n_val)
+    result = train(
+        module, train_data, config.train, val_data=val_data, checkpoint=checkpoint,
+        resume=resume, progress=progress, description=f"pretrain {module.spec}",
+    )  # fmt: skip
+    history = result.history
+    art_config = {
+        "kind": "pretrained",
+        "objective": module.spec,
+        "encoder": config.encoder.to_dict(),
+        "objectives": {n: asdict(sub_configs[n]) for n in names},
+        "weights": module.weights,
+        "target_dims": target_dims,
+        "pretrain": config.to_dict(),
+        "train": config.train.to_dict(),
+        "corpus": {k: v for k, v in corpus.info.items() if k != "exclusion_report"},
+        "exclusion_report": corpus.info.get("exclusion_report", {}),
+        "n_with_structure": n_struct,
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "final_train_loss": history[-1]["train_loss"] if history else float("nan"),
+        "best_val_loss": result.best_score if val_data is not None else float("nan"),
+        "history": history,
+        "seconds": time.perf_counter() - t0,
+        "machine": machine_description(),
+        "git_sha": git_sha(),
+    }
+    return save_artefact(out, module, art_config, card=_card(art_config))
