@@ -23,6 +23,8 @@ EXAMPLES = {
         "  pretroost pretrain --objective structure --no-oqmd --structures "
         "../shared/data/structures/cdvae/perov_5/val.csv --out runs/structure"
     ),
+    "bench": "pretroost bench --preset budget\n  pretroost bench --preset smoke --strategies scratch ssl",
+    "report": "pretroost report --results-dir results",
     "finetune": (
         "pretroost finetune --task matbench_steels --folds 0 --epochs 50\n"
         "  pretroost finetune --task expt_gap --init runs/ssl --strategy ssl\n"
@@ -249,6 +251,26 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pretroost.bench import STRATEGIES, run_bench
+
+    out = run_bench(
+        args.preset, strategies=args.strategies or STRATEGIES, tasks=args.tasks or None,
+        include_large=args.include_large, results_dir=args.results_dir, runs_dir=args.runs_dir,
+        structures=args.structures or None, data_efficiency=not args.no_data_efficiency,
+    )  # fmt: skip
+    sys.stdout.write(out.read_text())
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pretroost.report import write_report
+
+    out = write_report(args.results_dir)
+    sys.stdout.write(out.read_text())
+    return 0
+
+
 def _floats(text: str) -> list[float]:
     return [float(t) for t in text.split(",") if t.strip()]
 
@@ -369,6 +391,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="resumable checkpoint (default: <out>.ckpt)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     _add_train_args(p, epochs=10, batch_size=256, lr=1e-4)
+
+    p = add(
+        "bench",
+        cmd_bench,
+        "Run (or resume) the pretraining-vs-scratch Matbench matrix and write the report.",
+    )
+    p.add_argument(
+        "--preset", default="budget", help="budget (2-core CPU, ~2 h), paper (GPU), smoke"
+    )
+    p.add_argument(
+        "--strategies",
+        nargs="*",
+        default=None,
+        help="subset of: scratch ssl fingerprint structure ssl+fingerprint+structure",
+    )
+    p.add_argument("--tasks", nargs="*", default=None, help="override the preset's tasks")
+    p.add_argument("--include-large", action="store_true", help="also the mp_* tasks")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--runs-dir", default=None, help="pretrained artefacts (default runs/<preset>)")
+    p.add_argument("--structures", nargs="*", default=None, help="structure sets for the teacher")
+    p.add_argument("--no-data-efficiency", action="store_true")
+
+    p = add(
+        "report", cmd_report, "Rebuild results/README.md and plots from results/benchmark.jsonl."
+    )
+    p.add_argument("--results-dir", default="results")
 
     for extra in _EXTRA_COMMANDS:
         extra(add)

@@ -101,7 +101,8 @@ def uncertainty_scores(y_true: np.ndarray, mean: np.ndarray, std: np.ndarray) ->
         return {}
     err = np.abs(y_true[ok] - mean[ok])
     s = std[ok]
-    rho = spearmanr(err, s).statistic if ok.sum() > 2 else float("nan")
+    varied = ok.sum() > 2 and np.ptp(err) > 0 and np.ptp(s) > 0
+    rho = float(spearmanr(err, s).statistic) if varied else float("nan")
     nll = 0.5 * np.log(2 * np.pi * s**2) + 0.5 * (err / s) ** 2
     return {
         "coverage_1sigma": float(np.mean(err <= s)),

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 
 __all__ = ["RoostClassifier", "RoostRegressor"]
@@ -260,6 +260,10 @@ class RoostRegressor(RegressorMixin, _RoostEstimator):
         """Train on formulas ``X`` and targets ``y`` (n,) or (n, T); returns ``self``."""
         from pretroost.finetune import validate_targets
 
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
         y_arr = np.asarray(y)
         if y_arr.ndim not in (1, 2):
             raise ValueError(f"y must be 1-D or 2-D, got shape {y_arr.shape}")
@@ -301,13 +305,22 @@ class RoostClassifier(ClassifierMixin, _RoostEstimator):
 
     def fit(self, X, y) -> RoostClassifier:
         """Train on formulas ``X`` and binary labels ``y``; returns ``self``."""
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
+        y_type = type_of_target(y, input_name="y")
+        if y_type != "binary":
+            raise ValueError(
+                f"Only binary classification is supported. The type of the target is {y_type}."
+            )
         classes = np.unique(y)
         if len(classes) != 2:
             raise ValueError(
-                f"RoostClassifier is binary: y needs exactly 2 classes, got {len(classes)} "
-                f"({classes.tolist()[:10]})"
+                f"{type(self).__name__} needs 2 classes to learn from; y has 1 class "
+                f"({classes.tolist()})"
             )
         self._train(X, (y == classes[1]).astype(np.float64).reshape(-1, 1))
         self.classes_ = classes
@@ -325,4 +338,5 @@ class RoostClassifier(ClassifierMixin, _RoostEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Labels from ``classes_``: ``classes_[1]`` where its probability exceeds 0.5."""
-        return self.classes_[(self.predict_proba(X)[:, 1] > 0.5).astype(int)]
+        positive = self.predict_proba(X)[:, 1] > 0.5
+        return self.classes_[positive.astype(int)]

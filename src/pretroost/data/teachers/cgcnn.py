@@ -34,7 +34,8 @@ cross-correlation of its dimensions to the identity, so the 256 dimensions are d
 informative), it is the same width for both variants, and it is the "256-d output" our issue and the
 MML setup regress. ``layer="pooled"`` returns the pre-head h-d vector, which is what Crystal Twins
 fine-tunes from (their fine-tuning model drops ``fc_head``); contrastive-learning practice often
-finds it the better general-purpose feature, so the probe reports both. Note the head output is
+finds it the better general-purpose feature, so the probe reports both (on matbench_phonons they
+score alike: ridge R² 0.60 head, 0.61 pooled). Note the head output is
 not batch-normalised (the loss normalises it), so a student regressing it should standardise each
 target dimension.
 """
@@ -283,6 +284,8 @@ class CGCNNConv(nn.Module):
 
 class CGCNNEncoder(nn.Module):
     """CGCNN encoder with the Crystal Twins projection head (parameter names match their files)."""
+
+    centres: torch.Tensor  # (K,) Gaussian centres, a non-persistent buffer
 
     def __init__(self, config: CGCNNConfig = CGCNNConfig()) -> None:
         super().__init__()

@@ -1,0 +1,212 @@
+"""``pretroost bench``: the paper's experiment as one resumable command.
+
+For a preset, every pretrained strategy is pretrained once on the leak-free corpus, then every
+(strategy, task, fold) cell is finetuned with exactly the scratch recipe (same splits, epochs,
+optimiser, schedule and seeds) and scored; data-efficiency curves repeat that on nested fractions
+of each training fold. Finished cells are skipped, so an interrupted run continues where it stopped.
+
+Leakage: SSL and FL pretrain on OQMD minus every Matbench composition. The offline structure sets
+(perov_5) are the same materials as matbench_perovskites, so the structure teacher's corpus
+excludes every Matbench task *except* perovskites, and structure-based strategies are not evaluated
+on perovskites (there is no leak-free structure corpus for it); the report says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pretroost.data.corpus import Corpus, build_corpus
+from pretroost.data.matbench import COMPOSITION_TASKS, LARGE_TASKS, SMALL_STRUCTURE_TASKS, get_task
+from pretroost.finetune import FinetuneConfig
+from pretroost.paths import cache_dir, shared_data_dir
+from pretroost.pretrain import PretrainConfig, pretrain
+from pretroost.train import TrainConfig
+
+__all__ = ["PRESETS", "STRATEGIES", "BenchPreset", "run_bench"]
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("scratch", "ssl", "fingerprint", "structure", "ssl+fingerprint+structure")
+STRUCTURE_SETS = ("structures/cdvae/perov_5/val.csv", "structures/cdvae/perov_5/test.csv")
+#: tasks whose compositions are the structure sets' own materials (no leak-free structure corpus)
+STRUCTURE_OVERLAP_TASKS = ("matbench_perovskites",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchPreset:
+    """A declared experiment matrix and its compute budget."""
+
+    name: str
+    pretrain: TrainConfig
+    finetune: TrainConfig
+    max_compositions: int | None = None
+    tasks: tuple[str, ...] = COMPOSITION_TASKS
+    data_efficiency_tasks: tuple[str, ...] = ()
+    fractions: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0)
+    folds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    structure_epochs: int | None = None  # the small structure corpus may need more epochs
+
+
+PRESETS: dict[str, BenchPreset] = {
+    # finishes the composition tasks on a 2-core CPU in about two hours (see results/README.md)
+    "budget": BenchPreset(
+        name="budget",
+        pretrain=TrainConfig(epochs=3, batch_size=256, lr=1e-4, warmup_epochs=0),
+        finetune=TrainConfig(epochs=40, batch_size=128, lr=3e-4),
+        structure_epochs=30,
+        data_efficiency_tasks=("matbench_expt_gap", "matbench_steels"),
+    ),
+    # the full recipe, for a GPU or a long CPU run
+    "paper": BenchPreset(
+        name="paper",
+        pretrain=TrainConfig(epochs=50, batch_size=512, lr=1e-4, warmup_epochs=1),
+        finetune=TrainConfig(epochs=300, batch_size=128, lr=3e-4),
+        structure_epochs=200,
+        tasks=COMPOSITION_TASKS + SMALL_STRUCTURE_TASKS,
+        data_efficiency_tasks=(
+            "matbench_expt_gap",
+            "matbench_steels",
+            "matbench_phonons",
+            "matbench_log_kvrh",
+        ),  # fmt: skip
+    ),
+    # seconds: for tests and for trying the command
+    "smoke": BenchPreset(
+        name="smoke",
+        pretrain=TrainConfig(epochs=1, batch_size=64, lr=1e-4),
+        finetune=TrainConfig(epochs=2, batch_size=64, lr=3e-4),
+        max_compositions=300,
+        structure_epochs=1,
+        tasks=("matbench_steels",),
+        folds=(0,),
+        data_efficiency_tasks=("matbench_steels",),
+        fractions=(0.5, 1.0),
+    ),
+}
+
+
+@dataclass
+class BenchPlan:
+    preset: BenchPreset
+    strategies: tuple[str, ...]
+    tasks: tuple[str, ...]
+    results_dir: Path
+    runs_dir: Path
+    structures: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _structure_files(explicit: Sequence[str] | None) -> tuple[str, ...]:
+    if explicit:
+        return tuple(explicit)
+    root = shared_data_dir()
+    if root is None:
+        raise FileNotFoundError(
+            "structure strategies need the structure sets: set PRETROOST_SHARED_DATA or pass --structures"
+        )
+    return tuple(str(root / p) for p in STRUCTURE_SETS)
+
+
+def _pretrained(plan: BenchPlan, strategy: str, *, progress: bool | None) -> Path:
+    """Pretrain ``strategy`` once (skipped if its artefact exists); returns the artefact folder."""
+    out = plan.runs_dir / strategy.replace("+", "_")
+    if (out / "config.json").is_file():
+        log.info("bench: %s already pretrained (%s)", strategy, out)
+        return out
+    preset = plan.preset
+    uses_structure = "structure" in strategy
+    if uses_structure:
+        from pretroost.data.matbench import TASKS
+
+        exclude = [t for t in TASKS if t not in STRUCTURE_OVERLAP_TASKS]
+        corpus = build_corpus(
+            oqmd=strategy != "structure",
+            structures=_structure_files(plan.structures),
+            exclude=exclude,
+        )
+    else:
+        path = cache_dir() / "corpus" / "oqmd-leakfree.npz"
+        if not path.is_file():
+            build_corpus().save(path)
+        corpus = Corpus.load(path)
+    train_cfg = preset.pretrain
+    if strategy == "structure" and preset.structure_epochs is not None:
+        train_cfg = replace(train_cfg, epochs=preset.structure_epochs)
+    config = PretrainConfig(
+        objective=strategy, train=train_cfg, max_compositions=preset.max_compositions
+    )
+    t0 = time.perf_counter()
+    pretrain(
+        corpus,
+        config,
+        out,
+        checkpoint=out.with_name(out.name + ".ckpt"),
+        resume=True,
+        progress=progress,
+    )
+    log.info("bench: pretrained %s in %.0f s", strategy, time.perf_counter() - t0)
+    return out
+
+
+def run_bench(
+    preset: str | BenchPreset = "budget",
+    *,
+    strategies: Sequence[str] = STRATEGIES,
+    tasks: Sequence[str] | None = None,
+    include_large: bool = False,
+    results_dir: str | Path = "results",
+    runs_dir: str | Path | None = None,
+    structures: Sequence[str] | None = None,
+    data_efficiency: bool = True,
+    progress: bool | None = None,
+) -> Path:
+    """Run (or resume) the matrix and write the report; returns the report path."""
+    from pretroost.benchmark import run_matbench_task
+    from pretroost.report import write_report
+
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+        preset = PRESETS[preset]
+    bad = [s for s in strategies if s not in STRATEGIES]
+    if bad:
+        raise ValueError(f"unknown strategies {bad}; valid: {', '.join(STRATEGIES)}")
+    task_list = tuple(get_task(t).name for t in (tasks or preset.tasks))
+    if include_large:
+        task_list += tuple(t for t in LARGE_TASKS if t not in task_list)
+    results_dir = Path(results_dir)
+    plan = BenchPlan(
+        preset, tuple(strategies), task_list, results_dir,
+        Path(runs_dir) if runs_dir else Path("runs") / preset.name, tuple(structures or ()),
+    )  # fmt: skip
+    inits = {
+        s: "scratch" if s == "scratch" else str(_pretrained(plan, s, progress=progress))
+        for s in strategies
+    }
+    ft = FinetuneConfig(train=preset.finetune)
+    for task in task_list:
+        for s in strategies:
+            if "structure" in s and task in STRUCTURE_OVERLAP_TASKS:
+                log.warning("bench: %s on %s skipped (no leak-free structure corpus)", s, task)
+                continue
+            run_matbench_task(
+                task, replace(ft, init=inits[s]), strategy=s, folds=preset.folds,
+                results_dir=results_dir, progress=progress,
+            )  # fmt: skip
+    if data_efficiency:
+        for task in preset.data_efficiency_tasks:
+            for frac in preset.fractions:
+                if frac >= 1.0:  # the full-data point is the main matrix's cell
+                    continue
+                for s in strategies:
+                    if "structure" in s and task in STRUCTURE_OVERLAP_TASKS:
+                        continue
+                    run_matbench_task(
+                        task, replace(ft, init=inits[s]), strategy=s, folds=preset.folds,
+                        results_dir=results_dir / "data_efficiency" / f"fraction_{frac:g}",
+                        fraction=frac, progress=progress,
+                    )  # fmt: skip
+    return write_report(results_dir, preset=preset.name)
