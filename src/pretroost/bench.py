@@ -209,4 +209,4 @@ def run_bench(
                         results_dir=results_dir / "data_efficiency" / f"fraction_{frac:g}",
                         fraction=frac, progress=progress,
                     )  # fmt: skip
-    return write_report(results_dir, preset=preset.name)
+    return write_report(results_dir, preset=preset.name, runs_dir=plan.runs_dir)

@@ -76,8 +76,17 @@ def _leaderboard_lines(task: str) -> list[str]:
     return lines
 
 
-def write_report(results_dir: str | Path = "results", *, preset: str | None = None) -> Path:
-    """Write ``README.md``, ``summary.json`` and plots under ``results_dir``; returns README path."""
+def write_report(
+    results_dir: str | Path = "results",
+    *,
+    preset: str | None = None,
+    runs_dir: str | Path | None = None,
+) -> Path:
+    """Write ``README.md``, ``summary.json`` and plots under ``results_dir``; returns README path.
+
+    With ``runs_dir`` (the pretrained artefacts of ``pretroost bench``), also a PCA map of the
+    encoders' material vectors for one task.
+    """
     results_dir = Path(results_dir)
     rows = read_benchmark_rows(results_dir / "benchmark.jsonl")
     table = headline_table(rows)
@@ -130,6 +139,24 @@ def write_report(results_dir: str | Path = "results", *, preset: str | None = No
             for s, c in cells.items()
         }
     plots = _plots(results_dir, table)
+    for task, cells in sorted(table.items()):  # parity / ROC of the best strategy per task
+        lower = HEADLINE[get_task(task).task_type] != "rocauc"
+        best = sorted(cells, key=lambda s: cells[s]["mean"] * (1 if lower else -1))[0]
+        p = plot_parity_or_roc(results_dir, best, task)
+        if p is not None:
+            plots.append(p)
+    if runs_dir is not None and Path(runs_dir).is_dir() and table:
+        encoders: dict[str, str | None] = {"scratch (untrained)": None}
+        for folder in sorted(Path(runs_dir).iterdir()):
+            if (folder / "config.json").is_file():
+                encoders[folder.name] = str(folder)
+        task = "matbench_expt_gap" if "matbench_expt_gap" in table else sorted(table)[0]
+        if len(encoders) > 1:
+            plots.append(
+                plot_embedding_map(
+                    encoders, task, results_dir / "plots" / f"{task}_embedding_map.png"
+                )
+            )
     lines += [f"![{p.stem}]({p.relative_to(results_dir)})" for p in plots]
     de = _data_efficiency(results_dir, rows)
     if de:
@@ -253,3 +280,118 @@ def _plot_data_efficiency(results_dir: Path, de: dict[str, dict]) -> list[Path]:
 
 def load_summary(results_dir: str | Path = "results") -> dict:
     return json.loads((Path(results_dir) / "summary.json").read_text())
+
+
+def plot_parity_or_roc(results_dir: str | Path, strategy: str, task: str) -> Path | None:
+    """Parity plot (regression) or ROC curve (classification) of a strategy's out-of-fold test
+    predictions pooled over folds; returns the PNG path (None if no predictions)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from pretroost.data.matbench import load_task
+
+    results_dir = Path(results_dir)
+    files = sorted((results_dir / strategy / "predictions" / task).glob("fold_*.csv"))
+    if not files:
+        return None
+    pred = pd.concat([pd.read_csv(f) for f in files]).set_index("id")
+    truth = load_task(task)["target"].loc[pred.index]
+    meta = get_task(task)
+    fig, ax = plt.subplots(figsize=(4, 4))
+    if meta.task_type == "regression":
+        lo, hi = (
+            float(min(truth.min(), pred["prediction"].min())),
+            float(max(truth.max(), pred["prediction"].max())),
+        )
+        ax.scatter(truth, pred["prediction"], s=4, alpha=0.4)
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_xlabel(f"true {meta.target}")
+        ax.set_ylabel("predicted")
+        mae = float(np.mean(np.abs(truth.to_numpy() - pred["prediction"].to_numpy())))
+        ax.set_title(f"{task}: {strategy} (MAE {mae:.4g})", fontsize=9)
+        kind = "parity"
+    else:
+        from sklearn.metrics import roc_auc_score, roc_curve
+
+        fpr, tpr, _ = roc_curve(truth.to_numpy(), pred["prediction"].to_numpy())
+        auc = roc_auc_score(truth.to_numpy(), pred["prediction"].to_numpy())
+        ax.plot(fpr, tpr)
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.set_title(f"{task}: {strategy} (ROC AUC of probabilities {auc:.3f})", fontsize=9)
+        kind = "roc"
+    fig.tight_layout()
+    path = results_dir / "plots" / f"{task}_{strategy.replace('+', '_')}_{kind}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_embedding_map(
+    encoders: dict[str, str | None],
+    task: str,
+    out: str | Path,
+    *,
+    max_points: int = 3000,
+    seed: int = 0,
+) -> Path:
+    """PCA maps of encoder material vectors of one task's compositions, one panel per encoder,
+    coloured by the target. ``encoders`` maps a label to a pretrained artefact folder, or None for
+    a randomly initialised (untrained, "scratch") encoder."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+    from sklearn.decomposition import PCA
+
+    from pretroost.data.batching import CompositionDataset
+    from pretroost.data.composition import parse_formulas
+    from pretroost.data.matbench import load_task
+    from pretroost.io import load_artefact
+    from pretroost.models.roost import RoostConfig, RoostEncoder
+
+    df = load_task(task)
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(df), min(max_points, len(df)), replace=False))
+    comps = parse_formulas(df["formula"].iloc[idx].tolist())
+    data = CompositionDataset(comps)
+    y = df["target"].to_numpy()[idx]
+    fig, axes = plt.subplots(1, len(encoders), figsize=(3.2 * len(encoders), 3.2), squeeze=False)
+    for ax, (label, folder) in zip(axes[0], encoders.items(), strict=True):
+        torch.manual_seed(seed)
+        if folder is None:
+            enc = RoostEncoder(RoostConfig())
+        else:
+            art = load_artefact(folder)
+            enc = RoostEncoder(RoostConfig.from_dict(art.config["encoder"]))
+            enc.load_state_dict(
+                {
+                    k.removeprefix("encoder."): v
+                    for k, v in art.state_dict.items()
+                    if k.startswith("encoder.")
+                }
+            )
+        enc.eval()
+        emb = np.zeros((len(data), enc.out_dim), dtype=np.float32)
+        with torch.no_grad():
+            for b in data.batch_indices(1024):
+                emb[b] = enc(data.batch(b)).numpy()
+        xy = PCA(n_components=2, random_state=seed).fit_transform(emb)
+        sc = ax.scatter(xy[:, 0], xy[:, 1], c=y, s=3, cmap="viridis")
+        ax.set_title(label, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(sc, ax=axes[0].tolist(), shrink=0.8, label=get_task(task).target)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return out
