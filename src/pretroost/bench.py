@@ -72,7 +72,7 @@ PRESETS: dict[str, BenchPreset] = {
             "matbench_steels",
             "matbench_phonons",
             "matbench_log_kvrh",
-        ),  # fmt: skip
+        ),
     ),
     # seconds: for tests and for trying the command
     "smoke": BenchPreset(
