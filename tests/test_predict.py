@@ -179,6 +179,8 @@ def test_unknown_kind_lists_valid_kinds(tmp_path):
         load(tmp_path / "x")
     with pytest.raises(ArtefactError, match="not a model folder"):
         load(tmp_path / "missing")
+    with pytest.raises(ArtefactError, match=r"holds model folders \(x\): load one"):
+        load(tmp_path)  # e.g. the parent of finetune --split kfold's fold_k folders
 
 
 def test_predictor_wraps_in_memory_model(regression):

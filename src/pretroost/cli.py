@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,7 +44,10 @@ def _add_train_args(
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
     g.add_argument(
-        "--batch-size", type=int, default=batch_size, help=f"batch size (default {batch_size})"
+        "--batch-size",
+        type=int,
+        default=batch_size,
+        help=f"compositions per step, over all processes under torchrun (default {batch_size})",
     )
     g.add_argument("--lr", type=float, default=lr, help=f"peak AdamW learning rate (default {lr})")
     g.add_argument("--weight-decay", type=float, default=1e-6)
@@ -64,6 +68,60 @@ def _train_config(args: argparse.Namespace, **extra):
     )  # fmt: skip
 
 
+def _add_arch_args(p: argparse.ArgumentParser, *, pretrain: bool) -> None:
+    """Model-size flags (defaults: the paper's Roost); small values make quick experiments/tests."""
+    g = p.add_argument_group("architecture (advanced; default: the paper's Roost)")
+    g.add_argument("--elem-fea-len", type=int, default=None, help="node/material vector width")
+    g.add_argument("--n-graph", type=int, default=None, help="message-passing layers")
+    g.add_argument("--heads", type=int, default=None, help="attention heads (messages and pooling)")
+    g.add_argument(
+        "--hidden",
+        type=_ints,
+        default=None,
+        help="hidden widths of the gate/message MLPs, e.g. 256",
+    )
+    g.add_argument("--trunk-hidden", type=_ints, default=None, help="residual trunk widths")
+    if pretrain:
+        g.add_argument("--trunk-out", type=int, default=None, help="objective heads' trunk output")
+        g.add_argument("--proj-dim", type=int, default=None, help="SSL projection width")
+    else:
+        g.add_argument(
+            "--out-hidden", type=_ints, default=None, help="output network widths, e.g. 256,128,64"
+        )
+    g.add_argument(
+        "--device", default=None,
+        help="cpu, cuda, cuda:1, ... (default: CPU; under torchrun the rank's GPU when present)",
+    )  # fmt: skip
+
+
+def _encoder_config(args: argparse.Namespace):
+    from pretroost.models.roost import RoostConfig
+
+    kw: dict = {"elem_embedding": args.elem_embedding}
+    if getattr(args, "elem_fea_len", None) is not None:
+        kw["elem_fea_len"] = args.elem_fea_len
+    if getattr(args, "n_graph", None) is not None:
+        kw["n_graph"] = args.n_graph
+    if getattr(args, "heads", None) is not None:
+        kw["elem_heads"] = kw["cry_heads"] = args.heads
+    if getattr(args, "hidden", None):
+        kw.update(
+            dict.fromkeys(("elem_gate", "elem_msg", "cry_gate", "cry_msg"), tuple(args.hidden))
+        )
+    return RoostConfig(**kw)
+
+
+def _start_distributed(args: argparse.Namespace):
+    """Join the torchrun process group if launched under one (else a no-op); quieter logs on
+    ranks other than 0."""
+    from pretroost import distributed
+
+    ctx = distributed.init_from_env(device=getattr(args, "device", None))
+    if not ctx.is_main:
+        logging.getLogger("pretroost").setLevel(logging.WARNING)
+    return ctx
+
+
 # ------------------------------------------------------------------------------------------ data
 
 
@@ -80,12 +138,15 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def _finetune_config(args: argparse.Namespace):
     from pretroost.finetune import FinetuneConfig
-    from pretroost.models.roost import RoostConfig
 
     scale = 0.0 if args.freeze_encoder else args.encoder_lr_scale
+    sizes = {
+        k: tuple(getattr(args, k)) for k in ("trunk_hidden", "out_hidden") if getattr(args, k, None)
+    }
     return FinetuneConfig(
         train=_train_config(args, encoder_lr_scale=scale),
-        encoder=RoostConfig(elem_embedding=args.elem_embedding),
+        encoder=_encoder_config(args),
+        **sizes,
         loss=args.loss,
         init=args.init,
         init_trunk=args.init_trunk,
@@ -100,6 +161,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if args.task is not None:
         from pretroost.benchmark import run_matbench_task
 
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            raise ValueError(
+                "finetune --task runs in one process (folds are small); use torchrun only for "
+                "pretrain and finetune --data"
+            )
         strategy = args.strategy or ("scratch" if args.init == "scratch" else Path(args.init).name)
         rows = run_matbench_task(
             args.task, config, strategy=strategy, folds=_ints(args.folds),
@@ -129,18 +195,29 @@ def _print_fold_table(rows: list[dict]) -> None:
 
 
 def _finetune_custom(args: argparse.Namespace, config) -> int:
-    from pretroost.data.batching import CompositionDataset
+    import shutil
+
+    from pretroost.data.batching import CompositionDataset, check_elements
     from pretroost.data.tables import read_formula_table
     from pretroost.finetune import fit, validate_targets
+    from pretroost.io import load_artefact
     from pretroost.metrics import score
     from pretroost.utils import atomic_write_json
 
     if args.out is None:
         raise SystemExit("finetune --data needs --out DIR for the trained model")
+    # every check on the input happens here, before anything is trained or written
     df, comps = read_formula_table(
         args.data, formula_col=args.formula_col, target_col=args.target_col, id_col=args.id_col
     )
     y = validate_targets(df[args.target_col].to_numpy(), args.task_type, source=str(args.data))
+    embedding = config.encoder.elem_embedding
+    if config.init != "scratch":
+        embedding = (
+            load_artefact(config.init).config.get("encoder", {}).get("elem_embedding", embedding)
+        )
+    check_elements(comps, embedding, source=str(args.data), formulas=df[args.formula_col].tolist())
+    ctx = _start_distributed(args)
     n = len(df)
     rng = np.random.default_rng(args.seed)
     perm = rng.permutation(n)
@@ -149,18 +226,23 @@ def _finetune_custom(args: argparse.Namespace, config) -> int:
     else:
         splits = [np.sort(perm[: max(1, int(round(args.test_fraction * n)))])]
     out = Path(args.out)
+    ckpt_dir = (
+        Path(args.checkpoint_dir) if args.checkpoint_dir else out.with_name(out.name + ".ckpt")
+    )
     all_scores = []
     for k, test in enumerate(splits):
         train_idx = np.setdiff1d(np.arange(n), test)
         fitted = fit(
-            comps.subset(train_idx), y[train_idx], args.task_type, config, name=f"split{k}"
-        )
+            comps.subset(train_idx), y[train_idx], args.task_type, config, name=f"split{k}",
+            checkpoint=ckpt_dir / f"split{k}.pt", resume=args.resume, device=args.device,
+        )  # fmt: skip
         pred = fitted.predict_dataset(CompositionDataset(comps.subset(test)))
         values = pred["prob" if args.task_type == "classification" else "mean"][:, 0]
         scores = score(args.task_type, y[test, 0], values)
         all_scores.append(scores)
         fitted.info["source"] = str(args.data)
-        fitted.save(out if len(splits) == 1 else out / f"fold_{k}")
+        if ctx.is_main:  # data parallel: rank 0 alone writes
+            fitted.save(out if len(splits) == 1 else out / f"fold_{k}")
         log.info("split %d: %s", k, ", ".join(f"{m}={v:.4f}" for m, v in scores.items()))
     summary = {
         m: {
@@ -169,7 +251,11 @@ def _finetune_custom(args: argparse.Namespace, config) -> int:
         }
         for m in all_scores[0]
     }
+    if not ctx.is_main:
+        return 0
     atomic_write_json(out / "metrics.json", {"splits": all_scores, "summary": summary})
+    if not args.checkpoint_dir:  # done: the default checkpoints are not needed any more
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     return 0
 
@@ -210,8 +296,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from pretroost.data.corpus import Corpus, build_corpus
-    from pretroost.models.roost import RoostConfig
-    from pretroost.objectives import SSLConfig, StructureConfig
+    from pretroost.objectives import FingerprintConfig, SSLConfig, StructureConfig
     from pretroost.pretrain import PretrainConfig, pretrain
 
     if args.structures:
@@ -228,16 +313,25 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         if args.weights
         else ()
     )
+    head: dict = {}
+    if args.trunk_hidden:
+        head["trunk_hidden"] = tuple(args.trunk_hidden)
+    if args.trunk_out is not None:
+        head["trunk_out"] = args.trunk_out
+    proj = {"proj_dim": args.proj_dim} if args.proj_dim is not None else {}
     config = PretrainConfig(
         objective=args.objective,
-        encoder=RoostConfig(elem_embedding=args.elem_embedding),
+        encoder=_encoder_config(args),
         train=_train_config(args),
         ssl=SSLConfig(
             mask_fraction=args.mask_fraction,
             mask_both=args.mask_both,
             amount_noise=args.amount_noise,
+            **head,
+            **proj,
         ),
-        structure=StructureConfig(teacher=args.teacher),
+        fingerprint=FingerprintConfig(**head),
+        structure=StructureConfig(teacher=args.teacher, **head),
         weights=weights,
         max_compositions=args.max_compositions,
     )
@@ -246,8 +340,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         if args.checkpoint
         else Path(args.out).with_name(Path(args.out).name + ".ckpt")
     )
-    out = pretrain(corpus, config, args.out, checkpoint=checkpoint, resume=args.resume)
-    sys.stdout.write(f"pretrained {args.objective} encoder -> {out}\n")
+    ctx = _start_distributed(args)
+    out = pretrain(
+        corpus, config, args.out, checkpoint=checkpoint, resume=args.resume, device=args.device
+    )
+    if ctx.is_main:
+        sys.stdout.write(f"pretrained {args.objective} encoder -> {out}\n")
     return 0
 
 
@@ -341,8 +439,18 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--save-models", default=None, help="save each fold's model under this folder")
     res.add_argument("--out", default=None, help="model folder (with --data)")
     res.add_argument(
-        "--no-resume", dest="resume", action="store_false", help="redo folds that exist"
-    )
+        "--no-resume", dest="resume", action="store_false",
+        help="redo folds that exist (--task); ignore existing checkpoints (--data)",
+    )  # fmt: skip
+    res.add_argument(
+        "--resume", dest="resume", action="store_true",
+        help="the default: skip finished folds (--task); continue from checkpoints (--data)",
+    )  # fmt: skip
+    res.add_argument(
+        "--checkpoint-dir", default=None,
+        help="--data: per-split resumable checkpoints (default: <out>.ckpt, removed when done)",
+    )  # fmt: skip
+    _add_arch_args(p, pretrain=False)
 
     p = add(
         "corpus",
@@ -391,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="resumable checkpoint (default: <out>.ckpt)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     _add_train_args(p, epochs=10, batch_size=256, lr=1e-4)
+    _add_arch_args(p, pretrain=True)
 
     p = add(
         "bench",
@@ -624,8 +733,10 @@ def _register_ensemble(add: Callable) -> None:
     p.description = (
         "Train a deep ensemble (Lakshminarayanan et al. 2017) of N Roost models with seeds\n"
         "seed, seed+1, ... on your CSV, save it as ONE model folder, and score it on a random\n"
-        "held-out test split (--test-fraction; 0 trains on all rows). Predictions carry\n"
-        "total, aleatoric and epistemic standard deviations (pretroost predict)."
+        "held-out test split (--test-fraction; 0 trains on all rows): the same split as\n"
+        "`finetune --data` with the same --seed, so the scores compare. Writes metrics.json\n"
+        "(ensemble and per-member scores, uncertainty calibration) into the folder.\n"
+        "Predictions carry total, aleatoric and epistemic standard deviations (pretroost predict)."
     )
     src = p.add_argument_group("data")
     src.add_argument("--data", required=True, help="your CSV of formulas and targets")
@@ -673,9 +784,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as exc:
+        # our input errors are ValueError (FormulaError, TableError, ArtefactError,
+        # StructureError) or FileNotFoundError (DataNotFetchedError, WeightsNotFoundError)
         log.error("%s", exc)
         return 1
+    finally:
+        if "pretroost.distributed" in sys.modules:
+            sys.modules["pretroost.distributed"].shutdown()
 
 
 def entrypoint() -> None:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from pretroost.data.batching import CompositionBatch, CompositionDataset, check_elements
 from pretroost.data.composition import CompositionArray
-from pretroost.io import load_artefact, load_encoder_weights, save_artefact
+from pretroost.io import ArtefactError, load_artefact, load_encoder_weights, save_artefact
 from pretroost.losses import RobustL1Loss
 from pretroost.models.roost import ModelConfig, RoostConfig, RoostModel, TaskType
 from pretroost.train import TrainConfig, TrainResult, train
@@ -222,14 +222,20 @@ class FittedModel:
         art = load_artefact(path)
         if art.config.get("kind") != "finetuned":
             raise ValueError(f"{path}: not a finetuned model (kind={art.config.get('kind')!r})")
-        model = RoostModel(ModelConfig.from_dict(art.config["model"]))
-        model.load_state_dict(art.state_dict)
-        model.eval()
         norm_file = Path(path) / "normaliser.json"
-        normaliser = Normaliser.from_json(norm_file.read_text()) if norm_file.is_file() else None
-        return cls(
-            model, art.config["task_type"], normaliser, art.config["loss"], info=art.config["info"]
-        )
+        try:  # config.json is data: anything malformed is an ArtefactError, never a traceback
+            model = RoostModel(ModelConfig.from_dict(art.config["model"]))
+            model.load_state_dict(art.state_dict)
+            normaliser = (
+                Normaliser.from_json(norm_file.read_text()) if norm_file.is_file() else None
+            )
+            task_type, loss, info = art.config["task_type"], art.config["loss"], art.config["info"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ArtefactError(
+                f"{path}: not a valid finetuned model ({type(exc).__name__}: {exc})"
+            ) from None
+        model.eval()
+        return cls(model, task_type, normaliser, loss, info=info)
 
 
 def _model_card(fitted: FittedModel, extra: str) -> str:
@@ -262,7 +268,10 @@ def build_model(
         enc_cfg = art.config.get("encoder")
         if enc_cfg is None:
             raise ValueError(f"{config.init}: artefact has no encoder config")
-        enc = RoostConfig.from_dict(enc_cfg)
+        try:
+            enc = RoostConfig.from_dict(enc_cfg)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ArtefactError(f"{config.init}: invalid encoder config ({exc})") from None
     loss = config.loss_for(task_type)
     model = RoostModel(
         ModelConfig(
@@ -309,6 +318,7 @@ def fit(
     resume: bool = False,
     progress: bool | None = None,
     name: str = "model",
+    device: str | None = None,
 ) -> FittedModel:
     """Train one model on ``comps`` -> ``y`` (n, T).
 
@@ -318,7 +328,6 @@ def fit(
     t0 = time.perf_counter()
     seed = config.train.seed if seed is None else seed
     seed_everything(seed)
-    check_elements(comps, config.encoder.elem_embedding)
     y = validate_targets(y, task_type)
     n = len(comps)
     if val_index is None:
@@ -330,6 +339,7 @@ def fit(
         val_index = np.asarray(val_index)
         train_index = np.setdiff1d(np.arange(n), val_index)
     model, report = build_model(task_type, y.shape[1], config)
+    check_elements(comps, model.config.encoder.elem_embedding)  # a pretrained encoder's own table
     normaliser = Normaliser.fit(y[train_index]) if task_type == "regression" else None
     y_t = torch.tensor(y, dtype=torch.float32)
     if normaliser is not None:
@@ -361,7 +371,7 @@ def fit(
     train_cfg = replace(config.train, seed=seed)
     result = train(
         task, train_data, train_cfg, val_data=val_data, val_score=val_score,
-        checkpoint=checkpoint, resume=resume, progress=progress, description=name,
+        checkpoint=checkpoint, resume=resume, progress=progress, description=name, device=device,
     )  # fmt: skip
     info = {
         "name": name,

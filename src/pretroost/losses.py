@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pretroost.distributed import gather_for_loss
+
 __all__ = ["BarlowTwinsLoss", "MaskedMSELoss", "RobustL1Loss", "cross_correlation"]
 
 
@@ -62,8 +64,11 @@ class BarlowTwinsLoss(nn.Module):
     affine rescaling of either embedding (per dimension, positive scale); zero for identical views
     with perfectly decorrelated dimensions. ``lambda = 0.0051`` as in the paper and Huang et al. 2024.
 
-    ``forward(z1, z2)``: (B, D) each -> scalar. For data parallelism, pass the embeddings gathered
-    from all ranks (the correlation needs the global batch).
+    ``forward(z1, z2)``: (B, D) each -> scalar. Under data parallelism (inside
+    :func:`pretroost.distributed.sharded_step`) each rank passes its shard's rows and the loss
+    gathers the rows of all ranks, with gradient, so the correlation is over the global batch: the
+    value and gradients equal those of one process holding the whole batch. A batch of one row
+    (e.g. the last of an epoch) has no batch statistics: its loss is 0 (no gradient signal).
     """
 
     def __init__(self, lambd: float = 0.0051) -> None:
@@ -71,6 +76,9 @@ class BarlowTwinsLoss(nn.Module):
         self.lambd = lambd
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+        z1, z2 = gather_for_loss(z1, z2)
+        if z1.shape[0] < 2:  # one row has no batch statistics: no signal (and no crash)
+            return (z1.sum() + z2.sum()) * 0.0
         c = cross_correlation(z1, z2)
         on_diag = (1.0 - torch.diagonal(c)).pow(2).sum()
         off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()

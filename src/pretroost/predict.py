@@ -26,7 +26,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Literal, TextIO, cast
 
 import numpy as np
 import pandas as pd
@@ -72,7 +72,6 @@ def as_formula_list(X: object, *, allow_str: bool = True) -> tuple[list[object],
     Returns the formulas (as given, not yet validated) and the pandas index of a Series/DataFrame
     input (else ``None``). A single string is one formula when ``allow_str``.
     """
-    index = None
     if isinstance(X, str):
         if not allow_str:
             raise ValueError(
@@ -89,20 +88,22 @@ def as_formula_list(X: object, *, allow_str: bool = True) -> tuple[list[object],
         return X.tolist(), X.index
     if isinstance(X, pd.Index):
         return X.tolist(), None
-    if not isinstance(X, np.ndarray):
+    if isinstance(X, np.ndarray):
+        arr = X
+    else:
         if not isinstance(X, Iterable):
             raise ValueError(f"expected a sequence of formula strings, got {type(X).__name__}")
-        X = list(X)
-        arr = np.empty(len(X), dtype=object)
-        arr[:] = [x[0] if isinstance(x, list | tuple) and len(x) == 1 else x for x in X]
-        X = arr
-    if X.ndim == 2 and X.shape[1] == 1:
-        X = X[:, 0]
-    if X.ndim != 1:
+        items = list(X)
+        arr = np.empty(len(items), dtype=object)
+        for i, x in enumerate(items):  # element-wise: numpy must not broadcast tuples
+            arr[i] = x[0] if isinstance(x, list | tuple) and len(x) == 1 else x
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
         raise ValueError(
-            f"expected a 1-D sequence (or one column) of formulas, got shape {X.shape}"
+            f"expected a 1-D sequence (or one column) of formulas, got shape {arr.shape}"
         )
-    return X.tolist(), index
+    return arr.tolist(), None
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def parse_for_model(
     good = np.zeros(len(formulas), dtype=bool)
     reasons: list[str | None] = [None] * len(formulas)
     for i, formula in enumerate(formulas):
-        key = formula if isinstance(formula, str) else repr(formula)
+        key = formula if isinstance(formula, str) else (type(formula).__name__, repr(formula))
         hit = cache.get(key)
         if hit is None:
             try:
@@ -180,7 +181,7 @@ def _progress_enabled(progress: bool | None) -> bool:
 
 def _known_elements(encoder: RoostEncoder) -> np.ndarray:
     """Elements with a feature vector in the encoder's own (saved) element table."""
-    table = encoder.element_table.detach().cpu().numpy()
+    table = cast(torch.Tensor, encoder.element_table).detach().cpu().numpy()
     known = np.abs(table).sum(axis=1) > 0
     known[0] = False
     return known
@@ -458,6 +459,14 @@ def load(path: str | Path) -> Predictor:
     """Load an artefact folder (finetuned model, ensemble or pretrained encoder) as a
     :class:`Predictor`. Raises :class:`~pretroost.io.ArtefactError` (a ``ValueError``) for a
     folder that is not one of these."""
+    root = Path(path)
+    if root.is_dir() and not (root / "config.json").exists():
+        inner = sorted(p.parent.name for p in root.glob("*/config.json"))
+        if inner:
+            raise ArtefactError(
+                f"{root}: not a model folder, but it holds model folders ({', '.join(inner[:5])}"
+                f"{', ...' if len(inner) > 5 else ''}): load one of them"
+            )
     art = load_artefact(path)
     kind = art.config.get("kind")
     if kind == "finetuned":

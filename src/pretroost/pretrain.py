@@ -7,9 +7,11 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from pretroost import distributed
 from pretroost.data.batching import CompositionDataset, check_elements
 from pretroost.data.corpus import Corpus
 from pretroost.io import save_artefact
@@ -96,6 +98,7 @@ def pretrain(
     checkpoint: str | Path | None = None,
     resume: bool = False,
     progress: bool | None = None,
+    device: str | None = None,
 ) -> Path:
     """Pretrain an encoder on ``corpus`` and write the artefact folder ``out``."""
     t0 = time.perf_counter()
@@ -107,7 +110,7 @@ def pretrain(
         corpus = corpus.subset(
             np.sort(rng.choice(len(corpus), config.max_compositions, replace=False))
         )
-    sub_configs = {
+    sub_configs: dict[str, Any] = {
         "ssl": config.ssl,
         "fingerprint": config.fingerprint,
         "structure": config.structure,
@@ -136,6 +139,7 @@ def pretrain(
     )
     perm = rng.permutation(len(corpus))
     n_val = int(round(config.val_fraction * len(corpus))) if len(corpus) >= 100 else 0
+    n_val = n_val if n_val >= 2 else 0  # a 1-row set has no batch statistics to score
     val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     for part in module.parts.values():
         if isinstance(part, RegressionObjective):
@@ -155,7 +159,7 @@ def pretrain(
     log.info("pretraining %s on %d compositions (%d held out)", module.spec, len(train_idx), n_val)
     result = train(
         module, train_data, config.train, val_data=val_data, checkpoint=checkpoint,
-        resume=resume, progress=progress, description=f"pretrain {module.spec}",
+        resume=resume, progress=progress, description=f"pretrain {module.spec}", device=device,
     )  # fmt: skip
     history = result.history
     art_config = {
@@ -179,4 +183,6 @@ def pretrain(
         "machine": machine_description(),
         "git_sha": git_sha(),
     }
+    if not distributed.context().is_main:  # data parallel: rank 0 alone writes
+        return Path(out)
     return save_artefact(out, module, art_config, card=_card(art_config))

@@ -27,11 +27,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
+
+if TYPE_CHECKING:
+    from pretroost.ensemble import Ensemble
+    from pretroost.finetune import FittedModel
+    from pretroost.models.roost import TaskType
 
 __all__ = ["RoostClassifier", "RoostRegressor"]
 
@@ -41,7 +47,7 @@ log = logging.getLogger(__name__)
 class _RoostEstimator(BaseEstimator):
     """Shared machinery; hyperparameters are documented on :class:`RoostRegressor`."""
 
-    _task_type = "regression"
+    _task_type: ClassVar[TaskType] = "regression"
 
     def __init__(
         self,
@@ -167,16 +173,18 @@ class _RoostEstimator(BaseEstimator):
         comps = parse_formulas(formulas, source="X")
         config = self._finetune_config()
         name = type(self).__name__
+        model: FittedModel | Ensemble
         if int(self.n_members) == 1:
-            self.model_ = fit(
+            model = fit(
                 comps, y, self._task_type, config, seed=self.seed, progress=self.progress,
                 name=name,
             )  # fmt: skip
         else:
-            self.model_ = fit_ensemble(
+            model = fit_ensemble(
                 comps, y, self._task_type, config, int(self.n_members),
-                split=self.ensemble_split, progress=self.progress, name=name,
+                split=self.ensemble_split, progress=self.progress, name=name,  # type: ignore[arg-type]
             )  # fmt: skip
+        self.model_ = model
 
     def _predict_frame(self, X):
         from pretroost.predict import Predictor
@@ -296,7 +304,7 @@ class RoostClassifier(ClassifierMixin, _RoostEstimator):
     as :class:`RoostRegressor`, less ``robust`` (the loss is binary cross-entropy).
     """
 
-    _task_type = "classification"
+    _task_type: ClassVar[TaskType] = "classification"
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

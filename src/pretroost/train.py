@@ -9,8 +9,11 @@ deterministic per-epoch seeds so that an interrupted run resumes to the same wei
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import math
+import os
+import pickle
 import sys
 import time
 from collections.abc import Callable
@@ -23,10 +26,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from pretroost import distributed
 from pretroost.data.batching import CompositionDataset
 from pretroost.utils import atomic_path
 
-__all__ = ["TrainConfig", "TrainResult", "evaluate_loss", "train"]
+__all__ = ["TrainConfig", "TrainResult", "evaluate_loss", "load_checkpoint", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +88,8 @@ class TrainResult:
 
 
 def _param_groups(module: nn.Module, config: TrainConfig) -> list[dict]:
-    enc, rest = [], []
+    enc: list[nn.Parameter] = []
+    rest: list[nn.Parameter] = []
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
@@ -126,6 +131,82 @@ def _progress_enabled(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else progress
 
 
+CHECKPOINT_VERSION = 2
+
+
+def _data_fingerprint(data: CompositionDataset) -> str:
+    """A short hash of the training compositions and the names/shapes of their targets, so that a
+    checkpoint is never resumed on different data."""
+    h = hashlib.sha256()
+    comps = data.comps
+    for arr in (comps.z, comps.frac, comps.offsets):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    for name in sorted(data.targets):
+        h.update(f"{name}:{tuple(data.targets[name].shape)}".encode())
+    return h.hexdigest()[:16]
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a training checkpoint with ``torch.load(weights_only=True)``: tensors and plain
+    containers only, so a crafted file cannot run code; such a file (or a damaged one) raises
+    :class:`ValueError` naming it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        detail = next((x.strip() for x in str(exc).splitlines() if "Unpickler error" in x), "")
+        detail = detail.split(". Please")[0]  # not torch's advice to allow-list the global
+        raise ValueError(
+            f"{path}: refused to load: not a weights-only checkpoint (unpickling it would run "
+            f"arbitrary code) {detail}".rstrip()
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise ValueError(
+            f"{path}: unreadable or truncated checkpoint ({exc}); delete it to start afresh"
+        ) from None
+    if not isinstance(state, dict) or not {"module", "optimiser", "result", "epoch"} <= set(state):
+        raise ValueError(f"{path}: not a pretroost training checkpoint")
+    return state
+
+
+def _check_resumable(state: dict, path: str | Path, config: TrainConfig, fingerprint: str) -> None:
+    """Refuse to resume a checkpoint written by a different run (settings or data)."""
+    old = state.get("config")
+    if old is not None and old != config.to_dict():
+        diff = sorted(
+            k for k in set(old) | set(config.to_dict()) if old.get(k) != config.to_dict().get(k)
+        )
+        raise ValueError(
+            f"{path}: the checkpoint was written with different training settings "
+            f"({', '.join(f'{k}: {old.get(k)!r} -> {config.to_dict().get(k)!r}' for k in diff)}); "
+            "rerun with the original settings, or start afresh (delete it / no resume)"
+        )
+    if state.get("data") not in (None, fingerprint):
+        raise ValueError(
+            f"{path}: the checkpoint was written for different training data; "
+            "start afresh (delete it / no resume)"
+        )
+
+
+class _OnDevice:
+    """A dataset view whose batches live on ``device`` (for validation on a GPU)."""
+
+    def __init__(self, data: CompositionDataset, device: torch.device) -> None:
+        self.data, self.device = data, device
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.data, name)
+
+    def batch(self, index):
+        return self.data.batch(index).to(self.device)
+
+    def batches(self, batch_size: int, **kwargs):
+        for idx in self.data.batch_indices(batch_size, **kwargs):
+            yield self.batch(idx)
+
+
 def train(
     module: nn.Module,
     train_data: CompositionDataset,
@@ -137,6 +218,7 @@ def train(
     resume: bool = False,
     progress: bool | None = None,
     description: str = "train",
+    device: str | torch.device | None = None,
 ) -> TrainResult:
     """Train ``module`` in place; at the end it holds the best weights on ``val_data`` (if given).
 
@@ -146,39 +228,72 @@ def train(
         config: optimisation settings.
         val_data: validation set for model selection / early stopping (from the training fold only).
         val_score: lower-is-better score of ``(module, val_data)``; default: the mean loss.
-        checkpoint: a file written after every epoch (model, optimiser, history, best weights).
-        resume: continue from ``checkpoint`` if it exists.
+        checkpoint: a file written (atomically) after every epoch: model, optimiser, history, best
+            weights, the settings and a fingerprint of the data.
+        resume: continue from ``checkpoint`` if it exists. Each epoch reseeds shuffling and
+            augmentation from ``(seed, epoch)``, so a resumed run ends with the same weights as an
+            uninterrupted one (bit for bit on CPU). A checkpoint of other settings or data is
+            refused.
         progress: show a progress bar (default: when stderr is a terminal).
+        device: where to train (default: ``cuda:LOCAL_RANK`` in a multi-GPU run, else the CPU);
+            the module is back on the CPU afterwards.
+
+    Under ``torchrun`` (an initialised process group, :mod:`pretroost.distributed`), every rank
+    trains on its shard of each global batch of ``config.batch_size`` rows, gradients are summed
+    over ranks, rank 0 scores the validation set and alone writes the checkpoint.
 
     Returns:
         The per-epoch history (train loss, val score, lr, seconds) and the best epoch.
     """
+    ctx = distributed.context(device)
+    dev = ctx.device
+    on_cpu = dev.type == "cpu"
+    if not on_cpu:
+        module.to(dev)
     score_fn = val_score or (lambda m, d: evaluate_loss(m, d))
     groups = _param_groups(module, config)
+    params = [p for g in groups for p in g["params"]]
     optimiser = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(train_data) / config.batch_size))
+    if ctx.enabled and config.batch_size < ctx.world_size:
+        raise ValueError(
+            f"batch size {config.batch_size} (the global batch) is smaller than the "
+            f"{ctx.world_size} processes; each needs at least one row"
+        )
+    fingerprint = _data_fingerprint(train_data)
     result = TrainResult()
     best_state: dict | None = None
     start_epoch = 0
+    stopped = False
     if resume and checkpoint is not None and Path(checkpoint).is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        state = load_checkpoint(checkpoint)
+        _check_resumable(state, checkpoint, config, fingerprint)
         module.load_state_dict(state["module"])
         optimiser.load_state_dict(state["optimiser"])
         result = TrainResult(**state["result"])
         best_state = state.get("best_state")
         start_epoch = int(state["epoch"]) + 1
+        stopped = bool(state.get("stopped", False))
         log.info("resumed %s from %s at epoch %d", description, checkpoint, start_epoch)
+    if ctx.enabled:
+        distributed.broadcast_module(module)
+    val_view = val_data if on_cpu or val_data is None else _OnDevice(val_data, dev)
     t0 = time.perf_counter() - result.seconds
     bar = tqdm(
         total=config.epochs, initial=start_epoch, desc=description, unit="epoch",
-        disable=not _progress_enabled(progress), leave=False,
+        disable=not (_progress_enabled(progress) and ctx.is_main), leave=False,
     )  # fmt: skip
     for epoch in range(start_epoch, config.epochs):
+        if stopped:
+            break
         module.train()
-        torch.manual_seed(config.seed * 100_003 + epoch)
+        # per-epoch seeds: resuming at an epoch boundary replays the same batches and views;
+        # each rank draws its own augmentation stream (rank 0's is the single-process one)
+        torch.manual_seed(config.seed * 100_003 + epoch + 1_000_003 * ctx.rank)
         rng = np.random.default_rng([config.seed, epoch])
         total, n = 0.0, 0
         t_epoch = time.perf_counter()
+        factor = _lr_factor(epoch * steps_per_epoch, steps_per_epoch, config)
         for i, idx in enumerate(
             train_data.batch_indices(
                 config.batch_size, shuffle=True, generator=rng, bucket=config.bucket
@@ -187,23 +302,37 @@ def train(
             factor = _lr_factor(epoch * steps_per_epoch + i, steps_per_epoch, config)
             for g in optimiser.param_groups:
                 g["lr"] = config.lr * g["lr_scale"] * factor
-            out = module(train_data.batch(idx))
-            loss = out["loss"]
-            if not torch.isfinite(loss):
+            if ctx.enabled:
+                if len(idx) < ctx.world_size:  # too few rows to give every rank one: skipped
+                    continue
+                loss_value = _sharded_step(module, train_data, idx, params, optimiser, ctx)
+            else:
+                batch = train_data.batch(idx)
+                out = module(batch if on_cpu else batch.to(dev))
+                loss = out["loss"]
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"{description}: non-finite loss at epoch {epoch}, step {i}"
+                    )
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
                 raise FloatingPointError(
                     f"{description}: non-finite loss at epoch {epoch}, step {i}"
                 )
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
             if config.grad_clip is not None:
                 nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
             optimiser.step()
-            total += float(loss.detach()) * len(idx)
+            total += loss_value * len(idx)
             n += len(idx)
         row = {"epoch": epoch, "train_loss": total / max(1, n), "lr": config.lr * factor}
         row["epoch_seconds"] = time.perf_counter() - t_epoch
         if val_data is not None and len(val_data):
-            score = float(score_fn(module, val_data))
+            score = float(score_fn(module, val_view)) if ctx.is_main else None  # type: ignore[arg-type]
+            if ctx.enabled:  # every rank takes rank 0's model-selection decision
+                score = distributed.broadcast_score(score, dev)
+            assert score is not None
             row["val_score"] = score
             if score < result.best_score:
                 result.best_score, result.best_epoch = score, epoch
@@ -216,27 +345,59 @@ def train(
             loss=f"{row['train_loss']:.4g}", val=f"{row.get('val_score', float('nan')):.4g}"
         )
         log.debug("%s epoch %d: %s", description, epoch, row)
-        if checkpoint is not None:
+        stopped = (
+            config.patience is not None
+            and val_data is not None
+            and epoch - result.best_epoch >= config.patience
+        )
+        if checkpoint is not None and ctx.is_main:
             with atomic_path(checkpoint) as tmp:
                 torch.save(
                     {
+                        "version": CHECKPOINT_VERSION,
                         "module": module.state_dict(),
                         "optimiser": optimiser.state_dict(),
                         "result": asdict(result),
                         "best_state": best_state,
                         "epoch": epoch,
+                        "stopped": stopped,
+                        "config": config.to_dict(),
+                        "data": fingerprint,
+                        "world_size": ctx.world_size,
                     },
                     tmp,
                 )
-        if (
-            config.patience is not None
-            and val_data is not None
-            and epoch - result.best_epoch >= config.patience
-        ):
+                with open(tmp, "rb") as fh:  # on disk before the rename makes it the checkpoint
+                    os.fsync(fh.fileno())
+        if stopped:
             log.info("%s: early stop at epoch %d (best %d)", description, epoch, result.best_epoch)
             break
     bar.close()
     if best_state is not None:
         module.load_state_dict(best_state)
+    if not on_cpu:
+        module.to("cpu")
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _sharded_step(
+    module: nn.Module,
+    data: CompositionDataset,
+    idx: np.ndarray,
+    params: list[nn.Parameter],
+    optimiser: torch.optim.Optimizer,
+    ctx: distributed.DistContext,
+) -> float:
+    """Forward/backward of this rank's shard of the global batch ``idx``; leaves the global batch's
+    gradient in every rank's ``.grad`` and returns the global batch's loss."""
+    mine, sizes = distributed.shard(idx, ctx)
+    share = len(mine) / len(idx)
+    with distributed.sharded_step(sizes):
+        loss = module(data.batch(mine).to(ctx.device))["loss"]
+    optimiser.zero_grad(set_to_none=True)
+    # d(sum_r share_r * loss_r) is the global mean's gradient for row-mean losses, and (through the
+    # gathering's backward) for losses computed on rows gathered from all ranks
+    (loss * share).backward()
+    weighted = (loss.detach() * share).reshape(1).float()
+    return float(distributed.all_reduce_gradients(params, weighted).item())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from pymatgen.core import Composition, Element
@@ -25,7 +26,18 @@ __all__ = [
 # Strings that spreadsheets and pandas use for "no value". "NaN" is also sodium nitride for pymatgen,
 # but in a formula column it is far more likely a missing cell, so we refuse it with a clear reason.
 _MISSING = {"", "nan", "none", "null", "na", "n/a"}
-_AMOUNT = re.compile(r"([A-Z][a-z]*|\))\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)")
+_AMOUNT = re.compile(r"([A-Z][a-z]*|\))\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)")
+_SYMBOL = re.compile(r"[A-Z][a-z]*")
+
+
+@cache
+def _symbol_z(token: str) -> int | None:
+    """Atomic number of an element symbol as pymatgen reads it (``D`` -> 1), else None."""
+    try:
+        els = list(Composition(token))
+    except Exception:
+        return None
+    return els[0].Z if len(els) == 1 and isinstance(els[0], Element) else None
 
 
 class FormulaError(ValueError):
@@ -70,6 +82,8 @@ def parse_formula(formula: object) -> tuple[np.ndarray, np.ndarray]:
     for _, amount in _AMOUNT.findall(text):
         if float(amount) == 0.0:
             raise FormulaError(formula, "an amount is zero")
+        if float(amount) < 0.0:
+            raise FormulaError(formula, f"an amount ({amount}) is negative")
     try:
         comp = Composition(text)
     except Exception as exc:  # pymatgen raises ValueError, KeyError, ... for bad text
@@ -77,17 +91,27 @@ def parse_formula(formula: object) -> tuple[np.ndarray, np.ndarray]:
     amounts: dict[int, float] = {}
     for species, amount in comp.items():
         if not isinstance(species, Element):
-            raise FormulaError(formula, f"{species} is not a chemical element")
+            symbol = getattr(species, "symbol", species)
+            raise FormulaError(formula, f"{symbol!r} is not a chemical element")
         amounts[species.Z] = amounts.get(species.Z, 0.0) + float(amount)
     if not amounts:
         raise FormulaError(formula, "no elements")
+    seen = {_symbol_z(t) for t in _SYMBOL.findall(text)}
+    lost = sorted(a for a in seen if a is not None and a not in amounts)
+    if lost:  # pymatgen silently drops amounts below its tolerance
+        symbols = ", ".join(Element.from_Z(a).symbol for a in lost)
+        raise FormulaError(formula, f"the amount of {symbols} is too small to keep (below 1e-8)")
     z = np.fromiter(sorted(amounts), dtype=np.int64)
     amt = np.array([amounts[k] for k in z], dtype=np.float64)
     if not np.all(np.isfinite(amt)):
         raise FormulaError(formula, "an amount is not finite")
     if np.any(amt <= 0):
         raise FormulaError(formula, "amounts must be positive")
-    return z, amt / amt.sum()
+    frac = amt / amt.max()  # scaled first: huge amounts (1e308) must not overflow the sum
+    frac /= frac.sum()
+    if not np.all(frac > 0):
+        raise FormulaError(formula, "amounts differ too much to represent as fractions")
+    return z, frac
 
 
 @dataclass(frozen=True)

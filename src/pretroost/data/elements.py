@@ -89,7 +89,8 @@ def _magpie_table(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     property's mean (0 after standardising). Elements 1..103 are defined (Magpie's coverage)."""
     cols = []
     for prop in _MAGPIE_PROPS:
-        values = [float(v) for v in (folder / f"{prop}.table").read_text().split()]
+        tokens = (folder / f"{prop}.table").read_text().split()
+        values = [float(v) if v not in ("Missing", "NaN", "nan") else np.nan for v in tokens]
         col = np.full(MAX_Z + 1, np.nan)
         col[1 : 1 + len(values)] = values
         cols.append(col)

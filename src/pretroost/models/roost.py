@@ -20,14 +20,22 @@ widest per-pair work is one add and one activation. Outputs equal aviary's refer
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
+import os
+import platform
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from pretroost.data.batching import CompositionBatch
 from pretroost.data.elements import ELEMENT_FEATURES, ElementFeatureName, element_table
@@ -39,6 +47,8 @@ __all__ = [
     "RoostEncoder",
     "RoostModel",
 ]
+
+log = logging.getLogger(__name__)
 
 _EPS = 1e-10  # as in the reference implementation's softmax denominators
 
@@ -156,6 +166,455 @@ def _attend(
     return out + attn.sum(dim=-1, keepdim=True) * bias
 
 
+# ----------------------------------------------------------------------------------------------
+# Fused CPU kernels for the pair attention of a message layer
+# ----------------------------------------------------------------------------------------------
+
+# One composition at a time (parallel over the batch), all heads: gate MLP on every pair, weighted
+# softmax over neighbours, attention-weighted sum of message hidden layers. Pair values are
+# recomputed from the node-sized halves S (never stored), in the forward and the backward pass, so
+# memory traffic is O(B·N·H·D) instead of O(B·N²·H·D). The backward recomputes pre-activations and
+# returns the gradient of S in the same layout. fp32 only; inner loops over the hidden dimension are
+# vectorised by the compiler (`omp simd`).
+_KERNEL_SOURCE = r"""
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+namespace {
+
+constexpr float kSlope = 0.01f;  // LeakyReLU negative slope (torch's default)
+constexpr float kEps = 1e-10f;   // softmax denominator guard, as in the reference Roost
+
+// Node tensors (S, P, their gradients) are stored as float or as bfloat16 bits (uint16_t);
+// arithmetic is float. bf16 stores round to nearest even.
+inline float ld(const float* p, int64_t k) { return p[k]; }
+inline float ld(const uint16_t* p, int64_t k) {
+  const uint32_t u = static_cast<uint32_t>(p[k]) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+inline void st(float* p, int64_t k, float v) { p[k] = v; }
+inline void st(uint16_t* p, int64_t k, float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  const uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+  p[k] = static_cast<uint16_t>(v != v ? 0x7FC0u : r);
+}
+
+// S holds, per node, [gate self (H*Dg) | gate neighbour (H*Dg) | msg self (H*Dm) |
+// msg neighbour (H*Dm)]: the first layers of both MLPs split as W_s h_i + W_n h_j (+ b, added here).
+struct Shape {
+  int64_t B, N, H, Dg, Dm, R;
+  int64_t gn() const { return H * Dg; }
+  int64_t ms() const { return 2 * H * Dg; }
+  int64_t mn() const { return 2 * H * Dg + H * Dm; }
+};
+
+void check_f32(const at::Tensor& t, int64_t numel, const char* what) {
+  TORCH_CHECK(t.scalar_type() == at::kFloat && t.is_contiguous() && t.numel() == numel, what,
+              ": expected a contiguous float32 tensor of ", numel, " elements");
+}
+
+Shape check(const at::Tensor& S, const at::Tensor& bg, const at::Tensor& bm, const at::Tensor& w2,
+            const at::Tensor& wp, const at::Tensor& mask, int64_t Dm) {
+  TORCH_CHECK(S.dim() == 3 && S.is_contiguous() &&
+                  (S.scalar_type() == at::kFloat || S.scalar_type() == at::kBFloat16),
+              "S: contiguous float32 or bfloat16 (B, N, R)");
+  TORCH_CHECK(w2.dim() == 2, "w2: (H, Dg)");
+  Shape s{S.size(0), S.size(1), w2.size(0), w2.size(1), Dm, S.size(2)};
+  TORCH_CHECK(s.R == 2 * s.H * (s.Dg + s.Dm), "S row length != 2*H*(Dg+Dm)");
+  check_f32(w2, s.H * s.Dg, "w2");
+  check_f32(bg, s.H * s.Dg, "gate bias");
+  check_f32(bm, s.H * s.Dm, "message bias");
+  check_f32(wp, s.B * s.N * s.H, "w^p");
+  TORCH_CHECK(mask.scalar_type() == at::kBool && mask.is_contiguous() && mask.dim() == 2 &&
+              mask.size(0) == s.B && mask.size(1) == s.N, "mask: contiguous bool (B, N)");
+  return s;
+}
+
+inline int64_t valid_slots(const bool* m, int64_t N, int64_t* out) {
+  int64_t n = 0;
+  for (int64_t j = 0; j < N; ++j) {
+    if (m[j]) out[n++] = j;
+  }
+  return n;
+}
+
+template <typename T>
+const T* cptr(const at::Tensor& t) {
+  return reinterpret_cast<const T*>(t.data_ptr());
+}
+template <typename T>
+T* mptr(at::Tensor& t) {
+  return reinterpret_cast<T*>(t.data_ptr());
+}
+
+template <typename T>
+void forward_impl(const Shape& d, const T* s, const float* bgp, const float* bmp,
+                  const float* w2p, const float* b2p, const float* wpp, const bool* mp, T* Pp,
+                  float* asp, float* Ap, float* Qp) {
+  const int64_t N = d.N, H = d.H, Dg = d.Dg, Dm = d.Dm, R = d.R;
+  at::parallel_for(0, d.B, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<int64_t> idx(N);
+    std::vector<float> e(N), u(N), acc_p(Dm);
+    float* __restrict__ p = acc_p.data();
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t n = valid_slots(mp + b * N, N, idx.data());
+      for (int64_t k = 0; k < N * H * Dm; ++k) st(Pp + b * N * H * Dm, k, 0.f);
+      std::memset(asp + b * N * H, 0, sizeof(float) * N * H);
+      if (Ap != nullptr) {
+        std::memset(Ap + b * N * N * H, 0, sizeof(float) * N * N * H);
+        std::memset(Qp + b * N * N * H, 0, sizeof(float) * N * N * H);
+      }
+      for (int64_t ii = 0; ii < n; ++ii) {
+        const int64_t i = idx[ii];
+        const T* si = s + (b * N + i) * R;
+        for (int64_t h = 0; h < H; ++h) {
+          const T* __restrict__ sg = si + h * Dg;
+          const float* __restrict__ bgh = bgp + h * Dg;
+          const float* __restrict__ w = w2p + h * Dg;
+          float gmax = -std::numeric_limits<float>::infinity();
+          for (int64_t jj = 0; jj < n; ++jj) {
+            const T* __restrict__ tg = s + (b * N + idx[jj]) * R + d.gn() + h * Dg;
+            float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+            for (int64_t k = 0; k < Dg; ++k) {
+              float v = ld(sg, k) + (ld(tg, k) + bgh[k]);
+              v = v > 0.f ? v : kSlope * v;
+              acc += w[k] * v;
+            }
+            e[jj] = acc + b2p[h];
+            gmax = std::max(gmax, e[jj]);
+          }
+          float Z = 0.f;
+          for (int64_t jj = 0; jj < n; ++jj) {
+            e[jj] = std::exp(e[jj] - gmax);
+            u[jj] = wpp[(b * N + idx[jj]) * H + h] * e[jj];
+            Z += u[jj];
+          }
+          Z += kEps;
+          const T* __restrict__ sm = si + d.ms() + h * Dm;
+          const float* __restrict__ bmh = bmp + h * Dm;
+          std::fill(acc_p.begin(), acc_p.end(), 0.f);
+          float as = 0.f;
+          for (int64_t jj = 0; jj < n; ++jj) {
+            const int64_t j = idx[jj];
+            const float a = u[jj] / Z;
+            as += a;
+            if (Ap != nullptr) {
+              Ap[((b * N + i) * N + j) * H + h] = a;
+              Qp[((b * N + i) * N + j) * H + h] = e[jj] / Z;
+            }
+            const T* __restrict__ tm = s + (b * N + j) * R + d.mn() + h * Dm;
+#pragma omp simd
+            for (int64_t k = 0; k < Dm; ++k) {
+              float v = ld(sm, k) + (ld(tm, k) + bmh[k]);
+              v = v > 0.f ? v : kSlope * v;
+              p[k] += a * v;
+            }
+          }
+          T* __restrict__ out = Pp + ((b * N + i) * H + h) * Dm;
+#pragma omp simd
+          for (int64_t k = 0; k < Dm; ++k) st(out, k, p[k]);
+          asp[(b * N + i) * H + h] = as;
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void backward_impl(const Shape& d, const T* s, const float* bgp, const float* bmp,
+                   const float* w2p, const bool* mp, const float* Ap, const float* Qp,
+                   const T* dPp, const float* dap, T* dsp, float* dwpp, float* accp, int64_t nt) {
+  const int64_t N = d.N, H = d.H, Dg = d.Dg, Dm = d.Dm, R = d.R;
+  const int64_t G = 2 * H * Dg + H * Dm;
+  at::parallel_for(0, d.B, 1, [&](int64_t b0, int64_t b1) {
+    const int64_t tid = std::min<int64_t>(at::get_thread_num(), nt - 1);
+    float* __restrict__ dw2 = accp + tid * G;
+    float* __restrict__ dbg = dw2 + H * Dg;
+    float* __restrict__ dbm = dbg + H * Dg;
+    std::vector<int64_t> idx(N);
+    std::vector<float> da(N), dpf(Dm);
+    std::vector<float> loc(N * R);  // this composition's dS, accumulated in cache
+    float* L = loc.data();
+    float* __restrict__ dp = dpf.data();
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t n = valid_slots(mp + b * N, N, idx.data());
+      std::fill(loc.begin(), loc.end(), 0.f);
+      for (int64_t ii = 0; ii < n; ++ii) {
+        const int64_t i = idx[ii];
+        for (int64_t h = 0; h < H; ++h) {
+          const int64_t ih = (b * N + i) * H + h;
+          const T* __restrict__ dPi = dPp + ih * Dm;
+#pragma omp simd
+          for (int64_t k = 0; k < Dm; ++k) dp[k] = ld(dPi, k);
+          const T* __restrict__ sm = s + (b * N + i) * R + d.ms() + h * Dm;
+          const float* __restrict__ bmh = bmp + h * Dm;
+          float* __restrict__ dsm = L + i * R + d.ms() + h * Dm;
+          float c = 0.f;
+          // message half: d attention, d pre-activations (recomputed)
+          for (int64_t jj = 0; jj < n; ++jj) {
+            const int64_t j = idx[jj];
+            const float a = Ap[((b * N + i) * N + j) * H + h];
+            const T* __restrict__ tm = s + (b * N + j) * R + d.mn() + h * Dm;
+            float* __restrict__ dtm = L + j * R + d.mn() + h * Dm;
+            float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+            for (int64_t k = 0; k < Dm; ++k) {
+              const float pre = ld(sm, k) + (ld(tm, k) + bmh[k]);
+              const bool pos = pre > 0.f;
+              acc += dp[k] * (pos ? pre : kSlope * pre);
+              const float g = a * dp[k] * (pos ? 1.f : kSlope);
+              dsm[k] += g;
+              dtm[k] += g;
+            }
+            da[jj] = acc + dap[ih];
+            c += a * da[jj];
+          }
+          // weighted softmax -> d gate logits, d w^p; then the gate half
+          const T* __restrict__ sg = s + (b * N + i) * R + h * Dg;
+          const float* __restrict__ bgh = bgp + h * Dg;
+          float* __restrict__ dsg = L + i * R + h * Dg;
+          const float* __restrict__ w = w2p + h * Dg;
+          float* __restrict__ dwh = dw2 + h * Dg;
+          for (int64_t jj = 0; jj < n; ++jj) {
+            const int64_t j = idx[jj];
+            const int64_t ijh = ((b * N + i) * N + j) * H + h;
+            const float diff = da[jj] - c;
+            const float dg = Ap[ijh] * diff;
+            dwpp[(b * N + j) * H + h] += Qp[ijh] * diff;
+            if (dg == 0.f) continue;
+            const T* __restrict__ tg = s + (b * N + j) * R + d.gn() + h * Dg;
+            float* __restrict__ dtg = L + j * R + d.gn() + h * Dg;
+#pragma omp simd
+            for (int64_t k = 0; k < Dg; ++k) {
+              const float pre = ld(sg, k) + (ld(tg, k) + bgh[k]);
+              const bool pos = pre > 0.f;
+              dwh[k] += dg * (pos ? pre : kSlope * pre);
+              const float g = dg * w[k] * (pos ? 1.f : kSlope);
+              dsg[k] += g;
+              dtg[k] += g;
+            }
+          }
+        }
+      }
+      // biases act on the neighbour halves: their gradients are the column sums there
+      for (int64_t ii = 0; ii < n; ++ii) {
+        const float* __restrict__ row = L + idx[ii] * R;
+#pragma omp simd
+        for (int64_t k = 0; k < H * Dg; ++k) dbg[k] += row[d.gn() + k];
+#pragma omp simd
+        for (int64_t k = 0; k < H * Dm; ++k) dbm[k] += row[d.mn() + k];
+      }
+      T* __restrict__ out = dsp + b * N * R;
+#pragma omp simd
+      for (int64_t k = 0; k < N * R; ++k) st(out, k, L[k]);
+    }
+  });
+}
+
+}  // namespace
+
+// -> P (B, N, H, Dm) in S's dtype, sum_j a (B, N, H) and, if save, the attention a and
+// q = a / w^p (B, N, N, H)
+std::vector<at::Tensor> pair_attention_forward(const at::Tensor& S, const at::Tensor& bg,
+                                               const at::Tensor& bm, const at::Tensor& w2,
+                                               const at::Tensor& b2, const at::Tensor& wp,
+                                               const at::Tensor& mask, int64_t Dm, bool save) {
+  const Shape d = check(S, bg, bm, w2, wp, mask, Dm);
+  const auto f32 = S.options().dtype(at::kFloat);
+  at::Tensor P = at::empty({d.B, d.N, d.H, Dm}, S.options());
+  at::Tensor asum = at::empty({d.B, d.N, d.H}, f32);
+  at::Tensor A = at::empty({save ? d.B : 0, d.N, d.N, d.H}, f32);
+  at::Tensor Q = at::empty({save ? d.B : 0, d.N, d.N, d.H}, f32);
+  at::Tensor b2c = b2.to(at::kFloat).contiguous();
+  float* Ap = save ? A.data_ptr<float>() : nullptr;
+  float* Qp = save ? Q.data_ptr<float>() : nullptr;
+  if (S.scalar_type() == at::kFloat) {
+    forward_impl<float>(d, cptr<float>(S), bg.data_ptr<float>(), bm.data_ptr<float>(),
+                        w2.data_ptr<float>(), b2c.data_ptr<float>(), wp.data_ptr<float>(),
+                        mask.data_ptr<bool>(), mptr<float>(P), asum.data_ptr<float>(), Ap, Qp);
+  } else {
+    forward_impl<uint16_t>(d, cptr<uint16_t>(S), bg.data_ptr<float>(), bm.data_ptr<float>(),
+                           w2.data_ptr<float>(), b2c.data_ptr<float>(), wp.data_ptr<float>(),
+                           mask.data_ptr<bool>(), mptr<uint16_t>(P), asum.data_ptr<float>(), Ap,
+                           Qp);
+  }
+  return {P, asum, A, Q};
+}
+
+// -> dS (B, N, R) in S's dtype, d gate bias (H*Dg), d message bias (H*Dm), dw2 (H, Dg),
+// db2 (H), d w^p (B, N, H)
+std::vector<at::Tensor> pair_attention_backward(const at::Tensor& S, const at::Tensor& bg,
+                                                const at::Tensor& bm, const at::Tensor& w2,
+                                                const at::Tensor& wp, const at::Tensor& mask,
+                                                const at::Tensor& A, const at::Tensor& Q,
+                                                const at::Tensor& dP, const at::Tensor& dasum,
+                                                int64_t Dm) {
+  const Shape d = check(S, bg, bm, w2, wp, mask, Dm);
+  const int64_t H = d.H, Dg = d.Dg;
+  check_f32(A, d.B * d.N * d.N * H, "a");
+  check_f32(Q, d.B * d.N * d.N * H, "q");
+  check_f32(dasum, d.B * d.N * H, "d sum a");
+  TORCH_CHECK(dP.scalar_type() == S.scalar_type() && dP.is_contiguous() &&
+                  dP.numel() == d.B * d.N * H * Dm, "dP: contiguous (B, N, H, Dm) in S's dtype");
+  const auto f32 = S.options().dtype(at::kFloat);
+  at::Tensor dS = at::empty({d.B, d.N, d.R}, S.options());
+  at::Tensor dwp = at::zeros({d.B, d.N, H}, f32);
+  const int64_t nt = at::get_num_threads();
+  at::Tensor acc = at::zeros({nt, 2 * H * Dg + H * Dm}, f32);  // per thread: dw2 | dbg | dbm
+  if (S.scalar_type() == at::kFloat) {
+    backward_impl<float>(d, cptr<float>(S), bg.data_ptr<float>(), bm.data_ptr<float>(),
+                         w2.data_ptr<float>(), mask.data_ptr<bool>(), A.data_ptr<float>(),
+                         Q.data_ptr<float>(), cptr<float>(dP), dasum.data_ptr<float>(),
+                         mptr<float>(dS), dwp.data_ptr<float>(), acc.data_ptr<float>(), nt);
+  } else {
+    backward_impl<uint16_t>(d, cptr<uint16_t>(S), bg.data_ptr<float>(), bm.data_ptr<float>(),
+                            w2.data_ptr<float>(), mask.data_ptr<bool>(), A.data_ptr<float>(),
+                            Q.data_ptr<float>(), cptr<uint16_t>(dP), dasum.data_ptr<float>(),
+                            mptr<uint16_t>(dS), dwp.data_ptr<float>(), acc.data_ptr<float>(), nt);
+  }
+  at::Tensor tot = acc.sum(0);
+  // the gate's output bias shifts all logits of a softmax: its exact gradient is zero
+  return {dS, tot.narrow(0, H * Dg, H * Dg), tot.narrow(0, 2 * H * Dg, H * Dm),
+          tot.narrow(0, 0, H * Dg).view({H, Dg}), at::zeros({H}, f32), dwp};
+}
+"""
+
+_KERNEL_FLAGS = ["-O3", "-march=native", "-fopenmp"]
+_kernel_lock = threading.Lock()
+_kernel_state: dict[str, object] = {}
+
+
+def _cpu_signature() -> str:
+    """Model and ISA flags of this CPU: ``-march=native`` builds are cached per machine type."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    keep = [ln for ln in info.splitlines() if ln.startswith(("model name", "flags"))][:2]
+    return "\n".join(keep)
+
+
+def roost_kernels():
+    """The compiled pair-attention kernels, built on first use (about a minute, once per machine
+    and source version; cached by torch in ``$TORCH_EXTENSIONS_DIR``); ``None`` where they cannot be
+    built (no C++ compiler) or are disabled with ``PRETROOST_ROOST_KERNELS=0``."""
+    if "module" in _kernel_state:
+        return _kernel_state["module"]
+    with _kernel_lock:
+        if "module" in _kernel_state:
+            return _kernel_state["module"]
+        module = None
+        if os.environ.get("PRETROOST_ROOST_KERNELS", "1").strip().lower() in {"0", "false", "no"}:
+            _kernel_state["error"] = "disabled by PRETROOST_ROOST_KERNELS"
+        else:
+            key = "\n".join([_KERNEL_SOURCE, *_KERNEL_FLAGS, torch.__version__, _cpu_signature()])
+            name = "pretroost_roost_" + hashlib.sha1(key.encode()).hexdigest()[:12]
+            t0 = time.perf_counter()
+            try:
+                from torch.utils.cpp_extension import load_inline
+
+                log.debug("loading/building Roost CPU kernels %s", name)
+                module = load_inline(
+                    name,
+                    cpp_sources=_KERNEL_SOURCE,
+                    functions=["pair_attention_forward", "pair_attention_backward"],
+                    extra_cflags=_KERNEL_FLAGS,
+                    extra_ldflags=["-fopenmp"],
+                    verbose=False,
+                )
+                log.debug("Roost CPU kernels ready in %.1f s", time.perf_counter() - t0)
+            except Exception as exc:  # no compiler, no headers, build error: use the reference path
+                _kernel_state["error"] = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "Roost CPU kernels unavailable (%s); using the slower reference path",
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                )
+        _kernel_state["module"] = module
+        return module
+
+
+class _PairAttention(torch.autograd.Function):
+    """(S, b_g, b_m, w2, b2, w^p, mask) -> (P, sum_j a_ij): see ``_KERNEL_SOURCE``."""
+
+    @staticmethod
+    def forward(ctx, S, bg, bm, w2, b2, wp, mask, dm):  # type: ignore[override]
+        P, asum, A, Q = roost_kernels().pair_attention_forward(
+            S, bg, bm, w2, b2, wp, mask, dm, True
+        )
+        ctx.save_for_backward(S, bg, bm, w2, wp, mask, A, Q)
+        ctx.dm = dm
+        return P, asum
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dP, dasum):  # type: ignore[override]
+        S, bg, bm, w2, wp, mask, A, Q = ctx.saved_tensors
+        dP = S.new_zeros((*A.shape[:2], w2.shape[0], ctx.dm)) if dP is None else dP
+        dasum = torch.zeros(wp.shape) if dasum is None else dasum
+        grads = roost_kernels().pair_attention_backward(
+            S,
+            bg,
+            bm,
+            w2,
+            wp,
+            mask,
+            A,
+            Q,
+            dP.to(S.dtype).contiguous(),
+            dasum.float().contiguous(),
+            ctx.dm,
+        )
+        return (*grads, None, None)
+
+
+def _pair_attention(
+    S: Tensor, bg: Tensor, bm: Tensor, w2: Tensor, b2: Tensor, wp: Tensor, mask: Tensor, dm: int
+) -> tuple[Tensor, Tensor]:
+    """S (B, N, 2H(Dg+Dm)) fp32 or bf16 first layers without bias, bg (H·Dg,) and bm (H·Dm,) the first
+    layers' biases, w2 (H, Dg) and b2 (H,) the gates' output layers, wp (B, N, H), mask (B, N) ->
+    P (B, N, H, Dm) attention-weighted sums of message hidden layers (in S's dtype), and (B, N, H)
+    sum_j a_ij (fp32)."""
+    if S.dtype not in (torch.float32, torch.bfloat16):
+        S = S.float()
+    args = (
+        S.contiguous(),
+        bg.float().contiguous(),
+        bm.float().contiguous(),
+        w2.float().contiguous(),
+        b2,
+    )
+    args = (*args, wp.float().contiguous(), mask.contiguous())
+    if torch.is_grad_enabled() and any(t.requires_grad for t in args[:6]):
+        return _PairAttention.apply(*args, dm)
+    P, asum, _, _ = roost_kernels().pair_attention_forward(*args, dm, False)
+    return P, asum
+
+
+def _weights_pow_bnh(weights: Tensor, mask: Tensor, power: Tensor) -> Tensor:
+    """(B, N) weights, (H,) powers -> (B, N, H) ``w^p``, zero at padding."""
+    w = torch.where(mask, weights, torch.ones_like(weights)).unsqueeze(-1) ** power
+    return w * mask.unsqueeze(-1)
+
+
+def _autocast_on(x: Tensor) -> bool:
+    return torch.is_autocast_enabled(x.device.type)
+
+
+Impl = Literal["auto", "fast", "reference"]
+IMPLS: tuple[str, ...] = ("auto", "fast", "reference")
+
+
 class MessageLayer(nn.Module):
     """One weighted soft-attention message-passing layer with residual update (Eq. 2-4)."""
 
@@ -165,8 +624,21 @@ class MessageLayer(nn.Module):
         self.msg = MultiHeadMLP(n_heads, 2 * fea_len, msg, fea_len)
         self.power = nn.Parameter(torch.randn(n_heads))
 
-    def forward(self, x: Tensor, weights: Tensor, mask: Tensor) -> Tensor:
+    @property
+    def fast_capable(self) -> bool:
+        """The fused kernels cover one hidden layer per MLP (the paper's and the default)."""
+        return len(self.gate.weights) == 2 and len(self.msg.weights) == 2
+
+    def forward(self, x: Tensor, weights: Tensor, mask: Tensor, *, fast: bool = False) -> Tensor:
         """x (B, N, F), weights (B, N), mask (B, N) -> (B, N, F)."""
+        return (
+            self.forward_fast(x, weights, mask)
+            if fast
+            else self.forward_reference(x, weights, mask)
+        )
+
+    def forward_reference(self, x: Tensor, weights: Tensor, mask: Tensor) -> Tensor:
+        """Dense torch ops on (H, B, N, N, d) pair tensors: any MLP depth, any device."""
         B, N, Fl = x.shape
         flat = x.reshape(B * N, Fl)
         me, nbr = slice(0, Fl), slice(Fl, 2 * Fl)
@@ -182,6 +654,48 @@ class MessageLayer(nn.Module):
         )
         return x + out.mean(dim=0)
 
+    def first_layer_params(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Weight (R, F) giving S = x W^T = [gate self | gate neighbour | msg self | msg neighbour]
+        per node (R = 2H(Dg + Dm)), and the biases (H·Dg,), (H·Dm,) of the neighbour halves."""
+        Fl = self.msg.dims[-1]
+        parts = []
+        for mlp in (self.gate, self.msg):
+            w = mlp.weights[0]  # (H, D, 2F)
+            parts += [w[..., :Fl].reshape(-1, Fl), w[..., Fl:].reshape(-1, Fl)]
+        return torch.cat(parts), self.gate.biases[0].reshape(-1), self.msg.biases[0].reshape(-1)
+
+    def forward_fast(
+        self, x: Tensor, weights: Tensor, mask: Tensor, S: Tensor | None = None
+    ) -> Tensor:
+        """Fused-kernel path (CPU, one hidden layer per MLP). ``S`` (B·N, R): precomputed first
+        layers (see :meth:`first_layer_params`), e.g. from unique elements in the first layer."""
+        B, N, Fl = x.shape
+        H, Dg, Dm = self.power.shape[0], self.gate.dims[1], self.msg.dims[1]
+        flat = x.reshape(B * N, Fl)
+        W, bg, bm = self.first_layer_params()
+        if S is None:
+            S = flat @ W.t()
+        wp = _weights_pow_bnh(weights, mask, self.power)
+        P, asum = _pair_attention(
+            S.view(B, N, -1),
+            bg,
+            bm,
+            self.gate.weights[1].reshape(H, Dg),
+            self.gate.biases[1].reshape(H),
+            wp,
+            mask,
+            Dm,
+        )
+        # mean over heads of W3_h P_h + (sum_j a_ij) b3_h: one matmul over the concatenated heads
+        w3 = self.msg.weights[1].permute(1, 0, 2).reshape(Fl, H * Dm)
+        P, asum = P.view(B * N, H * Dm), asum.view(B * N, H)
+        if _autocast_on(x):  # keep the residual stream in fp32
+            out = flat + (P @ w3.t() + asum @ self.msg.biases[1]) / H
+        else:
+            out = torch.addmm(flat, P, w3.t(), alpha=1.0 / H)
+            out = torch.addmm(out, asum, self.msg.biases[1], alpha=1.0 / H)
+        return out.view(B, N, Fl)
+
 
 class WeightedAttentionPooling(nn.Module):
     """``cry_heads`` weighted attention pooling heads over the nodes of each graph (Eq. 5)."""
@@ -192,8 +706,19 @@ class WeightedAttentionPooling(nn.Module):
         self.msg = MultiHeadMLP(n_heads, fea_len, msg, fea_len)
         self.power = nn.Parameter(torch.randn(n_heads))
 
-    def forward(self, x: Tensor, weights: Tensor, mask: Tensor) -> Tensor:
+    @property
+    def fast_capable(self) -> bool:
+        return len(self.gate.weights) == 2 and len(self.msg.weights) == 2
+
+    def forward(self, x: Tensor, weights: Tensor, mask: Tensor, *, fast: bool = False) -> Tensor:
         """x (B, N, F), weights (B, N), mask (B, N) -> (B, F)."""
+        return (
+            self.forward_fast(x, weights, mask)
+            if fast
+            else self.forward_reference(x, weights, mask)
+        )
+
+    def forward_reference(self, x: Tensor, weights: Tensor, mask: Tensor) -> Tensor:
         B, N, Fl = x.shape
         flat = x.reshape(B * N, Fl)
         hg = F.leaky_relu(self.gate.first_layer(flat)).view(-1, B, N, self.gate.dims[1])
@@ -201,15 +726,42 @@ class WeightedAttentionPooling(nn.Module):
         wp = _weights_pow(weights, mask, self.power)  # (H, B, N)
         return _attend(self.gate, self.msg, hg, hm, wp, mask[None]).mean(dim=0)
 
+    def forward_fast(self, x: Tensor, weights: Tensor, mask: Tensor) -> Tensor:
+        """Node-major layout, both first layers as one matmul, the per-head 256 -> 1 gate layer as
+        one block-diagonal matmul (no batched matrix-vector products)."""
+        B, N, Fl = x.shape
+        H, Dg, Dm = self.power.shape[0], self.gate.dims[1], self.msg.dims[1]
+        flat = x.reshape(B * N, Fl)
+        W = torch.cat(
+            [self.gate.weights[0].reshape(H * Dg, Fl), self.msg.weights[0].reshape(-1, Fl)]
+        )
+        b = torch.cat([self.gate.biases[0].reshape(-1), self.msg.biases[0].reshape(-1)])
+        hidden = F.leaky_relu(torch.addmm(b, flat, W.t()))
+        hg, hm = hidden[:, : H * Dg], hidden[:, H * Dg :]
+        w2 = torch.block_diag(*self.gate.weights[1].reshape(H, Dg, 1).unbind(0))  # (H·Dg, H)
+        gate = torch.addmm(self.gate.biases[1].reshape(H), hg, w2).view(B, N, H)
+        wp = _weights_pow_bnh(weights, mask, self.power)
+        gate = gate.float().masked_fill(~mask.unsqueeze(-1), float("-inf"))
+        num = wp * (gate - gate.amax(dim=1, keepdim=True)).exp()
+        attn = num / (num.sum(dim=1, keepdim=True) + _EPS)  # (B, N, H)
+        pooled = (attn.unsqueeze(-1) * hm.view(B, N, H, Dm)).sum(dim=1)  # (B, H, Dm)
+        w3 = self.msg.weights[1].permute(1, 0, 2).reshape(Fl, H * Dm)
+        out = pooled.reshape(B, H * Dm) @ w3.t() + attn.sum(dim=1) @ self.msg.biases[1]
+        return out / H
+
 
 class RoostEncoder(nn.Module):
     """Composition -> material vector of length ``elem_fea_len``.
 
     The element table (e.g. matscholar200) is a fixed buffer saved with the weights, so an artefact
     does not depend on the installed package's copy of it.
+
+    ``impl`` picks the implementation (same parameters, same results to float rounding):
+    ``"fast"`` fused CPU kernels (one hidden layer per attention MLP), ``"reference"`` dense torch
+    ops (any device, any depth), ``"auto"`` (default) the fast one where it applies.
     """
 
-    def __init__(self, config: RoostConfig | None = None) -> None:
+    def __init__(self, config: RoostConfig | None = None, *, impl: Impl = "auto") -> None:
         super().__init__()
         self.config = config = config or RoostConfig()
         table, _ = element_table(config.elem_embedding)
@@ -222,10 +774,36 @@ class RoostEncoder(nn.Module):
         self.pool = WeightedAttentionPooling(
             config.elem_fea_len, config.cry_heads, config.cry_gate, config.cry_msg
         )
+        self.impl = impl
+
+    @property
+    def impl(self) -> Impl:
+        return self._impl
+
+    @impl.setter
+    def impl(self, value: Impl) -> None:
+        if value not in IMPLS:
+            raise ValueError(f"unknown impl {value!r}; valid: {', '.join(IMPLS)}")
+        self._impl = value
 
     @property
     def out_dim(self) -> int:
         return self.config.elem_fea_len
+
+    def uses_fast_path(self, device: torch.device | str = "cpu") -> bool:
+        """Whether a forward on ``device`` runs the fused kernels (builds them if needed)."""
+        if self._impl == "reference":
+            return False
+        ok = (
+            torch.device(device).type == "cpu"
+            and self.pool.fast_capable
+            and all(layer.fast_capable for layer in self.graphs)
+        )
+        ok = ok and roost_kernels() is not None
+        if self._impl == "fast" and not ok:
+            why = _kernel_state.get("error", "needs CPU tensors and one hidden layer per MLP")
+            raise RuntimeError(f"impl='fast' is unavailable: {why}")
+        return ok
 
     def node_features(
         self, batch: CompositionBatch, input_mask: Tensor | None = None
@@ -235,18 +813,53 @@ class RoostEncoder(nn.Module):
         ``input_mask`` (B, N) bool zeroes the input element vector of the marked nodes (their
         fractional weights are kept) — the masking augmentation of the SSL objective.
         """
-        fea = self.element_table[batch.z]  # (B, N, D)
-        if input_mask is not None:
-            fea = fea.masked_fill(input_mask.unsqueeze(-1), 0.0)
-        x = torch.cat([self.embedding(fea), batch.weights.unsqueeze(-1)], dim=-1)
-        for layer in self.graphs:
-            x = layer(x, batch.weights, batch.mask)
+        if not self.uses_fast_path(batch.z.device):
+            fea = self.element_table[batch.z]  # (B, N, D)
+            if input_mask is not None:
+                fea = fea.masked_fill(input_mask.unsqueeze(-1), 0.0)
+            x = torch.cat([self.embedding(fea), batch.weights.unsqueeze(-1)], dim=-1)
+            for layer in self.graphs:
+                x = layer.forward_reference(x, batch.weights, batch.mask)
+            return x, batch.weights, batch.mask
+        x, S = self._embed_unique(batch, input_mask)
+        for k, layer in enumerate(self.graphs):
+            x = layer.forward_fast(x, batch.weights, batch.mask, S if k == 0 else None)
         return x, batch.weights, batch.mask
+
+    def _embed_unique(
+        self, batch: CompositionBatch, input_mask: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Input node features x (B, N, F) and the first message layer's S (B·N, R), computed on
+        the batch's distinct elements: x_i = [E f_z || w_i], so W x_i = (W_E E f_z) + w_i W_w —
+        a matmul over the U distinct elements, a gather and a rank-1 update instead of a matmul
+        over all B·N nodes (forward and backward)."""
+        z, w = batch.z, batch.weights
+        key = z if input_mask is None else z.masked_fill(input_mask, -1)
+        uz, inv = torch.unique(key, return_inverse=True)
+        fea = self.element_table[uz.clamp_min(0)]
+        if input_mask is not None:
+            fea = fea.masked_fill((uz < 0).unsqueeze(-1), 0.0)
+        emb = self.embedding(fea)  # (U, F-1)
+        inv = inv.reshape(-1)
+        x = torch.cat([emb[inv], w.reshape(-1, 1).to(emb.dtype)], dim=-1)
+        W = self.graphs[0].first_layer_params()[0]
+        Fe = emb.shape[1]
+        S_u = emb @ W[:, :Fe].t()  # (U, R)
+        S = S_u.index_select(0, inv).addr_(w.reshape(-1).to(S_u.dtype), W[:, Fe].to(S_u.dtype))
+        return x.view(*z.shape, -1), S
 
     def forward(self, batch: CompositionBatch, input_mask: Tensor | None = None) -> Tensor:
         """(B, N) batch -> (B, elem_fea_len) material vectors."""
         x, weights, mask = self.node_features(batch, input_mask)
-        return self.pool(x, weights, mask)
+        return self.pool(x, weights, mask, fast=self.uses_fast_path(x.device))
+
+
+def set_impl(module: nn.Module, impl: Impl) -> nn.Module:
+    """Set ``impl`` on every :class:`RoostEncoder` inside ``module``; returns ``module``."""
+    for m in module.modules():
+        if isinstance(m, RoostEncoder):
+            m.impl = impl
+    return module
 
 
 class ResidualNetwork(nn.Module):
