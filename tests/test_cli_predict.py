@@ -168,13 +168,20 @@ def test_ensemble_command(tmp_path, capsys):
     pd.DataFrame({"formula": FORMULAS, "gap": Y}).to_csv(data, index=False)
     out = tmp_path / "ens"
     args = ["ensemble", "--data", str(data), "--target-col", "gap", "--n", "2", "--epochs", "1"]
+    args += ["--elem-fea-len", "8", "--n-graph", "1", "--heads", "1", "--hidden", "8"]
+    args += ["--trunk-hidden", "16", "--out-hidden", "8,8"]
     assert main([*args, "--out", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n_test"] == 16 and len(summary["member_mae"]) == 2
     assert {"mae", "coverage_1sigma", "spearman_abs_error_std"} <= summary["ensemble"].keys()
     config = json.loads((out / "config.json").read_text())
     assert config["kind"] == "ensemble" and config["n_members"] == 2
+    assert config["members"][1]["model"]["encoder"]["elem_fea_len"] == 8
     assert (out / "metrics.json").is_file()
     assert main(["predict", "--model", str(out), "-o", str(tmp_path / "p.csv"), str(data)]) == 0
     assert "std_epistemic" in pd.read_csv(tmp_path / "p.csv").columns
     assert main([*args, "--out", str(out), "--test-fraction", "1.5"]) == 1
+    bad = tmp_path / "bad.csv"
+    bad.write_text("formula,gap\nNaCl,1\nOgF2,2\n")
+    assert main([*args[:2], str(bad), *args[3:], "--out", str(tmp_path / "never")]) == 1
+    assert "row 1" in capsys.readouterr().err and not (tmp_path / "never").exists()

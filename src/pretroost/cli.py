@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -232,10 +233,20 @@ def _finetune_custom(args: argparse.Namespace, config) -> int:
     all_scores = []
     for k, test in enumerate(splits):
         train_idx = np.setdiff1d(np.arange(n), test)
-        fitted = fit(
-            comps.subset(train_idx), y[train_idx], args.task_type, config, name=f"split{k}",
-            checkpoint=ckpt_dir / f"split{k}.pt", resume=args.resume, device=args.device,
-        )  # fmt: skip
+        fitted: Any
+        if args.ensemble > 1:  # deep ensemble saved as one artefact (pretroost.ensemble)
+            from pretroost.ensemble import fit_ensemble
+
+            fitted = fit_ensemble(
+                comps.subset(train_idx), y[train_idx], args.task_type, config, args.ensemble,
+                name=f"split{k}", checkpoint_dir=ckpt_dir / f"split{k}", resume=args.resume,
+                device=args.device,
+            )  # fmt: skip
+        else:
+            fitted = fit(
+                comps.subset(train_idx), y[train_idx], args.task_type, config, name=f"split{k}",
+                checkpoint=ckpt_dir / f"split{k}.pt", resume=args.resume, device=args.device,
+            )  # fmt: skip
         pred = fitted.predict_dataset(CompositionDataset(comps.subset(test)))
         values = pred["prob" if args.task_type == "classification" else "mean"][:, 0]
         scores = score(args.task_type, y[test, 0], values)
@@ -438,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--results-dir", default="results")
     res.add_argument("--save-models", default=None, help="save each fold's model under this folder")
     res.add_argument("--out", default=None, help="model folder (with --data)")
+    res.add_argument(
+        "--ensemble", type=int, default=1, help="with --data: train a deep ensemble of N models"
+    )
     res.add_argument(
         "--no-resume", dest="resume", action="store_false",
         help="redo folds that exist (--task); ignore existing checkpoints (--data)",
@@ -646,10 +660,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from pretroost.data.batching import CompositionDataset
+    from pretroost.data.batching import CompositionDataset, check_elements
     from pretroost.data.tables import read_formula_table
     from pretroost.ensemble import fit_ensemble, uncertainty_scores
     from pretroost.finetune import validate_targets
+    from pretroost.io import load_artefact
     from pretroost.metrics import HEADLINE, score
     from pretroost.utils import atomic_write_json
 
@@ -660,6 +675,11 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         args.data, formula_col=args.formula_col, target_col=args.target_col, id_col=args.id_col
     )
     y = validate_targets(df[args.target_col].to_numpy(), args.task_type, source=str(args.data))
+    embedding = config.encoder.elem_embedding
+    if config.init != "scratch":
+        enc_cfg = load_artefact(config.init).config.get("encoder", {})
+        embedding = enc_cfg.get("elem_embedding", embedding)
+    check_elements(comps, embedding, source=str(args.data), formulas=df[args.formula_col].tolist())
     n = len(df)
     perm = np.random.default_rng(args.seed).permutation(n)
     n_test = max(1, int(round(args.test_fraction * n))) if args.test_fraction > 0 else 0
@@ -668,7 +688,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     out = Path(args.out)
     ens = fit_ensemble(
         comps.subset(train_idx), y[train_idx], args.task_type, config, args.n, split=args.split,
-        checkpoint_dir=args.checkpoint_dir, resume=args.resume, name=out.name,
+        checkpoint_dir=args.checkpoint_dir, resume=args.resume, name=out.name, device=args.device,
     )  # fmt: skip
     ens.info.update(source=str(args.data), n_test=len(test), test_seed=args.seed)
     ens.save(out)
@@ -765,6 +785,7 @@ def _register_ensemble(add: Callable) -> None:
     mdl.add_argument("--loss", default=None, choices=["robust", "l1", "bce"])
     mdl.add_argument("--val-fraction", type=float, default=0.1)
     _add_train_args(p, epochs=100)
+    _add_arch_args(p, pretrain=False)
     p.add_argument("--out", required=True, help="model folder to write")
 
 

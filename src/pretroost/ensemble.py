@@ -256,6 +256,7 @@ def fit_ensemble(
     resume: bool = False,
     progress: bool | None = None,
     name: str = "ensemble",
+    device: str | None = None,
 ) -> Ensemble:
     """Train a deep ensemble of ``n_members`` models (each exactly as :func:`fit` trains one).
 
@@ -269,6 +270,8 @@ def fit_ensemble(
         resume: continue from those checkpoints.
         progress: progress bars (default: when stderr is a terminal).
         name: recorded in the model card and training logs.
+        device: where each member trains (see :func:`~pretroost.train.train`); members come
+            back on the CPU.
     """
     if n_members < 1:
         raise ValueError(f"n_members must be >= 1, got {n_members}")
@@ -288,7 +291,7 @@ def fit_ensemble(
         ckpt = Path(checkpoint_dir) / f"member_{k}.pt" if checkpoint_dir is not None else None
         member = fit(
             comps, y, task_type, config, val_index=val_index, seed=seed, checkpoint=ckpt,
-            resume=resume, progress=progress, name=f"{name}/member{k}",
+            resume=resume, progress=progress, name=f"{name}/member{k}", device=device,
         )  # fmt: skip
         log.info(
             "%s: member %d/%d (seed %d) done: best epoch %s, validation score %s",

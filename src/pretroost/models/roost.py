@@ -11,11 +11,18 @@ weighted by its fractional amount ``w_i``. Each message-passing layer updates no
 and ``cry_heads`` weighted attention pooling heads over nodes give the material vector (Eq. 5).
 ``g_t`` (gate) and ``f_t`` (message) are per-head MLPs with LeakyReLU; ``p_t`` a learned power.
 
-Instead of scattering over edge lists, all pairs of a batch are one ``(B, N, N, ·)`` tensor. The first
-layer of ``g_t`` and ``f_t`` acting on ``h_i || h_j`` is split as ``W_s h_i + W_n h_j`` (node-sized
-matmuls, then a broadcast add), all heads of both networks run as one matmul, and the last linear
-layer of ``f_t`` is applied *after* the attention sum (it commutes with the weighted sum), so the
-widest per-pair work is one add and one activation. Outputs equal aviary's reference Roost (tested).
+Instead of scattering over edge lists, all pairs of a batch are one ``(B, N, N, ·)`` problem. The
+first layer of ``g_t`` and ``f_t`` acting on ``h_i || h_j`` is split as ``W_s h_i + W_n h_j``
+(node-sized matmuls), and the last linear layer of ``f_t`` is applied *after* the attention sum (it
+commutes with the weighted sum). Two implementations, equal to float rounding (tested, and equal to
+aviary's reference Roost to 1e-5):
+
+* ``"fast"`` (CPU, default where it applies): fused C++ kernels, compiled on first use, do the
+  per-pair work (add, LeakyReLU, gate output layer, weighted softmax, weighted sum of message hidden
+  layers, and the backward of all of it) one composition at a time in cache, so no per-pair tensor
+  is ever materialised; the first layer of the first message layer is computed on the batch's
+  distinct elements only. Works under ``torch.autocast("cpu", dtype=torch.bfloat16)`` too.
+* ``"reference"``: dense torch ops on ``(H, B, N, N, d)`` pair tensors: any device, any MLP depth.
 """
 
 from __future__ import annotations
@@ -41,11 +48,15 @@ from pretroost.data.batching import CompositionBatch
 from pretroost.data.elements import ELEMENT_FEATURES, ElementFeatureName, element_table
 
 __all__ = [
+    "IMPLS",
+    "Impl",
     "ModelConfig",
     "ResidualNetwork",
     "RoostConfig",
     "RoostEncoder",
     "RoostModel",
+    "roost_kernels",
+    "set_impl",
 ]
 
 log = logging.getLogger(__name__)
@@ -171,11 +182,13 @@ def _attend(
 # ----------------------------------------------------------------------------------------------
 
 # One composition at a time (parallel over the batch), all heads: gate MLP on every pair, weighted
-# softmax over neighbours, attention-weighted sum of message hidden layers. Pair values are
-# recomputed from the node-sized halves S (never stored), in the forward and the backward pass, so
-# memory traffic is O(B·N·H·D) instead of O(B·N²·H·D). The backward recomputes pre-activations and
-# returns the gradient of S in the same layout. fp32 only; inner loops over the hidden dimension are
-# vectorised by the compiler (`omp simd`).
+# softmax over neighbours, attention-weighted sum of message hidden layers, and the backward of all
+# of it. Each composition's first-layer rows are first gathered into a small float buffer (from the
+# (B·N, 2HD) first layers, or for layer 0 from the rows of the distinct elements plus the rank-1
+# fractional-weight term), so pair values are recomputed from cache-resident node data and never
+# stored: memory traffic is O(B·N·H·D) instead of O(B·N²·H·D). The backward accumulates each
+# composition's gradient in cache and writes it once. Node tensors may be fp32 or bf16 (autocast);
+# arithmetic is fp32; inner loops over the hidden units are vectorised by the compiler (omp simd).
 _KERNEL_SOURCE = r"""
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -192,7 +205,7 @@ namespace {
 constexpr float kSlope = 0.01f;  // LeakyReLU negative slope (torch's default)
 constexpr float kEps = 1e-10f;   // softmax denominator guard, as in the reference Roost
 
-// Node tensors (S, P, their gradients) are stored as float or as bfloat16 bits (uint16_t);
+// Node tensors (first layers, P, their gradients) are float or bfloat16 bits (uint16_t);
 // arithmetic is float. bf16 stores round to nearest even.
 inline float ld(const float* p, int64_t k) { return p[k]; }
 inline float ld(const uint16_t* p, int64_t k) {
@@ -209,36 +222,26 @@ inline void st(uint16_t* p, int64_t k, float v) {
   p[k] = static_cast<uint16_t>(v != v ? 0x7FC0u : r);
 }
 
-// S holds, per node, [gate self (H*Dg) | gate neighbour (H*Dg) | msg self (H*Dm) |
-// msg neighbour (H*Dm)]: the first layers of both MLPs split as W_s h_i + W_n h_j (+ b, added here).
-struct Shape {
-  int64_t B, N, H, Dg, Dm, R;
+// The first layer of one attention MLP on [h_i || h_j], for all heads, as stored by
+// MultiHeadMLP: weight (H, D, 2F), so x @ weight.view(2HD, F).T gives per node the interleaved
+// row [h][d][self, neighbour] of length 2HD. Rows are given directly, (B*N, 2HD), or factored
+// (layer 0): row(node) = U[inv[node]] + w[node] * wcol, U (n_unique, 2HD).
+template <typename T>
+struct Half {
+  const T* rows;
+  const float* wcol;  // factored only, else nullptr
+  const float* bias;  // (H*D), added to the neighbour half
+  int64_t D;
+};
+
+struct Dims {
+  int64_t B, N, H, Dg, Dm;
+  // local (per composition, float) layout per node: [gate self | gate nbr | msg self | msg nbr]
+  int64_t R() const { return 2 * H * (Dg + Dm); }
   int64_t gn() const { return H * Dg; }
   int64_t ms() const { return 2 * H * Dg; }
   int64_t mn() const { return 2 * H * Dg + H * Dm; }
 };
-
-void check_f32(const at::Tensor& t, int64_t numel, const char* what) {
-  TORCH_CHECK(t.scalar_type() == at::kFloat && t.is_contiguous() && t.numel() == numel, what,
-              ": expected a contiguous float32 tensor of ", numel, " elements");
-}
-
-Shape check(const at::Tensor& S, const at::Tensor& bg, const at::Tensor& bm, const at::Tensor& w2,
-            const at::Tensor& wp, const at::Tensor& mask, int64_t Dm) {
-  TORCH_CHECK(S.dim() == 3 && S.is_contiguous() &&
-                  (S.scalar_type() == at::kFloat || S.scalar_type() == at::kBFloat16),
-              "S: contiguous float32 or bfloat16 (B, N, R)");
-  TORCH_CHECK(w2.dim() == 2, "w2: (H, Dg)");
-  Shape s{S.size(0), S.size(1), w2.size(0), w2.size(1), Dm, S.size(2)};
-  TORCH_CHECK(s.R == 2 * s.H * (s.Dg + s.Dm), "S row length != 2*H*(Dg+Dm)");
-  check_f32(w2, s.H * s.Dg, "w2");
-  check_f32(bg, s.H * s.Dg, "gate bias");
-  check_f32(bm, s.H * s.Dm, "message bias");
-  check_f32(wp, s.B * s.N * s.H, "w^p");
-  TORCH_CHECK(mask.scalar_type() == at::kBool && mask.is_contiguous() && mask.dim() == 2 &&
-              mask.size(0) == s.B && mask.size(1) == s.N, "mask: contiguous bool (B, N)");
-  return s;
-}
 
 inline int64_t valid_slots(const bool* m, int64_t N, int64_t* out) {
   int64_t n = 0;
@@ -248,26 +251,86 @@ inline int64_t valid_slots(const bool* m, int64_t N, int64_t* out) {
   return n;
 }
 
+// de-interleave one node's row of one MLP into self (HD) and neighbour (HD) parts, + bias
 template <typename T>
-const T* cptr(const at::Tensor& t) {
-  return reinterpret_cast<const T*>(t.data_ptr());
-}
-template <typename T>
-T* mptr(at::Tensor& t) {
-  return reinterpret_cast<T*>(t.data_ptr());
+inline void gather_row(const Half<T>& hf, int64_t H, int64_t node, int64_t row_id, float wv,
+                       float* __restrict__ self, float* __restrict__ nbr) {
+  const int64_t HD = H * hf.D;
+  const T* __restrict__ r = hf.rows + row_id * 2 * HD;
+  const float* __restrict__ b = hf.bias;
+  if (hf.wcol == nullptr) {
+#pragma omp simd
+    for (int64_t q = 0; q < HD; ++q) {
+      self[q] = ld(r, 2 * q);
+      nbr[q] = ld(r, 2 * q + 1) + b[q];
+    }
+  } else {
+    const float* __restrict__ c = hf.wcol;
+#pragma omp simd
+    for (int64_t q = 0; q < HD; ++q) {
+      self[q] = ld(r, 2 * q) + wv * c[2 * q];
+      nbr[q] = (ld(r, 2 * q + 1) + wv * c[2 * q + 1]) + b[q];
+    }
+  }
+  (void)node;
 }
 
 template <typename T>
-void forward_impl(const Shape& d, const T* s, const float* bgp, const float* bmp,
-                  const float* w2p, const float* b2p, const float* wpp, const bool* mp, T* Pp,
-                  float* asp, float* Ap, float* Qp) {
-  const int64_t N = d.N, H = d.H, Dg = d.Dg, Dm = d.Dm, R = d.R;
+void load_composition(const Dims& d, const Half<T>& g, const Half<T>& m, const int64_t* inv,
+                      const float* w, int64_t b, const int64_t* idx, int64_t n, float* L) {
+  const int64_t R = d.R();
+  for (int64_t ii = 0; ii < n; ++ii) {
+    const int64_t i = idx[ii], node = b * d.N + i;
+    const int64_t row = inv != nullptr ? inv[node] : node;
+    const float wv = w != nullptr ? w[node] : 0.f;
+    gather_row(g, d.H, node, row, wv, L + i * R, L + i * R + d.gn());
+    gather_row(m, d.H, node, row, wv, L + i * R + d.ms(), L + i * R + d.mn());
+  }
+}
+
+// scatter one node's local gradient (self | neighbour of one MLP) back to the interleaved layout
+inline void scatter_row(const float* __restrict__ self, const float* __restrict__ nbr, int64_t HD,
+                        float* __restrict__ dst, float* __restrict__ dwcol, float wv,
+                        float* __restrict__ dbias) {
+#pragma omp simd
+  for (int64_t q = 0; q < HD; ++q) {
+    dst[2 * q] += self[q];
+    dst[2 * q + 1] += nbr[q];
+    dbias[q] += nbr[q];
+  }
+  if (dwcol != nullptr) {
+#pragma omp simd
+    for (int64_t q = 0; q < HD; ++q) {
+      dwcol[2 * q] += wv * self[q];
+      dwcol[2 * q + 1] += wv * nbr[q];
+    }
+  }
+}
+
+template <typename T>
+inline void store_row(const float* __restrict__ self, const float* __restrict__ nbr, int64_t HD,
+                      T* __restrict__ dst, float* __restrict__ dbias) {
+#pragma omp simd
+  for (int64_t q = 0; q < HD; ++q) {
+    st(dst, 2 * q, self[q]);
+    st(dst, 2 * q + 1, nbr[q]);
+    dbias[q] += nbr[q];
+  }
+}
+
+template <typename T>
+void forward_impl(const Dims& d, const Half<T>& g, const Half<T>& m, const int64_t* inv,
+                  const float* w, const float* w2p, const float* b2p, const float* wpp,
+                  const bool* mp, T* Pp, float* asp, float* Ap, float* Qp) {
+  const int64_t N = d.N, H = d.H, Dg = d.Dg, Dm = d.Dm, R = d.R();
   at::parallel_for(0, d.B, 1, [&](int64_t b0, int64_t b1) {
     std::vector<int64_t> idx(N);
-    std::vector<float> e(N), u(N), acc_p(Dm);
+    std::vector<float> e(N), u(N), acc_p(Dm), loc(N * R);
     float* __restrict__ p = acc_p.data();
+    const float* L = loc.data();
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t n = valid_slots(mp + b * N, N, idx.data());
+      load_composition(d, g, m, inv, w, b, idx.data(), n, loc.data());
       for (int64_t k = 0; k < N * H * Dm; ++k) st(Pp + b * N * H * Dm, k, 0.f);
       std::memset(asp + b * N * H, 0, sizeof(float) * N * H);
       if (Ap != nullptr) {
@@ -276,20 +339,17 @@ void forward_impl(const Shape& d, const T* s, const float* bgp, const float* bmp
       }
       for (int64_t ii = 0; ii < n; ++ii) {
         const int64_t i = idx[ii];
-        const T* si = s + (b * N + i) * R;
         for (int64_t h = 0; h < H; ++h) {
-          const T* __restrict__ sg = si + h * Dg;
-          const float* __restrict__ bgh = bgp + h * Dg;
-          const float* __restrict__ w = w2p + h * Dg;
+          const float* __restrict__ sg = L + i * R + h * Dg;
+          const float* __restrict__ wh = w2p + h * Dg;
           float gmax = -std::numeric_limits<float>::infinity();
           for (int64_t jj = 0; jj < n; ++jj) {
-            const T* __restrict__ tg = s + (b * N + idx[jj]) * R + d.gn() + h * Dg;
+            const float* __restrict__ tg = L + idx[jj] * R + d.gn() + h * Dg;
             float acc = 0.f;
 #pragma omp simd reduction(+ : acc)
             for (int64_t k = 0; k < Dg; ++k) {
-              float v = ld(sg, k) + (ld(tg, k) + bgh[k]);
-              v = v > 0.f ? v : kSlope * v;
-              acc += w[k] * v;
+              const float v = sg[k] + tg[k];
+              acc += wh[k] * (v > 0.f ? v : kSlope * v);
             }
             e[jj] = acc + b2p[h];
             gmax = std::max(gmax, e[jj]);
@@ -301,8 +361,7 @@ void forward_impl(const Shape& d, const T* s, const float* bgp, const float* bmp
             Z += u[jj];
           }
           Z += kEps;
-          const T* __restrict__ sm = si + d.ms() + h * Dm;
-          const float* __restrict__ bmh = bmp + h * Dm;
+          const float* __restrict__ sm = L + i * R + d.ms() + h * Dm;
           std::fill(acc_p.begin(), acc_p.end(), 0.f);
           float as = 0.f;
           for (int64_t jj = 0; jj < n; ++jj) {
@@ -313,12 +372,11 @@ void forward_impl(const Shape& d, const T* s, const float* bgp, const float* bmp
               Ap[((b * N + i) * N + j) * H + h] = a;
               Qp[((b * N + i) * N + j) * H + h] = e[jj] / Z;
             }
-            const T* __restrict__ tm = s + (b * N + j) * R + d.mn() + h * Dm;
+            const float* __restrict__ tm = L + j * R + d.mn() + h * Dm;
 #pragma omp simd
             for (int64_t k = 0; k < Dm; ++k) {
-              float v = ld(sm, k) + (ld(tm, k) + bmh[k]);
-              v = v > 0.f ? v : kSlope * v;
-              p[k] += a * v;
+              const float v = sm[k] + tm[k];
+              p[k] += a * (v > 0.f ? v : kSlope * v);
             }
           }
           T* __restrict__ out = Pp + ((b * N + i) * H + h) * Dm;
@@ -331,25 +389,35 @@ void forward_impl(const Shape& d, const T* s, const float* bgp, const float* bmp
   });
 }
 
+// Gradients: dG, dM (rows of the direct layout, or the per-unique rows when factored), per-thread
+// accumulators acc = [dw2 (H*Dg) | dbg (H*Dg) | dbm (H*Dm) | dwcol_g (2H*Dg) | dwcol_m (2H*Dm) |
+// dU_g (n_unique*2H*Dg) | dU_m (n_unique*2H*Dm)] (the last three only when factored).
 template <typename T>
-void backward_impl(const Shape& d, const T* s, const float* bgp, const float* bmp,
-                   const float* w2p, const bool* mp, const float* Ap, const float* Qp,
-                   const T* dPp, const float* dap, T* dsp, float* dwpp, float* accp, int64_t nt) {
-  const int64_t N = d.N, H = d.H, Dg = d.Dg, Dm = d.Dm, R = d.R;
-  const int64_t G = 2 * H * Dg + H * Dm;
+void backward_impl(const Dims& d, const Half<T>& g, const Half<T>& m, const int64_t* inv,
+                   const float* w, int64_t n_unique, const float* w2p, const bool* mp,
+                   const float* Ap, const float* Qp, const T* dPp, const float* dap, T* dG, T* dM,
+                   float* dwpp, float* accp, int64_t acc_len, int64_t nt) {
+  const int64_t N = d.N, H = d.H, Dg = d.Dg, Dm = d.Dm, R = d.R();
+  const bool factored = inv != nullptr;
   at::parallel_for(0, d.B, 1, [&](int64_t b0, int64_t b1) {
     const int64_t tid = std::min<int64_t>(at::get_thread_num(), nt - 1);
-    float* __restrict__ dw2 = accp + tid * G;
-    float* __restrict__ dbg = dw2 + H * Dg;
-    float* __restrict__ dbm = dbg + H * Dg;
+    float* acc = accp + tid * acc_len;
+    float* __restrict__ dw2 = acc;
+    float* dbg = dw2 + H * Dg;
+    float* dbm = dbg + H * Dg;
+    float* dcg = dbm + H * Dm;
+    float* dcm = dcg + 2 * H * Dg;
+    float* dUg = dcm + 2 * H * Dm;
+    float* dUm = dUg + n_unique * 2 * H * Dg;
     std::vector<int64_t> idx(N);
-    std::vector<float> da(N), dpf(Dm);
-    std::vector<float> loc(N * R);  // this composition's dS, accumulated in cache
-    float* L = loc.data();
+    std::vector<float> da(N), dpf(Dm), loc(N * R), dloc(N * R);
+    const float* L = loc.data();
+    float* DL = dloc.data();
     float* __restrict__ dp = dpf.data();
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t n = valid_slots(mp + b * N, N, idx.data());
-      std::fill(loc.begin(), loc.end(), 0.f);
+      load_composition(d, g, m, inv, w, b, idx.data(), n, loc.data());
+      std::fill(dloc.begin(), dloc.end(), 0.f);
       for (int64_t ii = 0; ii < n; ++ii) {
         const int64_t i = idx[ii];
         for (int64_t h = 0; h < H; ++h) {
@@ -357,34 +425,32 @@ void backward_impl(const Shape& d, const T* s, const float* bgp, const float* bm
           const T* __restrict__ dPi = dPp + ih * Dm;
 #pragma omp simd
           for (int64_t k = 0; k < Dm; ++k) dp[k] = ld(dPi, k);
-          const T* __restrict__ sm = s + (b * N + i) * R + d.ms() + h * Dm;
-          const float* __restrict__ bmh = bmp + h * Dm;
-          float* __restrict__ dsm = L + i * R + d.ms() + h * Dm;
+          const float* __restrict__ sm = L + i * R + d.ms() + h * Dm;
+          float* __restrict__ dsm = DL + i * R + d.ms() + h * Dm;
           float c = 0.f;
           // message half: d attention, d pre-activations (recomputed)
           for (int64_t jj = 0; jj < n; ++jj) {
             const int64_t j = idx[jj];
             const float a = Ap[((b * N + i) * N + j) * H + h];
-            const T* __restrict__ tm = s + (b * N + j) * R + d.mn() + h * Dm;
-            float* __restrict__ dtm = L + j * R + d.mn() + h * Dm;
-            float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
+            const float* __restrict__ tm = L + j * R + d.mn() + h * Dm;
+            float* __restrict__ dtm = DL + j * R + d.mn() + h * Dm;
+            float s_acc = 0.f;
+#pragma omp simd reduction(+ : s_acc)
             for (int64_t k = 0; k < Dm; ++k) {
-              const float pre = ld(sm, k) + (ld(tm, k) + bmh[k]);
+              const float pre = sm[k] + tm[k];
               const bool pos = pre > 0.f;
-              acc += dp[k] * (pos ? pre : kSlope * pre);
-              const float g = a * dp[k] * (pos ? 1.f : kSlope);
-              dsm[k] += g;
-              dtm[k] += g;
+              s_acc += dp[k] * (pos ? pre : kSlope * pre);
+              const float gr = a * dp[k] * (pos ? 1.f : kSlope);
+              dsm[k] += gr;
+              dtm[k] += gr;
             }
-            da[jj] = acc + dap[ih];
+            da[jj] = s_acc + dap[ih];
             c += a * da[jj];
           }
           // weighted softmax -> d gate logits, d w^p; then the gate half
-          const T* __restrict__ sg = s + (b * N + i) * R + h * Dg;
-          const float* __restrict__ bgh = bgp + h * Dg;
-          float* __restrict__ dsg = L + i * R + h * Dg;
-          const float* __restrict__ w = w2p + h * Dg;
+          const float* __restrict__ sg = L + i * R + h * Dg;
+          float* __restrict__ dsg = DL + i * R + h * Dg;
+          const float* __restrict__ wh = w2p + h * Dg;
           float* __restrict__ dwh = dw2 + h * Dg;
           for (int64_t jj = 0; jj < n; ++jj) {
             const int64_t j = idx[jj];
@@ -393,100 +459,195 @@ void backward_impl(const Shape& d, const T* s, const float* bgp, const float* bm
             const float dg = Ap[ijh] * diff;
             dwpp[(b * N + j) * H + h] += Qp[ijh] * diff;
             if (dg == 0.f) continue;
-            const T* __restrict__ tg = s + (b * N + j) * R + d.gn() + h * Dg;
-            float* __restrict__ dtg = L + j * R + d.gn() + h * Dg;
+            const float* __restrict__ tg = L + j * R + d.gn() + h * Dg;
+            float* __restrict__ dtg = DL + j * R + d.gn() + h * Dg;
 #pragma omp simd
             for (int64_t k = 0; k < Dg; ++k) {
-              const float pre = ld(sg, k) + (ld(tg, k) + bgh[k]);
+              const float pre = sg[k] + tg[k];
               const bool pos = pre > 0.f;
               dwh[k] += dg * (pos ? pre : kSlope * pre);
-              const float g = dg * w[k] * (pos ? 1.f : kSlope);
-              dsg[k] += g;
-              dtg[k] += g;
+              const float gr = dg * wh[k] * (pos ? 1.f : kSlope);
+              dsg[k] += gr;
+              dtg[k] += gr;
             }
           }
         }
       }
-      // biases act on the neighbour halves: their gradients are the column sums there
-      for (int64_t ii = 0; ii < n; ++ii) {
-        const float* __restrict__ row = L + idx[ii] * R;
-#pragma omp simd
-        for (int64_t k = 0; k < H * Dg; ++k) dbg[k] += row[d.gn() + k];
-#pragma omp simd
-        for (int64_t k = 0; k < H * Dm; ++k) dbm[k] += row[d.mn() + k];
+      if (factored) {
+        for (int64_t ii = 0; ii < n; ++ii) {
+          const int64_t i = idx[ii], node = b * N + i, u = inv[node];
+          const float wv = w[node];
+          scatter_row(DL + i * R, DL + i * R + d.gn(), H * Dg, dUg + u * 2 * H * Dg, dcg, wv, dbg);
+          scatter_row(DL + i * R + d.ms(), DL + i * R + d.mn(), H * Dm, dUm + u * 2 * H * Dm, dcm,
+                      wv, dbm);
+        }
+      } else {
+        // every slot of this composition's rows is written (zeros at padding)
+        for (int64_t i = 0; i < N; ++i) {
+          store_row(DL + i * R, DL + i * R + d.gn(), H * Dg, dG + (b * N + i) * 2 * H * Dg, dbg);
+          store_row(DL + i * R + d.ms(), DL + i * R + d.mn(), H * Dm, dM + (b * N + i) * 2 * H * Dm,
+                    dbm);
+        }
       }
-      T* __restrict__ out = dsp + b * N * R;
-#pragma omp simd
-      for (int64_t k = 0; k < N * R; ++k) st(out, k, L[k]);
     }
   });
 }
 
+struct Args {
+  Dims d;
+  int64_t n_unique;
+  bool bf16;
+};
+
+Args check(const at::Tensor& Sg, const at::Tensor& Sm, const c10::optional<at::Tensor>& wcol_g,
+           const c10::optional<at::Tensor>& wcol_m, const c10::optional<at::Tensor>& inv,
+           const c10::optional<at::Tensor>& w, const at::Tensor& bg, const at::Tensor& bm,
+           const at::Tensor& w2, const at::Tensor& wp, const at::Tensor& mask) {
+  TORCH_CHECK(mask.dim() == 2 && mask.scalar_type() == at::kBool && mask.is_contiguous(),
+              "mask: contiguous bool (B, N)");
+  TORCH_CHECK(w2.dim() == 2 && w2.scalar_type() == at::kFloat && w2.is_contiguous(),
+              "w2: contiguous float32 (H, Dg)");
+  const int64_t B = mask.size(0), N = mask.size(1), H = w2.size(0), Dg = w2.size(1);
+  TORCH_CHECK(Sg.dim() == 2 && Sg.is_contiguous() && Sm.dim() == 2 && Sm.is_contiguous(),
+              "first layers: contiguous 2-d");
+  TORCH_CHECK(Sg.scalar_type() == Sm.scalar_type() &&
+                  (Sg.scalar_type() == at::kFloat || Sg.scalar_type() == at::kBFloat16),
+              "first layers: both float32 or both bfloat16");
+  TORCH_CHECK(Sg.size(1) == 2 * H * Dg && Sm.size(1) % (2 * H) == 0, "first-layer widths");
+  const int64_t Dm = Sm.size(1) / (2 * H);
+  const bool factored = inv.has_value();
+  const int64_t rows = factored ? Sg.size(0) : B * N;
+  TORCH_CHECK(Sg.size(0) == rows && Sm.size(0) == rows, "first layers: expected ", rows, " rows");
+  auto f32 = [](const at::Tensor& t, int64_t numel, const char* what) {
+    TORCH_CHECK(t.scalar_type() == at::kFloat && t.is_contiguous() && t.numel() == numel, what,
+                ": expected a contiguous float32 tensor of ", numel, " elements");
+  };
+  f32(bg, H * Dg, "gate bias");
+  f32(bm, H * Dm, "message bias");
+  f32(wp, B * N * H, "w^p");
+  if (factored) {
+    TORCH_CHECK(wcol_g.has_value() && wcol_m.has_value() && w.has_value(), "factored: all parts");
+    f32(*wcol_g, 2 * H * Dg, "gate weight column");
+    f32(*wcol_m, 2 * H * Dm, "message weight column");
+    f32(*w, B * N, "weights");
+    TORCH_CHECK(inv->scalar_type() == at::kLong && inv->is_contiguous() && inv->numel() == B * N,
+                "inv: contiguous int64 (B, N)");
+    const auto mx = inv->numel() ? inv->max().item<int64_t>() : 0;
+    const auto mn = inv->numel() ? inv->min().item<int64_t>() : 0;
+    TORCH_CHECK(mn >= 0 && mx < rows, "inv out of range");
+  }
+  return {{B, N, H, Dg, Dm}, factored ? rows : 0, Sg.scalar_type() == at::kBFloat16};
+}
+
+template <typename T>
+Half<T> half_of(const at::Tensor& S, const c10::optional<at::Tensor>& wcol, const at::Tensor& bias,
+                int64_t D) {
+  return {reinterpret_cast<const T*>(S.data_ptr()),
+          wcol.has_value() ? wcol->data_ptr<float>() : nullptr, bias.data_ptr<float>(), D};
+}
+
 }  // namespace
 
-// -> P (B, N, H, Dm) in S's dtype, sum_j a (B, N, H) and, if save, the attention a and
-// q = a / w^p (B, N, N, H)
-std::vector<at::Tensor> pair_attention_forward(const at::Tensor& S, const at::Tensor& bg,
-                                               const at::Tensor& bm, const at::Tensor& w2,
-                                               const at::Tensor& b2, const at::Tensor& wp,
-                                               const at::Tensor& mask, int64_t Dm, bool save) {
-  const Shape d = check(S, bg, bm, w2, wp, mask, Dm);
-  const auto f32 = S.options().dtype(at::kFloat);
-  at::Tensor P = at::empty({d.B, d.N, d.H, Dm}, S.options());
+// -> P (B, N, H, Dm) in the first layers' dtype, sum_j a (B, N, H), and if save the attention
+// a and q = a / w^p (B, N, N, H)
+std::vector<at::Tensor> pair_attention_forward(
+    const at::Tensor& Sg, const at::Tensor& Sm, const c10::optional<at::Tensor>& wcol_g,
+    const c10::optional<at::Tensor>& wcol_m, const c10::optional<at::Tensor>& inv,
+    const c10::optional<at::Tensor>& w, const at::Tensor& bg, const at::Tensor& bm,
+    const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& wp, const at::Tensor& mask,
+    bool save) {
+  const Args a = check(Sg, Sm, wcol_g, wcol_m, inv, w, bg, bm, w2, wp, mask);
+  const Dims& d = a.d;
+  const auto f32 = Sg.options().dtype(at::kFloat);
+  at::Tensor P = at::empty({d.B, d.N, d.H, d.Dm}, Sg.options());
   at::Tensor asum = at::empty({d.B, d.N, d.H}, f32);
   at::Tensor A = at::empty({save ? d.B : 0, d.N, d.N, d.H}, f32);
   at::Tensor Q = at::empty({save ? d.B : 0, d.N, d.N, d.H}, f32);
   at::Tensor b2c = b2.to(at::kFloat).contiguous();
+  const int64_t* invp = inv.has_value() ? inv->data_ptr<int64_t>() : nullptr;
+  const float* wv = w.has_value() ? w->data_ptr<float>() : nullptr;
   float* Ap = save ? A.data_ptr<float>() : nullptr;
   float* Qp = save ? Q.data_ptr<float>() : nullptr;
-  if (S.scalar_type() == at::kFloat) {
-    forward_impl<float>(d, cptr<float>(S), bg.data_ptr<float>(), bm.data_ptr<float>(),
-                        w2.data_ptr<float>(), b2c.data_ptr<float>(), wp.data_ptr<float>(),
-                        mask.data_ptr<bool>(), mptr<float>(P), asum.data_ptr<float>(), Ap, Qp);
+  if (!a.bf16) {
+    forward_impl<float>(d, half_of<float>(Sg, wcol_g, bg, d.Dg), half_of<float>(Sm, wcol_m, bm, d.Dm),
+                        invp, wv, w2.data_ptr<float>(), b2c.data_ptr<float>(), wp.data_ptr<float>(),
+                        mask.data_ptr<bool>(), reinterpret_cast<float*>(P.data_ptr()),
+                        asum.data_ptr<float>(), Ap, Qp);
   } else {
-    forward_impl<uint16_t>(d, cptr<uint16_t>(S), bg.data_ptr<float>(), bm.data_ptr<float>(),
-                           w2.data_ptr<float>(), b2c.data_ptr<float>(), wp.data_ptr<float>(),
-                           mask.data_ptr<bool>(), mptr<uint16_t>(P), asum.data_ptr<float>(), Ap,
-                           Qp);
+    forward_impl<uint16_t>(d, half_of<uint16_t>(Sg, wcol_g, bg, d.Dg),
+                           half_of<uint16_t>(Sm, wcol_m, bm, d.Dm), invp, wv, w2.data_ptr<float>(),
+                           b2c.data_ptr<float>(), wp.data_ptr<float>(), mask.data_ptr<bool>(),
+                           reinterpret_cast<uint16_t*>(P.data_ptr()), asum.data_ptr<float>(), Ap, Qp);
   }
   return {P, asum, A, Q};
 }
 
-// -> dS (B, N, R) in S's dtype, d gate bias (H*Dg), d message bias (H*Dm), dw2 (H, Dg),
-// db2 (H), d w^p (B, N, H)
-std::vector<at::Tensor> pair_attention_backward(const at::Tensor& S, const at::Tensor& bg,
-                                                const at::Tensor& bm, const at::Tensor& w2,
-                                                const at::Tensor& wp, const at::Tensor& mask,
-                                                const at::Tensor& A, const at::Tensor& Q,
-                                                const at::Tensor& dP, const at::Tensor& dasum,
-                                                int64_t Dm) {
-  const Shape d = check(S, bg, bm, w2, wp, mask, Dm);
-  const int64_t H = d.H, Dg = d.Dg;
-  check_f32(A, d.B * d.N * d.N * H, "a");
-  check_f32(Q, d.B * d.N * d.N * H, "q");
-  check_f32(dasum, d.B * d.N * H, "d sum a");
-  TORCH_CHECK(dP.scalar_type() == S.scalar_type() && dP.is_contiguous() &&
-                  dP.numel() == d.B * d.N * H * Dm, "dP: contiguous (B, N, H, Dm) in S's dtype");
-  const auto f32 = S.options().dtype(at::kFloat);
-  at::Tensor dS = at::empty({d.B, d.N, d.R}, S.options());
-  at::Tensor dwp = at::zeros({d.B, d.N, H}, f32);
+// -> d Sg, d Sm (in their dtype and shape), d wcol_g, d wcol_m (factored, else empty), d bg, d bm,
+// d w2, d b2 (exactly zero: a shift of all logits of a softmax), d w^p
+std::vector<at::Tensor> pair_attention_backward(
+    const at::Tensor& Sg, const at::Tensor& Sm, const c10::optional<at::Tensor>& wcol_g,
+    const c10::optional<at::Tensor>& wcol_m, const c10::optional<at::Tensor>& inv,
+    const c10::optional<at::Tensor>& w, const at::Tensor& bg, const at::Tensor& bm,
+    const at::Tensor& w2, const at::Tensor& wp, const at::Tensor& mask, const at::Tensor& A,
+    const at::Tensor& Q, const at::Tensor& dP, const at::Tensor& dasum) {
+  const Args a = check(Sg, Sm, wcol_g, wcol_m, inv, w, bg, bm, w2, wp, mask);
+  const Dims& d = a.d;
+  const int64_t H = d.H, Dg = d.Dg, Dm = d.Dm;
+  TORCH_CHECK(A.scalar_type() == at::kFloat && A.is_contiguous() && A.numel() == d.B * d.N * d.N * H &&
+                  Q.scalar_type() == at::kFloat && Q.is_contiguous() && Q.numel() == A.numel(),
+              "saved attention");
+  TORCH_CHECK(dasum.scalar_type() == at::kFloat && dasum.is_contiguous() &&
+                  dasum.numel() == d.B * d.N * H, "d sum a: contiguous float32 (B, N, H)");
+  TORCH_CHECK(dP.scalar_type() == Sg.scalar_type() && dP.is_contiguous() &&
+                  dP.numel() == d.B * d.N * H * Dm, "dP: contiguous (B, N, H, Dm), first layers' dtype");
+  const bool factored = inv.has_value();
+  const auto f32 = Sg.options().dtype(at::kFloat);
   const int64_t nt = at::get_num_threads();
-  at::Tensor acc = at::zeros({nt, 2 * H * Dg + H * Dm}, f32);  // per thread: dw2 | dbg | dbm
-  if (S.scalar_type() == at::kFloat) {
-    backward_impl<float>(d, cptr<float>(S), bg.data_ptr<float>(), bm.data_ptr<float>(),
-                         w2.data_ptr<float>(), mask.data_ptr<bool>(), A.data_ptr<float>(),
-                         Q.data_ptr<float>(), cptr<float>(dP), dasum.data_ptr<float>(),
-                         mptr<float>(dS), dwp.data_ptr<float>(), acc.data_ptr<float>(), nt);
+  const int64_t nu = a.n_unique;
+  const int64_t acc_len = 2 * H * Dg + H * Dm + (factored ? 2 * H * (Dg + Dm) * (1 + nu) : 0);
+  at::Tensor acc = at::zeros({nt, acc_len}, f32);
+  at::Tensor dG = factored ? at::empty({0}, Sg.options()) : at::empty(Sg.sizes(), Sg.options());
+  at::Tensor dM = factored ? at::empty({0}, Sm.options()) : at::empty(Sm.sizes(), Sm.options());
+  at::Tensor dwp = at::zeros({d.B, d.N, H}, f32);
+  const int64_t* invp = factored ? inv->data_ptr<int64_t>() : nullptr;
+  const float* wv = factored ? w->data_ptr<float>() : nullptr;
+  if (!a.bf16) {
+    backward_impl<float>(d, half_of<float>(Sg, wcol_g, bg, Dg), half_of<float>(Sm, wcol_m, bm, Dm),
+                         invp, wv, nu, w2.data_ptr<float>(), mask.data_ptr<bool>(),
+                         A.data_ptr<float>(), Q.data_ptr<float>(),
+                         reinterpret_cast<const float*>(dP.data_ptr()), dasum.data_ptr<float>(),
+                         reinterpret_cast<float*>(dG.data_ptr()), reinterpret_cast<float*>(dM.data_ptr()),
+                         dwp.data_ptr<float>(), acc.data_ptr<float>(), acc_len, nt);
   } else {
-    backward_impl<uint16_t>(d, cptr<uint16_t>(S), bg.data_ptr<float>(), bm.data_ptr<float>(),
+    backward_impl<uint16_t>(d, half_of<uint16_t>(Sg, wcol_g, bg, Dg),
+                            half_of<uint16_t>(Sm, wcol_m, bm, Dm), invp, wv, nu,
                             w2.data_ptr<float>(), mask.data_ptr<bool>(), A.data_ptr<float>(),
-                            Q.data_ptr<float>(), cptr<uint16_t>(dP), dasum.data_ptr<float>(),
-                            mptr<uint16_t>(dS), dwp.data_ptr<float>(), acc.data_ptr<float>(), nt);
+                            Q.data_ptr<float>(), reinterpret_cast<const uint16_t*>(dP.data_ptr()),
+                            dasum.data_ptr<float>(), reinterpret_cast<uint16_t*>(dG.data_ptr()),
+                            reinterpret_cast<uint16_t*>(dM.data_ptr()), dwp.data_ptr<float>(),
+                            acc.data_ptr<float>(), acc_len, nt);
   }
   at::Tensor tot = acc.sum(0);
-  // the gate's output bias shifts all logits of a softmax: its exact gradient is zero
-  return {dS, tot.narrow(0, H * Dg, H * Dg), tot.narrow(0, 2 * H * Dg, H * Dm),
-          tot.narrow(0, 0, H * Dg).view({H, Dg}), at::zeros({H}, f32), dwp};
+  int64_t o = 0;
+  auto take = [&](int64_t len) {
+    at::Tensor t = tot.narrow(0, o, len);
+    o += len;
+    return t;
+  };
+  at::Tensor dw2 = take(H * Dg).view({H, Dg});
+  at::Tensor dbg = take(H * Dg);
+  at::Tensor dbm = take(H * Dm);
+  at::Tensor dcg, dcm;
+  if (factored) {
+    dcg = take(2 * H * Dg);
+    dcm = take(2 * H * Dm);
+    dG = take(nu * 2 * H * Dg).view({nu, 2 * H * Dg}).to(Sg.scalar_type());
+    dM = take(nu * 2 * H * Dm).view({nu, 2 * H * Dm}).to(Sm.scalar_type());
+  } else {
+    dcg = at::empty({0}, f32);
+    dcm = at::empty({0}, f32);
+  }
+  return {dG, dM, dcg, dcm, dbg, dbm, dw2, at::zeros({H}, f32), dwp};
 }
 """
 
@@ -505,6 +666,15 @@ def _cpu_signature() -> str:
     return "\n".join(keep)
 
 
+def _kernels_built(name: str) -> bool:
+    try:  # a private torch helper: only used to decide whether to announce a compilation
+        from torch.utils.cpp_extension import _get_build_directory
+
+        return Path(_get_build_directory(name, verbose=False), f"{name}.so").is_file()
+    except Exception:
+        return True
+
+
 def roost_kernels():
     """The compiled pair-attention kernels, built on first use (about a minute, once per machine
     and source version; cached by torch in ``$TORCH_EXTENSIONS_DIR``); ``None`` where they cannot be
@@ -521,10 +691,11 @@ def roost_kernels():
             key = "\n".join([_KERNEL_SOURCE, *_KERNEL_FLAGS, torch.__version__, _cpu_signature()])
             name = "pretroost_roost_" + hashlib.sha1(key.encode()).hexdigest()[:12]
             t0 = time.perf_counter()
+            if not _kernels_built(name):
+                log.info("compiling the Roost CPU kernels (once per machine, about a minute)")
             try:
                 from torch.utils.cpp_extension import load_inline
 
-                log.debug("loading/building Roost CPU kernels %s", name)
                 module = load_inline(
                     name,
                     cpp_sources=_KERNEL_SOURCE,
@@ -545,59 +716,94 @@ def roost_kernels():
 
 
 class _PairAttention(torch.autograd.Function):
-    """(S, b_g, b_m, w2, b2, w^p, mask) -> (P, sum_j a_ij): see ``_KERNEL_SOURCE``."""
+    """First layers (direct or factored) and attention parameters -> (P, sum_j a_ij); see
+    ``_pair_attention`` and ``_KERNEL_SOURCE``."""
 
     @staticmethod
-    def forward(ctx, S, bg, bm, w2, b2, wp, mask, dm):  # type: ignore[override]
-        P, asum, A, Q = roost_kernels().pair_attention_forward(
-            S, bg, bm, w2, b2, wp, mask, dm, True
-        )
-        ctx.save_for_backward(S, bg, bm, w2, wp, mask, A, Q)
-        ctx.dm = dm
+    def forward(ctx, Sg, Sm, cg, cm, inv, w, bg, bm, w2, b2, wp, mask):  # type: ignore[override]
+        args = (Sg, Sm, cg, cm, inv, w, bg, bm, w2, b2, wp, mask)
+        P, asum, A, Q = roost_kernels().pair_attention_forward(*args, True)
+        ctx.save_for_backward(Sg, Sm, cg, cm, inv, w, bg, bm, w2, wp, mask, A, Q)
         return P, asum
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dP, dasum):  # type: ignore[override]
-        S, bg, bm, w2, wp, mask, A, Q = ctx.saved_tensors
-        dP = S.new_zeros((*A.shape[:2], w2.shape[0], ctx.dm)) if dP is None else dP
-        dasum = torch.zeros(wp.shape) if dasum is None else dasum
-        grads = roost_kernels().pair_attention_backward(
-            S,
-            bg,
-            bm,
-            w2,
-            wp,
-            mask,
-            A,
-            Q,
-            dP.to(S.dtype).contiguous(),
-            dasum.float().contiguous(),
-            ctx.dm,
+        Sg, Sm, cg, cm, inv, w, bg, bm, w2, wp, mask, A, Q = ctx.saved_tensors
+        B, N, _, H = A.shape
+        dP = Sg.new_zeros((B, N, H, bm.numel() // H)) if dP is None else dP.to(Sg.dtype)
+        dasum = wp.new_zeros(wp.shape) if dasum is None else dasum.float()
+        dG, dM, dcg, dcm, dbg, dbm, dw2, db2, dwp = roost_kernels().pair_attention_backward(
+            Sg, Sm, cg, cm, inv, w, bg, bm, w2, wp, mask, A, Q, dP.contiguous(), dasum.contiguous()
         )
-        return (*grads, None, None)
+        factored = inv is not None
+        return (
+            dG,
+            dM,
+            dcg if factored else None,
+            dcm if factored else None,
+            None,
+            None,
+            dbg,
+            dbm,
+            dw2,
+            db2,
+            dwp,
+            None,
+        )
+
+
+def _f32(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.float().contiguous()
 
 
 def _pair_attention(
-    S: Tensor, bg: Tensor, bm: Tensor, w2: Tensor, b2: Tensor, wp: Tensor, mask: Tensor, dm: int
+    Sg: Tensor,
+    Sm: Tensor,
+    bg: Tensor,
+    bm: Tensor,
+    w2: Tensor,
+    b2: Tensor,
+    wp: Tensor,
+    mask: Tensor,
+    factored: tuple[Tensor, Tensor, Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """S (B, N, 2H(Dg+Dm)) fp32 or bf16 first layers without bias, bg (H·Dg,) and bm (H·Dm,) the first
-    layers' biases, w2 (H, Dg) and b2 (H,) the gates' output layers, wp (B, N, H), mask (B, N) ->
-    P (B, N, H, Dm) attention-weighted sums of message hidden layers (in S's dtype), and (B, N, H)
-    sum_j a_ij (fp32)."""
-    if S.dtype not in (torch.float32, torch.bfloat16):
-        S = S.float()
+    """Pair attention of one message layer on the fused kernels.
+
+    Args:
+        Sg, Sm: first layers of the gate and message MLPs without bias, ``x @ W.view(2HD, F).T``:
+            per node the interleaved row [head][unit][self, neighbour] (B·N, 2HD); or, with
+            ``factored``, the same for the U distinct rows (U, 2HD). fp32 or bf16.
+        bg (H·Dg,), bm (H·Dm,): the first layers' biases. w2 (H, Dg), b2 (H,): the gates' output
+            layers. wp (B, N, H): w^p, zero at padding. mask (B, N).
+        factored: ``(cg, cm, inv, w)``: node rows are ``S[inv] + w * c`` (c the first layer's
+            weight column acting on the fractional weight, (2HD,)), never materialised.
+
+    Returns:
+        P (B, N, H, Dm) attention-weighted sums of message hidden layers (in Sg's dtype), and
+        (B, N, H) sum_j a_ij (fp32).
+    """
+    if Sg.dtype not in (torch.float32, torch.bfloat16) or Sm.dtype != Sg.dtype:
+        Sg, Sm = Sg.float(), Sm.float()
+    cg, cm, inv, w = factored if factored is not None else (None, None, None, None)
     args = (
-        S.contiguous(),
-        bg.float().contiguous(),
-        bm.float().contiguous(),
-        w2.float().contiguous(),
+        Sg.contiguous(),
+        Sm.contiguous(),
+        _f32(cg),
+        _f32(cm),
+        None if inv is None else inv.contiguous(),
+        _f32(w),
+        _f32(bg),
+        _f32(bm),
+        _f32(w2),
         b2,
+        _f32(wp),
+        mask.contiguous(),
     )
-    args = (*args, wp.float().contiguous(), mask.contiguous())
-    if torch.is_grad_enabled() and any(t.requires_grad for t in args[:6]):
-        return _PairAttention.apply(*args, dm)
-    P, asum, _, _ = roost_kernels().pair_attention_forward(*args, dm, False)
+    grads = (args[0], args[1], args[2], args[3], args[6], args[7], args[8], b2, args[10])
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in grads):
+        return _PairAttention.apply(*args)
+    P, asum, _, _ = roost_kernels().pair_attention_forward(*args, False)
     return P, asum
 
 
@@ -654,37 +860,40 @@ class MessageLayer(nn.Module):
         )
         return x + out.mean(dim=0)
 
-    def first_layer_params(self) -> tuple[Tensor, Tensor, Tensor]:
-        """Weight (R, F) giving S = x W^T = [gate self | gate neighbour | msg self | msg neighbour]
-        per node (R = 2H(Dg + Dm)), and the biases (H·Dg,), (H·Dm,) of the neighbour halves."""
-        Fl = self.msg.dims[-1]
-        parts = []
-        for mlp in (self.gate, self.msg):
-            w = mlp.weights[0]  # (H, D, 2F)
-            parts += [w[..., :Fl].reshape(-1, Fl), w[..., Fl:].reshape(-1, Fl)]
-        return torch.cat(parts), self.gate.biases[0].reshape(-1), self.msg.biases[0].reshape(-1)
-
     def forward_fast(
-        self, x: Tensor, weights: Tensor, mask: Tensor, S: Tensor | None = None
+        self,
+        x: Tensor,
+        weights: Tensor,
+        mask: Tensor,
+        first: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
-        """Fused-kernel path (CPU, one hidden layer per MLP). ``S`` (B·N, R): precomputed first
-        layers (see :meth:`first_layer_params`), e.g. from unique elements in the first layer."""
+        """Fused-kernel path (CPU, one hidden layer per MLP). ``first = (emb, inv)``: the input is
+        ``x = [emb[inv] || w]`` (the first layer), so its first-layer rows are computed on the
+        distinct rows of ``emb`` and never materialised per node."""
         B, N, Fl = x.shape
         H, Dg, Dm = self.power.shape[0], self.gate.dims[1], self.msg.dims[1]
         flat = x.reshape(B * N, Fl)
-        W, bg, bm = self.first_layer_params()
-        if S is None:
-            S = flat @ W.t()
-        wp = _weights_pow_bnh(weights, mask, self.power)
+        # (H, D, 2F) -> (2HD, F): rows interleave [self, neighbour] halves, no copy
+        wg = self.gate.weights[0].view(-1, Fl)
+        wm = self.msg.weights[0].view(-1, Fl)
+        factored = None
+        if first is None:
+            Sg, Sm = flat @ wg.t(), flat @ wm.t()
+        else:
+            emb, inv = first
+            Fe = emb.shape[1]
+            Sg, Sm = emb @ wg[:, :Fe].t(), emb @ wm[:, :Fe].t()
+            factored = (wg[:, Fe], wm[:, Fe], inv.reshape(B, N), weights)
         P, asum = _pair_attention(
-            S.view(B, N, -1),
-            bg,
-            bm,
+            Sg,
+            Sm,
+            self.gate.biases[0].reshape(-1),
+            self.msg.biases[0].reshape(-1),
             self.gate.weights[1].reshape(H, Dg),
             self.gate.biases[1].reshape(H),
-            wp,
+            _weights_pow_bnh(weights, mask, self.power),
             mask,
-            Dm,
+            factored,
         )
         # mean over heads of W3_h P_h + (sum_j a_ij) b3_h: one matmul over the concatenated heads
         w3 = self.msg.weights[1].permute(1, 0, 2).reshape(Fl, H * Dm)
@@ -727,17 +936,19 @@ class WeightedAttentionPooling(nn.Module):
         return _attend(self.gate, self.msg, hg, hm, wp, mask[None]).mean(dim=0)
 
     def forward_fast(self, x: Tensor, weights: Tensor, mask: Tensor) -> Tensor:
-        """Node-major layout, both first layers as one matmul, the per-head 256 -> 1 gate layer as
-        one block-diagonal matmul (no batched matrix-vector products)."""
+        """Node-major layout, all heads of each MLP in one matmul, the per-head 256 -> 1 gate layer
+        as one block-diagonal matmul (no batched matrix-vector products)."""
         B, N, Fl = x.shape
         H, Dg, Dm = self.power.shape[0], self.gate.dims[1], self.msg.dims[1]
         flat = x.reshape(B * N, Fl)
-        W = torch.cat(
-            [self.gate.weights[0].reshape(H * Dg, Fl), self.msg.weights[0].reshape(-1, Fl)]
+        hg = F.leaky_relu(
+            torch.addmm(
+                self.gate.biases[0].reshape(-1), flat, self.gate.weights[0].view(-1, Fl).t()
+            )
         )
-        b = torch.cat([self.gate.biases[0].reshape(-1), self.msg.biases[0].reshape(-1)])
-        hidden = F.leaky_relu(torch.addmm(b, flat, W.t()))
-        hg, hm = hidden[:, : H * Dg], hidden[:, H * Dg :]
+        hm = F.leaky_relu(
+            torch.addmm(self.msg.biases[0].reshape(-1), flat, self.msg.weights[0].view(-1, Fl).t())
+        )
         w2 = torch.block_diag(*self.gate.weights[1].reshape(H, Dg, 1).unbind(0))  # (H·Dg, H)
         gate = torch.addmm(self.gate.biases[1].reshape(H), hg, w2).view(B, N, H)
         wp = _weights_pow_bnh(weights, mask, self.power)
@@ -821,18 +1032,17 @@ class RoostEncoder(nn.Module):
             for layer in self.graphs:
                 x = layer.forward_reference(x, batch.weights, batch.mask)
             return x, batch.weights, batch.mask
-        x, S = self._embed_unique(batch, input_mask)
+        x, first = self._embed_unique(batch, input_mask)
         for k, layer in enumerate(self.graphs):
-            x = layer.forward_fast(x, batch.weights, batch.mask, S if k == 0 else None)
+            x = layer.forward_fast(x, batch.weights, batch.mask, first if k == 0 else None)
         return x, batch.weights, batch.mask
 
     def _embed_unique(
         self, batch: CompositionBatch, input_mask: Tensor | None
-    ) -> tuple[Tensor, Tensor]:
-        """Input node features x (B, N, F) and the first message layer's S (B·N, R), computed on
-        the batch's distinct elements: x_i = [E f_z || w_i], so W x_i = (W_E E f_z) + w_i W_w —
-        a matmul over the U distinct elements, a gather and a rank-1 update instead of a matmul
-        over all B·N nodes (forward and backward)."""
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Input node features x (B, N, F) = [E f_z || w], and ``(emb, inv)`` with the embedded
+        distinct elements emb (U, F-1) and each node's row inv (B, N): the first layer then works on
+        U distinct elements instead of B·N nodes (W x_i = W_E emb_z + w_i W_w)."""
         z, w = batch.z, batch.weights
         key = z if input_mask is None else z.masked_fill(input_mask, -1)
         uz, inv = torch.unique(key, return_inverse=True)
@@ -840,13 +1050,8 @@ class RoostEncoder(nn.Module):
         if input_mask is not None:
             fea = fea.masked_fill((uz < 0).unsqueeze(-1), 0.0)
         emb = self.embedding(fea)  # (U, F-1)
-        inv = inv.reshape(-1)
-        x = torch.cat([emb[inv], w.reshape(-1, 1).to(emb.dtype)], dim=-1)
-        W = self.graphs[0].first_layer_params()[0]
-        Fe = emb.shape[1]
-        S_u = emb @ W[:, :Fe].t()  # (U, R)
-        S = S_u.index_select(0, inv).addr_(w.reshape(-1).to(S_u.dtype), W[:, Fe].to(S_u.dtype))
-        return x.view(*z.shape, -1), S
+        x = torch.cat([emb.float()[inv], w.unsqueeze(-1).float()], dim=-1)
+        return x, (emb, inv)
 
     def forward(self, batch: CompositionBatch, input_mask: Tensor | None = None) -> Tensor:
         """(B, N) batch -> (B, elem_fea_len) material vectors."""
@@ -929,13 +1134,13 @@ class RoostModel(nn.Module):
     """Roost encoder -> ReLU(residual trunk) -> residual output network.
 
     ``forward`` returns (B, n_out): ``n_targets`` values, followed by ``n_targets`` log-stds when
-    ``robust``; logits for classification.
+    ``robust``; logits for classification. ``impl``: see :class:`RoostEncoder`.
     """
 
-    def __init__(self, config: ModelConfig | None = None) -> None:
+    def __init__(self, config: ModelConfig | None = None, *, impl: Impl = "auto") -> None:
         super().__init__()
         self.config = config = config or ModelConfig()
-        self.encoder = RoostEncoder(config.encoder)
+        self.encoder = RoostEncoder(config.encoder, impl=impl)
         self.trunk = ResidualNetwork(
             self.encoder.out_dim, config.out_hidden[0], config.trunk_hidden
         )
