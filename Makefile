@@ -4,6 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # data that only git repositories carry (teacher weights, structures, fixtures); see README
 export PRETROOST_SHARED_DATA ?= $(abspath ../shared/data)
+# the venv's tools (ninja for the compiled Roost kernels) must be on PATH
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup data demo test lint bench-baseline speed
 

@@ -33,7 +33,9 @@ def test_tables_equal_aviary(name: str) -> None:
     aviary = pytest.importorskip("aviary")
     from pymatgen.core import Element
 
-    ref = json.loads((Path(aviary.__file__).parent / "embeddings" / "element" / f"{name}.json").read_text())
+    ref = json.loads(
+        (Path(aviary.__file__).parent / "embeddings" / "element" / f"{name}.json").read_text()
+    )
     table, known = element_table(name)
     for symbol, vec in ref.items():
         if not Element.is_valid_symbol(symbol):  # aviary's megnet16 has a "Null" row

@@ -144,9 +144,7 @@ def test_encoder_invariant_to_element_order() -> None:
 
 
 def test_mask_elements_counts() -> None:
-    comps = parse_formulas(
-        ["Fe", "NaCl", "Al0.1Co0.1Cr0.1Fe0.1Ni0.1Cu0.1Zn0.1Ti0.1V0.1Mn0.1Mo0.1"]
-    )
+    comps = parse_formulas(["Fe", "NaCl", "Al0.1Co0.1Cr0.1Fe0.1Ni0.1Cu0.1Zn0.1Ti0.1V0.1Mn0.1Mo0.1"])
     batch = CompositionDataset(comps).batch(np.arange(3))
     m = mask_elements(batch.mask, 0.1)
     assert m.sum(dim=1).tolist() == [1, 1, 1]

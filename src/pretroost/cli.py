@@ -27,6 +27,7 @@ EXAMPLES = {
     ),
     "bench": "pretroost bench --preset budget\n  pretroost bench --preset smoke --strategies scratch ssl",
     "report": "pretroost report --results-dir results",
+    "speed": "pretroost speed --threads 1\n  pretroost speed --quick",
     "finetune": (
         "pretroost finetune --task matbench_steels --folds 0 --epochs 50\n"
         "  pretroost finetune --task expt_gap --init runs/ssl --strategy ssl\n"
@@ -57,6 +58,12 @@ def _add_train_args(
     g.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    g.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="bf16: bfloat16 autocast (faster)",
+    )
 
 
 def _train_config(args: argparse.Namespace, **extra):
@@ -65,7 +72,7 @@ def _train_config(args: argparse.Namespace, **extra):
     return TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         schedule=args.schedule, warmup_epochs=args.warmup_epochs, patience=args.patience,
-        seed=args.seed, **extra,
+        seed=args.seed, precision=args.precision, **extra,
     )  # fmt: skip
 
 
@@ -378,6 +385,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = write_report(args.results_dir)
     sys.stdout.write(out.read_text())
     return 0
+
+
+def cmd_speed(args: argparse.Namespace) -> int:
+    from pretroost import speed
+
+    return speed.main(args.speed_args)
 
 
 def _floats(text: str) -> list[float]:

@@ -99,9 +99,9 @@ class SupervisedTask(nn.Module):
             assert log_std is not None
             loss = self.robust_l1(pred, log_std, y)
         elif self.loss_name == "l1":
-            loss = F.l1_loss(pred, y)
+            loss = F.l1_loss(pred.float(), y)
         else:
-            loss = F.binary_cross_entropy_with_logits(pred, y)
+            loss = F.binary_cross_entropy_with_logits(pred.float(), y)
         return {"loss": loss, "pred": pred}
 
 

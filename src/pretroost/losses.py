@@ -24,6 +24,7 @@ class RobustL1Loss(nn.Module):
     """
 
     def forward(self, mu: Tensor, log_std: Tensor, target: Tensor) -> Tensor:
+        mu, log_std = mu.float(), log_std.float()
         return (math.sqrt(2.0) * (mu - target).abs() * torch.exp(-log_std) + log_std).mean()
 
 
@@ -32,6 +33,7 @@ class MaskedMSELoss(nn.Module):
     optionally only over rows where ``row_mask`` is True. (B, D) -> scalar; 0 if nothing is valid."""
 
     def forward(self, pred: Tensor, target: Tensor, row_mask: Tensor | None = None) -> Tensor:
+        pred = pred.float()
         valid = torch.isfinite(target)
         if row_mask is not None:
             valid = valid & row_mask.view(-1, *([1] * (target.dim() - 1)))
@@ -50,9 +52,10 @@ def cross_correlation(z1: Tensor, z2: Tensor, eps: float = 1e-5) -> Tensor:
         raise ValueError(
             f"need two (B, D) tensors of equal shape, got {tuple(z1.shape)} and {tuple(z2.shape)}"
         )
-    z1n = F.batch_norm(z1, None, None, training=True, eps=eps)
-    z2n = F.batch_norm(z2, None, None, training=True, eps=eps)
-    return z1n.T @ z2n / z1.shape[0]
+    with torch.autocast(device_type=z1.device.type, enabled=False):  # fp32 even under bf16 autocast
+        z1n = F.batch_norm(z1.float(), None, None, training=True, eps=eps)
+        z2n = F.batch_norm(z2.float(), None, None, training=True, eps=eps)
+        return z1n.T @ z2n / z1.shape[0]
 
 
 class BarlowTwinsLoss(nn.Module):

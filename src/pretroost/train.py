@@ -8,6 +8,7 @@ deterministic per-epoch seeds so that an interrupted run resumes to the same wei
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import logging
@@ -36,6 +37,24 @@ log = logging.getLogger(__name__)
 
 Schedule = Literal["constant", "cosine"]
 SCHEDULES = ("constant", "cosine")
+Precision = Literal["fp32", "bf16"]
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on ``device`` when ``config.precision == "bf16"``, else a no-op."""
+    if config.precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_optimiser(groups: list[dict], config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, with the fused kernel where torch offers it for these parameters (several times
+    faster per step on CPU than the default multi-tensor path)."""
+    try:
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +73,8 @@ class TrainConfig:
         patience: stop when the validation score has not improved for this many epochs (None: never).
         seed: seeds batching and augmentation, per epoch.
         bucket: batch compositions of similar element count together (less padding).
+        precision: ``"fp32"``, or ``"bf16"`` to run forward passes under bfloat16 autocast (faster
+            on CPUs with AVX-512 BF16 and on GPUs; losses are still computed in fp32).
     """
 
     epochs: int = 100
@@ -67,10 +88,15 @@ class TrainConfig:
     patience: int | None = None
     seed: int = 0
     bucket: bool = True
+    precision: Precision = "fp32"
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}"
+            )
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs >= 0, batch_size >= 1 and lr > 0 are required")
 
@@ -115,7 +141,7 @@ def _lr_factor(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def evaluate_loss(module: nn.Module, data: CompositionDataset, batch_size: int = 1024) -> float:
+def evaluate_loss(module: nn.Module, data: CompositionDataset, batch_size: int = 512) -> float:
     """Mean of ``module(batch)["loss"]`` over ``data`` (weighted by batch size), in eval mode."""
     was_training = module.training
     module.eval()
@@ -253,7 +279,7 @@ def train(
     score_fn = val_score or (lambda m, d: evaluate_loss(m, d))
     groups = _param_groups(module, config)
     params = [p for g in groups for p in g["params"]]
-    optimiser = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    optimiser = make_optimiser(groups, config)
     steps_per_epoch = max(1, math.ceil(len(train_data) / config.batch_size))
     if ctx.enabled and config.batch_size < ctx.world_size:
         raise ValueError(
@@ -305,10 +331,11 @@ def train(
             if ctx.enabled:
                 if len(idx) < ctx.world_size:  # too few rows to give every rank one: skipped
                     continue
-                loss_value = _sharded_step(module, train_data, idx, params, optimiser, ctx)
+                loss_value = _sharded_step(module, train_data, idx, params, optimiser, ctx, config)
             else:
                 batch = train_data.batch(idx)
-                out = module(batch if on_cpu else batch.to(dev))
+                with autocast(config, dev):
+                    out = module(batch if on_cpu else batch.to(dev))
                 loss = out["loss"]
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
@@ -388,12 +415,13 @@ def _sharded_step(
     params: list[nn.Parameter],
     optimiser: torch.optim.Optimizer,
     ctx: distributed.DistContext,
+    config: TrainConfig | None = None,
 ) -> float:
     """Forward/backward of this rank's shard of the global batch ``idx``; leaves the global batch's
     gradient in every rank's ``.grad`` and returns the global batch's loss."""
     mine, sizes = distributed.shard(idx, ctx)
     share = len(mine) / len(idx)
-    with distributed.sharded_step(sizes):
+    with distributed.sharded_step(sizes), autocast(config or TrainConfig(), ctx.device):
         loss = module(data.batch(mine).to(ctx.device))["loss"]
     optimiser.zero_grad(set_to_none=True)
     # d(sum_r share_r * loss_r) is the global mean's gradient for row-mean losses, and (through the
