@@ -36,15 +36,18 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 
 from pretroost.utils import atomic_write_json, git_sha, machine_description
+
+if TYPE_CHECKING:
+    from pretroost.models.roost import MessageLayer
 
 __all__ = [
     "MEASUREMENTS",
@@ -244,7 +247,7 @@ class _Ours:
         if enc.uses_fast_path():  # the fused pair kernels are invisible to FlopCounterMode
             n = batch.mask.sum(dim=1).double()
             pairs = float((n * n).sum())
-            for layer in enc.graphs:
+            for layer in cast("Iterable[MessageLayer]", enc.graphs):
                 H, Dg, Dm = layer.power.shape[0], layer.gate.dims[1], layer.msg.dims[1]
                 extra += pairs * H * 6 * (Dg + Dm)  # forward 2(Dg+Dm), backward 4(Dg+Dm)
         return float(fc.get_total_flops()) + extra
@@ -370,7 +373,10 @@ def _train_and_infer(ctx: SpeedContext, key: str, formulas: list[str], targets: 
     bs0 = 128
     # training at batch 128: all our variants against aviary
     train = _interleaved(
-        {name: (lambda s=s: s.train_epoch(bs0)) for name, s in sides.items()},
+        {
+            name: cast("Callable[[], int]", lambda s=s: s.train_epoch(bs0))
+            for name, s in sides.items()
+        },
         ctx.rounds,
         ctx.min_seconds,
     )
@@ -395,7 +401,9 @@ def _train_and_infer(ctx: SpeedContext, key: str, formulas: list[str], targets: 
                 continue
             per_bs[str(bs)] = _interleaved(
                 {
-                    name: (lambda s=sides[name], b=bs, f=fn_name: getattr(s, f)(b))
+                    name: cast(
+                        "Callable[[], int]", lambda s=sides[name], b=bs, f=fn_name: getattr(s, f)(b)
+                    )
                     for name in ("ours", "ours_bf16", "aviary")
                 },
                 sweep_rounds,
@@ -405,7 +413,7 @@ def _train_and_infer(ctx: SpeedContext, key: str, formulas: list[str], targets: 
         out[f"{what}_by_batch_size"] = per_bs
         best = {}
         for name in ("ours", "ours_bf16", "aviary"):
-            bs_best = max(per_bs, key=lambda b, nm=name: per_bs[b][nm]["per_s"])
+            bs_best = max(per_bs, key=lambda b: per_bs[b][name]["per_s"])
             best[name] = {"batch_size": int(bs_best), **per_bs[bs_best][name]}
         out[f"{what}_best"] = best
         for name in ("ours", "ours_bf16"):
@@ -565,7 +573,7 @@ def measure_fingerprint(ctx: SpeedContext) -> dict:
     ref = np.delete(ref, -3, axis=1)  # IonProperty's "compound possible" flag: not reproduced
     scaled = np.abs(ours - ref) / np.maximum(1.0, np.abs(ref))
     n = len(formulas)
-    out = {
+    out: dict[str, Any] = {
         "n_compositions": n,
         "ours_per_s": n / _median(ours_t),
         "ours_featurise_only_per_s": n / _median(ours_feat_t),

@@ -153,7 +153,7 @@ class CompositionDataset:
         if drop_last and batches and len(batches[-1]) < batch_size:
             batches = batches[:-1]
         if shuffle:
-            rng.shuffle(batches)  # type: ignore[arg-type]
+            rng.shuffle(batches)
         return batches
 
     def batches(self, batch_size: int, **kwargs) -> Iterator[CompositionBatch]:

@@ -34,10 +34,10 @@ import os
 import platform
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -94,7 +94,8 @@ class RoostConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> RoostConfig:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**kwargs)
 
 
 class MultiHeadMLP(nn.Module):
@@ -720,7 +721,7 @@ class _PairAttention(torch.autograd.Function):
     ``_pair_attention`` and ``_KERNEL_SOURCE``."""
 
     @staticmethod
-    def forward(ctx, Sg, Sm, cg, cm, inv, w, bg, bm, w2, b2, wp, mask):  # type: ignore[override]
+    def forward(ctx, Sg, Sm, cg, cm, inv, w, bg, bm, w2, b2, wp, mask):
         args = (Sg, Sm, cg, cm, inv, w, bg, bm, w2, b2, wp, mask)
         P, asum, A, Q = roost_kernels().pair_attention_forward(*args, True)
         ctx.save_for_backward(Sg, Sm, cg, cm, inv, w, bg, bm, w2, wp, mask, A, Q)
@@ -728,7 +729,7 @@ class _PairAttention(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dP, dasum):  # type: ignore[override]
+    def backward(ctx, dP, dasum):
         Sg, Sm, cg, cm, inv, w, bg, bm, w2, wp, mask, A, Q = ctx.saved_tensors
         B, N, _, H = A.shape
         dP = Sg.new_zeros((B, N, H, bm.numel() // H)) if dP is None else dP.to(Sg.dtype)
@@ -972,6 +973,8 @@ class RoostEncoder(nn.Module):
     ops (any device, any depth), ``"auto"`` (default) the fast one where it applies.
     """
 
+    element_table: Tensor  # buffer registered in __init__
+
     def __init__(self, config: RoostConfig | None = None, *, impl: Impl = "auto") -> None:
         super().__init__()
         self.config = config = config or RoostConfig()
@@ -1029,11 +1032,11 @@ class RoostEncoder(nn.Module):
             if input_mask is not None:
                 fea = fea.masked_fill(input_mask.unsqueeze(-1), 0.0)
             x = torch.cat([self.embedding(fea), batch.weights.unsqueeze(-1)], dim=-1)
-            for layer in self.graphs:
+            for layer in cast("Iterable[MessageLayer]", self.graphs):
                 x = layer.forward_reference(x, batch.weights, batch.mask)
             return x, batch.weights, batch.mask
         x, first = self._embed_unique(batch, input_mask)
-        for k, layer in enumerate(self.graphs):
+        for k, layer in enumerate(cast("Iterable[MessageLayer]", self.graphs)):
             x = layer.forward_fast(x, batch.weights, batch.mask, first if k == 0 else None)
         return x, batch.weights, batch.mask
 
@@ -1127,7 +1130,8 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
         enc = RoostConfig.from_dict(d.pop("encoder"))
-        return cls(encoder=enc, **{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(encoder=enc, **kwargs)
 
 
 class RoostModel(nn.Module):
@@ -1181,7 +1185,7 @@ def from_aviary_state_dict(model: RoostModel, sd: dict[str, Tensor]) -> None:
     ours["encoder.element_table"][: ref_table.shape[0]] = ref_table
     for kind in ("weight", "bias"):
         ours[f"encoder.embedding.{kind}"] = sd[f"material_nn.embedding.{kind}"]
-    for i, layer in enumerate(enc.graphs):
+    for i, layer in enumerate(cast("Iterable[MessageLayer]", enc.graphs)):
         pre = f"material_nn.graphs.{i}.pooling"
         heads = layer.power.shape[0]
         for net, mlp, ours_net in (

@@ -9,7 +9,7 @@ of losses (:class:`CombinedObjective`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor, nn
 
@@ -97,7 +97,7 @@ class CombinedObjective(nn.Module):
         out: dict[str, Tensor] = {}
         total = None
         for name, part in self.parts.items():
-            loss = part.compute(batch, views)["loss"]
+            loss = cast(Objective, part).compute(batch, views)["loss"]
             out[f"loss_{name}"] = loss.detach()
             term = self.weights[name] * loss
             total = term if total is None else total + term

@@ -20,6 +20,8 @@ from pretroost.data.batching import CompositionBatch
 from pretroost.models.roost import ResidualNetwork, RoostEncoder
 
 if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
     from pretroost.data.corpus import Corpus
 
 __all__ = ["EncoderViews", "Objective", "ProjectionHead"]
@@ -74,7 +76,9 @@ class Objective(nn.Module):
     """
 
     name: ClassVar[str]
-    Config: ClassVar[type]
+    Config: ClassVar[type[DataclassInstance]]
+    #: an instance of ``Config`` (subclasses re-declare it with their own ``Config`` type)
+    config: DataclassInstance
     #: keys of :attr:`CompositionBatch.targets` this objective reads
     target_keys: ClassVar[tuple[str, ...]] = ()
 
@@ -125,6 +129,8 @@ class RegressionObjective(Objective):
     """
 
     target_key: ClassVar[str]
+    target_mean: Tensor  # buffers registered in __init__
+    target_std: Tensor
 
     def __init__(
         self,

@@ -75,6 +75,7 @@ class BarlowTwinsObjective(Objective):
 
     name = "ssl"
     Config = SSLConfig
+    config: SSLConfig
 
     def __init__(
         self,
