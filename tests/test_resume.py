@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pymatgen.core import Element
 from safetensors.torch import load_file
 
 from pretroost.cli import main
@@ -25,37 +26,9 @@ from pretroost.finetune import SupervisedTask
 from pretroost.models.roost import ModelConfig, RoostConfig, RoostModel
 from pretroost.train import TrainConfig, load_checkpoint, train
 
+# light elements with feature vectors: Z 1-34 without the noble gases and Sc (30 symbols)
 ELEMENTS = [
-    "H",
-    "Li",
-    "Be",
-    "B",
-    "C",
-    "N",
-    "O",
-    "F",
-    "Na",
-    "Mg",
-    "Al",
-    "Si",
-    "P",
-    "S",
-    "Cl",
-    "K",
-    "Ca",
-    "Ti",
-    "V",
-    "Cr",
-    "Mn",
-    "Fe",
-    "Co",
-    "Ni",
-    "Cu",
-    "Zn",
-    "Ga",
-    "Ge",
-    "As",
-    "Se",
+    e.symbol for e in map(Element.from_Z, range(1, 35)) if not e.is_noble_gas and e.symbol != "Sc"
 ]
 TINY = ["--elem-fea-len", "16", "--n-graph", "1", "--heads", "1", "--hidden", "16",
         "--trunk-hidden", "16", "--threads", "1", "--seed", "3"]  # fmt: skip

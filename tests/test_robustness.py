@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pymatgen.core import Element
 
 from pretroost.cli import main
 from pretroost.data.composition import FormulaError
@@ -44,39 +45,7 @@ GOOD = [
 ]
 # 30 distinct elements, all with a matscholar200 vector
 THIRTY = "".join(
-    f"{e}1"
-    for e in [
-        "H",
-        "Li",
-        "Be",
-        "B",
-        "C",
-        "N",
-        "O",
-        "F",
-        "Na",
-        "Mg",
-        "Al",
-        "Si",
-        "P",
-        "S",
-        "Cl",
-        "K",
-        "Ca",
-        "Sc",
-        "Ti",
-        "V",
-        "Cr",
-        "Mn",
-        "Fe",
-        "Co",
-        "Ni",
-        "Cu",
-        "Zn",
-        "Ga",
-        "Ge",
-        "As",
-    ]
+    f"{e}1" for e in [e.symbol for e in map(Element.from_Z, range(1, 34)) if not e.is_noble_gas]
 )
 
 
