@@ -66,6 +66,18 @@ def _add_train_args(
     )
 
 
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    """Initialisation and loss flags shared by ``finetune`` and ``ensemble``."""
+    mdl = p.add_argument_group("model")
+    mdl.add_argument("--init", default="scratch", help="'scratch' or a pretrained model folder")
+    mdl.add_argument("--init-trunk", action="store_true", help="also load the pretrained trunk")
+    mdl.add_argument("--freeze-encoder", action="store_true", help="train only the output network")
+    mdl.add_argument("--encoder-lr-scale", type=float, default=1.0)
+    mdl.add_argument("--elem-embedding", default="matscholar200")
+    mdl.add_argument("--loss", default=None, choices=["robust", "l1", "bce"])
+    mdl.add_argument("--val-fraction", type=float, default=0.1)
+
+
 def _train_config(args: argparse.Namespace, **extra):
     from pretroost.train import TrainConfig
 
@@ -446,14 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--split", default="random", choices=["random", "kfold"])
     src.add_argument("--test-fraction", type=float, default=0.2)
     src.add_argument("--k", type=int, default=5, help="folds for --split kfold")
-    mdl = p.add_argument_group("model")
-    mdl.add_argument("--init", default="scratch", help="'scratch' or a pretrained model folder")
-    mdl.add_argument("--init-trunk", action="store_true", help="also load the pretrained trunk")
-    mdl.add_argument("--freeze-encoder", action="store_true", help="train only the output network")
-    mdl.add_argument("--encoder-lr-scale", type=float, default=1.0)
-    mdl.add_argument("--elem-embedding", default="matscholar200")
-    mdl.add_argument("--loss", default=None, choices=["robust", "l1", "bce"])
-    mdl.add_argument("--val-fraction", type=float, default=0.1)
+    _add_model_args(p)
     _add_train_args(p, epochs=100)
     res = p.add_argument_group("output")
     res.add_argument(
@@ -789,14 +794,7 @@ def _register_ensemble(add: Callable) -> None:
     )  # fmt: skip
     ens.add_argument("--checkpoint-dir", default=None, help="per-member resumable checkpoints")
     ens.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
-    mdl = p.add_argument_group("model")
-    mdl.add_argument("--init", default="scratch", help="'scratch' or a pretrained model folder")
-    mdl.add_argument("--init-trunk", action="store_true", help="also load the pretrained trunk")
-    mdl.add_argument("--freeze-encoder", action="store_true", help="train only the output network")
-    mdl.add_argument("--encoder-lr-scale", type=float, default=1.0)
-    mdl.add_argument("--elem-embedding", default="matscholar200")
-    mdl.add_argument("--loss", default=None, choices=["robust", "l1", "bce"])
-    mdl.add_argument("--val-fraction", type=float, default=0.1)
+    _add_model_args(p)
     _add_train_args(p, epochs=100)
     _add_arch_args(p, pretrain=False)
     p.add_argument("--out", required=True, help="model folder to write")

@@ -7,7 +7,6 @@ beat scratch; Matbench leaderboard values are quoted beside them with their sour
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -189,6 +188,17 @@ def write_report(
     return out
 
 
+def _save_figure(fig, path: Path) -> Path:
+    """Write ``fig`` as a PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _data_efficiency(results_dir: Path, main_rows: list[dict]) -> dict[str, dict]:
     """task -> {"fractions": [...], "strategies": {s: [mean headline per fraction]}}."""
     per: dict[float, list[dict]] = {1.0: main_rows}
@@ -241,11 +251,7 @@ def _plots(results_dir: Path, table: dict[str, dict[str, dict]]) -> list[Path]:
         ax.set_ylabel(f"{base['metric'].upper()} change vs scratch (%)")
         ax.set_title(f"{task} (mean ± std over folds)")
         fig.tight_layout()
-        path = results_dir / "plots" / f"{task}_vs_scratch.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-        plt.close(fig)
+        path = _save_figure(fig, results_dir / "plots" / f"{task}_vs_scratch.png")
         paths.append(path)
     return paths
 
@@ -269,17 +275,9 @@ def _plot_data_efficiency(results_dir: Path, de: dict[str, dict]) -> list[Path]:
         ax.set_title(task)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        path = results_dir / "plots" / f"{task}_data_efficiency.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-        plt.close(fig)
+        path = _save_figure(fig, results_dir / "plots" / f"{task}_data_efficiency.png")
         paths.append(path)
     return paths
-
-
-def load_summary(results_dir: str | Path = "results") -> dict:
-    return json.loads((Path(results_dir) / "summary.json").read_text())
 
 
 def plot_parity_or_roc(results_dir: str | Path, strategy: str, task: str) -> Path | None:
@@ -325,11 +323,9 @@ def plot_parity_or_roc(results_dir: str | Path, strategy: str, task: str) -> Pat
         ax.set_title(f"{task}: {strategy} (ROC AUC of probabilities {auc:.3f})", fontsize=9)
         kind = "roc"
     fig.tight_layout()
-    path = results_dir / "plots" / f"{task}_{strategy.replace('+', '_')}_{kind}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    path = _save_figure(
+        fig, results_dir / "plots" / f"{task}_{strategy.replace('+', '_')}_{kind}.png"
+    )
     return path
 
 
@@ -389,9 +385,4 @@ def plot_embedding_map(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(sc, ax=axes[0].tolist(), shrink=0.8, label=get_task(task).target)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return out
+    return _save_figure(fig, Path(out))
