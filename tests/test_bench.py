@@ -3,10 +3,36 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
+from pretroost.bench import PRESETS
 from pretroost.cli import main
+
+
+def test_budget_recipe_depends_only_on_training_set_size() -> None:
+    budget = PRESETS["budget"]
+    big = budget.finetune_for(3315)  # expt_gap: 40 epochs of batch 128 would be 1,040 steps
+    assert big.batch_size == 128 and big.epochs == math.ceil(1200 / 26)
+    steels = budget.finetune_for(224)
+    assert steels.batch_size == 32 and steels.epochs == math.ceil(1200 / 7)
+    assert budget.finetune_for(50_000).epochs == budget.finetune.epochs
+    assert budget.finetune_for(3).epochs == budget.max_epochs
+    assert steels.lr == big.lr == budget.finetune.lr
+
+
+@pytest.mark.slow
+def test_bench_pretrain_only(tmp_path, data_cache, monkeypatch) -> None:
+    monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
+    res, runs = tmp_path / "results", tmp_path / "runs"
+    argv = [
+        "-q", "bench", "--preset", "smoke", "--strategies", "scratch", "ssl", "--pretrain-only",
+        "--threads", "1", "--results-dir", str(res), "--runs-dir", str(runs),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert (runs / "ssl" / "config.json").is_file()
+    assert not res.exists()  # nothing finetuned
 
 
 @pytest.mark.slow

@@ -325,3 +325,14 @@ def test_run_probe_small(shared_data: Path, tmp_path: Path) -> None:
         assert np.isfinite(r["r2_quantile_scaled"])
     bt = report["barlow_twins_consistency"]
     assert bt["crystal_twins_barlow"] < bt["random_cgcnn"]
+
+
+@pytest.mark.slow
+def test_run_probe_carbon_small(shared_data: Path, tmp_path: Path) -> None:
+    """The structure-only dataset (constant composition) loads its CSV target and probes."""
+    report = run_probe(dataset="carbon_24", n=128, out=None, chgnet=False, random_seeds=(0,))
+    assert report["n_structures"] == 128 and report["target"] == "energy_per_atom"
+    # pure carbon: the composition-only reference has a constant feature vector
+    assert report["results"]["composition_atom_init_mean"]["r2"] <= 0.0
+    with pytest.raises(ValueError, match="valid"):
+        run_probe(dataset="nope", out=None)

@@ -14,6 +14,7 @@ on perovskites (there is no leak-free structure corpus for it); the report says 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -48,23 +49,47 @@ class BenchPreset:
     data_efficiency_tasks: tuple[str, ...] = ()
     fractions: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0)
     folds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    data_efficiency_folds: tuple[int, ...] | None = None  # None: ``folds``
     structure_epochs: int | None = None  # the small structure corpus may need more epochs
+    #: small training sets (fewer than ``small_rows`` rows) use batches of ``small_batch_size``;
+    #: every finetune runs at least ``finetune.epochs`` epochs and ``min_steps`` optimiser steps
+    small_rows: int = 1000
+    small_batch_size: int = 32
+    min_steps: int = 0
+    max_epochs: int = 1000
+
+    def finetune_for(self, n_train: int) -> TrainConfig:
+        """The finetuning recipe for a training fold of ``n_train`` rows. It depends only on the
+        training-set size, so every strategy gets exactly the same one; small sets get smaller
+        batches and more epochs, so that no model is starved of optimiser steps."""
+        batch = self.small_batch_size if n_train < self.small_rows else self.finetune.batch_size
+        steps_per_epoch = max(1, math.ceil(n_train / batch))
+        epochs = max(self.finetune.epochs, math.ceil(self.min_steps / steps_per_epoch))
+        return replace(self.finetune, batch_size=batch, epochs=min(epochs, self.max_epochs))
 
 
 PRESETS: dict[str, BenchPreset] = {
     # finishes the composition tasks on a 2-core CPU in about two hours (see results/README.md)
     "budget": BenchPreset(
         name="budget",
-        pretrain=TrainConfig(epochs=3, batch_size=256, lr=1e-4, warmup_epochs=0),
+        pretrain=TrainConfig(epochs=3, batch_size=256, lr=3e-4, warmup_epochs=0),
         finetune=TrainConfig(epochs=40, batch_size=128, lr=3e-4),
+        min_steps=1200,
         structure_epochs=30,
-        data_efficiency_tasks=("matbench_expt_gap", "matbench_steels"),
+        data_efficiency_tasks=(
+            "matbench_expt_gap",
+            "matbench_steels",
+            "matbench_phonons",
+            "matbench_log_kvrh",
+        ),
+        data_efficiency_folds=(0,),
     ),
     # the full recipe, for a GPU or a long CPU run
     "paper": BenchPreset(
         name="paper",
         pretrain=TrainConfig(epochs=50, batch_size=512, lr=1e-4, warmup_epochs=1),
         finetune=TrainConfig(epochs=300, batch_size=128, lr=3e-4),
+        min_steps=10_000,
         structure_epochs=200,
         tasks=COMPOSITION_TASKS + SMALL_STRUCTURE_TASKS,
         data_efficiency_tasks=(
@@ -161,9 +186,11 @@ def run_bench(
     runs_dir: str | Path | None = None,
     structures: Sequence[str] | None = None,
     data_efficiency: bool = True,
+    pretrain_only: bool = False,
     progress: bool | None = None,
 ) -> Path:
-    """Run (or resume) the matrix and write the report; returns the report path."""
+    """Run (or resume) the matrix and write the report; returns the report path (with
+    ``pretrain_only``: pretrain the strategies' encoders only and return their folder)."""
     from pretroost.benchmark import run_matbench_task
     from pretroost.report import write_report
 
@@ -186,27 +213,31 @@ def run_bench(
         s: "scratch" if s == "scratch" else str(_pretrained(plan, s, progress=progress))
         for s in strategies
     }
-    ft = FinetuneConfig(train=preset.finetune)
-    for task in task_list:
+    if pretrain_only:
+        return plan.runs_dir
+    cells = [(t, 1.0, results_dir, preset.folds) for t in task_list]
+    if data_efficiency:  # a curve's full-data point is a main-matrix cell (done ones are skipped)
+        de_folds = preset.data_efficiency_folds or preset.folds
+        cells += [
+            (
+                t,
+                f,
+                results_dir / "data_efficiency" / f"fraction_{f:g}" if f < 1 else results_dir,
+                de_folds,
+            )
+            for t in preset.data_efficiency_tasks
+            for f in preset.fractions
+        ]
+    for task, frac, out_dir, folds in cells:
+        # rows the model trains on: 4/5 of the task is a training fold, minus the validation split
+        n_train = int(get_task(task).n_samples * 0.8 * frac * (1 - FinetuneConfig().val_fraction))
+        ft = FinetuneConfig(train=preset.finetune_for(n_train))
         for s in strategies:
             if "structure" in s and task in STRUCTURE_OVERLAP_TASKS:
                 log.warning("bench: %s on %s skipped (no leak-free structure corpus)", s, task)
                 continue
             run_matbench_task(
-                task, replace(ft, init=inits[s]), strategy=s, folds=preset.folds,
-                results_dir=results_dir, progress=progress,
+                task, replace(ft, init=inits[s]), strategy=s, folds=folds,
+                results_dir=out_dir, fraction=frac, progress=progress,
             )  # fmt: skip
-    if data_efficiency:
-        for task in preset.data_efficiency_tasks:
-            for frac in preset.fractions:
-                if frac >= 1.0:  # the full-data point is the main matrix's cell
-                    continue
-                for s in strategies:
-                    if "structure" in s and task in STRUCTURE_OVERLAP_TASKS:
-                        continue
-                    run_matbench_task(
-                        task, replace(ft, init=inits[s]), strategy=s, folds=preset.folds,
-                        results_dir=results_dir / "data_efficiency" / f"fraction_{frac:g}",
-                        fraction=frac, progress=progress,
-                    )  # fmt: skip
     return write_report(results_dir, preset=preset.name, runs_dir=plan.runs_dir)

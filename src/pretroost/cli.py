@@ -73,6 +73,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     mdl.add_argument("--init-trunk", action="store_true", help="also load the pretrained trunk")
     mdl.add_argument("--freeze-encoder", action="store_true", help="train only the output network")
     mdl.add_argument("--encoder-lr-scale", type=float, default=1.0)
+    mdl.add_argument(
+        "--freeze-encoder-epochs",
+        type=int,
+        default=0,
+        help="frozen warm-up: keep the encoder fixed for this many first epochs",
+    )
     mdl.add_argument("--elem-embedding", default="matscholar200")
     mdl.add_argument("--loss", default=None, choices=["robust", "l1", "bce"])
     mdl.add_argument("--val-fraction", type=float, default=0.1)
@@ -164,7 +170,9 @@ def _finetune_config(args: argparse.Namespace):
         k: tuple(getattr(args, k)) for k in ("trunk_hidden", "out_hidden") if getattr(args, k, None)
     }
     return FinetuneConfig(
-        train=_train_config(args, encoder_lr_scale=scale),
+        train=_train_config(
+            args, encoder_lr_scale=scale, freeze_encoder_epochs=args.freeze_encoder_epochs
+        ),
         encoder=_encoder_config(args),
         **sizes,
         loss=args.loss,
@@ -386,8 +394,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.preset, strategies=args.strategies or STRATEGIES, tasks=args.tasks or None,
         include_large=args.include_large, results_dir=args.results_dir, runs_dir=args.runs_dir,
         structures=args.structures or None, data_efficiency=not args.no_data_efficiency,
+        pretrain_only=args.pretrain_only,
     )  # fmt: skip
-    sys.stdout.write(out.read_text())
+    if args.pretrain_only:
+        sys.stdout.write(f"pretrained encoders -> {out}\n")
+    else:
+        sys.stdout.write(out.read_text())
     return 0
 
 
@@ -553,6 +565,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default=None, help="pretrained artefacts (default runs/<preset>)")
     p.add_argument("--structures", nargs="*", default=None, help="structure sets for the teacher")
     p.add_argument("--no-data-efficiency", action="store_true")
+    p.add_argument(
+        "--pretrain-only", action="store_true", help="pretrain the encoders, finetune nothing"
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 
     p = add(
         "report", cmd_report, "Rebuild results/README.md and plots from results/benchmark.jsonl."

@@ -166,9 +166,12 @@ def write_report(
             "Error vs share of each training fold used (same subsets for every strategy).",
         ]
         for task, curves in de.items():
+            folds = ", ".join(map(str, curves["folds"]))
             lines += [
                 "",
                 f"### {task}",
+                "",
+                f"{curves['metric']}, mean over official fold(s) {folds}.",
                 "",
                 "| strategy | " + " | ".join(f"{f:g}" for f in curves["fractions"]) + " |",
             ]
@@ -200,21 +203,33 @@ def _save_figure(fig, path: Path) -> Path:
 
 
 def _data_efficiency(results_dir: Path, main_rows: list[dict]) -> dict[str, dict]:
-    """task -> {"fractions": [...], "strategies": {s: [mean headline per fraction]}}."""
-    per: dict[float, list[dict]] = {1.0: main_rows}
+    """task -> {"fractions", "metric", "folds", "strategies": {s: [mean headline per fraction]}}.
+
+    The full-data point comes from the main matrix (or ``data_efficiency/fraction_1`` for a task
+    outside it); every point of a curve averages the same folds: those run at every fraction.
+    """
+    per: dict[float, list[dict]] = {1.0: list(main_rows)}
     for d in sorted((results_dir / "data_efficiency").glob("fraction_*")):
-        per[float(d.name.removeprefix("fraction_"))] = read_benchmark_rows(d / "benchmark.jsonl")
+        f = float(d.name.removeprefix("fraction_"))
+        per.setdefault(f, []).extend(read_benchmark_rows(d / "benchmark.jsonl"))
     if len(per) == 1:
         return {}
     fractions = sorted(per)
-    tables = {f: headline_table(rows) for f, rows in per.items()}
-    tasks = sorted({t for f in fractions if f < 1 for t in tables[f]})
+    tasks = sorted({r["task"] for f in fractions if f < 1 for r in per[f]})
     out = {}
     for task in tasks:
+        folds = set.intersection(
+            *({r["fold"] for r in per[f] if r["task"] == task} for f in fractions)
+        )
+        tables = {
+            f: headline_table([r for r in rows if r["task"] == task and r["fold"] in folds])
+            for f, rows in per.items()
+        }
         strategies = sorted({s for f in fractions for s in tables[f].get(task, {})})
         out[task] = {
             "fractions": fractions,
             "metric": HEADLINE[get_task(task).task_type],
+            "folds": sorted(folds),
             "strategies": {
                 s: [tables[f].get(task, {}).get(s, {}).get("mean") for f in fractions]
                 for s in strategies

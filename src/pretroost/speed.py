@@ -597,6 +597,87 @@ def measure_fingerprint(ctx: SpeedContext) -> dict:
     return out
 
 
+@register_measurement("ssl_epoch")
+def measure_ssl_epoch(ctx: SpeedContext) -> dict:
+    """One SSL (Barlow Twins) pretraining epoch on the leak-free corpus, in a fresh process
+    (``pretroost pretrain --objective ssl --epochs 1``): epoch wall time and the process's peak RSS.
+
+    Needs the corpus built (``pretroost corpus build``); ``--quick`` uses 3,000 compositions.
+    """
+    import json
+    import resource
+    import subprocess
+    import tempfile
+
+    from pretroost.paths import cache_dir
+
+    corpus = cache_dir() / "corpus" / "oqmd-leakfree.npz"
+    if not corpus.is_file():
+        return {"skipped": f"no corpus at {corpus}: run `pretroost corpus build`", "table": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [
+            sys.executable, "-c", "import sys; from pretroost.cli import main; sys.exit(main())",
+            "-q", "pretrain", "--objective", "ssl", "--epochs", "1", "--corpus", str(corpus),
+            "--threads", str(ctx.threads), "--out", str(Path(tmp) / "ssl"),
+        ]  # fmt: skip
+        if ctx.quick:
+            cmd += ["--max-compositions", "3000"]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
+        config = json.loads((Path(tmp) / "ssl" / "config.json").read_text())
+    epoch = config["history"][0]
+    n = int(config["corpus"].get("size", 0)) or None
+    out = {
+        "compositions": n,
+        "epoch_seconds": epoch["epoch_seconds"],
+        "process_seconds": wall,
+        "peak_rss_gb": peak_kb / 2**20,
+        "peak_rss_exact": peak_kb > before,  # else an earlier child had the larger peak
+        "train_loss": epoch["train_loss"],
+    }
+    out["table"] = [
+        ["SSL epoch, leak-free corpus", f"{epoch['epoch_seconds']:.0f} s ({n} compositions, "
+         f"process {wall:.0f} s incl. start-up and corpus load)"],
+        ["SSL pretraining peak RSS", f"{peak_kb / 2**20:.2f} GB"],
+    ]  # fmt: skip
+    return out
+
+
+@register_measurement("teachers")
+def measure_teachers(ctx: SpeedContext) -> dict:
+    """Structure-teacher throughput (structures/s, uncached) on perov_5 structures from the shared
+    data folder: the Crystal Twins CGCNN and CHGNet (skipped where weights or package are missing)."""
+    from pretroost.data.structures import read_structures
+    from pretroost.data.teachers import WeightsNotFoundError, get_teacher
+    from pretroost.paths import shared_data_dir
+
+    root = shared_data_dir()
+    path = None if root is None else root / "structures" / "cdvae" / "perov_5" / "val.csv"
+    if path is None or not path.is_file():
+        return {"skipped": "no structure set (set PRETROOST_SHARED_DATA)", "table": []}
+    n = 64 if ctx.quick else 500
+    structures = [s for _, s in read_structures(path, progress=False)[:n]]
+    out: dict[str, Any] = {"structures": len(structures), "source": str(path.relative_to(root))}
+    table = []
+    for name in ("crystal-twins", "chgnet"):
+        try:
+            teacher = get_teacher(name)
+        except (WeightsNotFoundError, ImportError) as exc:
+            out[name] = {"skipped": str(exc)}
+            continue
+        teacher.embed(structures[:8], progress=False)  # warm-up
+        t0, c0 = time.perf_counter(), time.process_time()
+        teacher.embed(structures, progress=False)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        out[name] = {"per_s": len(structures) / wall, "per_cpu_s": len(structures) / cpu}
+        table.append([f"teacher {name}", f"{len(structures) / wall:.0f} structures/s"])
+    out["table"] = table
+    return out
+
+
 @contextlib.contextmanager
 def _quiet_warnings() -> Iterator[None]:
     import warnings
@@ -644,6 +725,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--foreach-adamw", action="store_true", help="AdamW foreach (default fused)")
     p.add_argument("--no-tune-malloc", action="store_true", help="keep glibc malloc defaults")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="update only the selected measurements of an existing --out file",
+    )
     return p
 
 
@@ -696,6 +782,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seconds": time.perf_counter() - t_start,
         "measurements": ctx.results,
     }
+    if args.merge and args.out.is_file():
+        import json
+
+        old = json.loads(args.out.read_text())
+        run = {k: report[k] for k in ("git_sha", "threads", "load_average_start", "seconds")}
+        for name in selected:  # each merged measurement records the run that made it
+            ctx.results[name]["run"] = run
+        report = {**old, "measurements": {**old.get("measurements", {}), **ctx.results}}
     atomic_write_json(args.out, _jsonable(report))
     _print_table(report)
     return 0

@@ -66,6 +66,8 @@ class TrainConfig:
         batch_size: compositions per step.
         lr: peak AdamW learning rate; ``encoder_lr_scale`` multiplies it for encoder parameters
             (0 freezes the encoder: a linear-probe-style finetune).
+        freeze_encoder_epochs: keep the encoder fixed (learning rate 0) for this many first epochs
+            while the freshly initialised head settles, then train everything ("frozen warm-up").
         weight_decay: AdamW weight decay.
         schedule: ``"constant"`` or ``"cosine"`` (to 1 % of ``lr``), after ``warmup_epochs`` of
             linear warm-up.
@@ -81,6 +83,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 3e-4
     encoder_lr_scale: float = 1.0
+    freeze_encoder_epochs: int = 0
     weight_decay: float = 1e-6
     schedule: Schedule = "cosine"
     warmup_epochs: int = 0
@@ -97,8 +100,10 @@ class TrainConfig:
             raise ValueError(
                 f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}"
             )
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs >= 0, batch_size >= 1 and lr > 0 are required")
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.freeze_encoder_epochs < 0:
+            raise ValueError(
+                "epochs >= 0, batch_size >= 1, lr > 0 and freeze_encoder_epochs >= 0 are required"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,9 +125,9 @@ def _param_groups(module: nn.Module, config: TrainConfig) -> list[dict]:
         if not p.requires_grad:
             continue
         (enc if ".encoder." in f".{name}" else rest).append(p)
-    groups = [{"params": rest, "lr_scale": 1.0}]
+    groups = [{"params": rest, "lr_scale": 1.0, "encoder": False}]
     if config.encoder_lr_scale > 0:
-        groups.append({"params": enc, "lr_scale": config.encoder_lr_scale})
+        groups.append({"params": enc, "lr_scale": config.encoder_lr_scale, "encoder": True})
     else:
         for p in enc:
             p.requires_grad_(False)
@@ -326,8 +331,9 @@ def train(
             )
         ):
             factor = _lr_factor(epoch * steps_per_epoch + i, steps_per_epoch, config)
+            frozen = epoch < config.freeze_encoder_epochs
             for g in optimiser.param_groups:
-                g["lr"] = config.lr * g["lr_scale"] * factor
+                g["lr"] = 0.0 if frozen and g["encoder"] else config.lr * g["lr_scale"] * factor
             if ctx.enabled:
                 if len(idx) < ctx.world_size:  # too few rows to give every rank one: skipped
                     continue

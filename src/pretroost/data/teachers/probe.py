@@ -217,9 +217,41 @@ def barlow_twins_consistency(
     return float(np.mean(losses))
 
 
+#: probe datasets: name -> (file under the shared data folder, target column, what it tests)
+DATASETS: dict[str, tuple[str, str, str]] = {
+    "phonons": ("matbench/matbench_phonons.json.gz", PHONONS_TARGET, "matbench_phonons"),
+    # every structure is pure carbon: the composition carries no information, only structure does
+    "carbon_24": ("structures/cdvae/carbon_24/val.csv", "energy_per_atom", "carbon_24 (CDVAE val)"),
+}
+
+
+def _load_probe_data(
+    dataset: str, path: str | os.PathLike[str] | None
+) -> tuple[list[Structure], np.ndarray, str]:
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown probe dataset {dataset!r}; valid: {sorted(DATASETS)}")
+    rel, target, _ = DATASETS[dataset]
+    if path is None:
+        root = shared_data_dir()
+        if root is None:
+            raise FileNotFoundError(f"no shared data folder: set {SHARED_ENV} or pass the path")
+        path = root / rel
+    items = read_structures(path)
+    if str(path).endswith(".csv"):
+        import pandas as pd
+
+        y = pd.read_csv(path)[target].to_numpy(np.float64)
+    else:
+        from matminer.utils.io import load_dataframe_from_json
+
+        y = load_dataframe_from_json(str(path), pbar=False)[target].to_numpy(np.float64)
+    return [s for _, s in items], y, target
+
+
 def run_probe(
     path: str | os.PathLike[str] | None = None,
     *,
+    dataset: str = "phonons",
     out: str | os.PathLike[str] | None = "results/teacher_probe.json",
     n: int | None = None,
     chgnet: bool = True,
@@ -227,7 +259,8 @@ def run_probe(
     seed: int = 0,
     random_seeds: Sequence[int] = (0, 1, 2),
 ) -> dict[str, Any]:
-    """Probe the teachers on matbench_phonons.
+    """Probe the teachers on matbench_phonons (or ``dataset="carbon_24"``: energies of pure-carbon
+    structures, where the composition is constant and only the structure can inform).
 
     Embeds the structures with the Crystal Twins Barlow and SimSiam encoders (projection head and
     pre-head pooled layer), the same CGCNN randomly initialised (``random_seeds``), CHGNet (when
@@ -237,7 +270,8 @@ def run_probe(
     :func:`barlow_twins_consistency` against a random encoder.
 
     Args:
-        path: the ``matbench_phonons.json.gz``; ``None`` uses the shared data folder.
+        path: the dataset file; ``None`` uses the shared data folder.
+        dataset: a key of :data:`DATASETS`.
         out: where to write the JSON report (``None``: do not write).
         n: probe only the first n structures (``None``: all 1265).
         chgnet: also probe CHGNet.
@@ -247,21 +281,10 @@ def run_probe(
     Returns:
         the report: per teacher its dim, R², structures/s; plus machine, time, git commit.
     """
-    if path is None:
-        root = shared_data_dir()
-        if root is None:
-            raise FileNotFoundError(
-                f"no shared data folder: set {SHARED_ENV} or pass the path of matbench_phonons"
-            )
-        path = root / "matbench" / "matbench_phonons.json.gz"
-    from matminer.utils.io import load_dataframe_from_json
-
-    items = read_structures(path)
-    y = load_dataframe_from_json(str(path), pbar=False)[PHONONS_TARGET].to_numpy(np.float64)
-    structures = [s for _, s in items]
+    structures, y, target = _load_probe_data(dataset, path)
     if n is not None:
         structures, y = structures[:n], y[:n]
-    log.info("probing %d structures from %s", len(structures), path)
+    log.info("probing %d structures of %s", len(structures), DATASETS[dataset][2])
 
     teachers: dict[str, StructureTeacher] = {}
     variants: tuple[Variant, ...] = ("barlow", "simsiam")
@@ -329,8 +352,8 @@ def run_probe(
     }
     rnd = [results[f"random_cgcnn_barlow_head_seed{s}"]["r2"] for s in random_seeds]
     report = {
-        "task": "matbench_phonons",
-        "target": PHONONS_TARGET,
+        "task": DATASETS[dataset][2],
+        "target": target,
         "n_structures": len(structures),
         "probe": f"StandardScaler + RidgeCV(alphas=logspace(-3, 5, 17)), {folds}-fold KFold "
         f"(shuffle, seed {seed}), mean R2 over folds; r2_quantile_scaled: QuantileTransformer "
@@ -354,14 +377,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     from pretroost.utils import setup_logging
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--path", type=Path, default=None, help="matbench_phonons.json.gz")
+    parser.add_argument("--dataset", default="phonons", choices=sorted(DATASETS))
+    parser.add_argument("--path", type=Path, default=None, help="the dataset file")
     parser.add_argument("--out", type=Path, default=Path("results/teacher_probe.json"))
     parser.add_argument("--n", type=int, default=None, help="only the first N structures")
     parser.add_argument("--no-chgnet", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     setup_logging()
-    run_probe(args.path, out=args.out, n=args.n, chgnet=not args.no_chgnet, seed=args.seed)
+    run_probe(
+        args.path, dataset=args.dataset, out=args.out, n=args.n, chgnet=not args.no_chgnet,
+        seed=args.seed,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,0 +1,55 @@
+"""Finetuning options that change which parameters train: frozen encoder and frozen warm-up."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from pretroost.data.composition import parse_formulas
+from pretroost.finetune import FinetuneConfig, fit
+from pretroost.models.roost import RoostConfig
+from pretroost.train import TrainConfig
+
+FORMULAS = ["Fe2O3", "NaCl", "SiO2", "Al2O3", "MgO", "TiO2", "CaF2", "ZnS", "GaAs", "CuO"] * 3
+TINY = RoostConfig(
+    elem_fea_len=8, n_graph=1, elem_heads=1, elem_gate=(16,), elem_msg=(16,),
+    cry_heads=1, cry_gate=(16,), cry_msg=(16,),
+)  # fmt: skip
+
+
+def _fit(**train) -> tuple[dict, dict]:
+    comps = parse_formulas(FORMULAS)
+    y = np.linspace(0.0, 1.0, len(FORMULAS))
+    config = FinetuneConfig(
+        train=TrainConfig(batch_size=8, seed=0, **train),
+        encoder=TINY, trunk_hidden=(16,), out_hidden=(8,), val_fraction=0.0,  # keep the last epoch
+    )  # fmt: skip
+    torch.manual_seed(0)
+    init = fit(comps, y, "regression", replace(config, train=TrainConfig(epochs=0)))
+    torch.manual_seed(0)
+    done = fit(comps, y, "regression", config)
+    return init.model.state_dict(), done.model.state_dict()
+
+
+def _changed(a: dict, b: dict, prefix: str) -> bool:
+    return any(not torch.equal(a[k], b[k]) for k in a if k.startswith(prefix))
+
+
+@pytest.mark.parametrize(("train", "encoder_moves"), [
+    ({"epochs": 2}, True),
+    ({"epochs": 2, "encoder_lr_scale": 0.0}, False),
+    ({"epochs": 2, "freeze_encoder_epochs": 2}, False),
+    ({"epochs": 3, "freeze_encoder_epochs": 2}, True),
+])  # fmt: skip
+def test_encoder_frozen_exactly_when_asked(train: dict, encoder_moves: bool) -> None:
+    before, after = _fit(**train)
+    assert _changed(before, after, "encoder.") is encoder_moves
+    assert _changed(before, after, "head.") or _changed(before, after, "out.")
+
+
+def test_freeze_epochs_must_be_non_negative() -> None:
+    with pytest.raises(ValueError, match="freeze_encoder_epochs"):
+        TrainConfig(freeze_encoder_epochs=-1)
