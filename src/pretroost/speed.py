@@ -654,13 +654,13 @@ def measure_teachers(ctx: SpeedContext) -> dict:
     from pretroost.data.teachers import WeightsNotFoundError, get_teacher
     from pretroost.paths import shared_data_dir
 
+    rel = Path("structures/cdvae/perov_5/val.csv")
     root = shared_data_dir()
-    path = None if root is None else root / "structures" / "cdvae" / "perov_5" / "val.csv"
-    if path is None or not path.is_file():
+    if root is None or not (root / rel).is_file():
         return {"skipped": "no structure set (set PRETROOST_SHARED_DATA)", "table": []}
     n = 64 if ctx.quick else 500
-    structures = [s for _, s in read_structures(path, progress=False)[:n]]
-    out: dict[str, Any] = {"structures": len(structures), "source": str(path.relative_to(root))}
+    structures = [s for _, s in read_structures(root / rel, progress=False)[:n]]
+    out: dict[str, Any] = {"structures": len(structures), "source": str(rel)}
     table = []
     for name in ("crystal-twins", "chgnet"):
         try:
