@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from pretroost.bench import PRESETS
@@ -50,8 +51,24 @@ def test_bench_smoke_runs_resumes_and_reports(tmp_path, data_cache, monkeypatch)
     assert (runs / "fingerprint" / "model.safetensors").is_file()
     report = (res / "README.md").read_text()
     assert "matbench_steels" in report and "fingerprint" in report
+    assert "Linear probe" in report
+    probe = json.loads((res / "encoder_probe.json").read_text())["matbench_steels"]
+    assert set(probe) == {"scratch (untrained)", "fingerprint"}
     assert (res / "scratch" / "results.json.gz").is_file()
     # resuming redoes nothing: same rows
     assert main(argv) == 0
     again = (res / "benchmark.jsonl").read_text().splitlines()
     assert len(again) == len(rows)
+
+
+def test_linear_probe_scores_informative_features_higher() -> None:
+    from pretroost.report import linear_probe
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 8)).astype(np.float32)
+    y = X @ rng.normal(size=8)
+    noise = rng.normal(size=(300, 8)).astype(np.float32)
+    r2 = linear_probe(y, {"signal": X, "noise": noise}, "matbench_steels")
+    assert r2["signal"] > 0.99 and r2["noise"] < 0.1
+    auc = linear_probe((y > 0).astype(float), {"signal": X, "noise": noise}, "matbench_glass")
+    assert auc["signal"] > 0.95 and auc["noise"] < 0.7
