@@ -406,7 +406,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pretroost.report import write_report
 
-    out = write_report(args.results_dir)
+    out = write_report(args.results_dir, preset=args.preset, runs_dir=args.runs_dir)
     sys.stdout.write(out.read_text())
     return 0
 
@@ -574,6 +574,10 @@ def build_parser() -> argparse.ArgumentParser:
         "report", cmd_report, "Rebuild results/README.md and plots from results/benchmark.jsonl."
     )
     p.add_argument("--results-dir", default="results")
+    p.add_argument("--preset", default=None, help="the bench preset that made the results")
+    p.add_argument(
+        "--runs-dir", default=None, help="pretrained encoders: adds the linear probe and PCA map"
+    )
 
     for extra in _EXTRA_COMMANDS:
         extra(add)

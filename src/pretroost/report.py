@@ -101,6 +101,7 @@ def write_report(
     machines = sorted({r["machine"] for r in rows})
     shas = sorted({r["git_sha"] for r in rows})
     lines += [f"Machines: {', '.join(machines)}.", f"Code: {', '.join(shas)}.", ""]
+    lines += _overview_lines(table)
     summary: dict[str, dict] = {}
     for task in sorted(table):
         cells = table[task]
@@ -193,6 +194,40 @@ def write_report(
     atomic_write_text(out, "\n".join(lines) + "\n")
     log.info("wrote %s", out)
     return out
+
+
+def _overview_lines(table: dict[str, dict[str, dict]]) -> list[str]:
+    """One row per task, one column per strategy: mean over folds and change vs scratch."""
+    strategies = sorted(
+        {s for cells in table.values() for s in cells}, key=lambda s: (s != "scratch", s)
+    )
+    if not table:
+        return []
+    lines = [
+        "## Overview",
+        "",
+        "Mean over folds (number of folds if fewer than 5); in brackets the change vs scratch "
+        "(negative = lower error; for ROC-AUC positive = better).",
+        "",
+        "| task (metric) | " + " | ".join(strategies) + " |",
+        "|---|" + "---|" * len(strategies),
+    ]
+    for task, cells in sorted(table.items()):
+        base = cells.get("scratch")
+        row = []
+        for s in strategies:
+            c = cells.get(s)
+            if c is None:
+                row.append("–")
+                continue
+            n = len(c["folds"])
+            text = f"{c['mean']:.4g}" + (f" ({n} fold{'s' * (n > 1)})" if n < 5 else "")
+            if base is not None and s != "scratch":
+                text += f" [{100 * (c['mean'] - base['mean']) / abs(base['mean']):+.1f} %]"
+            row.append(text)
+        metric = HEADLINE[get_task(task).task_type]
+        lines.append(f"| {task.removeprefix('matbench_')} ({metric}) | " + " | ".join(row) + " |")
+    return [*lines, ""]
 
 
 def _probe_lines(probes: dict[str, dict[str, float]], labels: list[str]) -> list[str]:
