@@ -51,7 +51,7 @@ def test_bench_smoke_runs_resumes_and_reports(tmp_path, data_cache, monkeypatch)
     assert (runs / "fingerprint" / "model.safetensors").is_file()
     report = (res / "README.md").read_text()
     assert "matbench_steels" in report and "fingerprint" in report
-    assert "Linear probe" in report
+    assert "Linear probe" in report and "## Overview" in report
     probe = json.loads((res / "encoder_probe.json").read_text())["matbench_steels"]
     assert set(probe) == {"scratch (untrained)", "fingerprint"}
     assert (res / "scratch" / "results.json.gz").is_file()
