@@ -98,6 +98,8 @@ def write_report(
     ]
     if preset:
         lines.append(f"Preset: `{preset}` (see `pretroost.bench.PRESETS`).\n")
+    if (results_dir / "COMMANDS.md").is_file():
+        lines.append("The exact commands that made these files: [COMMANDS.md](COMMANDS.md).\n")
     machines = sorted({r["machine"] for r in rows})
     shas = sorted({r["git_sha"] for r in rows})
     lines += [f"Machines: {', '.join(machines)}.", f"Code: {', '.join(shas)}.", ""]
