@@ -259,3 +259,11 @@ def test_speed_merge_keeps_other_measurements(tmp_path) -> None:
     assert main([*base, "--only", "flops", "--merge"]) == 0
     m = json.loads(out.read_text())["measurements"]
     assert {"machine", "flops"} <= set(m) and "run" in m["flops"] and "run" not in m["machine"]
+
+
+def test_speed_through_the_cli(tmp_path) -> None:
+    from pretroost.cli import main
+
+    out = tmp_path / "speed.json"
+    assert main(["speed", "--quick", "--threads", "1", "--only", "machine", "--out", str(out)]) == 0
+    assert "machine" in json.loads(out.read_text())["measurements"]

@@ -411,10 +411,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_speed(args: argparse.Namespace) -> int:
+def cmd_speed(args: argparse.Namespace) -> int:  # reached only by `pretroost <flags> speed`
     from pretroost import speed
 
-    return speed.main(args.speed_args)
+    return speed.main([])
 
 
 def _floats(text: str) -> list[float]:
@@ -577,6 +577,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=None, help="the bench preset that made the results")
     p.add_argument(
         "--runs-dir", default=None, help="pretrained encoders: adds the linear probe and PCA map"
+    )
+
+    add(
+        "speed",
+        cmd_speed,
+        "Throughput benchmark vs aviary-models and matminer (= python -m pretroost.speed; "
+        "see `pretroost speed --help`).",
     )
 
     for extra in _EXTRA_COMMANDS:
@@ -828,6 +835,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pretroost.utils import setup_logging
 
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["speed"]:  # its own argument parser: `pretroost speed --help`
+        from pretroost import speed
+        from pretroost.utils import setup_logging
+
+        setup_logging()
+        return speed.main(argv[1:])
     args = parser.parse_args(argv)
     setup_logging(args.verbose - args.quiet)
     if getattr(args, "threads", None):
