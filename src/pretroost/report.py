@@ -282,7 +282,8 @@ def _data_efficiency(results_dir: Path, main_rows: list[dict]) -> dict[str, dict
             f: headline_table([r for r in rows if r["task"] == task and r["fold"] in folds])
             for f, rows in per.items()
         }
-        strategies = sorted({s for f in fractions for s in tables[f].get(task, {})})
+        # strategies with a curve (not just the main matrix's full-data point)
+        strategies = sorted({s for f in fractions if f < 1 for s in tables[f].get(task, {})})
         out[task] = {
             "fractions": fractions,
             "metric": HEADLINE[get_task(task).task_type],
