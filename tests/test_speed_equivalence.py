@@ -84,6 +84,22 @@ def _assert_grads_close(g_ref: dict, g_fast: dict) -> None:
         assert err < 1e-4, f"{name}: relative gradient error {err:.2e}"
 
 
+def _assert_fast_equals_reference(
+    ref: RoostModel, fast: RoostModel, batch, input_mask=None, *, threads: int | None = None
+) -> None:
+    """Outputs within 1e-5 and gradients as close as fp32 summation order allows; the fast side
+    optionally run with ``threads`` torch threads."""
+    out_ref, g_ref = _run(ref, batch, input_mask)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        out_fast, g_fast = _run(fast, batch, input_mask)
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(out_fast, out_ref, atol=1e-5, rtol=1e-5)
+    _assert_grads_close(g_ref, g_fast)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_fast_equals_reference_random_batches(seed: int) -> None:
     rng = np.random.default_rng(seed)
@@ -93,10 +109,7 @@ def test_fast_equals_reference_random_batches(seed: int) -> None:
     batch = ds.batch(np.arange(len(formulas)))  # unsorted: N=1 rows padded to N=14
     ref, fast = _pair(seed=seed)
     assert fast.encoder.uses_fast_path() and not ref.encoder.uses_fast_path()
-    out_ref, g_ref = _run(ref, batch)
-    out_fast, g_fast = _run(fast, batch)
-    torch.testing.assert_close(out_fast, out_ref, atol=1e-5, rtol=1e-5)
-    _assert_grads_close(g_ref, g_fast)
+    _assert_fast_equals_reference(ref, fast, batch)
 
 
 def test_fast_as_accurate_as_reference_vs_float64() -> None:
@@ -125,10 +138,7 @@ def test_fast_equals_reference_single_element_and_bucketed() -> None:
     for formulas in (["Fe", "Cu", "O2"], [STEEL, STEEL.replace("Fe0.620", "Fe0.5")]):
         ds = CompositionDataset(parse_formulas(formulas))
         batch = ds.batch(np.arange(len(formulas)))
-        out_ref, g_ref = _run(ref, batch)
-        out_fast, g_fast = _run(fast, batch)
-        torch.testing.assert_close(out_fast, out_ref, atol=1e-5, rtol=1e-5)
-        _assert_grads_close(g_ref, g_fast)
+        _assert_fast_equals_reference(ref, fast, batch)
 
 
 def test_fast_equals_reference_with_input_mask() -> None:
@@ -138,10 +148,7 @@ def test_fast_equals_reference_with_input_mask() -> None:
     batch = ds.batch(np.arange(len(formulas)))
     input_mask = torch.from_numpy(rng.random(batch.mask.shape) < 0.3) & batch.mask
     ref, fast = _pair(seed=4)
-    out_ref, g_ref = _run(ref, batch, input_mask)
-    out_fast, g_fast = _run(fast, batch, input_mask)
-    torch.testing.assert_close(out_fast, out_ref, atol=1e-5, rtol=1e-5)
-    _assert_grads_close(g_ref, g_fast)
+    _assert_fast_equals_reference(ref, fast, batch, input_mask)
 
 
 def test_fast_equals_reference_two_threads() -> None:
@@ -151,15 +158,7 @@ def test_fast_equals_reference_two_threads() -> None:
     ds = CompositionDataset(parse_formulas(formulas))
     batch = ds.batch(np.arange(len(formulas)))
     ref, fast = _pair(seed=5)
-    out_ref, g_ref = _run(ref, batch)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        out_fast, g_fast = _run(fast, batch)
-    finally:
-        torch.set_num_threads(threads)
-    torch.testing.assert_close(out_fast, out_ref, atol=1e-5, rtol=1e-5)
-    _assert_grads_close(g_ref, g_fast)
+    _assert_fast_equals_reference(ref, fast, batch, threads=2)
 
 
 def test_inference_mode_and_training_step_match() -> None:
