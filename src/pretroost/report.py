@@ -412,34 +412,19 @@ def encoder_embeddings(
     """
     import torch
 
-    from pretroost.data.batching import CompositionDataset
-    from pretroost.data.composition import parse_formulas
     from pretroost.data.matbench import load_task
-    from pretroost.io import load_artefact
     from pretroost.models.roost import RoostConfig, RoostEncoder
+    from pretroost.predict import Predictor, load
 
     df = load_task(task)
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(df), min(max_points, len(df)), replace=False))
-    data = CompositionDataset(parse_formulas(df["formula"].iloc[idx].tolist()))
+    formulas = df["formula"].iloc[idx].tolist()
     out = {}
     for label, folder in encoders.items():
         torch.manual_seed(seed)
-        if folder is None:
-            enc = RoostEncoder(RoostConfig())
-        else:
-            art = load_artefact(folder)
-            enc = RoostEncoder(RoostConfig.from_dict(art.config["encoder"]))
-            state = art.state_dict.items()
-            enc.load_state_dict(
-                {k.removeprefix("encoder."): v for k, v in state if k.startswith("encoder.")}
-            )
-        enc.eval()
-        emb = np.zeros((len(data), enc.out_dim), dtype=np.float32)
-        with torch.no_grad():
-            for b in data.batch_indices(1024):
-                emb[b] = enc(data.batch(b)).numpy()
-        out[label] = emb
+        model = Predictor(RoostEncoder(RoostConfig())) if folder is None else load(folder)
+        out[label] = model.embed(formulas, errors="raise", progress=False)
     return df["target"].to_numpy()[idx], out
 
 
