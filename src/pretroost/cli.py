@@ -411,10 +411,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_speed(args: argparse.Namespace) -> int:  # reached only by `pretroost <flags> speed`
+def cmd_speed(args: argparse.Namespace) -> int:
     from pretroost import speed
 
-    return speed.main([])
+    return speed.main(args.speed_args)
 
 
 def _floats(text: str) -> list[float]:
@@ -435,11 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(
-        name: str, func: Callable[[argparse.Namespace], int], help: str
+        name: str, func: Callable[[argparse.Namespace], int], help: str, **kw: Any
     ) -> argparse.ArgumentParser:
         p = sub.add_parser(
             name, help=help, description=help, epilog=f"example:\n  {EXAMPLES.get(name, '')}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=argparse.RawDescriptionHelpFormatter, **kw,
         )  # fmt: skip
         p.set_defaults(func=func)
         return p
@@ -584,6 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_speed,
         "Throughput benchmark vs aviary-models and matminer (= python -m pretroost.speed; "
         "see `pretroost speed --help`).",
+        add_help=False,  # --help reaches the benchmark's own parser
     )
 
     for extra in _EXTRA_COMMANDS:
@@ -835,14 +836,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pretroost.utils import setup_logging
 
     parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["speed"]:  # its own argument parser: `pretroost speed --help`
-        from pretroost import speed
-        from pretroost.utils import setup_logging
-
-        setup_logging()
-        return speed.main(argv[1:])
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "func", None) is cmd_speed:  # `speed` has its own parser: it takes the rest
+        args.speed_args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     setup_logging(args.verbose - args.quiet)
     if getattr(args, "threads", None):
         import torch
