@@ -166,11 +166,21 @@ def write_report(
     lines += [f"![{p.stem}]({p.relative_to(results_dir)})" for p in plots]
     de = _data_efficiency(results_dir, rows)
     if de:
+        de_minutes = (
+            sum(  # per fraction: rows of one (strategy, task, fold) differ by fraction
+                c["seconds"]
+                for d in (results_dir / "data_efficiency").glob("fraction_*")
+                for cells in headline_table(read_benchmark_rows(d / "benchmark.jsonl")).values()
+                for c in cells.values()
+            )
+            / 60
+        )
         lines += [
             "",
             "## Data efficiency",
             "",
-            "Error vs share of each training fold used (same subsets for every strategy).",
+            "Error vs share of each training fold used (same subsets for every strategy); "
+            f"finetuning time of the points below 100 %: {de_minutes:.0f} min.",
         ]
         for task, curves in de.items():
             folds = ", ".join(map(str, curves["folds"]))
@@ -229,6 +239,10 @@ def _overview_lines(table: dict[str, dict[str, dict]]) -> list[str]:
             row.append(text)
         metric = HEADLINE[get_task(task).task_type]
         lines.append(f"| {task.removeprefix('matbench_')} ({metric}) | " + " | ".join(row) + " |")
+    minutes = [sum(c[s]["seconds"] for c in table.values() if s in c) / 60 for s in strategies]
+    lines.append(
+        "| finetuning time, all cells (min) | " + " | ".join(f"{m:.0f}" for m in minutes) + " |"
+    )
     return [*lines, ""]
 
 
