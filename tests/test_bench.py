@@ -43,11 +43,12 @@ def test_bench_smoke_runs_resumes_and_reports(tmp_path, data_cache, monkeypatch)
     # the smoke preset pretrains on 300 compositions of the leak-free corpus (built if missing)
     argv = [
         "-q", "bench", "--preset", "smoke", "--strategies", "scratch", "fingerprint",
-        "--results-dir", str(res), "--runs-dir", str(runs),
+        "fingerprint+trunk", "--results-dir", str(res), "--runs-dir", str(runs),
     ]  # fmt: skip
     assert main(argv) == 0
     rows = [json.loads(line) for line in (res / "benchmark.jsonl").read_text().splitlines()]
-    assert {r["strategy"] for r in rows} == {"scratch", "fingerprint"}
+    assert {r["strategy"] for r in rows} == {"scratch", "fingerprint", "fingerprint+trunk"}
+    assert not (runs / "fingerprint_trunk").exists()  # the variant reuses fingerprint's encoder
     assert (runs / "fingerprint" / "model.safetensors").is_file()
     report = (res / "README.md").read_text()
     assert "matbench_steels" in report and "fingerprint" in report
@@ -59,6 +60,13 @@ def test_bench_smoke_runs_resumes_and_reports(tmp_path, data_cache, monkeypatch)
     assert main(argv) == 0
     again = (res / "benchmark.jsonl").read_text().splitlines()
     assert len(again) == len(rows)
+
+
+def test_bench_rejects_unknown_strategy_listing_valid_ones(tmp_path) -> None:
+    from pretroost.bench import run_bench
+
+    with pytest.raises(ValueError, match=r"fingerprint\+trunk"):
+        run_bench("smoke", strategies=["scratch+trunk"], results_dir=tmp_path)
 
 
 def test_linear_probe_scores_informative_features_higher() -> None:

@@ -5,6 +5,10 @@ For a preset, every pretrained strategy is pretrained once on the leak-free corp
 optimiser, schedule and seeds) and scored; data-efficiency curves repeat that on nested fractions
 of each training fold. Finished cells are skipped, so an interrupted run continues where it stopped.
 
+A pretrained strategy with the suffix ``+trunk`` (e.g. ``fingerprint+trunk``) finetunes the same
+encoder but also starts the property model's residual trunk from the pretraining head's trunk
+(same shape; ``FinetuneConfig.init_trunk``); everything else is the scratch recipe.
+
 Leakage: SSL and FL pretrain on OQMD minus every Matbench composition. The offline structure sets
 (perov_5) are the same materials as matbench_perovskites, so the structure teacher's corpus
 excludes every Matbench task *except* perovskites, and structure-based strategies are not evaluated
@@ -27,11 +31,14 @@ from pretroost.paths import cache_dir, shared_data_dir
 from pretroost.pretrain import PretrainConfig, pretrain
 from pretroost.train import TrainConfig
 
-__all__ = ["PRESETS", "STRATEGIES", "BenchPreset", "run_bench"]
+__all__ = ["PRESETS", "STRATEGIES", "TRUNK_STRATEGIES", "BenchPreset", "run_bench"]
 
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("scratch", "ssl", "fingerprint", "structure", "ssl+fingerprint+structure")
+#: finetuning variants: the pretrained encoder *and* the pretraining head's trunk
+TRUNK_SUFFIX = "+trunk"
+TRUNK_STRATEGIES = tuple(s + TRUNK_SUFFIX for s in STRATEGIES if s != "scratch")
 STRUCTURE_SETS = ("structures/cdvae/perov_5/val.csv", "structures/cdvae/perov_5/test.csv")
 #: tasks whose compositions are the structure sets' own materials (no leak-free structure corpus)
 STRUCTURE_OVERLAP_TASKS = ("matbench_perovskites",)
@@ -176,6 +183,15 @@ def _pretrained(plan: BenchPlan, strategy: str, *, progress: bool | None) -> Pat
     return out
 
 
+def _init(plan: BenchPlan, strategy: str, *, progress: bool | None) -> tuple[str, bool]:
+    """``(init, init_trunk)`` of ``FinetuneConfig`` for ``strategy``: scratch, or its pretrained
+    encoder (pretrained here if missing; a ``+trunk`` variant reuses its base's artefact)."""
+    if strategy == "scratch":
+        return "scratch", False
+    base = strategy.removesuffix(TRUNK_SUFFIX)
+    return str(_pretrained(plan, base, progress=progress)), strategy != base
+
+
 def run_bench(
     preset: str | BenchPreset = "budget",
     *,
@@ -198,9 +214,10 @@ def run_bench(
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
         preset = PRESETS[preset]
-    bad = [s for s in strategies if s not in STRATEGIES]
+    bad = [s for s in strategies if s not in STRATEGIES + TRUNK_STRATEGIES]
     if bad:
-        raise ValueError(f"unknown strategies {bad}; valid: {', '.join(STRATEGIES)}")
+        valid = ", ".join(STRATEGIES + TRUNK_STRATEGIES)
+        raise ValueError(f"unknown strategies {bad}; valid: {valid}")
     task_list = tuple(get_task(t).name for t in (tasks or preset.tasks))
     if include_large:
         task_list += tuple(t for t in LARGE_TASKS if t not in task_list)
@@ -209,10 +226,7 @@ def run_bench(
         preset, tuple(strategies), task_list, results_dir,
         Path(runs_dir) if runs_dir else Path("runs") / preset.name, tuple(structures or ()),
     )  # fmt: skip
-    inits = {
-        s: "scratch" if s == "scratch" else str(_pretrained(plan, s, progress=progress))
-        for s in strategies
-    }
+    starts = {s: _init(plan, s, progress=progress) for s in strategies}
     if pretrain_only:
         return plan.runs_dir
     cells = [(t, 1.0, results_dir, preset.folds) for t in task_list]
@@ -236,8 +250,9 @@ def run_bench(
             if "structure" in s and task in STRUCTURE_OVERLAP_TASKS:
                 log.warning("bench: %s on %s skipped (no leak-free structure corpus)", s, task)
                 continue
+            init, init_trunk = starts[s]
             run_matbench_task(
-                task, replace(ft, init=inits[s]), strategy=s, folds=folds,
+                task, replace(ft, init=init, init_trunk=init_trunk), strategy=s, folds=folds,
                 results_dir=out_dir, fraction=frac, progress=progress,
             )  # fmt: skip
     return write_report(results_dir, preset=preset.name, runs_dir=plan.runs_dir)

@@ -557,7 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--strategies",
         nargs="*",
         default=None,
-        help="subset of: scratch ssl fingerprint structure ssl+fingerprint+structure",
+        help="subset of: scratch ssl fingerprint structure ssl+fingerprint+structure "
+        "(default: these five); a pretrained one with the suffix +trunk (e.g. fingerprint+trunk) "
+        "also starts the property model's trunk from the pretraining head's",
     )
     p.add_argument("--tasks", nargs="*", default=None, help="override the preset's tasks")
     p.add_argument("--include-large", action="store_true", help="also the mp_* tasks")
