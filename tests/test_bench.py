@@ -80,3 +80,21 @@ def test_linear_probe_scores_informative_features_higher() -> None:
     assert r2["signal"] > 0.99 and r2["noise"] < 0.1
     auc = linear_probe((y > 0).astype(float), {"signal": X, "noise": noise}, "matbench_glass")
     assert auc["signal"] > 0.95 and auc["noise"] < 0.7
+
+
+def test_report_orders_strategies_bases_first_then_variants() -> None:
+    from pretroost.report import strategy_order
+
+    labels = ["structure+trunk", "ssl+fingerprint+structure+trunk", "fingerprint", "scratch",
+              "ssl+fingerprint+structure", "ssl", "fingerprint+trunk", "structure", "other"]  # fmt: skip
+    assert sorted(labels, key=strategy_order) == [
+        "scratch", "ssl", "fingerprint", "structure", "ssl+fingerprint+structure",
+        "fingerprint+trunk", "structure+trunk", "ssl+fingerprint+structure+trunk", "other",
+    ]  # fmt: skip
+
+
+def test_report_quotes_modnet_once_when_it_leads() -> None:
+    from pretroost.report import _leaderboard_lines
+
+    rows = [line for line in _leaderboard_lines("matbench_dielectric") if "MODNet" in line]
+    assert len(rows) == 1

@@ -50,6 +50,50 @@ def headline_table(rows: list[dict]) -> dict[str, dict[str, dict]]:
     return table
 
 
+#: what each strategy label means (``pretroost.bench``; suffixes are finetuning variants)
+STRATEGY_NOTES = {
+    "scratch": "Roost trained from random initialisation (the baseline)",
+    "ssl": "encoder pretrained with Barlow Twins on two masked views of each composition",
+    "fingerprint": "encoder pretrained to regress the Magpie fingerprint",
+    "structure": "encoder pretrained to regress a Crystal Twins CGCNN embedding of the structure",
+    "ssl+fingerprint+structure": "encoder pretrained on the three objectives at once",
+}
+VARIANT_NOTES = {
+    "+trunk": "the same encoder, and the property model's trunk starts from the pretraining "
+    "head's trunk (`--init-trunk`)",
+    "+frozen_warmup20": "the encoder is frozen for the first 20 finetuning epochs",
+}
+
+
+def strategy_order(strategy: str) -> tuple[bool, int, str]:
+    """Sort key: scratch, the bench strategies in their order, then their variants
+    (``<strategy>+<variant>``) in the same order, then anything else."""
+    from pretroost.bench import STRATEGIES
+
+    if strategy in STRATEGIES:
+        return (False, STRATEGIES.index(strategy), strategy)
+    bases = [b for b in STRATEGIES if strategy.startswith(b + "+")]
+    base = max(bases, key=len, default=None)  # ssl+fingerprint+structure+trunk: not ssl
+    return (True, STRATEGIES.index(base) if base else len(STRATEGIES), strategy)
+
+
+def _strategy_lines(table: dict[str, dict[str, dict]]) -> list[str]:
+    """A legend of the strategy labels that appear in ``table``."""
+    present = sorted({s for cells in table.values() for s in cells}, key=strategy_order)
+    lines = ["## Strategies", ""]
+    for s in present:
+        note = STRATEGY_NOTES.get(s)
+        if note is None:
+            note = next((n for v, n in VARIANT_NOTES.items() if s.endswith(v)), "see COMMANDS.md")
+        lines.append(f"- `{s}`: {note}.")
+    lines.append(
+        "\nEvery strategy is finetuned with the scratch recipe (same splits, epochs, batch size, "
+        "optimiser, schedule and seeds). Structure strategies are not run on matbench_perovskites: "
+        "the offline structure set is those materials, so there is no leak-free structure corpus."
+    )
+    return [*lines, ""]
+
+
 def _fmt(x: float | None, digits: int = 4) -> str:
     return "–" if x is None else f"{x:.{digits}g}"
 
@@ -67,7 +111,7 @@ def _leaderboard_lines(task: str) -> list[str]:
         ("leader", board.leader), ("MODNet", board.modnet),
         ("CrabNet", board.crabnet), ("RF-SCM/Magpie", board.rf_scm_magpie),
     ):  # fmt: skip
-        if entry is not None:
+        if entry is not None and (label == "leader" or entry != board.leader):
             std = f" ± {entry.std:.4g}" if entry.std is not None else ""
             name = entry.algorithm if label == "leader" else label
             lines.append(f"| *{name}* (leaderboard) | {entry.mean:.4g}{std} | | | |")
@@ -101,8 +145,14 @@ def write_report(
     if (results_dir / "COMMANDS.md").is_file():
         lines.append("The exact commands that made these files: [COMMANDS.md](COMMANDS.md).\n")
     machines = sorted({r["machine"] for r in rows})
-    shas = sorted({r["git_sha"] for r in rows})
-    lines += [f"Machines: {', '.join(machines)}.", f"Code: {', '.join(shas)}.", ""]
+    shas = sorted({r["git_sha"].removesuffix("+dirty")[:10] for r in rows})
+    lines += [
+        f"Machines: {', '.join(machines)}.",
+        f"Code: {len(shas)} revisions ({', '.join(shas)}; each row's full `git_sha` is in "
+        "benchmark.jsonl).",
+        "",
+    ]
+    lines += _strategy_lines(table)
     lines += _overview_lines(table)
     summary: dict[str, dict] = {}
     for task in sorted(table):
@@ -117,7 +167,7 @@ def write_report(
             "| strategy | mean ± std | change vs scratch | folds better than scratch | time (s, all folds) |",
             "|---|---|---|---|---|",
         ]
-        for strategy, cell in sorted(cells.items(), key=lambda kv: (kv[0] != "scratch", kv[0])):
+        for strategy, cell in sorted(cells.items(), key=lambda kv: strategy_order(kv[0])):
             change, wins = "", ""
             if base is not None and strategy != "scratch":
                 change = f"{100 * (cell['mean'] - base['mean']) / abs(base['mean']):+.1f} %"
@@ -161,6 +211,7 @@ def write_report(
                 if task == map_task:
                     out = results_dir / "plots" / f"{task}_embedding_map.png"
                     plots.append(plot_embedding_map(encoders, task, out, embeddings=emb))
+            lines += _encoder_lines(encoders)
             lines += _probe_lines(probes, list(encoders))
             atomic_write_json(results_dir / "encoder_probe.json", probes)
     lines += [f"![{p.stem}]({p.relative_to(results_dir)})" for p in plots]
@@ -210,9 +261,7 @@ def write_report(
 
 def _overview_lines(table: dict[str, dict[str, dict]]) -> list[str]:
     """One row per task, one column per strategy: mean over folds and change vs scratch."""
-    strategies = sorted(
-        {s for cells in table.values() for s in cells}, key=lambda s: (s != "scratch", s)
-    )
+    strategies = sorted({s for cells in table.values() for s in cells}, key=strategy_order)
     if not table:
         return []
     lines = [
@@ -243,6 +292,36 @@ def _overview_lines(table: dict[str, dict[str, dict]]) -> list[str]:
     lines.append(
         "| finetuning time, all cells (min) | " + " | ".join(f"{m:.0f}" for m in minutes) + " |"
     )
+    return [*lines, ""]
+
+
+def _encoder_lines(encoders: dict[str, str | None]) -> list[str]:
+    """The pretrained encoders the strategies start from: objective, corpus, epochs, loss, time."""
+    import json
+
+    lines = [
+        "## Pretrained encoders",
+        "",
+        "Each pretrained once and shared by all tasks; every corpus excludes the compositions of "
+        "the Matbench tasks listed in its artefact's `config.json` (the structure corpus: every task "
+        "but perovskites, on which structure strategies are not run), so the corpus size is the "
+        "same for every task evaluated.",
+        "",
+        "| artefact | objective(s) | corpus (compositions) | tasks excluded | epochs | "
+        "best held-out loss | wall time (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, folder in encoders.items():
+        if folder is None:
+            continue
+        cfg = json.loads((Path(folder) / "config.json").read_text())
+        corpus = cfg.get("corpus", {})
+        lines.append(
+            f"| {name} | {' + '.join(cfg.get('objectives', {})) or cfg.get('objective', '?')} "
+            f"| {corpus.get('size', '?')} | {len(corpus.get('excluded_tasks', []))} "
+            f"| {cfg.get('epochs_run', '?')} | {_fmt(cfg.get('best_val_loss'))} "
+            f"| {cfg.get('seconds', float('nan')):.0f} |"
+        )
     return [*lines, ""]
 
 
@@ -297,7 +376,9 @@ def _data_efficiency(results_dir: Path, main_rows: list[dict]) -> dict[str, dict
             for f, rows in per.items()
         }
         # strategies with a curve (not just the main matrix's full-data point)
-        strategies = sorted({s for f in fractions if f < 1 for s in tables[f].get(task, {})})
+        strategies = sorted(
+            {s for f in fractions if f < 1 for s in tables[f].get(task, {})}, key=strategy_order
+        )
         out[task] = {
             "fractions": fractions,
             "metric": HEADLINE[get_task(task).task_type],
