@@ -98,3 +98,16 @@ def test_report_quotes_modnet_once_when_it_leads() -> None:
 
     rows = [line for line in _leaderboard_lines("matbench_dielectric") if "MODNet" in line]
     assert len(rows) == 1
+
+
+def test_report_replaces_only_the_marked_readme_block(tmp_path) -> None:
+    from pretroost.report import OVERVIEW_MARKERS, replace_block
+
+    start, end = OVERVIEW_MARKERS
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# intro\n{start}\n| old |\n{end}\nafter\n")
+    replace_block(readme, ["| new |", "|---|"])
+    assert readme.read_text() == f"# intro\n{start}\n| new |\n|---|\n{end}\nafter\n"
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="overview"):
+        replace_block(readme, ["| new |"])

@@ -406,7 +406,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pretroost.report import write_report
 
-    out = write_report(args.results_dir, preset=args.preset, runs_dir=args.runs_dir)
+    out = write_report(
+        args.results_dir, preset=args.preset, runs_dir=args.runs_dir, readme=args.readme
+    )
     sys.stdout.write(out.read_text())
     return 0
 
@@ -579,6 +581,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=None, help="the bench preset that made the results")
     p.add_argument(
         "--runs-dir", default=None, help="pretrained encoders: adds the linear probe and PCA map"
+    )
+    p.add_argument(
+        "--readme",
+        default=None,
+        help="also write the overview table into this file, between the lines "
+        "'<!-- pretroost report: overview -->' and '<!-- /pretroost report: overview -->'",
     )
 
     add(

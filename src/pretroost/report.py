@@ -124,11 +124,13 @@ def write_report(
     *,
     preset: str | None = None,
     runs_dir: str | Path | None = None,
+    readme: str | Path | None = None,
 ) -> Path:
     """Write ``README.md``, ``summary.json`` and plots under ``results_dir``; returns README path.
 
     With ``runs_dir`` (the pretrained artefacts of ``pretroost bench``), also a PCA map of the
-    encoders' material vectors for one task.
+    encoders' material vectors for one task. With ``readme``, the overview table also replaces the
+    block between ``OVERVIEW_MARKERS`` in that file (so a project README quotes it verbatim).
     """
     results_dir = Path(results_dir)
     rows = read_benchmark_rows(results_dir / "benchmark.jsonl")
@@ -153,7 +155,10 @@ def write_report(
         "",
     ]
     lines += _strategy_lines(table)
-    lines += _overview_lines(table)
+    overview = _overview_lines(table)
+    lines += overview
+    if readme is not None:
+        replace_block(readme, [line for line in overview if line.startswith("|")])
     summary: dict[str, dict] = {}
     for task in sorted(table):
         cells = table[task]
@@ -257,6 +262,23 @@ def write_report(
     atomic_write_text(out, "\n".join(lines) + "\n")
     log.info("wrote %s", out)
     return out
+
+
+OVERVIEW_MARKERS = ("<!-- pretroost report: overview -->", "<!-- /pretroost report: overview -->")
+
+
+def replace_block(path: str | Path, lines: list[str]) -> None:
+    """Replace the text between the two ``OVERVIEW_MARKERS`` lines of ``path`` with ``lines``."""
+    path = Path(path)
+    start, end = OVERVIEW_MARKERS
+    text = path.read_text()
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"{path}: needs one {start!r} line followed by one {end!r} line")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    body = "\n".join(line for line in lines if line.strip())
+    atomic_write_text(path, f"{head}{start}\n{body}\n{end}{tail}")
+    log.info("updated the overview block of %s", path)
 
 
 def _overview_lines(table: dict[str, dict[str, dict]]) -> list[str]:
