@@ -21,21 +21,13 @@ from pretroost.data.composition import parse_formulas
 from pretroost.ensemble import fit_ensemble
 from pretroost.finetune import FinetuneConfig, fit
 from pretroost.io import save_artefact
-from pretroost.models.roost import RoostConfig, RoostEncoder
+from pretroost.models.roost import RoostEncoder
 from pretroost.train import TrainConfig
+from tiny import BINARY_FORMULAS, TINY_ENCODER, toy_target
 
-TINY_ENCODER = RoostConfig(
-    elem_fea_len=16, n_graph=1, elem_heads=1, elem_gate=(16,), elem_msg=(16,),
-    cry_heads=1, cry_gate=(16,), cry_msg=(16,),
-)  # fmt: skip
-FORMULAS = [
-    f"{a}{i}{b}{j}"
-    for a in ["Li", "Na", "K", "Mg", "Ca", "Al", "Ti", "Fe", "Cu", "Zn"]
-    for b in ["O", "S", "Cl", "N"]
-    for i, j in ((1, 1), (2, 1))
-]
+FORMULAS = BINARY_FORMULAS
 COMPS = parse_formulas(FORMULAS)
-Y = np.array([COMPS[i][1][0] * 3 + COMPS[i][0][-1] / 20 for i in range(len(COMPS))])
+Y = toy_target(FORMULAS)
 CONFIG = FinetuneConfig(
     train=TrainConfig(epochs=2, batch_size=16), encoder=TINY_ENCODER,
     trunk_hidden=(32,), out_hidden=(16, 8),

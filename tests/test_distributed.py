@@ -23,14 +23,12 @@ from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import parse_formulas
 from pretroost.data.corpus import Corpus
 from pretroost.finetune import SupervisedTask
-from pretroost.models.roost import ModelConfig, RoostConfig, RoostEncoder, RoostModel
+from pretroost.models.roost import ModelConfig, RoostEncoder, RoostModel
 from pretroost.objectives import CombinedObjective, FingerprintConfig, SSLConfig
 from pretroost.train import TrainConfig, _sharded_step, train
+from tiny import TINY_ENCODER
 
-TINY = RoostConfig(
-    elem_fea_len=16, n_graph=1, elem_heads=1, elem_gate=(16,), elem_msg=(16,),
-    cry_heads=1, cry_gate=(16,), cry_msg=(16,),
-)  # fmt: skip
+TINY = TINY_ENCODER
 TINY_FLAGS = [
     "--elem-fea-len", "16", "--n-graph", "1", "--heads", "1", "--hidden", "16",
     "--trunk-hidden", "16", "--threads", "1",

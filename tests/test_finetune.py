@@ -10,14 +10,11 @@ import torch
 
 from pretroost.data.composition import parse_formulas
 from pretroost.finetune import FinetuneConfig, fit
-from pretroost.models.roost import RoostConfig
 from pretroost.train import TrainConfig
+from tiny import tiny_encoder
 
 FORMULAS = ["Fe2O3", "NaCl", "SiO2", "Al2O3", "MgO", "TiO2", "CaF2", "ZnS", "GaAs", "CuO"] * 3
-TINY = RoostConfig(
-    elem_fea_len=8, n_graph=1, elem_heads=1, elem_gate=(16,), elem_msg=(16,),
-    cry_heads=1, cry_gate=(16,), cry_msg=(16,),
-)  # fmt: skip
+TINY = tiny_encoder(width=8)
 
 
 def _fit(**train) -> tuple[dict, dict]:

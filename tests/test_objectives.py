@@ -10,14 +10,12 @@ from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import parse_formulas
 from pretroost.io import load_artefact, save_artefact
 from pretroost.losses import BarlowTwinsLoss, MaskedMSELoss, RobustL1Loss
-from pretroost.models.roost import RoostConfig, RoostEncoder
+from pretroost.models.roost import RoostEncoder
 from pretroost.objectives import OBJECTIVES, CombinedObjective, parse_objective
 from pretroost.objectives.ssl import mask_elements
+from tiny import tiny_encoder
 
-TINY = RoostConfig(
-    elem_fea_len=16, n_graph=1, elem_heads=2, elem_gate=(16,), elem_msg=(16,),
-    cry_heads=2, cry_gate=(16,), cry_msg=(16,),
-)  # fmt: skip
+TINY = tiny_encoder(heads=2)
 FORMULAS = ["Fe2O3", "NaCl", "LiFePO4", "Fe", "Al0.2Co0.2Cr0.2Fe0.2Ni0.2", "SiO2", "GaN", "CsPbI3"]
 DIMS = {"fingerprint": 7, "structure": 5}
 

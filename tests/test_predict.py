@@ -17,17 +17,12 @@ from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import FormulaError, parse_formulas
 from pretroost.finetune import FinetuneConfig, FittedModel, fit
 from pretroost.io import ArtefactError, save_artefact
-from pretroost.models.roost import RoostConfig, RoostEncoder
+from pretroost.models.roost import RoostEncoder
 from pretroost.predict import Predictor, as_formula_list, load, read_formula_input, write_table
 from pretroost.train import TrainConfig
+from tiny import BINARY_FORMULAS, TINY_ENCODER
 
-TINY_ENCODER = RoostConfig(
-    elem_fea_len=16, n_graph=1, elem_heads=1, elem_gate=(16,), elem_msg=(16,),
-    cry_heads=1, cry_gate=(16,), cry_msg=(16,),
-)  # fmt: skip
-CATIONS = ["Li", "Na", "K", "Mg", "Ca", "Al", "Ti", "Fe", "Cu", "Zn"]
-ANIONS = ["O", "S", "Cl", "N"]
-FORMULAS = [f"{a}{i}{b}{j}" for a in CATIONS for b in ANIONS for i, j in ((1, 1), (2, 1))]
+FORMULAS = BINARY_FORMULAS
 
 
 def tiny_config(**kw) -> FinetuneConfig:

@@ -23,8 +23,9 @@ from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import parse_formulas
 from pretroost.data.corpus import Corpus
 from pretroost.finetune import SupervisedTask
-from pretroost.models.roost import ModelConfig, RoostConfig, RoostModel
+from pretroost.models.roost import ModelConfig, RoostModel
 from pretroost.train import TrainConfig, load_checkpoint, train
+from tiny import TINY_ENCODER
 
 # light elements with feature vectors: Z 1-34 without the noble gases and Sc (30 symbols)
 ELEMENTS = [
@@ -154,11 +155,7 @@ def test_finetune_killed_then_resumed_equals_uninterrupted_and_reruns_are_identi
 
 def _task_and_data(n: int = 64):
     torch.manual_seed(0)
-    cfg = RoostConfig(
-        elem_fea_len=16, n_graph=1, elem_heads=1, elem_gate=(16,), elem_msg=(16,),
-        cry_heads=1, cry_gate=(16,), cry_msg=(16,),
-    )  # fmt: skip
-    model = RoostModel(ModelConfig(encoder=cfg, trunk_hidden=(16,), out_hidden=(16, 8)))
+    model = RoostModel(ModelConfig(encoder=TINY_ENCODER, trunk_hidden=(16,), out_hidden=(16, 8)))
     comps = parse_formulas(_formulas(n, seed=5))
     y = np.random.default_rng(2).normal(size=(n, 1)).astype(np.float32)
     return SupervisedTask(model, "robust"), CompositionDataset(comps, {"y": y})

@@ -23,14 +23,12 @@ from pretroost.data.composition import parse_formulas
 from pretroost.data.teachers.base import load_state_dict_file
 from pretroost.finetune import SupervisedTask
 from pretroost.io import ArtefactError, load_artefact
-from pretroost.models.roost import ModelConfig, RoostConfig, RoostModel
+from pretroost.models.roost import ModelConfig, RoostModel
 from pretroost.train import TrainConfig, load_checkpoint, train
+from tiny import TINY_ENCODER
 
 SRC = Path(pretroost.__file__).parent
-TINY = RoostConfig(
-    elem_fea_len=16, n_graph=1, elem_heads=1, elem_gate=(16,), elem_msg=(16,),
-    cry_heads=1, cry_gate=(16,), cry_msg=(16,),
-)  # fmt: skip
+TINY = TINY_ENCODER
 
 
 class _Payload:

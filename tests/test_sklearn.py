@@ -28,10 +28,11 @@ from sklearn.model_selection import cross_val_score
 from sklearn.utils import estimator_checks as ec
 
 import pretroost
-from pretroost.data.composition import FormulaError, parse_formulas
+from pretroost.data.composition import FormulaError
 from pretroost.ensemble import Ensemble
 from pretroost.finetune import FittedModel
 from pretroost.sklearn import RoostClassifier, RoostRegressor
+from tiny import BINARY_FORMULAS, tiny_encoder, toy_target
 
 HAS_NEW_CHECKS = (
     "expected_failed_checks" in inspect.signature(ec.parametrize_with_checks).parameters
@@ -40,14 +41,8 @@ TINY = dict(
     epochs=1, batch_size=16, elem_fea_len=8, n_graph=1, elem_heads=1, elem_gate=(8,),
     elem_msg=(8,), cry_heads=1, cry_gate=(8,), cry_msg=(8,), trunk_hidden=(16,), out_hidden=(8, 8),
 )  # fmt: skip
-FORMULAS = [
-    f"{a}{i}{b}{j}"
-    for a in ["Li", "Na", "K", "Mg", "Ca", "Al", "Ti", "Fe", "Cu", "Zn"]
-    for b in ["O", "S", "Cl", "N"]
-    for i, j in ((1, 1), (2, 1))
-]
-_C = parse_formulas(FORMULAS)
-Y = np.array([_C[i][1][0] * 3 + _C[i][0][-1] / 20 for i in range(len(_C))])
+FORMULAS = BINARY_FORMULAS
+Y = toy_target(FORMULAS)
 LABELS = np.where(np.median(Y) < Y, "insulator", "metal")
 
 # ------------------------------------------------------------------------- 1. API checks
@@ -266,12 +261,9 @@ def test_init_from_pretrained_encoder(tmp_path):
     from torch import nn
 
     from pretroost.io import save_artefact
-    from pretroost.models.roost import RoostConfig, RoostEncoder
+    from pretroost.models.roost import RoostEncoder
 
-    cfg = RoostConfig(
-        elem_fea_len=12, n_graph=1, elem_heads=1, elem_gate=(8,), elem_msg=(8,),
-        cry_heads=1, cry_gate=(8,), cry_msg=(8,),
-    )  # fmt: skip
+    cfg = tiny_encoder(width=12, hidden=8)
     holder = nn.Module()
     holder.encoder = RoostEncoder(cfg)
     save_artefact(
