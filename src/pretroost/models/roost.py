@@ -822,13 +822,17 @@ Impl = Literal["auto", "fast", "reference"]
 IMPLS: tuple[str, ...] = ("auto", "fast", "reference")
 
 
-class MessageLayer(nn.Module):
-    """One weighted soft-attention message-passing layer with residual update (Eq. 2-4)."""
+class _WeightedSoftAttention(nn.Module):
+    """What the message and pooling layers share: per head, a gate MLP (``in_len`` -> 1), a
+    message MLP (``in_len`` -> ``fea_len``) and a learnable power of the fractional weights;
+    ``forward`` runs the fused-kernel path (``fast``) or the reference path."""
 
-    def __init__(self, fea_len: int, n_heads: int, gate: Sequence[int], msg: Sequence[int]) -> None:
+    def __init__(
+        self, in_len: int, fea_len: int, n_heads: int, gate: Sequence[int], msg: Sequence[int]
+    ) -> None:
         super().__init__()
-        self.gate = MultiHeadMLP(n_heads, 2 * fea_len, gate, 1)
-        self.msg = MultiHeadMLP(n_heads, 2 * fea_len, msg, fea_len)
+        self.gate = MultiHeadMLP(n_heads, in_len, gate, 1)
+        self.msg = MultiHeadMLP(n_heads, in_len, msg, fea_len)
         self.power = nn.Parameter(torch.randn(n_heads))
 
     @property
@@ -837,12 +841,24 @@ class MessageLayer(nn.Module):
         return len(self.gate.weights) == 2 and len(self.msg.weights) == 2
 
     def forward(self, x: Tensor, weights: Tensor, mask: Tensor, *, fast: bool = False) -> Tensor:
-        """x (B, N, F), weights (B, N), mask (B, N) -> (B, N, F)."""
-        return (
-            self.forward_fast(x, weights, mask)
-            if fast
-            else self.forward_reference(x, weights, mask)
-        )
+        """x (B, N, F), weights (B, N), mask (B, N) -> the subclass's output."""
+        if fast:
+            return self.forward_fast(x, weights, mask)
+        return self.forward_reference(x, weights, mask)
+
+    def forward_fast(self, x: Tensor, weights: Tensor, mask: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward_reference(self, x: Tensor, weights: Tensor, mask: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class MessageLayer(_WeightedSoftAttention):
+    """One weighted soft-attention message-passing layer with residual update (Eq. 2-4):
+    x (B, N, F), weights (B, N), mask (B, N) -> (B, N, F)."""
+
+    def __init__(self, fea_len: int, n_heads: int, gate: Sequence[int], msg: Sequence[int]) -> None:
+        super().__init__(2 * fea_len, fea_len, n_heads, gate, msg)
 
     def forward_reference(self, x: Tensor, weights: Tensor, mask: Tensor) -> Tensor:
         """Dense torch ops on (H, B, N, N, d) pair tensors: any MLP depth, any device."""
@@ -907,26 +923,12 @@ class MessageLayer(nn.Module):
         return out.view(B, N, Fl)
 
 
-class WeightedAttentionPooling(nn.Module):
-    """``cry_heads`` weighted attention pooling heads over the nodes of each graph (Eq. 5)."""
+class WeightedAttentionPooling(_WeightedSoftAttention):
+    """``cry_heads`` weighted attention pooling heads over the nodes of each graph (Eq. 5):
+    x (B, N, F), weights (B, N), mask (B, N) -> (B, F)."""
 
     def __init__(self, fea_len: int, n_heads: int, gate: Sequence[int], msg: Sequence[int]) -> None:
-        super().__init__()
-        self.gate = MultiHeadMLP(n_heads, fea_len, gate, 1)
-        self.msg = MultiHeadMLP(n_heads, fea_len, msg, fea_len)
-        self.power = nn.Parameter(torch.randn(n_heads))
-
-    @property
-    def fast_capable(self) -> bool:
-        return len(self.gate.weights) == 2 and len(self.msg.weights) == 2
-
-    def forward(self, x: Tensor, weights: Tensor, mask: Tensor, *, fast: bool = False) -> Tensor:
-        """x (B, N, F), weights (B, N), mask (B, N) -> (B, F)."""
-        return (
-            self.forward_fast(x, weights, mask)
-            if fast
-            else self.forward_reference(x, weights, mask)
-        )
+        super().__init__(fea_len, fea_len, n_heads, gate, msg)
 
     def forward_reference(self, x: Tensor, weights: Tensor, mask: Tensor) -> Tensor:
         B, N, Fl = x.shape
