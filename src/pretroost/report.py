@@ -60,7 +60,7 @@ STRATEGY_NOTES = {
 }
 VARIANT_NOTES = {
     "+trunk": "the same encoder, and the property model's trunk starts from the pretraining "
-    "head's trunk (`--init-trunk`)",
+    "head's trunk (`--init-trunk`; for the combination, the fingerprint head's)",
     "+frozen_warmup20": "the encoder is frozen for the first 20 finetuning epochs",
 }
 
