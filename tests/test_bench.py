@@ -67,6 +67,8 @@ def test_bench_rejects_unknown_strategy_listing_valid_ones(tmp_path) -> None:
 
     with pytest.raises(ValueError, match=r"fingerprint\+trunk"):
         run_bench("smoke", strategies=["scratch+trunk"], results_dir=tmp_path)
+    with pytest.raises(ValueError, match="valid: 0, 1, 2, 3, 4"):
+        run_bench("smoke", strategies=["scratch"], data_efficiency_folds=[5], results_dir=tmp_path)
 
 
 def test_linear_probe_scores_informative_features_higher() -> None:

@@ -202,11 +202,16 @@ def run_bench(
     runs_dir: str | Path | None = None,
     structures: Sequence[str] | None = None,
     data_efficiency: bool = True,
+    folds: Sequence[int] | None = None,
+    data_efficiency_folds: Sequence[int] | None = None,
     pretrain_only: bool = False,
     progress: bool | None = None,
 ) -> Path:
     """Run (or resume) the matrix and write the report; returns the report path (with
-    ``pretrain_only``: pretrain the strategies' encoders only and return their folder)."""
+    ``pretrain_only``: pretrain the strategies' encoders only and return their folder).
+
+    ``tasks``, ``folds`` and ``data_efficiency_folds`` override the preset's; with ``tasks``, the
+    data-efficiency curves are run for the preset's curve tasks among them only."""
     from pretroost.benchmark import run_matbench_task
     from pretroost.report import write_report
 
@@ -218,7 +223,21 @@ def run_bench(
     if bad:
         valid = ", ".join(STRATEGIES + TRUNK_STRATEGIES)
         raise ValueError(f"unknown strategies {bad}; valid: {valid}")
+    if folds is not None or data_efficiency_folds is not None:
+        preset = replace(
+            preset,
+            folds=tuple(folds) if folds is not None else preset.folds,
+            data_efficiency_folds=tuple(data_efficiency_folds)
+            if data_efficiency_folds is not None
+            else preset.data_efficiency_folds,
+        )
+    bad_folds = [
+        k for k in (*preset.folds, *(preset.data_efficiency_folds or ())) if k not in range(5)
+    ]
+    if bad_folds:
+        raise ValueError(f"unknown folds {bad_folds}; valid: 0, 1, 2, 3, 4")
     task_list = tuple(get_task(t).name for t in (tasks or preset.tasks))
+    curve_tasks = tuple(t for t in preset.data_efficiency_tasks if tasks is None or t in task_list)
     if include_large:
         task_list += tuple(t for t in LARGE_TASKS if t not in task_list)
     results_dir = Path(results_dir)
@@ -239,7 +258,7 @@ def run_bench(
                 results_dir / "data_efficiency" / f"fraction_{f:g}" if f < 1 else results_dir,
                 de_folds,
             )
-            for t in preset.data_efficiency_tasks
+            for t in curve_tasks
             for f in preset.fractions
         ]
     for task, frac, out_dir, folds in cells:

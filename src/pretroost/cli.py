@@ -394,6 +394,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.preset, strategies=args.strategies or STRATEGIES, tasks=args.tasks or None,
         include_large=args.include_large, results_dir=args.results_dir, runs_dir=args.runs_dir,
         structures=args.structures or None, data_efficiency=not args.no_data_efficiency,
+        folds=args.folds, data_efficiency_folds=args.data_efficiency_folds,
         pretrain_only=args.pretrain_only,
     )  # fmt: skip
     if args.pretrain_only:
@@ -569,6 +570,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default=None, help="pretrained artefacts (default runs/<preset>)")
     p.add_argument("--structures", nargs="*", default=None, help="structure sets for the teacher")
     p.add_argument("--no-data-efficiency", action="store_true")
+    p.add_argument(
+        "--folds", nargs="*", type=int, default=None, help="official folds (default: the preset's)"
+    )
+    p.add_argument(
+        "--data-efficiency-folds",
+        nargs="*",
+        type=int,
+        default=None,
+        help="folds of the data-efficiency curves (default: the preset's; budget: 0)",
+    )
     p.add_argument(
         "--pretrain-only", action="store_true", help="pretrain the encoders, finetune nothing"
     )
