@@ -113,3 +113,24 @@ def test_report_replaces_only_the_marked_readme_block(tmp_path) -> None:
     readme.write_text("no markers\n")
     with pytest.raises(ValueError, match="overview"):
         replace_block(readme, ["| new |"])
+
+
+def test_data_efficiency_curves_average_only_folds_every_strategy_ran(tmp_path) -> None:
+    from pretroost.report import _data_efficiency
+
+    def rows(values: dict[tuple[str, int], float]) -> list[dict]:
+        return [
+            {"strategy": s, "task": "matbench_steels", "fold": k, "metric": "mae", "value": v,
+             "n_train": 10, "epochs": 1, "seconds": 1.0, "git_sha": "x", "machine": "m"}
+            for (s, k), v in values.items()
+        ]  # fmt: skip
+
+    main_rows = rows({("scratch", 0): 10.0, ("scratch", 1): 20.0, ("ssl", 0): 8.0, ("ssl", 1): 9.0})
+    half = tmp_path / "data_efficiency" / "fraction_0.5"
+    half.mkdir(parents=True)
+    # an interrupted run: fold 1 finished for scratch but not for ssl
+    half_rows = rows({("scratch", 0): 30.0, ("scratch", 1): 50.0, ("ssl", 0): 25.0})
+    (half / "benchmark.jsonl").write_text("\n".join(json.dumps(r) for r in half_rows) + "\n")
+    curve = _data_efficiency(tmp_path, main_rows)["matbench_steels"]
+    assert curve["folds"] == [0]
+    assert curve["strategies"] == {"scratch": [30.0, 10.0], "ssl": [25.0, 8.0]}

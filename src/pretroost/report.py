@@ -378,7 +378,8 @@ def _data_efficiency(results_dir: Path, main_rows: list[dict]) -> dict[str, dict
     """task -> {"fractions", "metric", "folds", "strategies": {s: [mean headline per fraction]}}.
 
     The full-data point comes from the main matrix (or ``data_efficiency/fraction_1`` for a task
-    outside it); every point of a curve averages the same folds: those run at every fraction.
+    outside it); every point of a curve averages the same folds: those run at every fraction by
+    every strategy that has a curve (so an interrupted run never mixes fold sets).
     """
     per: dict[float, list[dict]] = {1.0: list(main_rows)}
     for d in sorted((results_dir / "data_efficiency").glob("fraction_*")):
@@ -390,8 +391,13 @@ def _data_efficiency(results_dir: Path, main_rows: list[dict]) -> dict[str, dict
     tasks = sorted({r["task"] for f in fractions if f < 1 for r in per[f]})
     out = {}
     for task in tasks:
+        curved = {r["strategy"] for f in fractions if f < 1 for r in per[f] if r["task"] == task}
         folds = set.intersection(
-            *({r["fold"] for r in per[f] if r["task"] == task} for f in fractions)
+            *(
+                {r["fold"] for r in per[f] if r["task"] == task and r["strategy"] == s}
+                for f in fractions
+                for s in curved
+            )
         )
         tables = {
             f: headline_table([r for r in rows if r["task"] == task and r["fold"] in folds])
