@@ -28,11 +28,17 @@ def test_bench_pretrain_only(tmp_path, data_cache, monkeypatch) -> None:
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
     res, runs = tmp_path / "results", tmp_path / "runs"
     argv = [
-        "-q", "bench", "--preset", "smoke", "--strategies", "scratch", "ssl", "--pretrain-only",
-        "--threads", "1", "--results-dir", str(res), "--runs-dir", str(runs),
+        "-q", "bench", "--preset", "smoke", "--strategies", "scratch", "ssl", "ssl+strong_views",
+        "ssl+strong_views+trunk", "--pretrain-only", "--threads", "1", "--results-dir", str(res),
+        "--runs-dir", str(runs),
     ]  # fmt: skip
     assert main(argv) == 0
-    assert (runs / "ssl" / "config.json").is_file()
+    plain = json.loads((runs / "ssl" / "config.json").read_text())["objectives"]["ssl"]
+    strong = json.loads((runs / "ssl_strong_views" / "config.json").read_text())["objectives"][
+        "ssl"
+    ]
+    assert not plain["mask_both"] and strong["mask_both"] and strong["amount_noise"] > 0
+    assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == ["ssl", "ssl_strong_views"]
     assert not res.exists()  # nothing finetuned
 
 
@@ -69,6 +75,39 @@ def test_bench_rejects_unknown_strategy_listing_valid_ones(tmp_path) -> None:
         run_bench("smoke", strategies=["scratch+trunk"], results_dir=tmp_path)
     with pytest.raises(ValueError, match="valid: 0, 1, 2, 3, 4"):
         run_bench("smoke", strategies=["scratch"], data_efficiency_folds=[5], results_dir=tmp_path)
+
+
+def test_strategy_names_parse_into_base_and_variants(tmp_path) -> None:
+    from pretroost.bench import BenchPlan, _start, parse_strategy
+    from pretroost.finetune import FinetuneConfig
+
+    assert parse_strategy("ssl+fingerprint+structure+trunk") == (
+        "ssl+fingerprint+structure",
+        (),
+        ("trunk",),
+    )
+    assert parse_strategy("ssl+strong_views+encoder_lr0.1") == (
+        "ssl",
+        ("strong_views",),
+        ("encoder_lr0.1",),
+    )
+    for bad in ("scratch+trunk", "ssl+fingerprint", "fingerprint+trunc"):
+        with pytest.raises(ValueError, match="unknown strategy"):
+            parse_strategy(bad)
+    with pytest.raises(ValueError, match="ssl objective"):
+        parse_strategy("fingerprint+strong_views")
+    # a finetuning variant reuses its base's artefact and changes one thing in the recipe
+    runs = tmp_path / "runs"
+    (runs / "fingerprint").mkdir(parents=True)
+    (runs / "fingerprint" / "config.json").write_text("{}")
+    plan = BenchPlan(PRESETS["smoke"], (), (), tmp_path / "results", runs)
+    base = FinetuneConfig()
+    plain = _start(plan, "fingerprint", progress=False)(base)
+    slow = _start(plan, "fingerprint+encoder_lr0.1+trunk", progress=False)(base)
+    assert plain.init == slow.init == str(runs / "fingerprint") and not plain.init_trunk
+    assert slow.init_trunk and slow.train.encoder_lr_scale == 0.1
+    assert slow.train.epochs == base.train.epochs and slow.train.lr == base.train.lr
+    assert _start(plan, "scratch", progress=False)(base) == base
 
 
 def test_linear_probe_scores_informative_features_higher() -> None:

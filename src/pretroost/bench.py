@@ -5,9 +5,12 @@ For a preset, every pretrained strategy is pretrained once on the leak-free corp
 optimiser, schedule and seeds) and scored; data-efficiency curves repeat that on nested fractions
 of each training fold. Finished cells are skipped, so an interrupted run continues where it stopped.
 
-A pretrained strategy with the suffix ``+trunk`` (e.g. ``fingerprint+trunk``) finetunes the same
-encoder but also starts the property model's residual trunk from the pretraining head's trunk
-(same shape; ``FinetuneConfig.init_trunk``); everything else is the scratch recipe.
+A pretrained strategy may carry variant suffixes, each one declared change (the investigation of
+when pretraining helps, run by the same command): finetuning variants (``FINETUNE_VARIANTS``, e.g.
+``fingerprint+trunk`` also starts the property model's residual trunk from the pretraining head's,
+``ssl+encoder_lr0.1`` trains the encoder at a tenth of the learning rate) reuse the base's encoder;
+pretraining variants (``PRETRAIN_VARIANTS``, e.g. ``ssl+strong_views``) pretrain an encoder of their
+own. Everything else is the scratch recipe.
 
 Leakage: SSL and FL pretrain on OQMD minus every Matbench composition. The offline structure sets
 (perov_5) are the same materials as matbench_perovskites, so the structure teacher's corpus
@@ -20,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -31,14 +34,66 @@ from pretroost.paths import cache_dir, shared_data_dir
 from pretroost.pretrain import PretrainConfig, pretrain
 from pretroost.train import TrainConfig
 
-__all__ = ["PRESETS", "STRATEGIES", "TRUNK_STRATEGIES", "BenchPreset", "run_bench"]
+__all__ = [
+    "FINETUNE_VARIANTS",
+    "PRESETS",
+    "PRETRAIN_VARIANTS",
+    "STRATEGIES",
+    "BenchPreset",
+    "parse_strategy",
+    "run_bench",
+]
 
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("scratch", "ssl", "fingerprint", "structure", "ssl+fingerprint+structure")
-#: finetuning variants: the pretrained encoder *and* the pretraining head's trunk
-TRUNK_SUFFIX = "+trunk"
-TRUNK_STRATEGIES = tuple(s + TRUNK_SUFFIX for s in STRATEGIES if s != "scratch")
+
+#: ``<strategy>+<variant>``: the same pretrained encoder, one change to the finetuning recipe
+FINETUNE_VARIANTS: dict[str, Callable[[FinetuneConfig], FinetuneConfig]] = {
+    # the property model's residual trunk starts from the pretraining head's trunk
+    "trunk": lambda c: replace(c, init_trunk=True),
+    # the encoder trains at a tenth of the output network's learning rate
+    "encoder_lr0.1": lambda c: replace(c, train=replace(c.train, encoder_lr_scale=0.1)),
+    # the encoder is frozen for the first 20 epochs while the new output network settles
+    "frozen_warmup20": lambda c: replace(c, train=replace(c.train, freeze_encoder_epochs=20)),
+}
+#: ``<strategy>+<variant>``: an encoder of its own, pretrained with one change (and the objective
+#: the change applies to)
+PRETRAIN_VARIANTS: dict[str, tuple[str, Callable[[PretrainConfig], PretrainConfig]]] = {
+    # Barlow Twins views: mask both views (not only the second) and jitter the amounts
+    "strong_views": (
+        "ssl",
+        lambda c: replace(c, ssl=replace(c.ssl, mask_both=True, amount_noise=0.2)),
+    ),
+}
+
+
+def parse_strategy(name: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """``(base, pretraining variants, finetuning variants)`` of a strategy name such as
+    ``ssl+strong_views+trunk``; raises ``ValueError`` listing the valid parts."""
+    for base in sorted(STRATEGIES, key=len, reverse=True):
+        if name != base and not name.startswith(base + "+"):
+            continue
+        parts = name[len(base) :].split("+")[1:]
+        if any(p not in FINETUNE_VARIANTS and p not in PRETRAIN_VARIANTS for p in parts):
+            continue
+        if parts and base == "scratch":
+            break
+        for p in parts:
+            if p in PRETRAIN_VARIANTS and PRETRAIN_VARIANTS[p][0] not in base.split("+"):
+                raise ValueError(
+                    f"strategy {name!r}: +{p} changes the {PRETRAIN_VARIANTS[p][0]} objective, "
+                    f"which {base!r} does not use"
+                )
+        pre = tuple(p for p in parts if p in PRETRAIN_VARIANTS)
+        return base, pre, tuple(p for p in parts if p in FINETUNE_VARIANTS)
+    raise ValueError(
+        f"unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}, or a pretrained one followed "
+        f"by variants +{', +'.join([*PRETRAIN_VARIANTS, *FINETUNE_VARIANTS])} "
+        "(e.g. fingerprint+trunk)"
+    )
+
+
 STRUCTURE_SETS = ("structures/cdvae/perov_5/val.csv", "structures/cdvae/perov_5/test.csv")
 #: tasks whose compositions are the structure sets' own materials (no leak-free structure corpus)
 STRUCTURE_OVERLAP_TASKS = ("matbench_perovskites",)
@@ -142,9 +197,12 @@ def _structure_files(explicit: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(str(root / p) for p in STRUCTURE_SETS)
 
 
-def _pretrained(plan: BenchPlan, strategy: str, *, progress: bool | None) -> Path:
-    """Pretrain ``strategy`` once (skipped if its artefact exists); returns the artefact folder."""
-    out = plan.runs_dir / strategy.replace("+", "_")
+def _pretrained(
+    plan: BenchPlan, strategy: str, variants: tuple[str, ...] = (), *, progress: bool | None
+) -> Path:
+    """Pretrain ``strategy`` (a base) with the pretraining ``variants`` once (skipped if its
+    artefact exists); returns the artefact folder."""
+    out = plan.runs_dir / "_".join([strategy.replace("+", "_"), *variants])
     if (out / "config.json").is_file():
         log.info("bench: %s already pretrained (%s)", strategy, out)
         return out
@@ -170,6 +228,8 @@ def _pretrained(plan: BenchPlan, strategy: str, *, progress: bool | None) -> Pat
     config = PretrainConfig(
         objective=strategy, train=train_cfg, max_compositions=preset.max_compositions
     )
+    for v in variants:
+        config = PRETRAIN_VARIANTS[v][1](config)
     t0 = time.perf_counter()
     pretrain(
         corpus,
@@ -183,13 +243,23 @@ def _pretrained(plan: BenchPlan, strategy: str, *, progress: bool | None) -> Pat
     return out
 
 
-def _init(plan: BenchPlan, strategy: str, *, progress: bool | None) -> tuple[str, bool]:
-    """``(init, init_trunk)`` of ``FinetuneConfig`` for ``strategy``: scratch, or its pretrained
-    encoder (pretrained here if missing; a ``+trunk`` variant reuses its base's artefact)."""
-    if strategy == "scratch":
-        return "scratch", False
-    base = strategy.removesuffix(TRUNK_SUFFIX)
-    return str(_pretrained(plan, base, progress=progress)), strategy != base
+def _start(
+    plan: BenchPlan, strategy: str, *, progress: bool | None
+) -> Callable[[FinetuneConfig], FinetuneConfig]:
+    """What ``strategy`` changes in the scratch recipe: its pretrained encoder (pretrained here if
+    missing; finetuning variants reuse their base's artefact) and its finetuning variants."""
+    base, pre, post = parse_strategy(strategy)
+    if base == "scratch":
+        return lambda c: c
+    init = str(_pretrained(plan, base, pre, progress=progress))
+
+    def start(c: FinetuneConfig) -> FinetuneConfig:
+        c = replace(c, init=init)
+        for v in post:
+            c = FINETUNE_VARIANTS[v](c)
+        return c
+
+    return start
 
 
 def run_bench(
@@ -219,10 +289,8 @@ def run_bench(
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
         preset = PRESETS[preset]
-    bad = [s for s in strategies if s not in STRATEGIES + TRUNK_STRATEGIES]
-    if bad:
-        valid = ", ".join(STRATEGIES + TRUNK_STRATEGIES)
-        raise ValueError(f"unknown strategies {bad}; valid: {valid}")
+    for s in strategies:
+        parse_strategy(s)
     if folds is not None or data_efficiency_folds is not None:
         preset = replace(
             preset,
@@ -245,7 +313,7 @@ def run_bench(
         preset, tuple(strategies), task_list, results_dir,
         Path(runs_dir) if runs_dir else Path("runs") / preset.name, tuple(structures or ()),
     )  # fmt: skip
-    starts = {s: _init(plan, s, progress=progress) for s in strategies}
+    starts = {s: _start(plan, s, progress=progress) for s in strategies}
     if pretrain_only:
         return plan.runs_dir
     cells = [(t, 1.0, results_dir, preset.folds) for t in task_list]
@@ -269,9 +337,8 @@ def run_bench(
             if "structure" in s and task in STRUCTURE_OVERLAP_TASKS:
                 log.warning("bench: %s on %s skipped (no leak-free structure corpus)", s, task)
                 continue
-            init, init_trunk = starts[s]
             run_matbench_task(
-                task, replace(ft, init=init, init_trunk=init_trunk), strategy=s, folds=folds,
+                task, starts[s](ft), strategy=s, folds=folds,
                 results_dir=out_dir, fraction=frac, progress=progress,
             )  # fmt: skip
     return write_report(results_dir, preset=preset.name, runs_dir=plan.runs_dir)

@@ -561,8 +561,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         default=None,
         help="subset of: scratch ssl fingerprint structure ssl+fingerprint+structure "
-        "(default: these five); a pretrained one with the suffix +trunk (e.g. fingerprint+trunk) "
-        "also starts the property model's trunk from the pretraining head's",
+        "(default: these five); a pretrained one may carry variants, each one change: +trunk "
+        "(also start the property model's trunk from the pretraining head's), +encoder_lr0.1, "
+        "+frozen_warmup20, +strong_views (SSL pretrained on stronger views), e.g. ssl+trunk",
     )
     p.add_argument("--tasks", nargs="*", default=None, help="override the preset's tasks")
     p.add_argument("--include-large", action="store_true", help="also the mp_* tasks")

@@ -62,6 +62,10 @@ VARIANT_NOTES = {
     "+trunk": "the same encoder, and the property model's trunk starts from the pretraining "
     "head's trunk (`--init-trunk`; for the combination, the fingerprint head's)",
     "+frozen_warmup20": "the encoder is frozen for the first 20 finetuning epochs",
+    "+encoder_lr0.1": "the encoder trains at a tenth of the output network's learning rate "
+    "(`--encoder-lr-scale 0.1`)",
+    "+strong_views": "an encoder of its own, pretrained with Barlow Twins on stronger views (both "
+    "views masked, amounts jittered by a log-normal factor of width 0.2)",
 }
 
 
