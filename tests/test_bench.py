@@ -173,3 +173,13 @@ def test_data_efficiency_curves_average_only_folds_every_strategy_ran(tmp_path) 
     curve = _data_efficiency(tmp_path, main_rows)["matbench_steels"]
     assert curve["folds"] == [0]
     assert curve["strategies"] == {"scratch": [30.0, 10.0], "ssl": [25.0, 8.0]}
+    assert curve["std"] == {"scratch": [0.0, 0.0], "ssl": [0.0, 0.0]}  # one fold: no spread
+    # with both folds complete, the spread over folds comes along with the mean
+    half_rows += rows({("ssl", 1): 35.0})
+    (half / "benchmark.jsonl").write_text("\n".join(json.dumps(r) for r in half_rows) + "\n")
+    curve = _data_efficiency(tmp_path, main_rows)["matbench_steels"]
+    assert curve["strategies"]["ssl"] == [30.0, 8.5] and curve["std"]["ssl"] == [5.0, 0.5]
+    from pretroost.report import _plot_data_efficiency
+
+    (png,) = _plot_data_efficiency(tmp_path, {"matbench_steels": curve})
+    assert png.is_file() and png.stat().st_size > 0

@@ -248,13 +248,17 @@ def write_report(
                 "",
                 f"### {task}",
                 "",
-                f"{curves['metric']}, mean over official fold(s) {folds}.",
+                f"{curves['metric']}, mean ± std over official fold(s) {folds}.",
                 "",
                 "| strategy | " + " | ".join(f"{f:g}" for f in curves["fractions"]) + " |",
             ]
             lines.append("|---|" + "---|" * len(curves["fractions"]))
             for s, vals in curves["strategies"].items():
-                lines.append(f"| {s} | " + " | ".join(_fmt(v) for v in vals) + " |")
+                marks = [
+                    _fmt(v) if v is None or sd is None else f"{_fmt(v)} ± {_fmt(sd, 2)}"
+                    for v, sd in zip(vals, curves["std"][s], strict=True)
+                ]
+                lines.append(f"| {s} | " + " | ".join(marks) + " |")
         lines.append("")
         lines += [
             f"![data efficiency]({p.relative_to(results_dir)})"
@@ -379,7 +383,8 @@ def _save_figure(fig, path: Path) -> Path:
 
 
 def _data_efficiency(results_dir: Path, main_rows: list[dict]) -> dict[str, dict]:
-    """task -> {"fractions", "metric", "folds", "strategies": {s: [mean headline per fraction]}}.
+    """task -> {"fractions", "metric", "folds", "strategies": {s: [mean headline per fraction]},
+    "std": {s: [its std over the folds]}}.
 
     The full-data point comes from the main matrix (or ``data_efficiency/fraction_1`` for a task
     outside it); every point of a curve averages the same folds: those run at every fraction by
@@ -417,6 +422,10 @@ def _data_efficiency(results_dir: Path, main_rows: list[dict]) -> dict[str, dict
             "folds": sorted(folds),
             "strategies": {
                 s: [tables[f].get(task, {}).get(s, {}).get("mean") for f in fractions]
+                for s in strategies
+            },
+            "std": {  # over folds, per fraction
+                s: [tables[f].get(task, {}).get(s, {}).get("std") for f in fractions]
                 for s in strategies
             },
         }
@@ -466,13 +475,19 @@ def _plot_data_efficiency(results_dir: Path, de: dict[str, dict]) -> list[Path]:
     for task, curves in de.items():
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for s, vals in curves["strategies"].items():
-            xs = [f for f, v in zip(curves["fractions"], vals, strict=True) if v is not None]
-            ys = [v for v in vals if v is not None]
-            ax.plot(xs, ys, marker="o", label=s)
+            pts = [
+                (f, v, sd or 0.0)
+                for f, v, sd in zip(curves["fractions"], vals, curves["std"][s], strict=True)
+                if v is not None
+            ]
+            xs, ys, sds = (np.array(c) for c in zip(*pts, strict=True))
+            (line,) = ax.plot(xs, ys, marker="o", label=s)
+            ax.fill_between(xs, ys - sds, ys + sds, color=line.get_color(), alpha=0.12, lw=0)
         ax.set_xscale("log")
         ax.set_xlabel("share of training fold")
         ax.set_ylabel(curves["metric"].upper())
-        ax.set_title(task)
+        folds = ", ".join(map(str, curves["folds"]))
+        ax.set_title(f"{task} (folds {folds}; band: ± std over folds)", fontsize=9)
         ax.legend(fontsize=7)
         fig.tight_layout()
         path = _save_figure(fig, results_dir / "plots" / f"{task}_data_efficiency.png")
