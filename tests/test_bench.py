@@ -108,6 +108,13 @@ def test_strategy_names_parse_into_base_and_variants(tmp_path) -> None:
     assert slow.init_trunk and slow.train.encoder_lr_scale == 0.1
     assert slow.train.epochs == base.train.epochs and slow.train.lr == base.train.lr
     assert _start(plan, "scratch", progress=False)(base) == base
+    # the report's legend: the base's meaning, then each variant's change, from the registries
+    from pretroost.report import _strategy_note
+
+    note = _strategy_note("ssl+strong_views+trunk")
+    assert "stronger views" in note and "--init-trunk" in note
+    assert _strategy_note("fingerprint+trunk").startswith("encoder pretrained to regress")
+    assert _strategy_note("my own run") == "see COMMANDS.md"
 
 
 def test_linear_probe_scores_informative_features_higher() -> None:

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from pretroost.data.corpus import Corpus, build_corpus
 from pretroost.data.matbench import COMPOSITION_TASKS, LARGE_TASKS, SMALL_STRUCTURE_TASKS, get_task
@@ -40,6 +41,7 @@ __all__ = [
     "PRETRAIN_VARIANTS",
     "STRATEGIES",
     "BenchPreset",
+    "Variant",
     "parse_strategy",
     "run_bench",
 ]
@@ -48,22 +50,48 @@ log = logging.getLogger(__name__)
 
 STRATEGIES = ("scratch", "ssl", "fingerprint", "structure", "ssl+fingerprint+structure")
 
-#: ``<strategy>+<variant>``: the same pretrained encoder, one change to the finetuning recipe
-FINETUNE_VARIANTS: dict[str, Callable[[FinetuneConfig], FinetuneConfig]] = {
-    # the property model's residual trunk starts from the pretraining head's trunk
-    "trunk": lambda c: replace(c, init_trunk=True),
-    # the encoder trains at a tenth of the output network's learning rate
-    "encoder_lr0.1": lambda c: replace(c, train=replace(c.train, encoder_lr_scale=0.1)),
-    # the encoder is frozen for the first 20 epochs while the new output network settles
-    "frozen_warmup20": lambda c: replace(c, train=replace(c.train, freeze_encoder_epochs=20)),
+C = TypeVar("C")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Variant(Generic[C]):
+    """One declared change to a pretrained strategy, named ``<strategy>+<variant>``.
+
+    Attributes:
+        note: what changes (the report's legend).
+        apply: the change, on a ``FinetuneConfig`` or a ``PretrainConfig``.
+        objective: for a pretraining change, the objective it applies to.
+    """
+
+    note: str
+    apply: Callable[[C], C]
+    objective: str | None = None
+
+
+#: the same pretrained encoder, one change to the finetuning recipe
+FINETUNE_VARIANTS: dict[str, Variant[FinetuneConfig]] = {
+    "trunk": Variant(
+        note="the property model's trunk also starts from the pretraining head's trunk "
+        "(`--init-trunk`; for the combination, the fingerprint head's)",
+        apply=lambda c: replace(c, init_trunk=True),
+    ),
+    "encoder_lr0.1": Variant(
+        note="the encoder trains at a tenth of the output network's learning rate "
+        "(`--encoder-lr-scale 0.1`)",
+        apply=lambda c: replace(c, train=replace(c.train, encoder_lr_scale=0.1)),
+    ),
+    "frozen_warmup20": Variant(
+        note="the encoder is frozen for the first 20 finetuning epochs",
+        apply=lambda c: replace(c, train=replace(c.train, freeze_encoder_epochs=20)),
+    ),
 }
-#: ``<strategy>+<variant>``: an encoder of its own, pretrained with one change (and the objective
-#: the change applies to)
-PRETRAIN_VARIANTS: dict[str, tuple[str, Callable[[PretrainConfig], PretrainConfig]]] = {
-    # Barlow Twins views: mask both views (not only the second) and jitter the amounts
-    "strong_views": (
-        "ssl",
-        lambda c: replace(c, ssl=replace(c.ssl, mask_both=True, amount_noise=0.2)),
+#: an encoder of its own, pretrained with one change
+PRETRAIN_VARIANTS: dict[str, Variant[PretrainConfig]] = {
+    "strong_views": Variant(
+        note="its own encoder, pretrained with Barlow Twins on stronger views (both views "
+        "masked, amounts jittered by a log-normal factor of width 0.2)",
+        apply=lambda c: replace(c, ssl=replace(c.ssl, mask_both=True, amount_noise=0.2)),
+        objective="ssl",
     ),
 }
 
@@ -80,9 +108,10 @@ def parse_strategy(name: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
         if parts and base == "scratch":
             break
         for p in parts:
-            if p in PRETRAIN_VARIANTS and PRETRAIN_VARIANTS[p][0] not in base.split("+"):
+            need = PRETRAIN_VARIANTS[p].objective if p in PRETRAIN_VARIANTS else None
+            if need is not None and need not in base.split("+"):
                 raise ValueError(
-                    f"strategy {name!r}: +{p} changes the {PRETRAIN_VARIANTS[p][0]} objective, "
+                    f"strategy {name!r}: +{p} changes the {need} objective, "
                     f"which {base!r} does not use"
                 )
         pre = tuple(p for p in parts if p in PRETRAIN_VARIANTS)
@@ -229,7 +258,7 @@ def _pretrained(
         objective=strategy, train=train_cfg, max_compositions=preset.max_compositions
     )
     for v in variants:
-        config = PRETRAIN_VARIANTS[v][1](config)
+        config = PRETRAIN_VARIANTS[v].apply(config)
     t0 = time.perf_counter()
     pretrain(
         corpus,
@@ -256,7 +285,7 @@ def _start(
     def start(c: FinetuneConfig) -> FinetuneConfig:
         c = replace(c, init=init)
         for v in post:
-            c = FINETUNE_VARIANTS[v](c)
+            c = FINETUNE_VARIANTS[v].apply(c)
         return c
 
     return start

@@ -50,22 +50,14 @@ def headline_table(rows: list[dict]) -> dict[str, dict[str, dict]]:
     return table
 
 
-#: what each strategy label means (``pretroost.bench``; suffixes are finetuning variants)
+#: what each bench strategy means (variants: ``pretroost.bench.FINETUNE_VARIANTS`` and
+#: ``PRETRAIN_VARIANTS`` carry their own notes)
 STRATEGY_NOTES = {
     "scratch": "Roost trained from random initialisation (the baseline)",
     "ssl": "encoder pretrained with Barlow Twins on two masked views of each composition",
     "fingerprint": "encoder pretrained to regress the Magpie fingerprint",
     "structure": "encoder pretrained to regress a Crystal Twins CGCNN embedding of the structure",
     "ssl+fingerprint+structure": "encoder pretrained on the three objectives at once",
-}
-VARIANT_NOTES = {
-    "+trunk": "the same encoder, and the property model's trunk starts from the pretraining "
-    "head's trunk (`--init-trunk`; for the combination, the fingerprint head's)",
-    "+frozen_warmup20": "the encoder is frozen for the first 20 finetuning epochs",
-    "+encoder_lr0.1": "the encoder trains at a tenth of the output network's learning rate "
-    "(`--encoder-lr-scale 0.1`)",
-    "+strong_views": "an encoder of its own, pretrained with Barlow Twins on stronger views (both "
-    "views masked, amounts jittered by a log-normal factor of width 0.2)",
 }
 
 
@@ -81,15 +73,24 @@ def strategy_order(strategy: str) -> tuple[bool, int, str]:
     return (True, STRATEGIES.index(base) if base else len(STRATEGIES), strategy)
 
 
+def _strategy_note(strategy: str) -> str:
+    """A bench strategy's meaning: its base's note, then each variant's change."""
+    from pretroost.bench import FINETUNE_VARIANTS, PRETRAIN_VARIANTS, parse_strategy
+
+    try:
+        base, pre, post = parse_strategy(strategy)
+    except ValueError:
+        return "see COMMANDS.md"
+    notes = [PRETRAIN_VARIANTS[v].note for v in pre] + [FINETUNE_VARIANTS[v].note for v in post]
+    return "; ".join(notes) if pre else "; ".join([STRATEGY_NOTES[base], *notes])
+
+
 def _strategy_lines(table: dict[str, dict[str, dict]]) -> list[str]:
     """A legend of the strategy labels that appear in ``table``."""
     present = sorted({s for cells in table.values() for s in cells}, key=strategy_order)
     lines = ["## Strategies", ""]
     for s in present:
-        note = STRATEGY_NOTES.get(s)
-        if note is None:
-            note = next((n for v, n in VARIANT_NOTES.items() if s.endswith(v)), "see COMMANDS.md")
-        lines.append(f"- `{s}`: {note}.")
+        lines.append(f"- `{s}`: {_strategy_note(s)}.")
     lines.append(
         "\nEvery strategy is finetuned with the scratch recipe (same splits, epochs, batch size, "
         "optimiser, schedule and seeds). Structure strategies are not run on matbench_perovskites: "
