@@ -64,13 +64,13 @@ STRATEGY_NOTES = {
 def strategy_order(strategy: str) -> tuple[bool, int, str]:
     """Sort key: scratch, the bench strategies in their order, then their variants
     (``<strategy>+<variant>``) in the same order, then anything else."""
-    from pretroost.bench import STRATEGIES
+    from pretroost.bench import STRATEGIES, parse_strategy
 
-    if strategy in STRATEGIES:
-        return (False, STRATEGIES.index(strategy), strategy)
-    bases = [b for b in STRATEGIES if strategy.startswith(b + "+")]
-    base = max(bases, key=len, default=None)  # ssl+fingerprint+structure+trunk: not ssl
-    return (True, STRATEGIES.index(base) if base else len(STRATEGIES), strategy)
+    try:
+        base, pre, post = parse_strategy(strategy)
+    except ValueError:
+        return (True, len(STRATEGIES), strategy)
+    return (bool(pre or post), STRATEGIES.index(base), strategy)
 
 
 def _strategy_note(strategy: str) -> str:
@@ -417,18 +417,20 @@ def _data_efficiency(results_dir: Path, main_rows: list[dict]) -> dict[str, dict
         strategies = sorted(
             {s for f in fractions if f < 1 for s in tables[f].get(task, {})}, key=strategy_order
         )
+
+        stats = {  # mean and std over folds, per strategy and fraction
+            stat: {
+                s: [tables[f].get(task, {}).get(s, {}).get(stat) for f in fractions]
+                for s in strategies
+            }
+            for stat in ("mean", "std")
+        }
         out[task] = {
             "fractions": fractions,
             "metric": HEADLINE[get_task(task).task_type],
             "folds": sorted(folds),
-            "strategies": {
-                s: [tables[f].get(task, {}).get(s, {}).get("mean") for f in fractions]
-                for s in strategies
-            },
-            "std": {  # over folds, per fraction
-                s: [tables[f].get(task, {}).get(s, {}).get("std") for f in fractions]
-                for s in strategies
-            },
+            "strategies": stats["mean"],
+            "std": stats["std"],
         }
     return out
 
