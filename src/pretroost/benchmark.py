@@ -28,8 +28,14 @@ __all__ = ["prediction_path", "rebuild_results", "run_matbench_task", "training_
 log = logging.getLogger(__name__)
 
 
-def prediction_path(results_dir: Path, strategy: str, task: str, fold: int) -> Path:
-    return Path(results_dir) / strategy / "predictions" / task / f"fold_{fold}.csv"
+def prediction_path(results_dir: Path, strategy: str, task: str, fold: int, seed: int = 0) -> Path:
+    """Test predictions of one cell; seed 0 is ``fold_<k>.csv``, seed s > 0 ``fold_<k>_seed<s>.csv``."""
+    name = f"fold_{fold}.csv" if seed == 0 else f"fold_{fold}_seed{seed}.csv"
+    return Path(results_dir) / strategy / "predictions" / task / name
+
+
+#: a repeat's training seed is ``config.train.seed + fold + SEED_STRIDE * seed``
+SEED_STRIDE = 100
 
 
 def training_subset(n: int, fraction: float, *, fold: int, seed: int = 0) -> np.ndarray:
@@ -53,6 +59,7 @@ def run_matbench_task(
     resume: bool = True,
     progress: bool | None = None,
     source: str = "auto",
+    seed: int = 0,
 ) -> list[dict]:
     """Finetune and score one task on the given official folds.
 
@@ -66,6 +73,8 @@ def run_matbench_task(
         fraction: train on this share of each training fold (data-efficiency curves).
         save_models: folder to save each fold's model in (``<task>_fold<k>``), or None.
         resume: skip folds whose predictions already exist.
+        seed: repeat index (0: the first run); repeats differ in initialisation, batch order and
+            validation split, never in the official folds.
 
     Returns:
         The benchmark rows written (one per metric and fold).
@@ -80,9 +89,11 @@ def run_matbench_task(
     for k in folds:
         if not 0 <= k < len(all_folds):
             raise ValueError(f"fold {k} out of range 0..{len(all_folds) - 1}")
-        out_csv = prediction_path(results_dir, strategy, task.name, k)
+        out_csv = prediction_path(results_dir, strategy, task.name, k, seed)
         if resume and out_csv.is_file():
-            log.info("%s %s fold %d: predictions exist, skipped", strategy, task.name, k)
+            log.info(
+                "%s %s fold %d seed %d: predictions exist, skipped", strategy, task.name, k, seed
+            )
             continue
         train_ids, test_ids = all_folds[k]
         train_pos = position[train_ids].to_numpy()
@@ -93,8 +104,8 @@ def run_matbench_task(
         t0 = time.perf_counter()
         fitted = fit(
             comps.subset(train_pos), y[train_pos], task.task_type,
-            replace(config, train=replace(config.train, seed=config.train.seed + k)),
-            progress=progress, name=f"{strategy}/{task.name}/fold{k}",
+            replace(config, train=replace(config.train, seed=config.train.seed + k + SEED_STRIDE * seed)),
+            progress=progress, name=f"{strategy}/{task.name}/fold{k}" + (f"/seed{seed}" if seed else ""),
         )  # fmt: skip
         from pretroost.data.batching import CompositionDataset
 
@@ -109,13 +120,16 @@ def run_matbench_task(
             frame.to_csv(tmp, index=False)
         if save_models is not None:
             fitted.info["task"] = task.name
-            fitted.save(Path(save_models) / f"{task.name}_fold{k}")
+            fitted.save(
+                Path(save_models) / (f"{task.name}_fold{k}" + (f"_seed{seed}" if seed else ""))
+            )
         sha, machine = git_sha(), machine_description()
         fold_rows = [
             {
                 "strategy": strategy,
                 "task": task.name,
                 "fold": k,
+                "seed": seed,
                 "metric": metric,
                 "value": float(value),
                 "n_train": len(train_pos),
