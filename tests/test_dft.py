@@ -175,3 +175,15 @@ def test_dft_combines_with_the_other_objectives() -> None:
         RoostEncoder(TINY), ["ssl", "dft"], weights={"dft": 0.5}, target_dims={"dft": 4}
     )
     assert given.weights == {"ssl": 1.0, "dft": 0.5}
+
+
+def test_bench_offers_dft_without_changing_the_presets() -> None:
+    from pretroost.bench import STRATEGIES, parse_strategy
+    from pretroost.report import _strategy_note, strategy_order
+
+    assert "dft" not in STRATEGIES  # the default strategy list is unchanged
+    assert parse_strategy("dft") == ("dft", (), ())
+    assert parse_strategy("dft+fingerprint+trunk") == ("dft+fingerprint", (), ("trunk",))
+    assert "DFT labels" in _strategy_note("dft")
+    labels = ["dft+trunk", "dft", "scratch", "fingerprint"]
+    assert sorted(labels, key=strategy_order) == ["scratch", "fingerprint", "dft", "dft+trunk"]
