@@ -17,7 +17,7 @@ from tiny import tiny_encoder
 
 TINY = tiny_encoder(heads=2)
 FORMULAS = ["Fe2O3", "NaCl", "LiFePO4", "Fe", "Al0.2Co0.2Cr0.2Fe0.2Ni0.2", "SiO2", "GaN", "CsPbI3"]
-DIMS = {"fingerprint": 7, "structure": 5}
+DIMS = {"fingerprint": 7, "structure": 5, "dft": 4}
 
 
 def small_configs():
@@ -37,8 +37,12 @@ def make_batch(seed: int = 0):
         "fingerprint": rng.normal(size=(n, DIMS["fingerprint"])).astype(np.float32),
         "structure": rng.normal(size=(n, DIMS["structure"])).astype(np.float32),
         "structure_mask": np.arange(n) % 2 == 0,
+        "dft": rng.normal(size=(n, DIMS["dft"])).astype(np.float32),
     }
     targets["fingerprint"][0, 0] = np.nan  # NaN entries are ignored
+    targets["dft"][1, 1:] = np.nan  # missing labels
+    targets["dft"][2] = np.nan  # a composition without any
+    targets["dft_mask"] = np.isfinite(targets["dft"]).any(axis=1)
     return CompositionDataset(comps, targets).batch(np.arange(n))
 
 

@@ -36,6 +36,7 @@ from pretroost.pretrain import PretrainConfig, pretrain
 from pretroost.train import TrainConfig
 
 __all__ = [
+    "EXTRA_STRATEGIES",
     "FINETUNE_VARIANTS",
     "PRESETS",
     "PRETRAIN_VARIANTS",
@@ -49,6 +50,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("scratch", "ssl", "fingerprint", "structure", "ssl+fingerprint+structure")
+#: pretrained strategies beyond the paper's, run only when named (``--strategies dft ...``):
+#: supervised pretraining on the OQMD DFT labels of the same leak-free corpus, alone or with FL
+EXTRA_STRATEGIES = ("dft", "dft+fingerprint")
 
 C = TypeVar("C")
 
@@ -99,7 +103,7 @@ PRETRAIN_VARIANTS: dict[str, Variant[PretrainConfig]] = {
 def parse_strategy(name: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     """``(base, pretraining variants, finetuning variants)`` of a strategy name such as
     ``ssl+strong_views+trunk``; raises ``ValueError`` listing the valid parts."""
-    for base in sorted(STRATEGIES, key=len, reverse=True):
+    for base in sorted((*STRATEGIES, *EXTRA_STRATEGIES), key=len, reverse=True):
         if name != base and not name.startswith(base + "+"):
             continue
         parts = name[len(base) :].split("+")[1:]
@@ -117,7 +121,8 @@ def parse_strategy(name: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
         pre = tuple(p for p in parts if p in PRETRAIN_VARIANTS)
         return base, pre, tuple(p for p in parts if p in FINETUNE_VARIANTS)
     raise ValueError(
-        f"unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}, or a pretrained one followed "
+        f"unknown strategy {name!r}; valid: {', '.join((*STRATEGIES, *EXTRA_STRATEGIES))}, "
+        "or a pretrained one followed "
         f"by variants +{', +'.join([*PRETRAIN_VARIANTS, *FINETUNE_VARIANTS])} "
         "(e.g. fingerprint+trunk)"
     )

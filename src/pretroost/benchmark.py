@@ -3,6 +3,12 @@
 Per (strategy, task, fold) the test predictions are kept as a CSV, so a run can be resumed cell by
 cell, and the strategy's Matbench-format ``results.json.gz`` is rebuilt from whatever folds exist.
 Each fold also appends one row per metric to ``results/benchmark.jsonl``.
+
+Classification: the stored ``prediction`` is the probability of class 1. Matbench scores labels
+``p > 0.5``; a model whose decision threshold was chosen on validation
+(``FinetuneConfig.threshold``) is scored with labels ``p > threshold`` instead, and its CSV carries
+the threshold (column ``threshold``), so that ``results.json.gz`` holds those labels. Beside
+Matbench's metrics each fold gets ``rocauc_prob``, the ROC AUC of the probabilities.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import pandas as pd
 from pretroost.data.composition import parse_formulas
 from pretroost.data.matbench import get_task, load_folds, load_task
 from pretroost.finetune import FinetuneConfig, fit
-from pretroost.metrics import score
+from pretroost.metrics import CLF_THRESHOLD, PROB_ROCAUC, probability_rocauc, score, to_labels
 from pretroost.results import append_benchmark_rows, write_matbench_results
 from pretroost.utils import atomic_path, git_sha, machine_description
 
@@ -112,8 +118,15 @@ def run_matbench_task(
         pred = fitted.predict_dataset(CompositionDataset(comps.subset(test_pos)))
         seconds = time.perf_counter() - t0
         values = pred["prob"][:, 0] if task.task_type == "classification" else pred["mean"][:, 0]
-        scores = score(task.task_type, y[test_pos], values)
+        threshold = fitted.threshold
+        if task.task_type == "classification":  # Matbench scores labels: the model's threshold
+            scores = score(task.task_type, y[test_pos], to_labels(values, threshold))
+            scores[PROB_ROCAUC] = probability_rocauc(y[test_pos], values)
+        else:
+            scores = score(task.task_type, y[test_pos], values)
         frame = pd.DataFrame({"id": test_ids, "prediction": values})
+        if task.task_type == "classification" and threshold != CLF_THRESHOLD:
+            frame["threshold"] = threshold
         if "std" in pred:
             frame["std"] = pred["std"][:, 0]
         with atomic_path(out_csv) as tmp:
@@ -154,7 +167,8 @@ def run_matbench_task(
 def rebuild_results(
     results_dir: str | Path, strategy: str, *, hyperparameters: dict | None = None
 ) -> Path | None:
-    """(Re)write ``<results_dir>/<strategy>/results.json.gz`` from the stored fold predictions."""
+    """(Re)write ``<results_dir>/<strategy>/results.json.gz`` from the stored fold predictions
+    (classification folds with a ``threshold`` column as labels ``prediction > threshold``)."""
     root = Path(results_dir) / strategy / "predictions"
     if not root.is_dir():
         return None
@@ -165,7 +179,10 @@ def rebuild_results(
             f = task_dir / f"fold_{k}.csv"
             if f.is_file():
                 frame = pd.read_csv(f)
-                series[k] = pd.Series(frame["prediction"].to_numpy(), index=frame["id"].astype(str))
+                values = frame["prediction"].to_numpy()
+                if "threshold" in frame:  # labels with the model's own decision threshold
+                    values = values > frame["threshold"].to_numpy()
+                series[k] = pd.Series(values, index=frame["id"].astype(str))
         if any(s is not None for s in series):
             predictions[task_dir.name] = series
     if not predictions:

@@ -82,6 +82,19 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     mdl.add_argument("--elem-embedding", default="matscholar200")
     mdl.add_argument("--loss", default=None, choices=["robust", "l1", "bce"])
     mdl.add_argument("--val-fraction", type=float, default=0.1)
+    mdl.add_argument(
+        "--threshold",
+        default="0.5",
+        choices=["0.5", "val_balanced_accuracy"],
+        help="classification: label = probability > 0.5, or > the threshold that maximises "
+        "balanced accuracy on the validation split (saved with the model)",
+    )
+    mdl.add_argument(
+        "--class-weight",
+        default="none",
+        choices=["none", "balanced"],
+        help="classification: 'balanced' weights positives by n_neg / n_pos of the training part",
+    )
 
 
 def _train_config(args: argparse.Namespace, **extra):
@@ -179,6 +192,8 @@ def _finetune_config(args: argparse.Namespace):
         init=args.init,
         init_trunk=args.init_trunk,
         val_fraction=args.val_fraction,
+        threshold=args.threshold,
+        class_weight=args.class_weight,
     )
 
 
@@ -229,7 +244,7 @@ def _finetune_custom(args: argparse.Namespace, config) -> int:
     from pretroost.data.tables import read_formula_table
     from pretroost.finetune import fit, validate_targets
     from pretroost.io import load_artefact
-    from pretroost.metrics import score
+    from pretroost.metrics import CLF_THRESHOLD, score, to_labels
     from pretroost.utils import atomic_write_json
 
     if args.out is None:
@@ -276,6 +291,8 @@ def _finetune_custom(args: argparse.Namespace, config) -> int:
             )  # fmt: skip
         pred = fitted.predict_dataset(CompositionDataset(comps.subset(test)))
         values = pred["prob" if args.task_type == "classification" else "mean"][:, 0]
+        if args.task_type == "classification":  # labels with the model's decision threshold
+            values = to_labels(values, getattr(fitted, "threshold", CLF_THRESHOLD))
         scores = score(args.task_type, y[test, 0], values)
         all_scores.append(scores)
         fitted.info["source"] = str(args.data)
@@ -334,7 +351,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from pretroost.data.corpus import Corpus, build_corpus
-    from pretroost.objectives import FingerprintConfig, SSLConfig, StructureConfig
+    from pretroost.objectives import DFTConfig, FingerprintConfig, SSLConfig, StructureConfig
     from pretroost.pretrain import PretrainConfig, pretrain
 
     if args.structures:
@@ -370,6 +387,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         ),
         fingerprint=FingerprintConfig(**head),
         structure=StructureConfig(teacher=args.teacher, **head),
+        dft=DFTConfig(**head),
         weights=weights,
         max_compositions=args.max_compositions,
     )
@@ -520,10 +538,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "pretrain",
         cmd_pretrain,
-        "Pretrain a Roost encoder (ssl, fingerprint, structure or a combination).",
+        "Pretrain a Roost encoder (ssl, fingerprint, structure, dft or a combination).",
     )
     p.add_argument(
-        "--objective", default="ssl", help="ssl | fingerprint | structure | e.g. ssl+fingerprint"
+        "--objective",
+        default="ssl",
+        help="ssl | fingerprint | structure | dft | e.g. ssl+fingerprint",
     )
     p.add_argument("--out", required=True, help="artefact folder to write")
     p.add_argument("--corpus", default=None, help="corpus from `pretroost corpus build`")
@@ -561,7 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         default=None,
         help="subset of: scratch ssl fingerprint structure ssl+fingerprint+structure "
-        "(default: these five); a pretrained one may carry variants, each one change: +trunk "
+        "(default: these five), or dft, dft+fingerprint (DFT-label pretraining); a pretrained "
+        "one may carry variants, each one change: +trunk "
         "(also start the property model's trunk from the pretraining head's), +encoder_lr0.1, "
         "+frozen_warmup20, +strong_views (SSL pretrained on stronger views), e.g. ssl+trunk",
     )

@@ -281,6 +281,11 @@ def fit_ensemble(
     seeds = [base + k for k in range(n_members)] if seeds is None else [int(s) for s in seeds]
     if len(seeds) != n_members:
         raise ValueError(f"{len(seeds)} seeds given for {n_members} members")
+    if task_type == "classification" and config.threshold != "0.5":
+        raise ValueError(
+            f"threshold {config.threshold!r} is for single models; an ensemble labels its mean "
+            "probability at 0.5 (use threshold '0.5')"
+        )
     if val_index is None and split == "same":
         n = len(comps)
         n_val = int(round(config.val_fraction * n)) if n >= 10 else 0  # as fit() draws it

@@ -2,7 +2,10 @@
 
 Regression targets are standardised (the normaliser is saved with the model) and trained with L1 or
 Roost's robust L1 (learned aleatoric log-std); binary classification with cross-entropy on one
-logit. Model selection uses a validation split drawn from the training data only.
+logit, optionally class-weighted (``class_weight="balanced"``), and a decision threshold that is 0.5
+or chosen on the validation split (``threshold="val_balanced_accuracy"``: Matbench's classification
+score is a balanced accuracy of thresholded labels, see :mod:`pretroost.metrics`). Model selection
+uses a validation split drawn from the training data only.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -23,6 +26,7 @@ from pretroost.data.batching import CompositionBatch, CompositionDataset, check_
 from pretroost.data.composition import CompositionArray
 from pretroost.io import ArtefactError, load_artefact, load_encoder_weights, save_artefact
 from pretroost.losses import RobustL1Loss
+from pretroost.metrics import CLF_THRESHOLD, balanced_accuracy_threshold
 from pretroost.models.roost import ModelConfig, RoostConfig, RoostModel, TaskType
 from pretroost.train import TrainConfig, TrainResult, train
 from pretroost.utils import git_sha, machine_description, seed_everything
@@ -32,6 +36,7 @@ __all__ = [
     "FittedModel",
     "Normaliser",
     "SupervisedTask",
+    "balanced_pos_weight",
     "fit",
     "validate_targets",
 ]
@@ -40,6 +45,10 @@ log = logging.getLogger(__name__)
 
 LossName = Literal["robust", "l1", "bce"]
 LOSSES = ("robust", "l1", "bce")
+ThresholdRule = Literal["0.5", "val_balanced_accuracy"]
+THRESHOLD_RULES = ("0.5", "val_balanced_accuracy")
+ClassWeight = Literal["none", "balanced"]
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 @dataclass(frozen=True)
@@ -75,18 +84,28 @@ class SupervisedTask(nn.Module):
     """A :class:`RoostModel` with its loss: ``forward(batch) -> {"loss", "pred"}``.
 
     The batch carries targets under ``"y"`` (B, T), already normalised for regression.
-    ``pred`` is (B, T): normalised means, or logits for classification.
+    ``pred`` is (B, T): normalised means, or logits for classification. ``pos_weight`` (T,)
+    multiplies the positive term of the cross-entropy (``torch`` BCE-with-logits semantics):
+    ``-[w y log s(x) + (1 - y) log(1 - s(x))]``; None: 1.
     """
 
-    def __init__(self, model: RoostModel, loss: LossName) -> None:
+    pos_weight: Tensor | None
+
+    def __init__(
+        self, model: RoostModel, loss: LossName, *, pos_weight: Tensor | None = None
+    ) -> None:
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
         if (loss == "robust") != model.config.robust:
             raise ValueError("loss 'robust' needs a model with robust=True and vice versa")
+        if pos_weight is not None and loss != "bce":
+            raise ValueError("pos_weight needs the 'bce' loss")
         self.model = model
         self.loss_name = loss
         self.robust_l1 = RobustL1Loss()
+        # not persistent: state-dict keys stay those of the model (and of older checkpoints)
+        self.register_buffer("pos_weight", pos_weight, persistent=False)
 
     def split(self, out: Tensor) -> tuple[Tensor, Tensor | None]:
         t = self.model.config.n_targets
@@ -101,8 +120,20 @@ class SupervisedTask(nn.Module):
         elif self.loss_name == "l1":
             loss = F.l1_loss(pred.float(), y)
         else:
-            loss = F.binary_cross_entropy_with_logits(pred.float(), y)
+            loss = F.binary_cross_entropy_with_logits(pred.float(), y, pos_weight=self.pos_weight)
         return {"loss": loss, "pred": pred}
+
+
+def balanced_pos_weight(y: np.ndarray) -> np.ndarray:
+    """(T,) ``n_neg / n_pos`` per target column of 0/1 labels ``y`` (n, T): the positive-class
+    weight that gives both classes the same total weight in the cross-entropy ("balanced" class
+    weights, King & Zeng, Political Analysis 9, 137, 2001). Raises if a column lacks a class."""
+    y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    n_pos = y.sum(axis=0)
+    n_neg = len(y) - n_pos
+    if (n_pos == 0).any() or (n_neg == 0).any():
+        raise ValueError("class_weight='balanced' needs both classes in the training part")
+    return n_neg / n_pos
 
 
 def validate_targets(y: np.ndarray, task_type: TaskType, *, source: str = "targets") -> np.ndarray:
@@ -146,6 +177,11 @@ class FinetuneConfig:
         val_fraction: share of the training rows held out for model selection.
         init: ``"scratch"`` or a pretrained artefact folder.
         init_trunk: also load the pretrained trunk (when the objective has one of the same shape).
+        threshold: classification decision rule: ``"0.5"`` (label = probability > 0.5), or
+            ``"val_balanced_accuracy"`` (> the threshold that maximises balanced accuracy on the
+            validation split; needs one, with both classes). Saved with the model.
+        class_weight: classification loss weighting: ``"none"``, or ``"balanced"`` (positives
+            weighted by n_neg / n_pos of the training part, :func:`balanced_pos_weight`).
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -156,6 +192,18 @@ class FinetuneConfig:
     val_fraction: float = 0.1
     init: str = "scratch"
     init_trunk: bool = False
+    threshold: ThresholdRule = "0.5"
+    class_weight: ClassWeight = "none"
+
+    def __post_init__(self) -> None:
+        if self.threshold not in THRESHOLD_RULES:
+            raise ValueError(
+                f"unknown threshold {self.threshold!r}; valid: {', '.join(THRESHOLD_RULES)}"
+            )
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ValueError(
+                f"unknown class_weight {self.class_weight!r}; valid: {', '.join(CLASS_WEIGHTS)}"
+            )
 
     def loss_for(self, task_type: TaskType) -> LossName:
         loss = self.loss or ("bce" if task_type == "classification" else "robust")
@@ -172,7 +220,8 @@ class FinetuneConfig:
 
 @dataclass
 class FittedModel:
-    """A trained model with what is needed to use it on new formulas."""
+    """A trained model with what is needed to use it on new formulas. ``threshold``: the
+    classification decision threshold (label = probability > threshold)."""
 
     model: RoostModel
     task_type: TaskType
@@ -180,6 +229,7 @@ class FittedModel:
     loss: LossName
     result: TrainResult | None = None
     info: dict = field(default_factory=dict)
+    threshold: float = CLF_THRESHOLD
 
     @torch.no_grad()
     def predict_dataset(
@@ -206,13 +256,15 @@ class FittedModel:
         return {"mean": mean, "std": std}
 
     def save(self, out: str | Path, *, card_extra: str = "") -> Path:
-        config = {
+        config: dict[str, Any] = {
             "kind": "finetuned",
             "task_type": self.task_type,
             "loss": self.loss,
             "model": self.model.config.to_dict(),
             "info": self.info,
         }
+        if self.task_type == "classification":
+            config["threshold"] = float(self.threshold)
         extra = {"normaliser.json": self.normaliser.to_json()} if self.normaliser else {}
         card = _model_card(self, card_extra)
         return save_artefact(out, self.model, config, card=card, extra_files=extra)
@@ -230,12 +282,16 @@ class FittedModel:
                 Normaliser.from_json(norm_file.read_text()) if norm_file.is_file() else None
             )
             task_type, loss, info = art.config["task_type"], art.config["loss"], art.config["info"]
+            # artefacts written before thresholds were saved used 0.5
+            threshold = float(art.config.get("threshold", CLF_THRESHOLD))
+            if not 0.0 <= threshold <= 1.0:
+                raise ValueError(f"threshold {threshold} is not in [0, 1]")
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise ArtefactError(
                 f"{path}: not a valid finetuned model ({type(exc).__name__}: {exc})"
             ) from None
         model.eval()
-        return cls(model, task_type, normaliser, loss, info=info)
+        return cls(model, task_type, normaliser, loss, info=info, threshold=threshold)
 
 
 def _model_card(fitted: FittedModel, extra: str) -> str:
@@ -244,6 +300,11 @@ def _model_card(fitted: FittedModel, extra: str) -> str:
         f"# pretroost Roost model: {info.get('name', 'model')}",
         "",
         f"- task type: {fitted.task_type}; loss: {fitted.loss}",
+        *(
+            [f"- decision threshold: probability > {fitted.threshold:.4g}"]
+            if fitted.task_type == "classification"
+            else []
+        ),
         f"- initialisation: {info.get('init', 'scratch')}",
         f"- training rows: {info.get('n_train')}, validation rows: {info.get('n_val')}",
         f"- epochs run: {info.get('epochs_run')} (best epoch {info.get('best_epoch')})",
@@ -345,7 +406,20 @@ def fit(
     if normaliser is not None:
         y_t = normaliser.norm(y_t)
     loss = config.loss_for(task_type)
-    task = SupervisedTask(model, loss)
+    pos_weight = None
+    if task_type == "classification" and config.class_weight == "balanced":
+        pos_weight = torch.tensor(balanced_pos_weight(y[train_index]), dtype=torch.float32)
+        log.info("%s: class weights: positives x %s", name, pos_weight.tolist())
+    elif config.class_weight != "none":
+        raise ValueError(f"class_weight {config.class_weight!r} needs a classification task")
+    if task_type == "classification" and config.threshold != "0.5":
+        if not len(val_index):
+            raise ValueError(f"threshold {config.threshold!r} needs a validation split")
+        if y.shape[1] != 1:
+            raise ValueError(
+                f"threshold {config.threshold!r} supports one target, got {y.shape[1]}"
+            )
+    task = SupervisedTask(model, loss, pos_weight=pos_weight)
     train_data = CompositionDataset(comps.subset(train_index), {"y": y_t[train_index]})
     val_data = (
         CompositionDataset(comps.subset(val_index), {"y": y_t[val_index]})
@@ -373,7 +447,14 @@ def fit(
         task, train_data, train_cfg, val_data=val_data, val_score=val_score,
         checkpoint=checkpoint, resume=resume, progress=progress, description=name, device=device,
     )  # fmt: skip
-    info = {
+    model.eval()
+    threshold = CLF_THRESHOLD
+    if task_type == "classification" and config.threshold == "val_balanced_accuracy":
+        assert val_data is not None
+        prob = FittedModel(model, task_type, None, loss).predict_dataset(val_data)["prob"]
+        threshold = balanced_accuracy_threshold(y[val_index, 0], prob[:, 0])
+        log.info("%s: decision threshold %.4g (validation balanced accuracy)", name, threshold)
+    info: dict[str, Any] = {
         "name": name,
         "init": config.init,
         "pretrained_keys": report,
@@ -388,5 +469,7 @@ def fit(
         "machine": machine_description(),
         "git_sha": git_sha(),
     }
-    model.eval()
-    return FittedModel(model, task_type, normaliser, loss, result, info)
+    if task_type == "classification":
+        info["threshold"] = threshold
+        info["pos_weight"] = None if pos_weight is None else pos_weight.tolist()
+    return FittedModel(model, task_type, normaliser, loss, result, info, threshold)

@@ -10,7 +10,13 @@ from torch import Tensor, nn
 
 from pretroost.distributed import gather_for_loss
 
-__all__ = ["BarlowTwinsLoss", "MaskedMSELoss", "RobustL1Loss", "cross_correlation"]
+__all__ = [
+    "BarlowTwinsLoss",
+    "MaskedMSELoss",
+    "MaskedSmoothL1Loss",
+    "RobustL1Loss",
+    "cross_correlation",
+]
 
 
 class RobustL1Loss(nn.Module):
@@ -40,6 +46,36 @@ class MaskedMSELoss(nn.Module):
         diff = torch.where(valid, pred - torch.nan_to_num(target), torch.zeros_like(pred))
         n = valid.sum()
         return (diff**2).sum() / n.clamp_min(1)
+
+
+class MaskedSmoothL1Loss(nn.Module):
+    """Smooth L1 (Huber) loss over the finite entries of ``target`` only, optionally only over
+    rows where ``row_mask`` is True: per entry, with ``r = pred - target``,
+
+        l(r) = 0.5 r^2 / beta   if |r| < beta,   |r| - 0.5 beta   otherwise
+
+    (Huber, Ann. Math. Statist. 35, 73, 1964; in this parametrisation Girshick, Fast R-CNN, ICCV
+    2015, as ``torch.nn.functional.smooth_l1_loss``), averaged over the valid entries: a missing
+    (NaN or masked) label contributes nothing, neither to the sum nor to the count. ``beta = 0`` is
+    the plain L1. (B, D) -> scalar; 0 if nothing is valid.
+    """
+
+    def __init__(self, beta: float = 1.0) -> None:
+        super().__init__()
+        if beta < 0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        self.beta = float(beta)
+
+    def forward(self, pred: Tensor, target: Tensor, row_mask: Tensor | None = None) -> Tensor:
+        pred = pred.float()
+        valid = torch.isfinite(target)
+        if row_mask is not None:
+            valid = valid & row_mask.view(-1, *([1] * (target.dim() - 1)))
+        # masked entries are compared with themselves (zero residual, zero gradient)
+        safe_target = torch.where(valid, torch.nan_to_num(target), pred.detach())
+        per_entry = F.smooth_l1_loss(pred, safe_target, reduction="none", beta=self.beta)
+        per_entry = torch.where(valid, per_entry, torch.zeros_like(per_entry))
+        return per_entry.sum() / valid.sum().clamp_min(1)
 
 
 def cross_correlation(z1: Tensor, z2: Tensor, eps: float = 1e-5) -> Tensor:

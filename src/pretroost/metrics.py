@@ -16,6 +16,12 @@ Classification (``accuracy``, ``balanced_accuracy``, ``f1``, ``rocauc``):
   labels too, never from the probabilities. For binary labels ROC AUC then equals balanced
   accuracy. We reproduce this;
 - ``f1`` is scikit-learn's binary F1 of the positive class (True / 1).
+
+Beyond Matbench: ``rocauc_prob`` (:func:`probability_rocauc`) is the ROC AUC of the
+probabilities themselves, the usual meaning of ROC AUC. Because Matbench's ``rocauc`` is a
+balanced accuracy, the decision threshold matters: :func:`balanced_accuracy_threshold` picks the one
+that maximises balanced accuracy on a validation split, and the benchmark turns probabilities into
+labels with it (:func:`to_labels`) before Matbench scoring.
 """
 
 from __future__ import annotations
@@ -41,8 +47,11 @@ __all__ = [
     "HEADLINE",
     "MAPE_THRESHOLD",
     "METRICS",
+    "PROB_ROCAUC",
     "REGRESSION_METRICS",
+    "balanced_accuracy_threshold",
     "masked_mape",
+    "probability_rocauc",
     "score",
     "to_labels",
 ]
@@ -59,6 +68,8 @@ HEADLINE: dict[str, str] = {"regression": "mae", "classification": "rocauc"}
 """The metric Matbench ranks by: lower MAE, higher ROC AUC."""
 
 CLF_THRESHOLD = 0.5
+PROB_ROCAUC = "rocauc_prob"
+"""Name of the probability ROC AUC in benchmark rows (not a Matbench metric)."""
 MAPE_THRESHOLD = 1e-5
 
 
@@ -73,7 +84,8 @@ def masked_mape(y_true: Any, y_pred: Any, threshold: float = MAPE_THRESHOLD) -> 
 
 
 def to_labels(values: Any, threshold: float = CLF_THRESHOLD) -> np.ndarray:
-    """Binary labels (bool array) from bools, integer 0/1 labels or probabilities (``p > 0.5``)."""
+    """Binary labels (bool array) from bools, integer 0/1 labels or probabilities
+    (``p > threshold``, strictly, as Matbench does with 0.5)."""
     arr = np.asarray(values)
     if arr.dtype == np.bool_:
         return arr
@@ -133,3 +145,41 @@ def score(
         "f1": float(f1_score(truth, labels)),
         "rocauc": float(roc_auc_score(truth, labels)),
     }
+
+
+def probability_rocauc(y_true: Any, prob: Any) -> float:
+    """ROC AUC of probabilities (scikit-learn ``roc_auc_score``); NaN if only one class is present."""
+    truth = _truth_labels(np.asarray(y_true))
+    if truth.all() or not truth.any():
+        return math.nan
+    return float(roc_auc_score(truth, np.asarray(prob, dtype=np.float64)))
+
+
+def balanced_accuracy_threshold(y_true: Any, prob: Any) -> float:
+    """The decision threshold ``t`` (labels ``p > t``) that maximises balanced accuracy on
+    ``(y_true, prob)``, e.g. a validation split.
+
+    Candidates are 0.5 and the midpoints between consecutive distinct probabilities (every
+    distinct labelling that a threshold inside (min p, max p) can make, each at the middle of its
+    interval); ties go to the candidate nearest 0.5, so the result is never worse than 0.5 on this
+    data, and is 0.5 when nothing is better. Balanced accuracy is ``(TPR + TNR) / 2``
+    (scikit-learn's ``balanced_accuracy_score`` for binary labels).
+
+    Raises:
+        ValueError: if ``y_true`` holds only one class (balanced accuracy needs both).
+    """
+    truth = _truth_labels(np.asarray(y_true)).ravel()
+    p = np.asarray(prob, dtype=np.float64).ravel()
+    if truth.shape != p.shape:
+        raise ValueError(f"y_true and prob differ in length: {truth.shape} vs {p.shape}")
+    n_pos, n_neg = int(truth.sum()), int((~truth).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("choosing a threshold needs both classes in the validation split")
+    u = np.unique(p)
+    candidates = np.concatenate([[CLF_THRESHOLD], (u[:-1] + u[1:]) / 2])
+    pos, neg = np.sort(p[truth]), np.sort(p[~truth])
+    tpr = (n_pos - np.searchsorted(pos, candidates, side="right")) / n_pos  # p > t among positives
+    tnr = np.searchsorted(neg, candidates, side="right") / n_neg  # p <= t among negatives
+    ba = (tpr + tnr) / 2
+    best = np.flatnonzero(ba == ba.max())
+    return float(candidates[best[np.argmin(np.abs(candidates[best] - CLF_THRESHOLD))]])

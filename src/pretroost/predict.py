@@ -226,6 +226,14 @@ class Predictor:
         return self.members[0].task_type if self.members else None
 
     @property
+    def threshold(self) -> float:
+        """Classification decision threshold (label = probability > threshold): a single model's
+        own (0.5 unless chosen on its validation split), 0.5 for an ensemble's mean probability."""
+        if self.kind == "finetuned":
+            return float(self.members[0].threshold)
+        return 0.5
+
+    @property
     def n_members(self) -> int:
         return len(self.members)
 
@@ -297,7 +305,8 @@ class Predictor:
             One row per input, in input order (index kept from a pandas input): ``formula``, then
             regression: ``prediction``, ``std`` (single model: aleatoric std, NaN unless the
             robust loss was used; ensemble: total std) and, for ensembles, ``std_aleatoric`` and
-            ``std_epistemic``; classification: ``prediction`` (0/1 label, ``probability > 0.5``),
+            ``std_epistemic``; classification: ``prediction`` (0/1 label,
+            ``probability > threshold``, see :attr:`threshold`),
             ``probability`` (of class 1) and, for ensembles, ``std_epistemic``; then ``error``
             (``None`` for good rows). Several targets get ``_0``, ``_1``, ... suffixes.
         """
@@ -320,8 +329,9 @@ class Predictor:
         suffix = [""] if t == 1 else [f"_{j}" for j in range(t)]
         if self.task_type == "classification":
             prob = full(combined["prob"])
+            threshold = self.threshold
             for j, s in enumerate(suffix):
-                label = pd.array(np.where(good, prob[:, j] > 0.5, False).astype(int), "Int64")
+                label = pd.array(np.where(good, prob[:, j] > threshold, False).astype(int), "Int64")
                 label[~good] = pd.NA
                 frame[f"prediction{s}"] = label
                 frame[f"probability{s}"] = prob[:, j]

@@ -19,6 +19,7 @@ from pretroost.models.roost import RoostConfig, RoostEncoder
 from pretroost.objectives import (
     OBJECTIVES,
     CombinedObjective,
+    DFTConfig,
     FingerprintConfig,
     SSLConfig,
     StructureConfig,
@@ -38,8 +39,9 @@ class PretrainConfig:
     """A pretraining run.
 
     Attributes:
-        objective: ``"ssl"``, ``"fingerprint"``, ``"structure"`` or a ``+``-combination.
-        weights: loss weight per objective name (default 1 each).
+        objective: ``"ssl"``, ``"fingerprint"``, ``"structure"``, ``"dft"`` or a
+            ``+``-combination.
+        weights: loss weight per objective name (default: each objective's ``default_weight``).
         val_fraction: share of the corpus held out to monitor the loss (and pick the best epoch).
         max_compositions: pretrain on a random subset of this size (None: whole corpus).
     """
@@ -52,6 +54,7 @@ class PretrainConfig:
     ssl: SSLConfig = field(default_factory=SSLConfig)
     fingerprint: FingerprintConfig = field(default_factory=FingerprintConfig)
     structure: StructureConfig = field(default_factory=StructureConfig)
+    dft: DFTConfig = field(default_factory=DFTConfig)
     weights: tuple[tuple[str, float], ...] = ()
     val_fraction: float = 0.01
     max_compositions: int | None = None
@@ -78,6 +81,11 @@ def _card(config: dict) -> str:
             f"- corpus: {corpus.get('size')} compositions (hash {corpus.get('hash')}; sources "
             f"{corpus.get('sources')}; Matbench tasks excluded: {len(corpus.get('excluded_tasks', []))})",
             f"- rows with a teacher target: {c.get('n_with_structure', 'n/a')}",
+            *(
+                [f"- rows with a DFT label, per property: {c['n_with_dft_label']}"]
+                if c.get("n_with_dft_label")
+                else []
+            ),
             f"- epochs: {c['epochs_run']} (best {c['best_epoch']}), batch {c['train']['batch_size']}, "
             f"lr {c['train']['lr']}",
             f"- final train loss {c['final_train_loss']:.5g}; best held-out loss {c['best_val_loss']:.5g}",
@@ -88,6 +96,21 @@ def _card(config: dict) -> str:
             "",
         ]
     )
+
+
+def _target_scalers(module: CombinedObjective, config: PretrainConfig) -> dict[str, dict]:
+    """Per regression objective, the target standardisation fitted on the training part of the
+    corpus (also in the weights as buffers), so that the artefact's config describes it."""
+    out: dict[str, dict] = {}
+    for name, part in module.parts.items():
+        if isinstance(part, RegressionObjective):
+            out[name] = {
+                "mean": part.target_mean.tolist(),
+                "std": part.target_std.tolist(),
+            }
+            if name == "dft":
+                out[name]["properties"] = list(config.dft.properties)
+    return out
 
 
 def pretrain(
@@ -114,6 +137,7 @@ def pretrain(
         "ssl": config.ssl,
         "fingerprint": config.fingerprint,
         "structure": config.structure,
+        "dft": config.dft,
     }
     targets: dict[str, np.ndarray] = {}
     for n in names:
@@ -128,6 +152,18 @@ def pretrain(
             targets = {k: v[keep] for k, v in targets.items()}
         if n_struct == 0:
             raise ValueError("no corpus composition has a structure: check the structure files")
+    n_dft = None
+    if "dft_mask" in targets:
+        n_dft = {
+            p: int(np.isfinite(targets["dft"][:, j]).sum())
+            for j, p in enumerate(config.dft.properties)
+        }
+        if names == ["dft"]:  # alone, only labelled compositions carry signal
+            keep = np.flatnonzero(targets["dft_mask"])
+            corpus = corpus.subset(keep)
+            targets = {k: v[keep] for k, v in targets.items()}
+        if not targets["dft_mask"].any():
+            raise ValueError("no corpus composition has a DFT label: check the OQMD label files")
     target_dims = {
         n: targets[OBJECTIVES[n].target_keys[0]].shape[1]
         for n in names
@@ -174,6 +210,8 @@ def pretrain(
         "corpus": {k: v for k, v in corpus.info.items() if k != "exclusion_report"},
         "exclusion_report": corpus.info.get("exclusion_report", {}),
         "n_with_structure": n_struct,
+        "n_with_dft_label": n_dft,
+        "target_scalers": _target_scalers(module, config),
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "final_train_loss": history[-1]["train_loss"] if history else float("nan"),

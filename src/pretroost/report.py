@@ -90,19 +90,23 @@ STRATEGY_NOTES = {
     "fingerprint": "encoder pretrained to regress the Magpie fingerprint",
     "structure": "encoder pretrained to regress a Crystal Twins CGCNN embedding of the structure",
     "ssl+fingerprint+structure": "encoder pretrained on the three objectives at once",
+    "dft": "encoder pretrained to regress four OQMD DFT labels (band gap, formation enthalpy, "
+    "energy and volume per atom) of the leak-free corpus",
+    "dft+fingerprint": "encoder pretrained on the DFT labels and the Magpie fingerprint at once",
 }
 
 
 def strategy_order(strategy: str) -> tuple[bool, int, str]:
     """Sort key: scratch, the bench strategies in their order, then their variants
     (``<strategy>+<variant>``) in the same order, then anything else."""
-    from pretroost.bench import STRATEGIES, parse_strategy
+    from pretroost.bench import EXTRA_STRATEGIES, STRATEGIES, parse_strategy
 
+    bases = (*STRATEGIES, *EXTRA_STRATEGIES)
     try:
         base, pre, post = parse_strategy(strategy)
     except ValueError:
-        return (True, len(STRATEGIES), strategy)
-    return (bool(pre or post), STRATEGIES.index(base), strategy)
+        return (True, len(bases), strategy)
+    return (bool(pre or post), bases.index(base), strategy)
 
 
 def _strategy_note(strategy: str) -> str:

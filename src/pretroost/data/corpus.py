@@ -1,7 +1,9 @@
 """The pretraining corpus: unlabeled compositions (OQMD, 341,700 from the data step), deduplicated by
 reduced composition and, by default, with every composition of every Matbench task removed, so that
 pretraining never sees a test material. Structure sets (CIFs) add compositions with a crystal
-structure for the multimodal (structure-teacher) objective.
+structure for the multimodal (structure-teacher) objective. The OQMD files also carry DFT labels
+(:data:`DFT_PROPERTIES`); :meth:`Corpus.dft_labels` joins them onto the corpus for the supervised
+``dft`` objective.
 """
 
 from __future__ import annotations
@@ -20,9 +22,19 @@ from pretroost.data.composition import CompositionArray, FormulaError, parse_for
 from pretroost.paths import cache_dir
 from pretroost.utils import atomic_path, atomic_write_json
 
-__all__ = ["Corpus", "build_corpus", "matbench_keys"]
+__all__ = ["DFT_PROPERTIES", "Corpus", "build_corpus", "matbench_keys", "oqmd_labels"]
 
 log = logging.getLogger(__name__)
+
+#: the DFT properties the cached OQMD files label (``OQMD_<property>_{train,val,test}.csv``, columns
+#: ``formula,target``): band gap (eV), formation enthalpy (eV/atom), total energy per atom
+#: (eV/atom), volume per atom (Å^3/atom)
+DFT_PROPERTIES: tuple[str, ...] = (
+    "Bandgap",
+    "Formation_Enthalpy",
+    "Energy_per_atom",
+    "Volume_per_atom",
+)
 
 
 def _parse_many(formulas: Iterable[str], source: str) -> tuple[CompositionArray, list[int], int]:
@@ -51,6 +63,57 @@ def matbench_keys(tasks: Sequence[str] | None = None) -> dict[str, set[str]]:
         comps, _, _ = _parse_many(df["formula"], name)
         out[TASKS[name].name if name in TASKS else name] = set(comps.keys())
     return out
+
+
+def oqmd_labels(
+    properties: Sequence[str] = DFT_PROPERTIES,
+    *,
+    oqmd_dir: Path | None = None,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """DFT labels of the OQMD files, one row per reduced composition.
+
+    The files of each property (its train, val and test parts alike: they are one labelled set
+    to us) are concatenated, formulas are parsed, and rows are grouped by reduced composition
+    (:meth:`CompositionArray.keys`): **duplicates are averaged** (formulas that reduce to the
+    same composition, and repeats within a property). Compositions without a label for a property
+    get NaN in its column; formulas that do not parse are skipped (and counted in the log).
+
+    Args:
+        properties: names from :data:`DFT_PROPERTIES` (the column order of the result).
+        oqmd_dir: folder of the ``OQMD_*.csv`` files (default: the data cache's ``oqmd/``).
+        limit: read at most this many rows of each file (tests, quick tries).
+
+    Returns:
+        DataFrame indexed by composition key, one float column per property.
+    """
+    unknown = [p for p in properties if p not in DFT_PROPERTIES]
+    if unknown or not properties:
+        raise ValueError(f"unknown DFT properties {unknown}; valid: {', '.join(DFT_PROPERTIES)}")
+    root = oqmd_dir if oqmd_dir is not None else cache_dir() / "oqmd"
+    frames = []
+    for prop in properties:
+        files = sorted(Path(root).glob(f"OQMD_{prop}_*.csv"))
+        if not files:
+            raise FileNotFoundError(
+                f"no OQMD_{prop}_*.csv in {root}: run `pretroost data fetch` first"
+            )
+        df = pd.concat([pd.read_csv(f, usecols=["formula", "target"], nrows=limit) for f in files])
+        frames.append(df.assign(property=prop))
+    rows = pd.concat(frames, ignore_index=True)
+    rows["formula"] = rows["formula"].astype(str)
+    unique = list(dict.fromkeys(rows["formula"]))
+    comps, kept, _ = _parse_many(unique, "OQMD labels")
+    key_of = dict(zip((unique[i] for i in kept), comps.keys(), strict=True))
+    rows["key"] = rows["formula"].map(key_of)
+    rows = rows.dropna(subset=["key"])
+    table = rows.pivot_table(index="key", columns="property", values="target", aggfunc="mean")
+    table = table.reindex(columns=list(properties)).astype(np.float64)
+    log.info(
+        "OQMD labels: %d compositions; labelled per property: %s",
+        len(table), {p: int(table[p].notna().sum()) for p in properties},
+    )  # fmt: skip
+    return table
 
 
 @dataclass
@@ -108,6 +171,25 @@ class Corpus:
             self.comps.subset(index), [self.formulas[i] for i in index], info, self.structure_files
         )
 
+    def dft_labels(
+        self,
+        properties: Sequence[str] = DFT_PROPERTIES,
+        *,
+        oqmd_dir: Path | None = None,
+        limit: int | None = None,
+    ) -> np.ndarray:
+        """(n, P) float32 DFT labels of the corpus' compositions, joined by reduced composition
+        (:func:`oqmd_labels`: duplicates averaged), NaN where a property is not known. Being a
+        view of this corpus, it keeps the corpus' Matbench exclusion: no excluded composition
+        gets a row."""
+        table = oqmd_labels(properties, oqmd_dir=oqmd_dir, limit=limit)
+        out = table.reindex(self.comps.keys()).to_numpy(dtype=np.float32)
+        log.info(
+            "DFT labels: %d of %d compositions have at least one",
+            int(np.isfinite(out).any(axis=1).sum()), len(self),
+        )  # fmt: skip
+        return out
+
     def teacher_embeddings(self, teacher: str, **teacher_kwargs) -> np.ndarray:
         """(n, d) teacher embedding per composition (mean over its polymorphs in the structure
         files), NaN rows where no structure is known. Embeddings are cached on disk."""
@@ -161,6 +243,7 @@ def build_corpus(
     exclude: Sequence[str] | None = None,
     include_matbench: bool = False,
     cache: Path | None = None,
+    limit: int | None = None,
 ) -> Corpus:
     """Build the leak-free pretraining corpus.
 
@@ -170,6 +253,8 @@ def build_corpus(
             are added (and whose teacher embeddings the structure objective regresses).
         exclude: Matbench tasks whose compositions are removed (default: all 13).
         include_matbench: keep Matbench compositions (no exclusion at all).
+        cache: the data cache holding ``oqmd/`` (default :func:`pretroost.paths.cache_dir`).
+        limit: read at most this many rows of each OQMD file (tests, quick tries).
 
     Returns:
         The corpus; ``info`` reports sizes, duplicates and the compositions removed per task (for
@@ -186,7 +271,8 @@ def build_corpus(
             raise FileNotFoundError(
                 f"no OQMD files in {root / 'oqmd'}: run `pretroost data fetch` first"
             )
-        raw = pd.concat([pd.read_csv(f, usecols=["formula"]) for f in files])["formula"]
+        parts = [pd.read_csv(f, usecols=["formula"], nrows=limit) for f in files]
+        raw = pd.concat(parts)["formula"]
         unique = list(dict.fromkeys(raw.astype(str)))
         formulas += unique
         sources += ["oqmd"] * len(unique)

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from pretroost.data.batching import CompositionBatch
 from pretroost.models.roost import RoostEncoder
 from pretroost.objectives.base import EncoderViews, Objective
+from pretroost.objectives.dft import DFTConfig, DFTObjective
 from pretroost.objectives.fingerprint import FingerprintConfig, FingerprintObjective
 from pretroost.objectives.ssl import BarlowTwinsObjective, SSLConfig
 from pretroost.objectives.structure import StructureConfig, StructureObjective
@@ -23,6 +24,7 @@ from pretroost.objectives.structure import StructureConfig, StructureObjective
 __all__ = [
     "OBJECTIVES",
     "CombinedObjective",
+    "DFTConfig",
     "FingerprintConfig",
     "Objective",
     "SSLConfig",
@@ -34,6 +36,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "ssl": BarlowTwinsObjective,
     "fingerprint": FingerprintObjective,
     "structure": StructureObjective,
+    "dft": DFTObjective,
 }
 
 
@@ -51,7 +54,9 @@ def parse_objective(spec: str) -> list[str]:
 
 
 class CombinedObjective(nn.Module):
-    """One encoder trained by one or more objectives: ``loss = sum_k weight_k * loss_k``.
+    """One encoder trained by one or more objectives: ``loss = sum_k weight_k * loss_k``, with
+    ``weight_k`` from ``weights`` or else the objective's ``default_weight`` (1; 2 for ``dft``,
+    whose smooth L1 is half the squared error near the target).
 
     ``forward(batch) -> {"loss", "loss_<name>" per part}``. The plain encoder pass is shared by
     all parts. Used for every pretraining run (a single strategy is a combination of one), so
@@ -75,7 +80,7 @@ class CombinedObjective(nn.Module):
         )
         self.encoder = encoder
         self.names = list(names)
-        self.weights = {n: float(weights.get(n, 1.0)) for n in self.names}
+        self.weights = {n: float(weights.get(n, OBJECTIVES[n].default_weight)) for n in self.names}
         self.parts = nn.ModuleDict(
             {
                 n: OBJECTIVES[n](

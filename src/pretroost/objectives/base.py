@@ -81,6 +81,8 @@ class Objective(nn.Module):
     config: DataclassInstance
     #: keys of :attr:`CompositionBatch.targets` this objective reads
     target_keys: ClassVar[tuple[str, ...]] = ()
+    #: its loss weight in a combination unless one is given (losses on comparable scales get 1)
+    default_weight: ClassVar[float] = 1.0
 
     def __init__(
         self,
@@ -131,6 +133,7 @@ class RegressionObjective(Objective):
     target_key: ClassVar[str]
     target_mean: Tensor  # buffers registered in __init__
     target_std: Tensor
+    loss_fn: nn.Module  # (pred, target, row_mask) -> scalar
 
     def __init__(
         self,

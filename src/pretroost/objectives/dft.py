@@ -1,0 +1,100 @@
+"""Supervised pretraining on labelled DFT data: regress the OQMD band gap, formation enthalpy,
+energy per atom and volume per atom of each corpus composition (multi-task; not one of Huang et
+al.'s three strategies, but the supervised-pretraining baseline their SSL/FL/MML compete with,
+e.g. the transfer learning of Jha et al., Nat. Commun. 10, 5316, 2019).
+
+Labels come from :meth:`pretroost.data.corpus.Corpus.dft_labels`: the leak-free corpus (every
+Matbench composition removed) joined with the OQMD files by reduced composition, duplicates
+averaged, NaN where a property is unknown. Each property is standardised with the statistics of
+the training part of the corpus (kept as buffers and written to the artefact's config).
+
+Loss: a masked smooth L1 (Huber) on the standardised targets (:class:`MaskedSmoothL1Loss`),
+averaged over the labels present; a missing label contributes nothing. Band gaps have a large
+mass at exactly 0 (metals) and a long tail, and OQMD's energies carry outliers: an L1-type tail
+keeps those from dominating the gradient (a squared loss would), while the quadratic core keeps
+the gradient small near the target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from pretroost.data.corpus import DFT_PROPERTIES
+from pretroost.losses import MaskedSmoothL1Loss
+from pretroost.models.roost import RoostEncoder
+from pretroost.objectives.base import RegressionObjective
+
+if TYPE_CHECKING:
+    from pretroost.data.corpus import Corpus
+
+__all__ = ["DFTConfig", "DFTObjective"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DFTConfig:
+    """Settings of the ``dft`` objective.
+
+    Attributes:
+        properties: the DFT properties regressed, a subset of
+            :data:`pretroost.data.corpus.DFT_PROPERTIES` (in this order: the head's outputs).
+        beta: the smooth-L1 transition, in standard deviations of each property (0: plain L1).
+        oqmd_dir: folder of the labelled ``OQMD_*.csv`` files (None: the data cache's ``oqmd/``).
+        limit: read at most this many rows of each label file (tests; None: all).
+        trunk_hidden, trunk_out: the head's residual trunk (the property model's trunk shape, so
+            ``finetune --init-trunk`` can load it).
+    """
+
+    properties: tuple[str, ...] = DFT_PROPERTIES
+    beta: float = 1.0
+    oqmd_dir: str | None = None
+    limit: int | None = None
+    trunk_hidden: tuple[int, ...] = (1024, 512)
+    trunk_out: int = 256
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.properties if p not in DFT_PROPERTIES]
+        if unknown or not self.properties or len(set(self.properties)) != len(self.properties):
+            raise ValueError(
+                f"dft properties {self.properties!r}: each once, from {', '.join(DFT_PROPERTIES)}"
+            )
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta}")
+
+
+class DFTObjective(RegressionObjective):
+    """``forward(batch) -> {"loss", "pred"}``; reads ``dft`` (B, P), NaN for missing labels, and
+    ``dft_mask`` (B,), True where at least one label is present. ``pred`` is (B, P) in
+    standardised units."""
+
+    name = "dft"
+    Config = DFTConfig
+    config: DFTConfig
+    target_key = "dft"
+    target_keys = ("dft", "dft_mask")
+    #: 2 x smooth L1 with beta = 1 is r^2 near the target: the scale of the standardised MSE of
+    #: the other regression objectives (fingerprint, structure), which have weight 1
+    default_weight: ClassVar[float] = 2.0
+
+    def __init__(
+        self,
+        encoder: RoostEncoder | None,
+        config: DFTConfig,
+        *,
+        in_dim: int,
+        target_dim: int | None = None,
+    ) -> None:
+        super().__init__(encoder, config, in_dim=in_dim, target_dim=target_dim)
+        self.loss_fn = MaskedSmoothL1Loss(config.beta)
+
+    @classmethod
+    def prepare_targets(cls, corpus: Corpus, config: Any) -> dict[str, np.ndarray]:
+        labels = corpus.dft_labels(
+            config.properties,
+            oqmd_dir=Path(config.oqmd_dir) if config.oqmd_dir else None,
+            limit=config.limit,
+        )
+        return {"dft": labels, "dft_mask": np.isfinite(labels).any(axis=1)}
