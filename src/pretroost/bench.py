@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from pretroost.data.corpus import Corpus, build_corpus
-from pretroost.data.matbench import COMPOSITION_TASKS, LARGE_TASKS, SMALL_STRUCTURE_TASKS, get_task
+from pretroost.data.matbench import COMPOSITION_TASKS, LARGE_TASKS, get_task
 from pretroost.finetune import FinetuneConfig
 from pretroost.paths import cache_dir, shared_data_dir
 from pretroost.pretrain import PretrainConfig, pretrain

@@ -155,7 +155,7 @@ def _leaderboard_lines(task: str) -> list[str]:
         if entry is not None and (label == "leader" or entry != board.leader):
             std = f" ± {entry.std:.4g}" if entry.std is not None else ""
             name = entry.algorithm if label == "leader" else label
-            lines.append(f"| *{name}* (leaderboard) | {entry.mean:.4g}{std} | | | |")
+            lines.append(f"| *{name}* (leaderboard) | {entry.mean:.4g}{std} | | | | | |")
     lines.append(f"\nLeaderboard source: {board.source}.")
     return lines
 
@@ -210,11 +210,20 @@ def write_report(
         lines += [
             f"## {task} ({metric.upper()}{', ' + meta.unit if meta.unit and lower_better else ''})",
             "",
-            "| strategy | mean ± std | change vs scratch | folds better than scratch | time (s, all folds) |",
-            "|---|---|---|---|---|",
+            "| strategy | mean ± std | change vs scratch | folds better than scratch "
+            "| paired difference vs scratch (95 % CI) | p (paired t / Wilcoxon) "
+            "| time (s, all folds) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for strategy, cell in sorted(cells.items(), key=lambda kv: strategy_order(kv[0])):
-            change, wins = "", ""
+            change, wins, diff, pval = "", "", "", ""
+            if base is not None and strategy != "scratch":
+                test = paired_test(cell["folds"], base["folds"])
+                cell["paired_vs_scratch"] = test
+                if test is not None:
+                    lo, hi = test["ci95"]
+                    diff = f"{test['mean_diff']:+.4g} [{lo:+.3g}, {hi:+.3g}]"
+                    pval = f"{test['p_t']:.2g} / {test['p_wilcoxon']:.2g}"
             if base is not None and strategy != "scratch":
                 change = f"{100 * (cell['mean'] - base['mean']) / abs(base['mean']):+.1f} %"
                 common = sorted(set(cell["folds"]) & set(base["folds"]))
@@ -226,9 +235,11 @@ def write_report(
                 )
                 wins = f"{better}/{len(common)}"
             n = len(cell["folds"])
+            n_seeds = max(len(v) for v in cell["seeds"].values())
+            runs = f"{n} fold{'s' * (n > 1)}" + (f" × {n_seeds} seeds" if n_seeds > 1 else "")
             lines.append(
-                f"| {strategy} | {cell['mean']:.4g} ± {cell['std']:.2g} ({n} fold{'s' * (n > 1)}) "
-                f"| {change} | {wins} | {cell['seconds']:.0f} |"
+                f"| {strategy} | {cell['mean']:.4g} ± {cell['std']:.2g} ({runs}) "
+                f"| {change} | {wins} | {diff} | {pval} | {cell['seconds']:.0f} |"
             )
         lines += _leaderboard_lines(task)
         lines.append("")

@@ -79,6 +79,8 @@ BENCHMARK_ROW_KEYS: tuple[str, ...] = (
     "git_sha",
     "machine",
 )
+#: keys a row may carry besides those (older rows lack them): the repeat index of a seeded run
+BENCHMARK_ROW_OPTIONAL_KEYS: tuple[str, ...] = ("seed",)
 
 
 # ----------------------------------------------------------------------------- matbench files
@@ -296,13 +298,19 @@ def _check_row(row: Mapping[str, Any], i: int) -> dict[str, Any]:
         raise TypeError(f"row {i}: expected a mapping, got {type(row).__name__}")
     keys = set(row)
     missing = [k for k in BENCHMARK_ROW_KEYS if k not in keys]
-    extra = sorted(keys - set(BENCHMARK_ROW_KEYS))
+    extra = sorted(keys - set(BENCHMARK_ROW_KEYS) - set(BENCHMARK_ROW_OPTIONAL_KEYS))
     if missing or extra:
         raise ValueError(
             f"row {i}: missing keys {missing}, unexpected keys {extra}; "
             f"required keys: {list(BENCHMARK_ROW_KEYS)}"
         )
-    out = {k: _jsonable(row[k]) for k in BENCHMARK_ROW_KEYS}
+    out = {
+        k: _jsonable(row[k])
+        for k in (*BENCHMARK_ROW_KEYS, *BENCHMARK_ROW_OPTIONAL_KEYS)
+        if k in row
+    }
+    if "seed" in out and (isinstance(out["seed"], bool) or not isinstance(out["seed"], int)):
+        raise ValueError(f"row {i}: 'seed' must be an int, got {out['seed']!r}")
     for k in ("strategy", "task", "metric"):
         if not isinstance(out[k], str) or not out[k]:
             raise ValueError(f"row {i}: {k!r} must be a non-empty string, got {out[k]!r}")
