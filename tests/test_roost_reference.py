@@ -9,7 +9,8 @@ import torch
 
 from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import parse_formulas
-from pretroost.models.roost import ModelConfig, RoostModel, from_aviary_state_dict
+from pretroost.models.aviary_import import from_aviary_state_dict
+from pretroost.models.roost import ModelConfig, RoostModel
 
 aviary_roost = pytest.importorskip(
     "aviary.roost.model", reason="aviary-models is a test dependency"

@@ -1,11 +1,23 @@
 """The fused-kernel Roost path equals the dense reference path (outputs and gradients), on random
 batches with 1 to 14 elements per composition, with padding, input masks and several threads;
-and the speed benchmark runs end to end on a tiny sample."""
+and the speed benchmark runs end to end on a tiny sample.
+
+Tolerances follow from the arithmetic, not from one machine: both float32 paths are compared with
+the reference path run in float64, and the fast path's error may be a small multiple of the float32
+reference path's own error (plus a floor of float32 rounding over the longest sums). Kernels built
+with ``-march=native`` sum in a CPU-dependent order, so fast - reference differences vary by CPU;
+their distance from the exact result does not.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,17 +27,12 @@ from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import parse_formulas
 from pretroost.data.elements import element_table
 from pretroost.finetune import SupervisedTask
-from pretroost.models.roost import (
-    ModelConfig,
-    RoostConfig,
-    RoostEncoder,
-    RoostModel,
-    roost_kernels,
-    set_impl,
-)
+from pretroost.models import kernels, roost
+from pretroost.models.kernels import roost_kernels
+from pretroost.models.roost import ModelConfig, RoostConfig, RoostEncoder, RoostModel, set_impl
 
-pytestmark = pytest.mark.skipif(
-    roost_kernels() is None, reason="fused Roost kernels unavailable (no C++ compiler?)"
+needs_kernels = pytest.mark.skipif(
+    roost_kernels() is None, reason="fused Roost kernels unavailable (no compiler, or disabled)"
 )
 
 STEEL = (
@@ -68,27 +75,63 @@ def _run(model: RoostModel, batch, input_mask=None) -> tuple[torch.Tensor, dict]
     return torch.cat([out.detach(), vec.detach()], dim=1), grads
 
 
-def _assert_grads_close(g_ref: dict, g_fast: dict) -> None:
-    assert g_ref.keys() == g_fast.keys()
-    for name, a in g_ref.items():
-        b = g_fast[name]
-        if name.endswith("gate.biases.1") and ".graphs." in name:
-            # a shift of all logits of a softmax: exact gradient 0 (reference: float noise)
-            assert torch.all(b == 0)
-            assert a.abs().max() < 1e-6
-            continue
-        # fp32 sums in a different order: both paths are about equally far from float64
-        # (see test_fast_as_accurate_as_reference_vs_float64)
-        scale = a.abs().max().clamp_min(1e-3)
-        err = (a - b).abs().max() / scale
-        assert err < 1e-4, f"{name}: relative gradient error {err:.2e}"
+EPS32 = torch.finfo(torch.float32).eps
+#: how much further from float64 the fast path may be than the float32 reference path: both sum
+#: the same terms in different orders, so their errors are alike in size, not in sign
+RATIO = 4.0
+
+
+def _sum_length(model: RoostModel, batch) -> int:
+    """Terms in the longest sum of a forward + backward: parameter gradients of a message layer
+    sum over all (i, j) pairs of the batch; the widest layer sums over its inputs."""
+    n = batch.mask.sum(dim=1).double()
+    widths = [p.shape[-1] for p in model.parameters()]
+    return max(int((n * n).sum()), *widths)
+
+
+def _float64_run(model: RoostModel, batch, input_mask=None) -> tuple[torch.Tensor, dict]:
+    """Outputs and gradients of the reference path on a float64 copy of model and batch."""
+    exact = set_impl(copy.deepcopy(model).double(), "reference")
+    batch64 = copy.copy(batch)
+    batch64.weights = batch.weights.double()
+    return _run(exact, batch64, input_mask)  # type: ignore[arg-type]
+
+
+def _assert_near_float64(name: str, ours, ref, exact, n_terms: int) -> None:
+    """Both float32 paths, ``ours`` (fast) and ``ref``, within RATIO x the reference path's error
+    of ``exact`` (float64) plus a floor eps·sqrt(n)·max|exact| (the typical rounding of an n-term
+    sum of values the size of the result)."""
+    scale = float(exact.abs().max())
+    err_ref = float((ref.double() - exact).abs().max())
+    err = float((ours.double() - exact).abs().max())
+    # a check of the yardstick, not a tolerance: a wrong float64 copy is off by O(1)
+    assert err_ref <= 0.01 * scale, f"{name}: float64 run disagrees ({err_ref:.2e} of {scale:.2e})"
+    bound = RATIO * err_ref + EPS32 * math.sqrt(n_terms) * scale
+    for path, e in (("reference", err_ref), ("fast", err)):
+        assert e <= bound, (
+            f"{name}: {path} error {e:.2e} vs float64 exceeds {RATIO} x reference error "
+            f"{err_ref:.2e} + floor (max |value| {scale:.2e})"
+        )
+
+
+def _assert_zero_gradient(name: str, grad, weights_grad64, n_terms: int, fast: bool) -> None:
+    """``gate.biases.1``: a shift of all logits of a softmax, exact gradient 0. The fused kernels
+    return exactly 0; torch ops return rounding noise of the n-term sum of the logit gradients,
+    whose size is bounded via the gate output weights' gradient (those terms times O(1)
+    activations)."""
+    if fast:
+        assert torch.all(grad == 0), name
+    else:
+        noise = EPS32 * n_terms * float(weights_grad64.abs().max())
+        assert float(grad.abs().max()) <= noise, name
 
 
 def _assert_fast_equals_reference(
     ref: RoostModel, fast: RoostModel, batch, input_mask=None, *, threads: int | None = None
 ) -> None:
-    """Outputs within 1e-5 and gradients as close as fp32 summation order allows; the fast side
-    optionally run with ``threads`` torch threads."""
+    """Outputs and gradients of the fast path as close to float64 as the float32 reference
+    path's (see the module docstring); the fast side optionally run with ``threads`` threads."""
+    out64, g64 = _float64_run(ref, batch, input_mask)
     out_ref, g_ref = _run(ref, batch, input_mask)
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
@@ -96,10 +139,19 @@ def _assert_fast_equals_reference(
         out_fast, g_fast = _run(fast, batch, input_mask)
     finally:
         torch.set_num_threads(before)
-    torch.testing.assert_close(out_fast, out_ref, atol=1e-5, rtol=1e-5)
-    _assert_grads_close(g_ref, g_fast)
+    n = _sum_length(ref, batch)
+    _assert_near_float64("outputs", out_fast, out_ref, out64, n)
+    assert g_ref.keys() == g_fast.keys() == g64.keys()
+    for name, g in g64.items():
+        if name.endswith("gate.biases.1"):
+            w64, graphs = g64[name.replace("biases", "weights")], ".graphs." in name
+            _assert_zero_gradient(name, g_ref[name], w64, n, fast=False)
+            _assert_zero_gradient(name, g_fast[name], w64, n, fast=graphs)
+            continue
+        _assert_near_float64(name, g_fast[name], g_ref[name], g, n)
 
 
+@needs_kernels
 @pytest.mark.parametrize("seed", [0, 1])
 def test_fast_equals_reference_random_batches(seed: int) -> None:
     rng = np.random.default_rng(seed)
@@ -112,27 +164,7 @@ def test_fast_equals_reference_random_batches(seed: int) -> None:
     _assert_fast_equals_reference(ref, fast, batch)
 
 
-def test_fast_as_accurate_as_reference_vs_float64() -> None:
-    """Against the reference path run in float64, the fast path's fp32 error is no larger than
-    the fp32 reference path's own (up to a small factor): differences are rounding, not bugs."""
-    rng = np.random.default_rng(1)
-    formulas = [*_random_formulas(30, rng), "Fe", STEEL]
-    ds = CompositionDataset(parse_formulas(formulas))
-    batch = ds.batch(np.arange(len(formulas)))
-    ref, fast = _pair(seed=1)
-    exact = copy.deepcopy(ref).double()
-    batch64 = copy.copy(batch)
-    batch64.weights = batch.weights.double()
-    out64, g64 = _run(exact, batch64)
-    (out_ref, g_ref), (out_fast, g_fast) = _run(ref, batch), _run(fast, batch)
-    err = lambda a, b: float((a.double() - b).abs().max() / b.abs().max())  # noqa: E731
-    assert err(out_fast, out64) <= 2 * err(out_ref, out64) + 1e-7
-    for name, g in g64.items():
-        if name.endswith("gate.biases.1"):
-            continue  # exact gradient 0: relative errors are meaningless
-        assert err(g_fast[name], g) <= 2 * err(g_ref[name], g) + 1e-5, name
-
-
+@needs_kernels
 def test_fast_equals_reference_single_element_and_bucketed() -> None:
     ref, fast = _pair(seed=3)
     for formulas in (["Fe", "Cu", "O2"], [STEEL, STEEL.replace("Fe0.620", "Fe0.5")]):
@@ -141,6 +173,7 @@ def test_fast_equals_reference_single_element_and_bucketed() -> None:
         _assert_fast_equals_reference(ref, fast, batch)
 
 
+@needs_kernels
 def test_fast_equals_reference_with_input_mask() -> None:
     rng = np.random.default_rng(7)
     formulas = _random_formulas(20, rng, sizes=(2, 8))
@@ -151,6 +184,7 @@ def test_fast_equals_reference_with_input_mask() -> None:
     _assert_fast_equals_reference(ref, fast, batch, input_mask)
 
 
+@needs_kernels
 def test_fast_equals_reference_two_threads() -> None:
     """Per-thread gradient accumulators in the backward kernel."""
     rng = np.random.default_rng(11)
@@ -161,13 +195,18 @@ def test_fast_equals_reference_two_threads() -> None:
     _assert_fast_equals_reference(ref, fast, batch, threads=2)
 
 
+@needs_kernels
 def test_inference_mode_and_training_step_match() -> None:
     formulas = ["Fe2O3", "NaCl", "LiFePO4", "Cu2ZnSnS4", STEEL, "H2O"]
     ds = CompositionDataset(parse_formulas(formulas), {"y": np.arange(6.0).reshape(-1, 1)})
     batch = ds.batch(np.arange(len(formulas)))
     ref, fast = _pair(seed=6)
+    exact = set_impl(copy.deepcopy(ref).double(), "reference")
+    batch64 = copy.copy(batch)
+    batch64.weights = batch.weights.double()
     with torch.inference_mode():
-        torch.testing.assert_close(fast(batch), ref(batch), atol=1e-5, rtol=1e-5)
+        out64 = exact(batch64)
+        _assert_near_float64("outputs", fast(batch), ref(batch), out64, _sum_length(ref, batch))
     # one AdamW step on each: the weights stay equal
     tasks = [SupervisedTask(m, "robust") for m in (ref, fast)]
     for task in tasks:
@@ -180,6 +219,7 @@ def test_inference_mode_and_training_step_match() -> None:
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
 
 
+@needs_kernels
 def test_bf16_autocast_close_to_fp32() -> None:
     rng = np.random.default_rng(2)
     formulas = _random_formulas(40, rng, sizes=(1, 10))
@@ -266,3 +306,74 @@ def test_speed_through_the_cli(tmp_path) -> None:
     out = tmp_path / "speed.json"
     assert main(["speed", "--quick", "--threads", "1", "--only", "machine", "--out", str(out)]) == 0
     assert "machine" in json.loads(out.read_text())["measurements"]
+
+
+def test_softmax_guard_agrees() -> None:
+    """The fast pooling and the reference share the softmax denominator guard."""
+    assert kernels.EPS == roost.EPS
+
+
+_KEY_SNIPPET = "from pretroost.models.kernels import kernel_key, kernel_build_dir; " + (
+    "print(kernel_key(), kernel_build_dir().name)"
+)
+
+
+def test_kernel_build_key_ignores_cwd_and_environment(tmp_path) -> None:
+    """The build key (hence the build directory) depends on the C++ source, flags, torch version
+    and CPU only: a process started elsewhere, with another PATH and unrelated variables, reuses
+    the same build instead of recompiling."""
+    here = f"{kernels.kernel_key()} {kernels.kernel_build_dir().name}"
+    env = {k: v for k, v in os.environ.items() if k != "PRETROOST_KERNEL_MARCH"}
+    env.update(
+        PATH="/usr/bin:/bin",
+        PYTHONPATH=os.pathsep.join(sys.path),
+        SOME_UNRELATED_VARIABLE="1",
+        PRETROOST_ROOST_KERNELS="0",
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _KEY_SNIPPET],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    if "PRETROOST_KERNEL_MARCH" not in os.environ:
+        assert out.stdout.split() == here.split()
+    assert kernels.kernel_key() == kernels.kernel_key()
+    assert kernels.kernel_build_dir().name.endswith(kernels.kernel_key())
+
+
+def test_kernel_build_key_follows_flags(monkeypatch) -> None:
+    monkeypatch.delenv("PRETROOST_KERNEL_MARCH", raising=False)
+    native = kernels.kernel_key()
+    monkeypatch.setenv("PRETROOST_KERNEL_MARCH", "x86-64-v3")
+    assert kernels.kernel_key() != native and "-march=x86-64-v3" in kernels.kernel_flags()
+    monkeypatch.setenv("PRETROOST_KERNEL_MARCH", "native; rm -rf /")
+    with pytest.raises(ValueError, match="PRETROOST_KERNEL_MARCH"):
+        kernels.kernel_flags()
+
+
+@needs_kernels
+def test_kernel_build_is_announced(tmp_path, monkeypatch, caplog) -> None:
+    """A build that runs says so at INFO; a finished build is reused silently, without ninja."""
+    import logging
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    calls = []
+
+    def fake_load(name, sources, build_directory, **kw):
+        calls.append(name)
+        so = Path(build_directory) / f"{name}.so"
+        so.write_bytes(Path(roost_kernels().__file__).read_bytes())  # type: ignore[union-attr]
+        return roost_kernels()
+
+    monkeypatch.setattr("torch.utils.cpp_extension.load", fake_load)
+    with caplog.at_level(logging.INFO, logger="pretroost.models.kernels"):
+        kernels._load_or_build()
+    assert len(calls) == 1 and "compiling the Roost CPU kernels" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="pretroost.models.kernels"):
+        module = kernels._load_or_build()
+    assert len(calls) == 1 and "compiling" not in caplog.text
+    assert hasattr(module, "pair_attention_forward")

@@ -25,13 +25,13 @@ from pretroost.data.teachers import (
     get_teacher,
 )
 from pretroost.data.teachers.base import load_state_dict_file
-from pretroost.data.teachers.cgcnn import CGCNNEncoder, config_from_state_dict
 from pretroost.data.teachers.probe import (
     barlow_twins_consistency,
     ridge_probe,
     ridge_probe_folds,
     run_probe,
 )
+from pretroost.models.teachers.cgcnn import CGCNNEncoder, config_from_state_dict
 
 
 def _nacl() -> Structure:

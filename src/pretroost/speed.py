@@ -317,7 +317,7 @@ class _Aviary:
 def _contestants(ctx: SpeedContext, key: str, formulas: list[str], targets: np.ndarray) -> dict:
     """Build (once per data set) ours fp32 / bf16 / reference and aviary's model."""
     if key not in ctx._cache:
-        from pretroost.models.roost import roost_kernels
+        from pretroost.models.kernels import roost_kernels
 
         t0 = time.perf_counter()
         fast = roost_kernels() is not None

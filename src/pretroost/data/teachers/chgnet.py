@@ -1,58 +1,26 @@
-"""CHGNet as a structure teacher.
-
-CHGNet (Deng et al., Nat. Mach. Intell. 5, 1031, 2023) is a universal interatomic potential trained
-on the Materials Project trajectories (MPtrj). Its ``crystal_fea`` — the 64-d average of the final
-atom features (after the readout layer norm; CHGNet 0.3.0 reads out energies per atom, so this
-average is the crystal vector its API exposes) — is the embedding here.
-
-The weights (CHGNet 0.3.0) ship inside the ``chgnet`` wheel, so nothing is downloaded. We read the
-checkpoint ourselves with ``torch.load(weights_only=True)`` (``CHGNet.load`` unpickles it with
-``weights_only=False``) and build the model with ``CHGNet.from_dict``, the same arguments
-``CHGNet.load("0.3.0")`` uses. ``chgnet`` is imported lazily so pretroost imports without it.
+"""CHGNet as a structure teacher: its ``crystal_fea`` — the 64-d average of the final atom features
+(after the readout layer norm; CHGNet 0.3.0 reads out energies per atom, so this average is the
+crystal vector its API exposes) — is the embedding. The network and its loading (Deng et al.,
+Nat. Mach. Intell. 5, 1031, 2023; weights shipped in the ``chgnet`` wheel) are
+:mod:`pretroost.models.teachers.chgnet`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
-import logging
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from pymatgen.core import Structure
 
 from pretroost.data.structures import StructureError
-from pretroost.data.teachers.base import (
-    StructureTeacher,
-    WeightsNotFoundError,
-    file_sha256,
-    progress_bar,
-)
+from pretroost.data.teachers.base import StructureTeacher, file_sha256, progress_bar
+from pretroost.models.teachers.chgnet import CHGNET_CHECKPOINTS, import_chgnet, load_chgnet
 
 __all__ = ["CHGNET_CHECKPOINTS", "CHGNetTeacher"]
-
-log = logging.getLogger(__name__)
-
-#: model name -> checkpoint path inside the installed ``chgnet`` package
-CHGNET_CHECKPOINTS: dict[str, str] = {
-    "0.3.0": "pretrained/0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar",
-}
-
-
-def _import_chgnet() -> Any:
-    try:
-        import chgnet
-        from chgnet.model import CHGNet
-    except ImportError as exc:
-        raise ImportError(
-            "the CHGNet teacher needs the chgnet package: pip install 'pretroost[teachers]'"
-        ) from exc
-    return chgnet, CHGNet
 
 
 class CHGNetTeacher(StructureTeacher):
@@ -69,25 +37,8 @@ class CHGNetTeacher(StructureTeacher):
     """
 
     def __init__(self, model_name: str = "0.3.0", *, device: str | torch.device = "cpu") -> None:
-        if model_name not in CHGNET_CHECKPOINTS:
-            raise ValueError(
-                f"unknown CHGNet model {model_name!r}; valid: {sorted(CHGNET_CHECKPOINTS)}"
-            )
-        chgnet, CHGNet = _import_chgnet()
-        path = Path(chgnet.__file__).parent / CHGNET_CHECKPOINTS[model_name]
-        if not path.is_file():
-            raise WeightsNotFoundError(
-                f"CHGNet {model_name} weights not found at {path} (they ship in the chgnet wheel: "
-                "reinstall with pip install --force-reinstall 'pretroost[teachers]')"
-            )
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not (isinstance(state, dict) and isinstance(state.get("model"), dict)):
-            raise ValueError(f"{path}: not a CHGNet checkpoint (no 'model' entry)")
-        printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):  # CHGNet.__init__ prints its size
-            model = CHGNet.from_dict(state["model"], mlp_out_bias=False, version=model_name)
-        if printed.getvalue().strip():
-            log.debug("%s", printed.getvalue().strip())
+        model, path = load_chgnet(model_name)
+        chgnet, _ = import_chgnet()
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.model_name = model_name
