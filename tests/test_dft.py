@@ -187,3 +187,30 @@ def test_bench_offers_dft_without_changing_the_presets() -> None:
     assert "DFT labels" in _strategy_note("dft")
     labels = ["dft+trunk", "dft", "scratch", "fingerprint"]
     assert sorted(labels, key=strategy_order) == ["scratch", "fingerprint", "dft", "dft+trunk"]
+
+
+def test_combination_balances_its_losses_from_their_initial_size(tmp_path) -> None:
+    """ssl + dft: a Barlow Twins loss is orders of magnitude larger than a standardised one; the
+    default balance divides each weight by its initial loss, so both terms start with equal shares,
+    and the shares at start and end are recorded."""
+    oqmd = write_oqmd(tmp_path)
+    corpus = build_corpus(cache=tmp_path, include_matbench=True)
+    head = {"trunk_hidden": (16,), "trunk_out": 8}
+    train = TrainConfig(epochs=1, batch_size=16, lr=1e-3, seed=0)
+    torch.set_num_threads(1)
+    base = {"objective": "ssl+dft", "encoder": TINY, "train": train}
+    dft = DFTConfig(oqmd_dir=str(oqmd), **head)
+    out = pretrain(corpus, PretrainConfig(**base, dft=dft), tmp_path / "bal", progress=False)
+    cfg = json.loads((out / "config.json").read_text())
+    start = cfg["loss_shares"]["start"]
+    assert start["ssl"] == pytest.approx(0.5, abs=1e-6) and start["dft"] == pytest.approx(
+        0.5, abs=1e-6
+    )
+    assert set(cfg["loss_shares"]["end"]) == {"ssl", "dft"}
+    assert cfg["weights"]["ssl"] < 0.1 * cfg["weights"]["dft"]  # the large loss is scaled down
+    plain = PretrainConfig(**base, dft=dft, balance="none")
+    out = pretrain(corpus, plain, tmp_path / "plain", progress=False)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["loss_shares"]["start"]["ssl"] > 0.9  # unbalanced: SSL dominates
+    with pytest.raises(ValueError, match="valid: none, initial"):
+        PretrainConfig(objective="ssl+dft", balance="auto")  # type: ignore[arg-type]

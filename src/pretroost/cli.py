@@ -27,6 +27,7 @@ EXAMPLES = {
     ),
     "bench": "pretroost bench --preset budget\n  pretroost bench --preset smoke --strategies scratch ssl",
     "report": "pretroost report --results-dir results",
+    "convergence": "pretroost convergence --tasks matbench_steels --seeds 0 1 2 --schedules cosine",
     "speed": "pretroost speed --threads 1\n  pretroost speed --quick",
     "finetune": (
         "pretroost finetune --task matbench_steels --folds 0 --epochs 50\n"
@@ -389,6 +390,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         structure=StructureConfig(teacher=args.teacher, **head),
         dft=DFTConfig(**head),
         weights=weights,
+        balance=args.balance,
         max_compositions=args.max_compositions,
     )
     checkpoint = (
@@ -419,6 +421,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         sys.stdout.write(f"pretrained encoders -> {out}\n")
     else:
         sys.stdout.write(out.read_text())
+    return 0
+
+
+def cmd_convergence(args: argparse.Namespace) -> int:
+    from pretroost.convergence import convergence_check, format_summary
+
+    for task in args.tasks:
+        doc = convergence_check(
+            task, preset=args.preset, fold=args.fold, seeds=args.seeds, factor=args.factor,
+            schedules=args.schedules, results_dir=args.results_dir,
+        )  # fmt: skip
+        sys.stdout.write(format_summary(doc))
     return 0
 
 
@@ -558,6 +572,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--teacher", default="crystal-twins", help="crystal-twins | chgnet")
     p.add_argument("--weights", default=None, help="loss weights per objective, e.g. 1,0.5")
+    p.add_argument(
+        "--balance",
+        default="initial",
+        choices=["initial", "none"],
+        help="combinations without --weights: 'initial' scales each loss by 1 / its value at "
+        "initialisation so that no objective dominates (default: initial)",
+    )
     p.add_argument("--max-compositions", type=int, default=None, help="pretrain on a random subset")
     p.add_argument("--mask-fraction", type=float, default=0.1)
     p.add_argument("--mask-both", action="store_true")
@@ -605,6 +626,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pretrain-only", action="store_true", help="pretrain the encoders, finetune nothing"
     )
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+    p = add(
+        "convergence",
+        cmd_convergence,
+        "Check on validation data (one official training fold) that doubling a preset's "
+        "finetuning epochs no longer improves scratch Roost beyond the seed spread.",
+    )
+    p.add_argument("--tasks", nargs="+", required=True, help="Matbench tasks")
+    p.add_argument("--preset", default="converged", help="bench preset whose recipe is checked")
+    p.add_argument("--fold", type=int, default=0, help="official fold (its training part only)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--factor", type=int, default=2, help="long run = factor x the recipe's epochs")
+    p.add_argument(
+        "--schedules",
+        nargs="*",
+        default=[],
+        help="also run these schedules for the recipe's epochs",
+    )
+    p.add_argument("--results-dir", default="results/convergence")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 
     p = add(

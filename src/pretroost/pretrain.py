@@ -7,9 +7,10 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from pretroost import distributed
 from pretroost.data.batching import CompositionDataset, check_elements
@@ -29,7 +30,9 @@ from pretroost.objectives.base import RegressionObjective
 from pretroost.train import TrainConfig, train
 from pretroost.utils import git_sha, machine_description, seed_everything
 
-__all__ = ["PretrainConfig", "pretrain"]
+__all__ = ["PretrainConfig", "loss_terms", "pretrain"]
+
+BALANCES = ("none", "initial")
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,11 @@ class PretrainConfig:
         objective: ``"ssl"``, ``"fingerprint"``, ``"structure"``, ``"dft"`` or a
             ``+``-combination.
         weights: loss weight per objective name (default: each objective's ``default_weight``).
+        balance: for a combination without explicit ``weights``: ``"initial"`` (default) divides
+            each objective's weight by its loss on a few training batches at initialisation, so
+            every term starts at 1 and none dominates (a Barlow Twins loss is ~10³
+            times a standardised MSE); ``"none"`` keeps the plain weights. Single objectives
+            are never rescaled.
         val_fraction: share of the corpus held out to monitor the loss (and pick the best epoch).
         max_compositions: pretrain on a random subset of this size (None: whole corpus).
     """
@@ -56,11 +64,14 @@ class PretrainConfig:
     structure: StructureConfig = field(default_factory=StructureConfig)
     dft: DFTConfig = field(default_factory=DFTConfig)
     weights: tuple[tuple[str, float], ...] = ()
+    balance: Literal["none", "initial"] = "initial"
     val_fraction: float = 0.01
     max_compositions: int | None = None
 
     def __post_init__(self) -> None:
         parse_objective(self.objective)
+        if self.balance not in BALANCES:
+            raise ValueError(f"unknown balance {self.balance!r}; valid: {', '.join(BALANCES)}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -82,6 +93,11 @@ def _card(config: dict) -> str:
             f"{corpus.get('sources')}; Matbench tasks excluded: {len(corpus.get('excluded_tasks', []))})",
             f"- rows with a teacher target: {c.get('n_with_structure', 'n/a')}",
             *(
+                [f"- each loss term's share of the total, start -> end: {c['loss_shares']}"]
+                if len(c.get("weights", {})) > 1
+                else []
+            ),
+            *(
                 [f"- rows with a DFT label, per property: {c['n_with_dft_label']}"]
                 if c.get("n_with_dft_label")
                 else []
@@ -96,6 +112,34 @@ def _card(config: dict) -> str:
             "",
         ]
     )
+
+
+@torch.no_grad()
+def loss_terms(
+    module: CombinedObjective, data: CompositionDataset, *, batch_size: int, n_batches: int = 4
+) -> dict[str, float]:
+    """Each objective's unweighted loss, averaged over the first ``n_batches`` batches of
+    ``data`` (fixed order; training-mode statistics, as the losses are trained)."""
+    was_training = module.training
+    module.train()
+    sums: dict[str, float] = dict.fromkeys(module.names, 0.0)
+    seen = 0
+    for batch in data.batches(batch_size):
+        out = module(batch)
+        for n in module.names:
+            sums[n] += float(out[f"loss_{n}"])
+        seen += 1
+        if seen >= n_batches:
+            break
+    module.train(was_training)
+    return {n: v / max(1, seen) for n, v in sums.items()}
+
+
+def _shares(module: CombinedObjective, terms: dict[str, float]) -> dict[str, float]:
+    """Each weighted term's share of the total loss."""
+    weighted = {n: module.weights[n] * v for n, v in terms.items()}
+    total = sum(weighted.values())
+    return {n: (v / total if total else float("nan")) for n, v in weighted.items()}
 
 
 def _target_scalers(module: CombinedObjective, config: PretrainConfig) -> dict[str, dict]:
@@ -192,18 +236,34 @@ def pretrain(
         else None
     )
     del data
+    batch = min(config.train.batch_size, 256)
+    torch.manual_seed(config.train.seed)
+    start_terms = loss_terms(module, train_data, batch_size=batch)
+    if len(names) > 1 and not config.weights and config.balance == "initial":
+        module.weights = {n: 1.0 / max(start_terms[n], 1e-12) for n in module.names}
+        log.info(
+            "balanced loss weights from the initial losses %s: %s", start_terms, module.weights
+        )
+    shares = {"start": _shares(module, start_terms)}
     log.info("pretraining %s on %d compositions (%d held out)", module.spec, len(train_idx), n_val)
     result = train(
         module, train_data, config.train, val_data=val_data, checkpoint=checkpoint,
         resume=resume, progress=progress, description=f"pretrain {module.spec}", device=device,
     )  # fmt: skip
     history = result.history
+    if len(names) > 1:
+        torch.manual_seed(config.train.seed)
+        shares["end"] = _shares(
+            module, loss_terms(module, val_data or train_data, batch_size=batch)
+        )
+        log.info("loss shares (start -> end): %s -> %s", shares["start"], shares["end"])
     art_config = {
         "kind": "pretrained",
         "objective": module.spec,
         "encoder": config.encoder.to_dict(),
         "objectives": {n: asdict(sub_configs[n]) for n in names},
         "weights": module.weights,
+        "loss_shares": shares,
         "target_dims": target_dims,
         "pretrain": config.to_dict(),
         "train": config.train.to_dict(),
