@@ -165,7 +165,7 @@ def test_ensemble_command(tmp_path, capsys):
     assert main([*args, "--out", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n_test"] == 16 and len(summary["member_mae"]) == 2
-    assert {"mae", "coverage_1sigma", "spearman_abs_error_std"} <= summary["ensemble"].keys()
+    assert {"mae", "coverage_1sigma", "spearman_abs_error_std"} <= summary["scores"].keys()
     config = json.loads((out / "config.json").read_text())
     assert config["kind"] == "ensemble" and config["n_members"] == 2
     assert config["members"][1]["model"]["encoder"]["elem_fea_len"] == 8

@@ -302,9 +302,11 @@ class Predictor:
             (``None`` for good rows). Several targets get ``_0``, ``_1``, ... suffixes.
         """
         if self.task_type is None:
+            where = str(self.path) if self.path is not None else "DIR"
             raise ValueError(
-                "this is a pretrained encoder without a property head: use .embed(), or finetune "
-                "it first (pretroost finetune --init DIR ...)"
+                f"{where}: a pretrained encoder without a property head predicts nothing; embed "
+                f"formulas with it (`pretroost embed --model {where} INPUT`, or .embed()), or "
+                f"finetune it first (`pretroost finetune --init {where} --data ...`)"
             )
         values, index, parsed = self.parse(formulas, errors=errors)
         n, t = len(values), self.n_targets
