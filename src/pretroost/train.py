@@ -158,6 +158,17 @@ def evaluate_loss(module: nn.Module, data: CompositionDataset, batch_size: int =
     return total / max(1, n)
 
 
+def _epoch_line(description: str, epoch: int, epochs: int, row: dict, n_rows: int) -> str:
+    """``"<description> epoch 3/10: train loss 0.41, val 0.39, 2.1 s, 1520 compositions/s"``."""
+    seconds = row["epoch_seconds"]
+    val = f", val {row['val_score']:.4g}" if "val_score" in row else ""
+    rate = n_rows / seconds if seconds > 0 else float("inf")
+    return (
+        f"{description} epoch {epoch + 1}/{epochs}: train loss {row['train_loss']:.4g}{val}, "
+        f"{seconds:.1f} s, {rate:.0f} compositions/s"
+    )
+
+
 def _progress_enabled(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else progress
 
@@ -310,10 +321,18 @@ def train(
         distributed.broadcast_module(module)
     val_view = val_data if on_cpu or val_data is None else _OnDevice(val_data, dev)
     t0 = time.perf_counter() - result.seconds
+    show_bar = _progress_enabled(progress) and ctx.is_main
+    log_epochs = ctx.is_main and not show_bar  # no terminal: one log line per epoch instead
     bar = tqdm(
         total=config.epochs, initial=start_epoch, desc=description, unit="epoch",
-        disable=not (_progress_enabled(progress) and ctx.is_main), leave=False,
+        disable=not show_bar, leave=False,
     )  # fmt: skip
+    if log_epochs and start_epoch < config.epochs and not stopped:
+        log.info(
+            "%s: %d epochs x %d steps of %d compositions (%d training, %s validation)",
+            description, config.epochs - start_epoch, steps_per_epoch, config.batch_size,
+            len(train_data), len(val_data) if val_data is not None else 0,
+        )  # fmt: skip
     for epoch in range(start_epoch, config.epochs):
         if stopped:
             break
@@ -377,6 +396,8 @@ def train(
         bar.set_postfix(
             loss=f"{row['train_loss']:.4g}", val=f"{row.get('val_score', float('nan')):.4g}"
         )
+        if log_epochs:
+            log.info("%s", _epoch_line(description, epoch, config.epochs, row, n))
         log.debug("%s epoch %d: %s", description, epoch, row)
         stopped = (
             config.patience is not None
