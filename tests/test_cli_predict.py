@@ -125,7 +125,7 @@ def test_predict_exit_codes(models, tmp_path, capsys):
     assert "no id column 'id'" in capsys.readouterr().err
     assert main(["predict", "--model", str(models["reg"]), str(good), "-o", "x.xlsx"]) == 1
     assert main(["predict", "--model", str(models["ssl"]), str(good)]) == 1
-    assert "use .embed()" in capsys.readouterr().err
+    assert f"pretroost embed --model {models['ssl']}" in capsys.readouterr().err
 
 
 def test_embed_parquet_and_csv(models, input_csv, tmp_path):
