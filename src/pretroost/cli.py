@@ -62,7 +62,8 @@ def _add_train_args(
         "--precision",
         default="fp32",
         choices=["fp32", "bf16"],
-        help="bf16: bfloat16 autocast (faster)",
+        help="bf16: bfloat16 autocast (faster on GPUs and CPUs with native BF16; on a CPU "
+        "without it, emulated and many times slower: a WARNING is logged and training proceeds)",
     )
 
 

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from pretroost import distributed
 from pretroost.data.batching import CompositionDataset
-from pretroost.utils import atomic_path
+from pretroost.utils import atomic_path, native_bf16
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate_loss", "load_checkpoint", "train"]
 
@@ -46,6 +46,20 @@ def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractCo
     if config.precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def warn_if_bf16_emulated(device: torch.device, what: str = "bf16") -> bool:
+    """Log a WARNING when bf16 would run emulated on ``device`` (a CPU without native BF16,
+    :func:`pretroost.utils.native_bf16`); returns whether bf16 is native. bf16 is then still used
+    (it is what was asked for), just slowly."""
+    native, reason = native_bf16(device)
+    if not native:
+        log.warning(
+            "%s: --precision bf16 requested, but %s: bfloat16 is emulated and will run many times "
+            "slower than fp32; use --precision fp32 on this machine",
+            what, reason,
+        )  # fmt: skip
+    return native
 
 
 def make_optimiser(groups: list[dict], config: TrainConfig) -> torch.optim.Optimizer:
@@ -76,7 +90,9 @@ class TrainConfig:
         seed: seeds batching and augmentation, per epoch.
         bucket: batch compositions of similar element count together (less padding).
         precision: ``"fp32"``, or ``"bf16"`` to run forward passes under bfloat16 autocast (faster
-            on CPUs with AVX-512 BF16 and on GPUs; losses are still computed in fp32).
+            on CPUs with native BF16 (AVX512-BF16/AMX) and on GPUs; losses are still computed in
+            fp32). On a CPU without native BF16 it is emulated, many times slower: training then
+            logs a WARNING (and proceeds).
     """
 
     epochs: int = 100
@@ -290,6 +306,8 @@ def train(
     ctx = distributed.context(device)
     dev = ctx.device
     on_cpu = dev.type == "cpu"
+    if config.precision == "bf16":
+        warn_if_bf16_emulated(dev, description)
     if not on_cpu:
         module.to(dev)
     score_fn = val_score or (lambda m, d: evaluate_loss(m, d))
