@@ -70,7 +70,11 @@ def _add_train_args(
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     """Initialisation and loss flags shared by ``finetune`` and ``ensemble``."""
     mdl = p.add_argument_group("model")
-    mdl.add_argument("--init", default="scratch", help="'scratch' or a pretrained model folder")
+    mdl.add_argument(
+        "--init", default="scratch",
+        help="'scratch', or a folder whose encoder to start from: a pretrained encoder "
+        "(pretroost pretrain --out), a finetuned model or an ensemble (its member 0)",
+    )  # fmt: skip
     mdl.add_argument("--init-trunk", action="store_true", help="also load the pretrained trunk")
     mdl.add_argument(
         "--allow-partial", action="store_true",
@@ -559,14 +563,43 @@ def _floats(text: str) -> list[float]:
 # ------------------------------------------------------------------------------------------ main
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions and examples as written; every option's default shown, unless its help
+    already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if "default" in (action.help or "").lower() or not action.option_strings:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _version() -> str:
+    """The installed distribution's version (metadata only: no torch, nothing heavy)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pretroost")
+    except PackageNotFoundError:  # a source checkout on PYTHONPATH
+        return __version__
+
+
+def _verbosity_args(p: argparse.ArgumentParser, *, default: Any) -> None:
+    p.add_argument(
+        "-v", "--verbose", action="count", default=default, help="more log output (repeatable)"
+    )
+    p.add_argument(
+        "-q", "--quiet", action="count", default=default, help="less log output (repeatable)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pretroost",
         description="Pretrain structure-agnostic Roost models and benchmark them on Matbench.",
+        formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"pretroost {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0)
-    parser.add_argument("-q", "--quiet", action="count", default=0)
+    parser.add_argument("--version", action="version", version=f"pretroost {_version()}")
+    _verbosity_args(parser, default=0)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(
@@ -574,9 +607,11 @@ def build_parser() -> argparse.ArgumentParser:
     ) -> argparse.ArgumentParser:
         p = sub.add_parser(
             name, help=help, description=help, epilog=f"example:\n  {EXAMPLES.get(name, '')}",
-            formatter_class=argparse.RawDescriptionHelpFormatter, **kw,
+            formatter_class=_HelpFormatter, **kw,
         )  # fmt: skip
         p.set_defaults(func=func)
+        if kw.get("add_help", True):  # -q/-v also after the command (not `speed`: its own parser)
+            _verbosity_args(p, default=argparse.SUPPRESS)
         return p
 
     p = add(
@@ -743,7 +778,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     for extra in _EXTRA_COMMANDS:
         extra(add)
+    for p in (parser, *sub.choices.values()):
+        _show_defaults(p)
     return parser
+
+
+def _show_defaults(p: argparse.ArgumentParser) -> None:
+    """Options declared without help text still show their default in ``--help``."""
+    for action in p._actions:
+        if (
+            action.option_strings
+            and action.help is None
+            and action.default is not argparse.SUPPRESS
+        ):
+            action.help = "(default: %(default)s)"
 
 
 _EXTRA_COMMANDS: list[Callable] = []
@@ -932,10 +980,10 @@ _EXTRA_COMMANDS.extend([_register_predict, _register_embed, _register_ensemble])
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 success, 1 bad input or failure, 2 usage)."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)  # --help/--version exit here, before torch loads
     from pretroost.utils import setup_logging
 
-    parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
     if getattr(args, "func", None) is cmd_speed:  # `speed` has its own parser: it takes the rest
         args.speed_args = rest
     elif rest:

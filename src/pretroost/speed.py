@@ -326,7 +326,7 @@ def _contestants(ctx: SpeedContext, key: str, formulas: list[str], targets: np.n
         t0 = time.perf_counter()
         fast = roost_kernels() is not None
         build_s = time.perf_counter() - t0
-        sides = {"ours": _Ours(ctx, formulas, targets)}
+        sides: dict[str, _Ours | _Aviary] = {"ours": _Ours(ctx, formulas, targets)}
         if ctx.bf16_native:
             sides["ours_bf16"] = _Ours(ctx, formulas, targets, bf16=True)
         sides["ours_reference"] = _Ours(ctx, formulas, targets, impl="reference")
