@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pretroost import utils
+from tiny import capture_logs
 
 
 @pytest.mark.parametrize(
@@ -58,7 +59,7 @@ def _tiny_task():
 def test_training_warns_when_bf16_is_emulated(monkeypatch, caplog, native) -> None:
     from pretroost import train as train_mod
 
-    monkeypatch.setattr(logging.getLogger("pretroost"), "propagate", True)
+    capture_logs("pretroost.train", caplog, monkeypatch)
     monkeypatch.setattr(train_mod, "native_bf16", lambda d: (native, "test CPU"))
     task, data = _tiny_task()
     config = train_mod.TrainConfig(epochs=1, batch_size=8, precision="bf16")

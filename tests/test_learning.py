@@ -15,6 +15,7 @@ from sklearn.metrics import r2_score, roc_auc_score
 
 from pretroost import RoostClassifier, RoostRegressor
 from pretroost.data.composition import parse_formulas
+from tiny import capture_logs
 
 ELEMENTS = ["Li", "Na", "K", "Mg", "Ca", "Sr", "Al", "Ga", "Ti", "Fe",
             "Cu", "Zn", "Si", "Sn", "N", "P", "O", "S", "Cl", "F"]  # fmt: skip
@@ -60,7 +61,7 @@ def test_classifier_separates_two_classes_on_held_out_formulas(data) -> None:
 
 def test_training_logs_one_line_per_epoch_without_a_terminal(data, caplog, monkeypatch) -> None:
     """No TTY (pytest captures stderr): the start and every epoch are logged at INFO."""
-    monkeypatch.setattr(logging.getLogger("pretroost"), "propagate", True)  # for caplog
+    capture_logs("pretroost.train", caplog, monkeypatch)
     formulas, y = data
     with caplog.at_level(logging.INFO, logger="pretroost.train"):
         RoostRegressor(**{**TINY, "epochs": 3}, progress=None).fit(formulas[:64], y[:64])
