@@ -45,7 +45,11 @@ def test_finetune_user_csv_ensemble(tmp_path) -> None:
     assert main(argv) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["kind"] == "ensemble"
-    assert set(json.loads((out / "metrics.json").read_text())["summary"]) >= {"mae", "rmse"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["scores"]) >= {"mae", "rmse", "coverage_1sigma"}  # as `ensemble` reports
+    assert len(metrics["member_mae"]) == 2
+    assert "split0" not in (out / "README.md").read_text()
+    assert "# pretroost Roost deep ensemble: model" in (out / "README.md").read_text()
 
 
 def test_finetune_matbench_fold_writes_results(tmp_path, data_cache) -> None:

@@ -125,7 +125,7 @@ def test_predict_exit_codes(models, tmp_path, capsys):
     assert "no id column 'id'" in capsys.readouterr().err
     assert main(["predict", "--model", str(models["reg"]), str(good), "-o", "x.xlsx"]) == 1
     assert main(["predict", "--model", str(models["ssl"]), str(good)]) == 1
-    assert "use .embed()" in capsys.readouterr().err
+    assert f"pretroost embed --model {models['ssl']}" in capsys.readouterr().err
 
 
 def test_embed_parquet_and_csv(models, input_csv, tmp_path):
@@ -165,7 +165,7 @@ def test_ensemble_command(tmp_path, capsys):
     assert main([*args, "--out", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n_test"] == 16 and len(summary["member_mae"]) == 2
-    assert {"mae", "coverage_1sigma", "spearman_abs_error_std"} <= summary["ensemble"].keys()
+    assert {"mae", "coverage_1sigma", "spearman_abs_error_std"} <= summary["scores"].keys()
     config = json.loads((out / "config.json").read_text())
     assert config["kind"] == "ensemble" and config["n_members"] == 2
     assert config["members"][1]["model"]["encoder"]["elem_fea_len"] == 8

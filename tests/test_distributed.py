@@ -287,11 +287,11 @@ def test_rank_zero_alone_writes_and_finetune_matches_one_process(two_ranks, tmp_
     )
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=2e-6, msg=k)
-    m1 = json.loads((out / "metrics.json").read_text())["summary"]
-    m2 = json.loads((two_ranks / "finetuned" / "metrics.json").read_text())["summary"]
+    m1 = json.loads((out / "metrics.json").read_text())["scores"]
+    m2 = json.loads((two_ranks / "finetuned" / "metrics.json").read_text())["scores"]
     assert m1.keys() == m2.keys()
     for k in m1:
-        assert m1[k]["mean"] == pytest.approx(m2[k]["mean"], rel=1e-4, abs=1e-6)
+        assert m1[k] == pytest.approx(m2[k], rel=1e-4, abs=1e-6)
 
 
 def test_sharding_and_gather_helpers() -> None:

@@ -29,3 +29,13 @@ def toy_target(formulas: list[str]) -> np.ndarray:
     """A smooth target a tiny model can learn: 3 × (first fraction) + (last element index) / 20."""
     comps = parse_formulas(formulas)
     return np.array([comps[i][1][0] * 3 + comps[i][0][-1] / 20 for i in range(len(comps))])
+
+
+def capture_logs(name: str, caplog, monkeypatch) -> None:
+    """Deliver logger ``name``'s records to ``caplog`` exactly once, whatever handlers the CLI's
+    ``setup_logging`` (which stops propagation at ``pretroost``) left on its parents."""
+    import logging
+
+    logger = logging.getLogger(name)
+    monkeypatch.setattr(logger, "propagate", False)
+    monkeypatch.setattr(logger, "handlers", [caplog.handler])

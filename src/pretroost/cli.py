@@ -63,15 +63,25 @@ def _add_train_args(
         "--precision",
         default="fp32",
         choices=["fp32", "bf16"],
-        help="bf16: bfloat16 autocast (faster)",
+        help="bf16: bfloat16 autocast (faster on GPUs and CPUs with native BF16; on a CPU "
+        "without it, emulated and many times slower: a WARNING is logged and training proceeds)",
     )
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     """Initialisation and loss flags shared by ``finetune`` and ``ensemble``."""
     mdl = p.add_argument_group("model")
-    mdl.add_argument("--init", default="scratch", help="'scratch' or a pretrained model folder")
+    mdl.add_argument(
+        "--init", default="scratch",
+        help="'scratch', or a folder whose encoder to start from: a pretrained encoder "
+        "(pretroost pretrain --out), a finetuned model or an ensemble (its member 0)",
+    )  # fmt: skip
     mdl.add_argument("--init-trunk", action="store_true", help="also load the pretrained trunk")
+    mdl.add_argument(
+        "--allow-partial", action="store_true",
+        help="accept an --init folder whose encoder tensors do not match this model's exactly "
+        "(missing ones stay at their initial values); by default that is an error",
+    )  # fmt: skip
     mdl.add_argument("--freeze-encoder", action="store_true", help="train only the output network")
     mdl.add_argument("--encoder-lr-scale", type=float, default=1.0)
     mdl.add_argument(
@@ -95,6 +105,30 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         default="none",
         choices=["none", "balanced"],
         help="classification: 'balanced' weights positives by n_neg / n_pos of the training part",
+    )
+
+
+def _add_user_data_args(g, *, required: bool) -> None:
+    """Your own CSV: shared by ``finetune --data`` and ``ensemble``."""
+    g.add_argument("--data", required=required, help="your CSV of formulas and targets")
+    g.add_argument("--formula-col", default="formula", help="formula column")
+    g.add_argument("--target-col", default="target", help="target column")
+    g.add_argument("--id-col", default=None, help="id column (checked for duplicates)")
+    g.add_argument("--task-type", default="regression", choices=["regression", "classification"])
+    g.add_argument(
+        "--test-fraction", type=float, default=0.2,
+        help="share of --data held out at random (--seed) as the test set; 0: train the final "
+        "model on every row (its validation split still picks the best epoch), no test score",
+    )  # fmt: skip
+    g.add_argument(
+        "--test-data", default=None, metavar="FILE",
+        help="score on your own test CSV (same columns) instead; then every --data row trains",
+    )  # fmt: skip
+
+
+def _add_overwrite_arg(p) -> None:
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out folder (else refused)"
     )
 
 
@@ -192,6 +226,7 @@ def _finetune_config(args: argparse.Namespace):
         loss=args.loss,
         init=args.init,
         init_trunk=args.init_trunk,
+        allow_partial=args.allow_partial,
         val_fraction=args.val_fraction,
         threshold=args.threshold,
         class_weight=args.class_weight,
@@ -238,82 +273,183 @@ def _print_fold_table(rows: list[dict]) -> None:
     sys.stdout.write("\n".join(lines) + "\n")
 
 
-def _finetune_custom(args: argparse.Namespace, config) -> int:
+def _check_out(out: str | Path, overwrite: bool) -> Path:
+    """Refuse an existing, non-empty ``--out`` folder unless ``--overwrite`` (before any work)."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise FileExistsError(
+            f"{out} exists; pass --overwrite to replace it, or choose another --out"
+        )
+    return out
+
+
+def _read_user_data(args: argparse.Namespace, config):
+    """``--data`` (and ``--test-data``) as compositions and targets, every row checked at once
+    (with the element table of the model to be trained: the ``--init`` folder's own)."""
+    from pretroost.data.tables import read_training_table
+    from pretroost.finetune import init_elem_embedding
+
+    kw = dict(
+        formula_col=args.formula_col, target_col=args.target_col, id_col=args.id_col,
+        task_type=args.task_type, elem_embedding=init_elem_embedding(config),
+    )  # fmt: skip
+    _, comps, y = read_training_table(args.data, **kw)
+    test = read_training_table(args.test_data, **kw)[1:] if args.test_data else None
+    return comps, y, test
+
+
+def _test_splits(args: argparse.Namespace, n: int, *, k: int | None = None) -> list[np.ndarray]:
+    """Row indices held out for testing, one array per split (empty: nothing held out); each
+    decision is logged."""
+    if args.test_data:
+        if k:
+            raise ValueError("--test-data and --split kfold exclude each other")
+        log.info("training on all %d rows of %s; testing on %s", n, args.data, args.test_data)
+        return [np.zeros(0, dtype=np.int64)]
+    if not 0.0 <= args.test_fraction < 1.0:
+        raise ValueError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
+    perm = np.random.default_rng(args.seed).permutation(n)
+    if k:
+        log.info(
+            "%s: %d-fold cross-validation over %d rows (--seed %d)", args.data, k, n, args.seed
+        )
+        return [np.sort(part) for part in np.array_split(perm, k)]
+    n_test = max(1, int(round(args.test_fraction * n))) if args.test_fraction > 0 else 0
+    if n_test:
+        log.info(
+            "%s: held out %d rows (%.0f %%) as test (--test-fraction %g, --seed %d); training on "
+            "the other %d", args.data, n_test, 100 * n_test / n, args.test_fraction, args.seed,
+            n - n_test,
+        )  # fmt: skip
+    else:
+        log.info(
+            "%s: training on all %d rows (--test-fraction 0: no test score; a validation split "
+            "of them still picks the best epoch)", args.data, n,
+        )  # fmt: skip
+    return [np.sort(perm[:n_test])]
+
+
+def _test_report(fitted, comps, y: np.ndarray, task_type: str) -> dict:
+    """Test scores of a model or ensemble; ensembles add uncertainty calibration (regression)
+    and each member's headline score, so ``finetune --ensemble`` and ``ensemble`` report alike."""
+    from pretroost.data.batching import CompositionDataset
+    from pretroost.ensemble import Ensemble, uncertainty_scores
+    from pretroost.metrics import CLF_THRESHOLD, HEADLINE, score, to_labels
+
+    data = CompositionDataset(comps)
+    key = "prob" if task_type == "classification" else "mean"
+    pred = fitted.predict_dataset(data)
+    values = pred[key][:, 0]
+    if task_type == "classification":  # labels with the model's decision threshold
+        values = to_labels(values, getattr(fitted, "threshold", CLF_THRESHOLD))
+    scores = score(task_type, y[:, 0], values)
+    report: dict[str, Any] = {"scores": scores}
+    if isinstance(fitted, Ensemble):
+        if task_type == "regression":
+            scores.update(uncertainty_scores(y[:, 0], pred["mean"][:, 0], pred["std"][:, 0]))
+        head = HEADLINE[task_type]
+        members = [
+            score(task_type, y[:, 0], m.predict_dataset(data)[key][:, 0])[head]
+            for m in fitted.members
+        ]
+        report[f"member_{head}"] = members
+        report[f"member_{head}_mean"] = float(np.mean(members))
+    return report
+
+
+def _member_dir(checkpoint_dir: Path | None, split: int, subdirs: bool) -> Path | None:
+    if checkpoint_dir is None:
+        return None
+    return checkpoint_dir / f"split{split}" if subdirs else checkpoint_dir
+
+
+def _train_on_user_data(
+    args: argparse.Namespace,
+    config,
+    *,
+    n_members: int,
+    member_split: str = "different",
+    k: int | None = None,
+    checkpoint_dir: Path | None,
+    remove_checkpoints: bool,
+    split_subdirs: bool = True,
+) -> int:
+    """The one user-data path of ``finetune --data`` and ``ensemble``: check everything, hold out
+    the test rows (or read ``--test-data``), train, score, save and write ``metrics.json``."""
     import shutil
 
-    from pretroost.data.batching import CompositionDataset, check_elements
-    from pretroost.data.tables import read_formula_table
-    from pretroost.finetune import fit, validate_targets
-    from pretroost.io import load_artefact
-    from pretroost.metrics import CLF_THRESHOLD, score, to_labels
+    from pretroost.ensemble import fit_ensemble
+    from pretroost.finetune import fit
     from pretroost.utils import atomic_write_json
 
-    if args.out is None:
-        raise SystemExit("finetune --data needs --out DIR for the trained model")
-    # every check on the input happens here, before anything is trained or written
-    df, comps = read_formula_table(
-        args.data, formula_col=args.formula_col, target_col=args.target_col, id_col=args.id_col
-    )
-    y = validate_targets(df[args.target_col].to_numpy(), args.task_type, source=str(args.data))
-    embedding = config.encoder.elem_embedding
-    if config.init != "scratch":
-        embedding = (
-            load_artefact(config.init).config.get("encoder", {}).get("elem_embedding", embedding)
-        )
-    check_elements(comps, embedding, source=str(args.data), formulas=df[args.formula_col].tolist())
+    comps, y, test_set = _read_user_data(args, config)  # every check before anything is trained
+    out = _check_out(args.out, args.overwrite)
+    splits = _test_splits(args, len(comps), k=k)
     ctx = _start_distributed(args)
-    n = len(df)
-    rng = np.random.default_rng(args.seed)
-    perm = rng.permutation(n)
-    if args.split == "kfold":
-        splits = [np.sort(part) for part in np.array_split(perm, args.k)]
-    else:
-        splits = [np.sort(perm[: max(1, int(round(args.test_fraction * n)))])]
-    out = Path(args.out)
-    ckpt_dir = (
-        Path(args.checkpoint_dir) if args.checkpoint_dir else out.with_name(out.name + ".ckpt")
-    )
-    all_scores = []
-    for k, test in enumerate(splits):
-        train_idx = np.setdiff1d(np.arange(n), test)
+    reports: list[dict] = []
+    for i, test in enumerate(splits):
+        where = out if len(splits) == 1 else out / f"fold_{i}"
+        name = out.name if len(splits) == 1 else f"{out.name} fold {i}"
+        train_idx = np.setdiff1d(np.arange(len(comps)), test)
         fitted: Any
-        if args.ensemble > 1:  # deep ensemble saved as one artefact (pretroost.ensemble)
-            from pretroost.ensemble import fit_ensemble
-
+        if n_members > 1:  # a deep ensemble, saved as one artefact (pretroost.ensemble)
             fitted = fit_ensemble(
-                comps.subset(train_idx), y[train_idx], args.task_type, config, args.ensemble,
-                name=f"split{k}", checkpoint_dir=ckpt_dir / f"split{k}", resume=args.resume,
-                device=args.device,
+                comps.subset(train_idx), y[train_idx], args.task_type, config, n_members,
+                split=member_split, name=name, resume=args.resume, device=args.device,  # type: ignore[arg-type]
+                checkpoint_dir=_member_dir(checkpoint_dir, i, split_subdirs),
             )  # fmt: skip
         else:
             fitted = fit(
-                comps.subset(train_idx), y[train_idx], args.task_type, config, name=f"split{k}",
-                checkpoint=ckpt_dir / f"split{k}.pt", resume=args.resume, device=args.device,
+                comps.subset(train_idx), y[train_idx], args.task_type, config, name=name,
+                checkpoint=checkpoint_dir / f"split{i}.pt" if checkpoint_dir else None,
+                resume=args.resume, device=args.device,
             )  # fmt: skip
-        pred = fitted.predict_dataset(CompositionDataset(comps.subset(test)))
-        values = pred["prob" if args.task_type == "classification" else "mean"][:, 0]
-        if args.task_type == "classification":  # labels with the model's decision threshold
-            values = to_labels(values, getattr(fitted, "threshold", CLF_THRESHOLD))
-        scores = score(args.task_type, y[test, 0], values)
-        all_scores.append(scores)
-        fitted.info["source"] = str(args.data)
+        test_comps, test_y = test_set if test_set else (comps.subset(test), y[test])
+        where_test = args.test_data or (f"{len(test)} held-out rows" if len(test) else None)
+        report: dict[str, Any] = {"n_train": len(train_idx), "n_test": len(test_comps)}
+        report["test"] = where_test
+        if len(test_comps):
+            report.update(_test_report(fitted, test_comps, test_y, args.task_type))
+            log.info(
+                "%s: test %s", name, ", ".join(f"{m}={v:.4f}" for m, v in report["scores"].items())
+            )
+        fitted.info.update(source=str(args.data), n_test=len(test_comps), test=where_test)
+        fitted.info["test_seed"] = args.seed
         if ctx.is_main:  # data parallel: rank 0 alone writes
-            fitted.save(out if len(splits) == 1 else out / f"fold_{k}")
-        log.info("split %d: %s", k, ", ".join(f"{m}={v:.4f}" for m, v in scores.items()))
-    summary = {
-        m: {
-            "mean": float(np.mean([s[m] for s in all_scores])),
-            "std": float(np.std([s[m] for s in all_scores])),
-        }
-        for m in all_scores[0]
-    }
+            fitted.save(where)
+        reports.append(report)
     if not ctx.is_main:
         return 0
-    atomic_write_json(out / "metrics.json", {"splits": all_scores, "summary": summary})
-    if not args.checkpoint_dir:  # done: the default checkpoints are not needed any more
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-    sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    metrics: dict[str, Any] = reports[0]
+    if len(reports) > 1:
+        names = reports[0]["scores"]
+        metrics = {
+            "splits": reports,
+            "summary": {
+                m: {
+                    "mean": float(np.mean([r["scores"][m] for r in reports])),
+                    "std": float(np.std([r["scores"][m] for r in reports])),
+                }
+                for m in names
+            },
+        }
+    atomic_write_json(out / "metrics.json", metrics)
+    if checkpoint_dir is not None and remove_checkpoints:  # done: not needed any more
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
     return 0
+
+
+def _finetune_custom(args: argparse.Namespace, config) -> int:
+    if args.out is None:
+        raise SystemExit("finetune --data needs --out DIR for the trained model")
+    out = Path(args.out)
+    default_ckpt = out.with_name(out.name + ".ckpt")
+    return _train_on_user_data(
+        args, config, n_members=args.ensemble, k=args.k if args.split == "kfold" else None,
+        checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir else default_ckpt,
+        remove_checkpoints=not args.checkpoint_dir,
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- corpus/pretrain
@@ -355,6 +491,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from pretroost.objectives import DFTConfig, FingerprintConfig, SSLConfig, StructureConfig
     from pretroost.pretrain import PretrainConfig, pretrain
 
+    _check_out(args.out, args.overwrite)
     if args.structures:
         corpus = build_corpus(
             oqmd=not args.no_oqmd, structures=args.structures, exclude=args.exclude or None
@@ -459,14 +596,43 @@ def _floats(text: str) -> list[float]:
 # ------------------------------------------------------------------------------------------ main
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions and examples as written; every option's default shown, unless its help
+    already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if "default" in (action.help or "").lower() or not action.option_strings:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _version() -> str:
+    """The installed distribution's version (metadata only: no torch, nothing heavy)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pretroost")
+    except PackageNotFoundError:  # a source checkout on PYTHONPATH
+        return __version__
+
+
+def _verbosity_args(p: argparse.ArgumentParser, *, default: Any) -> None:
+    p.add_argument(
+        "-v", "--verbose", action="count", default=default, help="more log output (repeatable)"
+    )
+    p.add_argument(
+        "-q", "--quiet", action="count", default=default, help="less log output (repeatable)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pretroost",
         description="Pretrain structure-agnostic Roost models and benchmark them on Matbench.",
+        formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"pretroost {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0)
-    parser.add_argument("-q", "--quiet", action="count", default=0)
+    parser.add_argument("--version", action="version", version=f"pretroost {_version()}")
+    _verbosity_args(parser, default=0)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(
@@ -474,9 +640,11 @@ def build_parser() -> argparse.ArgumentParser:
     ) -> argparse.ArgumentParser:
         p = sub.add_parser(
             name, help=help, description=help, epilog=f"example:\n  {EXAMPLES.get(name, '')}",
-            formatter_class=argparse.RawDescriptionHelpFormatter, **kw,
+            formatter_class=_HelpFormatter, **kw,
         )  # fmt: skip
         p.set_defaults(func=func)
+        if kw.get("add_help", True):  # -q/-v also after the command (not `speed`: its own parser)
+            _verbosity_args(p, default=argparse.SUPPRESS)
         return p
 
     p = add(
@@ -497,13 +665,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument(
         "--fraction", type=float, default=1.0, help="share of each training fold to use"
     )
-    src.add_argument("--data", help="your own CSV of formulas and targets")
-    src.add_argument("--formula-col", default="formula")
-    src.add_argument("--target-col", default="target")
-    src.add_argument("--id-col", default=None)
-    src.add_argument("--task-type", default="regression", choices=["regression", "classification"])
-    src.add_argument("--split", default="random", choices=["random", "kfold"])
-    src.add_argument("--test-fraction", type=float, default=0.2)
+    _add_user_data_args(src, required=False)
+    src.add_argument(
+        "--split", default="random", choices=["random", "kfold"],
+        help="--data: one random test split (--test-fraction), or k-fold cross-validation",
+    )  # fmt: skip
     src.add_argument("--k", type=int, default=5, help="folds for --split kfold")
     _add_model_args(p)
     _add_train_args(p, epochs=100)
@@ -514,6 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--results-dir", default="results")
     res.add_argument("--save-models", default=None, help="save each fold's model under this folder")
     res.add_argument("--out", default=None, help="model folder (with --data)")
+    _add_overwrite_arg(res)
     res.add_argument(
         "--ensemble", type=int, default=1, help="with --data: train a deep ensemble of N models"
     )
@@ -560,6 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ssl | fingerprint | structure | dft | e.g. ssl+fingerprint",
     )
     p.add_argument("--out", required=True, help="artefact folder to write")
+    _add_overwrite_arg(p)
     p.add_argument("--corpus", default=None, help="corpus from `pretroost corpus build`")
     p.add_argument(
         "--structures", nargs="*", default=[], help="structure sets for the structure objective"
@@ -673,7 +841,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     for extra in _EXTRA_COMMANDS:
         extra(add)
+    for p in (parser, *sub.choices.values()):
+        _show_defaults(p)
     return parser
+
+
+def _show_defaults(p: argparse.ArgumentParser) -> None:
+    """Options declared without help text still show their default in ``--help``."""
+    for action in p._actions:
+        if (
+            action.option_strings
+            and action.help is None
+            and action.default is not argparse.SUPPRESS
+        ):
+            action.help = "(default: %(default)s)"
 
 
 _EXTRA_COMMANDS: list[Callable] = []
@@ -790,59 +971,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from pretroost.data.batching import CompositionDataset, check_elements
-    from pretroost.data.tables import read_formula_table
-    from pretroost.ensemble import fit_ensemble, uncertainty_scores
-    from pretroost.finetune import validate_targets
-    from pretroost.io import load_artefact
-    from pretroost.metrics import HEADLINE, score
-    from pretroost.utils import atomic_write_json
-
-    if not 0.0 <= args.test_fraction < 1.0:
-        raise ValueError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
-    config = _finetune_config(args)
-    df, comps = read_formula_table(
-        args.data, formula_col=args.formula_col, target_col=args.target_col, id_col=args.id_col
-    )
-    y = validate_targets(df[args.target_col].to_numpy(), args.task_type, source=str(args.data))
-    embedding = config.encoder.elem_embedding
-    if config.init != "scratch":
-        enc_cfg = load_artefact(config.init).config.get("encoder", {})
-        embedding = enc_cfg.get("elem_embedding", embedding)
-    check_elements(comps, embedding, source=str(args.data), formulas=df[args.formula_col].tolist())
-    n = len(df)
-    perm = np.random.default_rng(args.seed).permutation(n)
-    n_test = max(1, int(round(args.test_fraction * n))) if args.test_fraction > 0 else 0
-    test = np.sort(perm[:n_test])
-    train_idx = np.setdiff1d(np.arange(n), test)
-    out = Path(args.out)
-    ens = fit_ensemble(
-        comps.subset(train_idx), y[train_idx], args.task_type, config, args.n, split=args.split,
-        checkpoint_dir=args.checkpoint_dir, resume=args.resume, name=out.name, device=args.device,
+    return _train_on_user_data(
+        args, _finetune_config(args), n_members=args.n, member_split=args.split,
+        checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir else None,
+        remove_checkpoints=False, split_subdirs=False,
     )  # fmt: skip
-    ens.info.update(source=str(args.data), n_test=len(test), test_seed=args.seed)
-    ens.save(out)
-    if not len(test):
-        sys.stdout.write(f"trained a {args.n}-member ensemble on all {n} rows -> {out}\n")
-        return 0
-    data = CompositionDataset(comps.subset(test))
-    pred = ens.predict_dataset(data)
-    key = "prob" if args.task_type == "classification" else "mean"
-    scores = score(args.task_type, y[test, 0], pred[key][:, 0])
-    if args.task_type == "regression":
-        scores.update(uncertainty_scores(y[test, 0], pred["mean"][:, 0], pred["std"][:, 0]))
-    headline = HEADLINE[args.task_type]
-    members = [
-        score(args.task_type, y[test, 0], m.predict_dataset(data)[key][:, 0])[headline]
-        for m in ens.members
-    ]
-    summary = {
-        "n_train": len(train_idx), "n_test": len(test), "ensemble": scores,
-        f"member_{headline}": members, f"member_{headline}_mean": float(np.mean(members)),
-    }  # fmt: skip
-    atomic_write_json(out / "metrics.json", summary)
-    sys.stdout.write(json.dumps(summary, indent=2) + "\n")
-    return 0
 
 
 def _register_predict(add: Callable) -> None:
@@ -883,21 +1016,13 @@ def _register_ensemble(add: Callable) -> None:
     p.description = (
         "Train a deep ensemble (Lakshminarayanan et al. 2017) of N Roost models with seeds\n"
         "seed, seed+1, ... on your CSV, save it as ONE model folder, and score it on a random\n"
-        "held-out test split (--test-fraction; 0 trains on all rows): the same split as\n"
-        "`finetune --data` with the same --seed, so the scores compare. Writes metrics.json\n"
-        "(ensemble and per-member scores, uncertainty calibration) into the folder.\n"
+        "held-out test split (--test-fraction; 0 trains on all rows; --test-data scores your own\n"
+        "test file): the same split as `finetune --data` with the same --seed, so the scores\n"
+        "compare. Writes metrics.json (the same report as `finetune --data --ensemble N`:\n"
+        "ensemble and per-member scores, uncertainty calibration) into the folder.\n"
         "Predictions carry total, aleatoric and epistemic standard deviations (pretroost predict)."
     )
-    src = p.add_argument_group("data")
-    src.add_argument("--data", required=True, help="your CSV of formulas and targets")
-    src.add_argument("--formula-col", default="formula")
-    src.add_argument("--target-col", default="target")
-    src.add_argument("--id-col", default=None)
-    src.add_argument("--task-type", default="regression", choices=["regression", "classification"])
-    src.add_argument(
-        "--test-fraction", type=float, default=0.2,
-        help="held out for scoring (default 0.2; 0: train on all rows, no scores)",
-    )  # fmt: skip
+    _add_user_data_args(p.add_argument_group("data"), required=True)
     ens = p.add_argument_group("ensemble")
     ens.add_argument("--n", type=int, default=5, help="members (default 5)")
     ens.add_argument(
@@ -910,6 +1035,7 @@ def _register_ensemble(add: Callable) -> None:
     _add_train_args(p, epochs=100)
     _add_arch_args(p, pretrain=False)
     p.add_argument("--out", required=True, help="model folder to write")
+    _add_overwrite_arg(p)
 
 
 _EXTRA_COMMANDS.extend([_register_predict, _register_embed, _register_ensemble])
@@ -917,10 +1043,10 @@ _EXTRA_COMMANDS.extend([_register_predict, _register_embed, _register_ensemble])
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 success, 1 bad input or failure, 2 usage)."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)  # --help/--version exit here, before torch loads
     from pretroost.utils import setup_logging
 
-    parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
     if getattr(args, "func", None) is cmd_speed:  # `speed` has its own parser: it takes the rest
         args.speed_args = rest
     elif rest:

@@ -27,6 +27,7 @@ from pretroost.bench import PRESETS
 from pretroost.data.composition import parse_formulas
 from pretroost.data.matbench import get_task, load_folds, load_task
 from pretroost.finetune import FinetuneConfig, fit
+from pretroost.train import Schedule
 from pretroost.utils import atomic_path, git_sha, machine_description
 
 __all__ = ["convergence_check"]
@@ -50,7 +51,7 @@ def convergence_check(
     fold: int = 0,
     seeds: Sequence[int] = (0, 1, 2),
     factor: int = 2,
-    schedules: Sequence[str] = (),
+    schedules: Sequence[Schedule] = (),
     results_dir: str | Path = "results/convergence",
     progress: bool | None = None,
 ) -> dict:
@@ -91,7 +92,7 @@ def convergence_check(
         else "validation loss (binary cross-entropy)",
     )  # fmt: skip
     runs: dict = doc.setdefault("runs", {})
-    plan = [("constant", factor * epochs, s) for s in seeds]
+    plan: list[tuple[Schedule, int, int]] = [("constant", factor * epochs, s) for s in seeds]
     plan += [(sched, epochs, s) for sched in schedules for s in seeds]
     for sched, n_epochs, s in plan:
         key = f"{sched}_{n_epochs}_seed{s}"
@@ -115,7 +116,9 @@ def convergence_check(
 def summarise(doc: dict, seeds: Sequence[int]) -> dict:
     """Best validation score within E and within factor·E epochs per seed; the verdict."""
     e, f = doc["epochs"], doc["factor"]
-    short, long_, other = [], [], {}
+    short: list[float] = []
+    long_: list[float] = []
+    other: dict[str, list[float]] = {}
     for s in seeds:
         curve = doc["runs"][f"constant_{f * e}_seed{s}"]["curve"]
         short.append(float(np.nanmin(curve[:e])))

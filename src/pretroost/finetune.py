@@ -38,6 +38,8 @@ __all__ = [
     "SupervisedTask",
     "balanced_pos_weight",
     "fit",
+    "init_elem_embedding",
+    "init_source",
     "validate_targets",
 ]
 
@@ -182,6 +184,9 @@ class FinetuneConfig:
             validation split; needs one, with both classes). Saved with the model.
         class_weight: classification loss weighting: ``"none"``, or ``"balanced"`` (positives
             weighted by n_neg / n_pos of the training part, :func:`balanced_pos_weight`).
+        allow_partial: accept a pretrained encoder whose tensors do not match this model's keys
+            exactly (missing ones keep their initial values); by default a partial load is an
+            error, so that a failed load never trains as scratch.
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -194,6 +199,7 @@ class FinetuneConfig:
     init_trunk: bool = False
     threshold: ThresholdRule = "0.5"
     class_weight: ClassWeight = "none"
+    allow_partial: bool = False
 
     def __post_init__(self) -> None:
         if self.threshold not in THRESHOLD_RULES:
@@ -318,21 +324,59 @@ def _model_card(fitted: FittedModel, extra: str) -> str:
     return "\n".join(lines) + extra
 
 
+def init_source(init: str | Path) -> tuple[RoostConfig, dict[str, Tensor], str]:
+    """The encoder config, tensors and kind of a folder that ``--init`` may name.
+
+    A pretrained encoder (``pretroost pretrain --out``) keeps its encoder config under
+    ``"encoder"``; a finetuned model under ``"model"]["encoder"]``; an ensemble lends its first
+    member (tensors renamed from ``members.0.*``). Anything else is an :class:`ArtefactError`.
+    """
+    art = load_artefact(init)
+    kind = art.config.get("kind")
+    state = dict(art.state_dict)
+    try:
+        if kind == "pretrained":
+            enc_cfg = art.config["encoder"]
+        elif kind == "finetuned":
+            enc_cfg = art.config["model"]["encoder"]
+        elif kind == "ensemble":
+            enc_cfg = art.config["members"][0]["model"]["encoder"]
+            prefix = "members.0."
+            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            log.info("%s: an ensemble; starting from the encoder of its member 0", init)
+        else:
+            raise ArtefactError(
+                f"{init}: a folder of kind {kind!r} has no encoder to start from; --init takes "
+                "a pretrained encoder (pretroost pretrain --out), a finetuned model or an ensemble"
+            )
+        enc = RoostConfig.from_dict(enc_cfg)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        if isinstance(exc, ArtefactError):
+            raise
+        raise ArtefactError(
+            f"{init}: no valid encoder config in this {kind} model's config.json "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+    return enc, state, str(kind)
+
+
+def init_elem_embedding(config: FinetuneConfig) -> str:
+    """The element table the model will use: the ``--init`` folder's own, else the config's."""
+    if config.init == "scratch":
+        return config.encoder.elem_embedding
+    return init_source(config.init)[0].elem_embedding
+
+
 def build_model(
     task_type: TaskType, n_targets: int, config: FinetuneConfig
 ) -> tuple[RoostModel, dict | None]:
-    """A fresh model, with the pretrained encoder loaded when ``config.init`` is a folder."""
+    """A fresh model, with the pretrained encoder loaded when ``config.init`` is a folder (a
+    pretrained encoder, a finetuned model or an ensemble: :func:`init_source`)."""
     enc = config.encoder
-    art = None
+    state: dict[str, Tensor] | None = None
+    kind = "scratch"
     if config.init != "scratch":
-        art = load_artefact(config.init)
-        enc_cfg = art.config.get("encoder")
-        if enc_cfg is None:
-            raise ValueError(f"{config.init}: artefact has no encoder config")
-        try:
-            enc = RoostConfig.from_dict(enc_cfg)
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise ArtefactError(f"{config.init}: invalid encoder config ({exc})") from None
+        enc, state, kind = init_source(config.init)
     loss = config.loss_for(task_type)
     model = RoostModel(
         ModelConfig(
@@ -345,13 +389,16 @@ def build_model(
         )
     )
     report = None
-    if art is not None:
-        state = dict(art.state_dict)
+    if state is not None:
         prefixes: tuple[str, ...] = ("encoder.",)
         if config.init_trunk:
             prefixes += ("trunk.",)
-            state.update(_pretrained_trunk(art.state_dict))
-        report = load_encoder_weights(model, state, prefixes=prefixes)
+            if kind == "pretrained":
+                state.update(_pretrained_trunk(state))
+        report = load_encoder_weights(
+            model, state, prefixes=prefixes, allow_partial=config.allow_partial,
+            source=config.init,
+        )  # fmt: skip
     return model, report
 
 

@@ -129,14 +129,25 @@ def load_artefact(path: str | os.PathLike[str]) -> Artefact:
 
 
 def load_encoder_weights(
-    model: nn.Module, state: dict[str, Tensor], *, prefixes: tuple[str, ...] = ("encoder.",)
+    model: nn.Module,
+    state: dict[str, Tensor],
+    *,
+    prefixes: tuple[str, ...] = ("encoder.",),
+    allow_partial: bool = False,
+    source: str | os.PathLike[str] | None = None,
 ) -> dict[str, list[str]]:
     """Copy the tensors under ``prefixes`` from a pretrained ``state`` into ``model``.
 
-    Shape mismatches are refused (:class:`ArtefactError`); returns the ``missing`` keys (model keys
-    under the prefixes that the state lacks) and ``unexpected`` keys (state keys under the prefixes
-    the model lacks), which are also logged.
+    Shape mismatches are refused (:class:`ArtefactError`). So is a partial load: ``missing`` keys
+    (model keys under the prefixes that the state lacks) or ``unexpected`` keys (state keys under
+    the prefixes the model lacks) raise :class:`ArtefactError` naming them, unless
+    ``allow_partial`` (then they are logged as warnings, missing tensors keep their initial
+    values). A pretrained model that silently trains as scratch would be a wrong experiment.
+
+    Returns:
+        ``{"missing": [...], "unexpected": [...]}`` (empty lists for a complete load).
     """
+    where = f"{source}: " if source is not None else ""
     own = model.state_dict()
     take = {k: v for k, v in state.items() if k.startswith(prefixes)}
     wanted = {k for k in own if k.startswith(prefixes)}
@@ -148,14 +159,22 @@ def load_encoder_weights(
         if k in own and v.shape != own[k].shape
     ]
     if bad:
-        raise ArtefactError("pretrained weights do not fit this model: " + "; ".join(bad))
+        raise ArtefactError(f"{where}pretrained weights do not fit this model: " + "; ".join(bad))
+    if (missing or unexpected) and not allow_partial:
+        parts = [f"missing keys {missing}"] if missing else []
+        parts += [f"unexpected keys {unexpected}"] if unexpected else []
+        raise ArtefactError(
+            f"{where}the pretrained weights ({', '.join(prefixes)}) do not load completely: "
+            f"{'; '.join(parts)}. Pass --allow-partial (FinetuneConfig.allow_partial) to load "
+            "them anyway, leaving missing tensors at their initial values"
+        )
     with torch.no_grad():
         for k, v in take.items():
             if k in own:
                 own[k].copy_(v)
     if missing:
-        log.warning("missing keys (left at their initial values): %s", missing)
+        log.warning("%smissing keys (left at their initial values): %s", where, missing)
     if unexpected:
-        log.warning("unexpected keys (ignored): %s", unexpected)
+        log.warning("%sunexpected keys (ignored): %s", where, unexpected)
     log.info("loaded %d pretrained tensors (%s)", len(take) - len(unexpected), ", ".join(prefixes))
     return {"missing": missing, "unexpected": unexpected}

@@ -311,9 +311,11 @@ class Predictor:
             (``None`` for good rows). Several targets get ``_0``, ``_1``, ... suffixes.
         """
         if self.task_type is None:
+            where = str(self.path) if self.path is not None else "DIR"
             raise ValueError(
-                "this is a pretrained encoder without a property head: use .embed(), or finetune "
-                "it first (pretroost finetune --init DIR ...)"
+                f"{where}: a pretrained encoder without a property head predicts nothing; embed "
+                f"formulas with it (`pretroost embed --model {where} INPUT`, or .embed()), or "
+                f"finetune it first (`pretroost finetune --init {where} --data ...`)"
             )
         values, index, parsed = self.parse(formulas, errors=errors)
         n, t = len(values), self.n_targets
@@ -503,9 +505,9 @@ def read_formula_input(
     """Read formulas from a CSV file or ``-`` (standard input) for the CLI.
 
     The input is a CSV when its header has ``formula_col``; otherwise it is read as one formula
-    per line into a column named ``formula_col`` (trailing blank lines dropped; other blank lines
-    are kept and later reported as missing values). CSV cells are read as strings (ids keep
-    leading zeros; empty cells stay empty strings).
+    per line into a column named ``formula_col``. Either way trailing blank lines are dropped and
+    other blank lines are kept as rows (later reported as missing values). CSV cells are read as
+    strings (ids keep leading zeros; empty cells stay empty strings).
 
     Returns all columns, rows in input order, with ``attrs["line_offset"]``: add it to a 0-based
     row to get the line number in the input.
@@ -526,7 +528,12 @@ def read_formula_input(
         raise ValueError(f"{name}: no input rows")
     header = [h.strip() for h in next(csv.reader([lines[0]]))]
     if formula_col in header:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        # blank lines are rows too (a missing formula, reported): never silently dropped
+        body = "\n".join(lines) + "\n"
+        df = pd.read_csv(
+            io.StringIO(body), dtype=str, keep_default_na=False, skip_blank_lines=False
+        )
+        df = df.fillna("")
         df.columns = [str(c).strip() for c in df.columns]
         if df.empty:
             raise ValueError(f"{name}: no data rows")

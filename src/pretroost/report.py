@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ def headline_table(rows: list[dict]) -> dict[str, dict[str, dict]]:
     return table
 
 
-def paired_test(a: dict[int, float], b: dict[int, float]) -> dict[str, float] | None:
+def paired_test(a: dict[int, float], b: dict[int, float]) -> dict[str, Any] | None:
     """Paired comparison of per-fold scores ``a`` (strategy) vs ``b`` (baseline) on their common
     folds: mean difference a - b, its 95 % t confidence interval, and the two-sided paired t-test
     and Wilcoxon signed-rank p-values (with 5 folds Wilcoxon cannot go below 0.0625). None with

@@ -25,7 +25,9 @@ row, in ``fit`` and ``predict`` alike: an estimator cannot return NaN rows silen
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -78,6 +80,8 @@ class _RoostEstimator(BaseEstimator):
         ensemble_split: str = "different",
         seed: int = 0,
         progress: bool = False,
+        threads: int | None = None,
+        device: str | None = None,
     ) -> None:
         self.epochs = epochs
         self.batch_size = batch_size
@@ -105,6 +109,8 @@ class _RoostEstimator(BaseEstimator):
         self.ensemble_split = ensemble_split
         self.seed = seed
         self.progress = progress
+        self.threads = threads
+        self.device = device
 
     # --------------------------------------------------------------------------------- tags
     def __sklearn_tags__(self):
@@ -174,24 +180,44 @@ class _RoostEstimator(BaseEstimator):
         config = self._finetune_config()
         name = type(self).__name__
         model: FittedModel | Ensemble
-        if int(self.n_members) == 1:
-            model = fit(
-                comps, y, self._task_type, config, seed=self.seed, progress=self.progress,
-                name=name,
-            )  # fmt: skip
-        else:
-            model = fit_ensemble(
-                comps, y, self._task_type, config, int(self.n_members),
-                split=self.ensemble_split, progress=self.progress, name=name,  # type: ignore[arg-type]
-            )  # fmt: skip
+        with self._threads():
+            if int(self.n_members) == 1:
+                model = fit(
+                    comps, y, self._task_type, config, seed=self.seed, progress=self.progress,
+                    name=name, device=self.device,
+                )  # fmt: skip
+            else:
+                model = fit_ensemble(
+                    comps, y, self._task_type, config, int(self.n_members),
+                    split=self.ensemble_split, progress=self.progress, name=name,  # type: ignore[arg-type]
+                    device=self.device,
+                )  # fmt: skip
         self.model_ = model
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        """torch's CPU thread count set to ``threads`` for the call (restored afterwards)."""
+        if self.threads is None:
+            yield
+            return
+        import torch
+
+        if int(self.threads) < 1:
+            raise ValueError(f"threads must be >= 1 or None, got {self.threads}")
+        before = torch.get_num_threads()
+        torch.set_num_threads(int(self.threads))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     def _predict_frame(self, X):
         from pretroost.predict import Predictor
 
         check_is_fitted(self, "model_")
         formulas = self._formulas(X)
-        return Predictor(self.model_).predict(formulas, errors="raise", progress=self.progress)
+        with self._threads():
+            return Predictor(self.model_).predict(formulas, errors="raise", progress=self.progress)
 
 
 class RoostRegressor(RegressorMixin, _RoostEstimator):
@@ -210,7 +236,10 @@ class RoostRegressor(RegressorMixin, _RoostEstimator):
         n_members: > 1 trains a deep ensemble (:func:`~pretroost.ensemble.fit_ensemble`) with
             ``ensemble_split`` ``"different"`` or ``"same"`` validation splits.
         seed: seeds weights, splits and batch order (member ``k`` of an ensemble uses ``seed+k``).
-        progress: show training progress bars.
+        progress: show training progress bars (else, without one, a log line per epoch).
+        threads: torch CPU threads while fitting and predicting (None: torch's setting).
+        device: where to train, e.g. ``"cuda"`` (None: the CPU); the fitted model and
+            predictions are on the CPU.
     """
 
     def __init__(
@@ -243,6 +272,8 @@ class RoostRegressor(RegressorMixin, _RoostEstimator):
         ensemble_split: str = "different",
         seed: int = 0,
         progress: bool = False,
+        threads: int | None = None,
+        device: str | None = None,
     ) -> None:
         super().__init__(
             epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
@@ -252,7 +283,8 @@ class RoostRegressor(RegressorMixin, _RoostEstimator):
             elem_gate=elem_gate, elem_msg=elem_msg, cry_heads=cry_heads, cry_gate=cry_gate,
             cry_msg=cry_msg, trunk_hidden=trunk_hidden, out_hidden=out_hidden, init=init,
             init_trunk=init_trunk, val_fraction=val_fraction, n_members=n_members,
-            ensemble_split=ensemble_split, seed=seed, progress=progress,
+            ensemble_split=ensemble_split, seed=seed, progress=progress, threads=threads,
+            device=device,
         )  # fmt: skip
         self.robust = robust
 

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 
-from pretroost.utils import atomic_write_json, git_sha, machine_description
+from pretroost.utils import atomic_write_json, git_sha, machine_description, native_bf16
 
 if TYPE_CHECKING:
     from pretroost.models.roost import MessageLayer
@@ -122,6 +122,10 @@ class SpeedContext:
     steels_n: int | None = None
     seed: int = 0
     fused_adamw: bool = True
+    #: bf16 measurements run only where the CPU has native BF16 (else emulated, many times slower:
+    #: minutes of measuring something nobody should use); the reason lands in the JSON
+    bf16_native: bool = True
+    bf16_reason: str = ""
     formulas: list[str] = field(default_factory=list)
     targets: np.ndarray = field(default_factory=lambda: np.zeros(0))
     steels: list[str] = field(default_factory=list)
@@ -322,12 +326,11 @@ def _contestants(ctx: SpeedContext, key: str, formulas: list[str], targets: np.n
         t0 = time.perf_counter()
         fast = roost_kernels() is not None
         build_s = time.perf_counter() - t0
-        sides = {
-            "ours": _Ours(ctx, formulas, targets),
-            "ours_bf16": _Ours(ctx, formulas, targets, bf16=True),
-            "ours_reference": _Ours(ctx, formulas, targets, impl="reference"),
-            "aviary": _Aviary(ctx, formulas, targets),
-        }
+        sides: dict[str, _Ours | _Aviary] = {"ours": _Ours(ctx, formulas, targets)}
+        if ctx.bf16_native:
+            sides["ours_bf16"] = _Ours(ctx, formulas, targets, bf16=True)
+        sides["ours_reference"] = _Ours(ctx, formulas, targets, impl="reference")
+        sides["aviary"] = _Aviary(ctx, formulas, targets)
         ctx._cache[key] = sides
         ctx._cache.setdefault("kernels", {"available": fast, "load_or_build_s": build_s})
     return ctx._cache[key]
@@ -355,21 +358,26 @@ def measure_machine(ctx: SpeedContext) -> dict:
     """Best-of-``reps`` large square matmul (fp32, bf16): the peak we compare FLOP rates with."""
     n, reps = (1024, 3) if ctx.quick else (2048, 7)
     fp32 = _matmul_gflops(torch.float32, n, reps)
-    bf16 = _matmul_gflops(torch.bfloat16, n, reps)
-    return {
-        "matmul_size": n,
-        "fp32_gflops": fp32,
-        "bf16_gflops": bf16,
-        "table": [
-            ["fp32 matmul peak", f"{fp32:.0f} GFLOP/s"],
-            ["bf16 matmul peak", f"{bf16:.0f} GFLOP/s"],
-        ],
-    }
+    out: dict[str, Any] = {"matmul_size": n, "fp32_gflops": fp32}
+    out["table"] = [["fp32 matmul peak", f"{fp32:.0f} GFLOP/s"]]
+    if ctx.bf16_native:
+        out["bf16_gflops"] = bf16 = _matmul_gflops(torch.bfloat16, n, reps)
+        out["table"].append(["bf16 matmul peak", f"{bf16:.0f} GFLOP/s"])
+    else:
+        out["bf16_gflops"] = None
+        out["bf16_skipped"] = ctx.bf16_reason
+        out["table"].append(["bf16", f"skipped: {ctx.bf16_reason}"])
+    return out
 
 
 def _train_and_infer(ctx: SpeedContext, key: str, formulas: list[str], targets: np.ndarray) -> dict:
     sides = _contestants(ctx, key, formulas, targets)
     out: dict[str, Any] = {"n_compositions": len(formulas)}
+    if "ours_bf16" not in sides:
+        out["ours_bf16_skipped"] = ctx.bf16_reason
+    ours = [k for k in ("ours", "ours_bf16", "ours_reference") if k in sides]
+    swept = [k for k in ("ours", "ours_bf16", "aviary") if k in sides]  # batch-size sweeps
+    swept_ours = [k for k in swept if k != "aviary"]
     bs0 = 128
     # training at batch 128: all our variants against aviary
     train = _interleaved(
@@ -381,11 +389,8 @@ def _train_and_infer(ctx: SpeedContext, key: str, formulas: list[str], targets: 
         ctx.min_seconds,
     )
     out["train_batch_128"] = train
-    rows = [
-        [f"train b{bs0} {name}", _fmt(train[name])]
-        for name in ("ours", "ours_bf16", "ours_reference", "aviary")
-    ]
-    for name in ("ours", "ours_bf16", "ours_reference"):
+    rows = [[f"train b{bs0} {name}", _fmt(train[name])] for name in sides]
+    for name in ours:
         sp = _ratio(train[name]["per_s"], train["aviary"]["per_s"])
         sp_cpu = _ratio(train[name]["per_s_cpu"], train["aviary"]["per_s_cpu"])
         out[f"train_speedup_{name}"] = sp
@@ -397,14 +402,14 @@ def _train_and_infer(ctx: SpeedContext, key: str, formulas: list[str], targets: 
         per_bs: dict[str, dict] = {}
         for bs in ctx.batch_sizes:
             if what == "train" and bs == bs0:
-                per_bs[str(bs)] = {k: train[k] for k in ("ours", "ours_bf16", "aviary")}
+                per_bs[str(bs)] = {k: train[k] for k in swept}
                 continue
             per_bs[str(bs)] = _interleaved(
                 {
                     name: cast(
                         "Callable[[], int]", lambda s=sides[name], b=bs, f=fn_name: getattr(s, f)(b)
                     )
-                    for name in ("ours", "ours_bf16", "aviary")
+                    for name in swept
                 },
                 sweep_rounds,
                 ctx.min_seconds,
@@ -412,17 +417,17 @@ def _train_and_infer(ctx: SpeedContext, key: str, formulas: list[str], targets: 
             )
         out[f"{what}_by_batch_size"] = per_bs
         best = {}
-        for name in ("ours", "ours_bf16", "aviary"):
+        for name in swept:
             bs_best = max(per_bs, key=lambda b: per_bs[b][name]["per_s"])
             best[name] = {"batch_size": int(bs_best), **per_bs[bs_best][name]}
         out[f"{what}_best"] = best
-        for name in ("ours", "ours_bf16"):
+        for name in swept_ours:
             out[f"{what}_best_speedup_{name}"] = _ratio(
                 best[name]["per_s"], best["aviary"]["per_s"]
             )
         if what == "inference":
             b = str(bs0) if str(bs0) in per_bs else next(iter(per_bs))
-            for name in ("ours", "ours_bf16"):
+            for name in swept_ours:
                 out[f"inference_speedup_{name}_b{b}"] = _ratio(
                     per_bs[b][name]["per_s"], per_bs[b]["aviary"]["per_s"]
                 )
@@ -433,14 +438,14 @@ def _train_and_infer(ctx: SpeedContext, key: str, formulas: list[str], targets: 
                         f"({per_bs[b][name]['per_s']:.0f} vs {per_bs[b]['aviary']['per_s']:.0f}/s)",
                     ]
                 )
-        for name in ("ours", "ours_bf16", "aviary"):
+        for name in swept:
             rows.append(
                 [
                     f"{what} best {name}",
                     f"{best[name]['per_s']:.0f}/s at batch {best[name]['batch_size']}",
                 ]
             )
-        for name in ("ours", "ours_bf16"):
+        for name in swept_ours:
             rows.append(
                 [
                     f"{what} best speed-up {name} / aviary",
@@ -512,6 +517,8 @@ def measure_flops(ctx: SpeedContext) -> dict:
             ("ours_reference", "fp32_gflops"),
             ("aviary", "fp32_gflops"),
         ):
+            if name not in train or machine.get(peak_key) is None:
+                continue  # bf16 skipped on a CPU without native BF16
             f = flops["ours" if name == "ours_bf16" else name]
             gflops = f * train[name]["per_s"] / 1e9
             util[name] = {"gflops": gflops, "utilisation": gflops / machine[peak_key]}
@@ -753,6 +760,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         fused_adamw=not args.foreach_adamw,
     )
+    ctx.bf16_native, ctx.bf16_reason = native_bf16("cpu")
+    if not ctx.bf16_native:
+        log.info("speed: skipping the bf16 measurements: %s", ctx.bf16_reason)
     selected = list(MEASUREMENTS) if args.only is None else args.only.split(",")
     unknown = [s for s in selected if s not in MEASUREMENTS]
     if unknown:
@@ -779,6 +789,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "n_compositions": len(ctx.formulas),
         "rounds": ctx.rounds,
         "kernels": ctx._cache.get("kernels"),
+        "bf16": {"native": ctx.bf16_native, "reason": ctx.bf16_reason},
         "seconds": time.perf_counter() - t_start,
         "measurements": ctx.results,
     }

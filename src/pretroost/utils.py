@@ -23,6 +23,7 @@ __all__ = [
     "atomic_write_text",
     "git_sha",
     "machine_description",
+    "native_bf16",
     "seed_everything",
     "setup_logging",
 ]
@@ -110,6 +111,45 @@ def machine_description() -> str:
         f"{platform.machine()} {cpu} | {os.cpu_count()} cores | {dev} | "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
     )
+
+
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 (Linux /proc/cpuinfo "flags")
+_BF16_FEATURES = ("bf16",)  # aarch64 (Linux /proc/cpuinfo "Features")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags Linux lists in ``/proc/cpuinfo`` (empty where unreadable)."""
+    flags: set[str] = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("flags", "Features"):
+                flags.update(value.split())
+    return flags
+
+
+def native_bf16(device: str | torch.device = "cpu") -> tuple[bool, str]:
+    """Whether bfloat16 runs natively on ``device``, and the evidence, as ``(native, reason)``.
+
+    CUDA devices: yes. CPUs: yes when the CPU lists ``avx512_bf16`` or ``amx_bf16`` (x86) or
+    ``bf16`` (aarch64) among its flags; otherwise torch emulates bf16 arithmetic and autocast runs
+    many times slower than fp32. ``torch.backends.cpu.get_cpu_capability()`` (the vector ISA torch
+    dispatches to, e.g. ``AVX512``) is quoted in the reason: AVX-512 alone does not imply BF16.
+    """
+    dev = torch.device(device)
+    if dev.type != "cpu":
+        return True, f"{dev.type} device"
+    capability = torch.backends.cpu.get_cpu_capability()
+    flags = cpu_flags()
+    found = sorted(f for f in (*_BF16_FLAGS, *_BF16_FEATURES) if f in flags)
+    if found:
+        return True, f"CPU flags {', '.join(found)} (torch CPU capability {capability})"
+    what = (
+        "no CPU flags readable"
+        if not flags
+        else "none of avx512_bf16/amx_bf16/bf16 in the CPU flags"
+    )
+    return False, f"no native BF16 on this CPU ({what}; torch CPU capability {capability})"
 
 
 def setup_logging(verbosity: int = 0, stream: IO[str] | None = None) -> None:

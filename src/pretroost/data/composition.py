@@ -19,6 +19,7 @@ from pymatgen.core import Composition, Element
 __all__ = [
     "CompositionArray",
     "FormulaError",
+    "normalise_formula",
     "parse_formula",
     "parse_formulas",
 ]
@@ -28,6 +29,30 @@ __all__ = [
 _MISSING = {"", "nan", "none", "null", "na", "n/a"}
 _AMOUNT = re.compile(r"([A-Z][a-z]*|\))\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)")
 _SYMBOL = re.compile(r"[A-Z][a-z]*")
+_SUBSCRIPTS = str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789")
+# between the units of a hydrate/adduct: a middle dot (and look-alikes), "*", or a "." that is not
+# a decimal point (one followed by a digit is: "Fe0.5O0.5", and "CuSO4.5H2O" is CuSO4.5 H2O there)
+_UNIT_SEP = re.compile(r"\s*(?:[·•∙⋅*]|\.(?!\s*\d)|\s+\.\s+)\s*")
+_UNIT = re.compile(r"(\d+(?:\.\d+)?|\.\d+)?\s*(.+)")
+
+
+def normalise_formula(text: str) -> str:
+    """Rewrite notations pymatgen does not read into one it does: unicode subscripts
+    (``Fe₂O₃`` -> ``Fe2O3``) and hydrate/adduct units joined by ``·``, ``*`` or ``.``
+    (``CuSO4·5H2O`` -> ``(CuSO4)(H2O)5``). A ``.`` followed by a digit stays a decimal point
+    (write ``CuSO4·5H2O`` or ``CuSO4*5H2O`` for the pentahydrate). Other text is returned as is."""
+    text = text.translate(_SUBSCRIPTS).strip()
+    units = _UNIT_SEP.split(text)
+    if len(units) == 1:
+        return text
+    out = []
+    for unit in units:
+        m = _UNIT.fullmatch(unit.strip())
+        if m is None:  # an empty unit ("NaCl·"): leave the text for pymatgen to refuse
+            return text
+        count, body = m.groups()
+        out.append(f"({body}){count or ''}")
+    return "".join(out)
 
 
 @cache
@@ -64,6 +89,9 @@ class FormulaError(ValueError):
 def parse_formula(formula: object) -> tuple[np.ndarray, np.ndarray]:
     """Parse one formula into atomic numbers and fractional amounts.
 
+    The one place formulas are read: unicode subscripts and hydrate/adduct notation are
+    normalised first (:func:`normalise_formula`), then pymatgen parses the text.
+
     Returns:
         ``(z, frac)``: ``z`` int64 of shape (n_elements,) sorted ascending, ``frac`` float64 of the
         same shape, positive and summing to 1.
@@ -79,6 +107,7 @@ def parse_formula(formula: object) -> tuple[np.ndarray, np.ndarray]:
     text = formula.strip()
     if text.lower() in _MISSING:
         raise FormulaError(formula, "missing value (empty or NaN-like cell)")
+    text = normalise_formula(text)
     for _, amount in _AMOUNT.findall(text):
         if float(amount) == 0.0:
             raise FormulaError(formula, "an amount is zero")
