@@ -483,33 +483,76 @@ def _data_efficiency(results_dir: Path, main_rows: list[dict]) -> dict[str, dict
     return out
 
 
+def _colour(strategy: str) -> str:
+    """Grey for scratch, blue for a base strategy, cyan for a variant."""
+    from pretroost.bench import parse_strategy
+
+    if strategy == "scratch":
+        return "0.6"
+    try:
+        _, pre, post = parse_strategy(strategy)
+    except ValueError:
+        return "tab:blue"
+    return "tab:cyan" if pre or post else "tab:blue"
+
+
 def _plots(results_dir: Path, table: dict[str, dict[str, dict]]) -> list[Path]:
+    """Per task: (left) each strategy's score as a horizontal bar (mean over folds) with its
+    per-fold points, and vertical reference lines for converged scratch, the published Roost and
+    the leaderboard's MODNet / CrabNet / RF-SCM/Magpie; (right) the paired per-fold difference vs
+    scratch with its mean and 95 % confidence interval. Base strategies first, variants after."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from pretroost.leaderboard import references
+
     paths = []
     for task, cells in sorted(table.items()):
         base = cells.get("scratch")
-        others = [s for s in sorted(cells) if s != "scratch"]
-        if base is None or not others:
+        order = sorted(cells, key=strategy_order)
+        if base is None or len(order) < 2:
             continue
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        means, errs = [], []
-        for s in others:
+        order = order[::-1]  # top to bottom as in the tables
+        y = np.arange(len(order))
+        height = 1.2 + 0.38 * len(order)
+        fig, (ax, bx) = plt.subplots(
+            1, 2, figsize=(11, height), sharey=True, gridspec_kw={"width_ratios": [3, 2]}
+        )
+        means = [cells[s]["mean"] for s in order]
+        colours = [_colour(s) for s in order]
+        ax.barh(y, means, color=colours, alpha=0.8)
+        for i, s in enumerate(order):
+            v = list(cells[s]["folds"].values())
+            ax.plot(v, np.full(len(v), i) + np.linspace(-0.2, 0.2, len(v)), "k.", ms=4)
+        refs = references(task)
+        palette = ["tab:red", "tab:purple", "tab:orange", "tab:green", "tab:brown", "tab:pink"]
+        for (label, value), colour in zip(refs.items(), palette, strict=False):
+            ax.axvline(value, color=colour, ls="--", lw=1.2, label=f"{label} {value:.4g}")
+        lo = min([*means, *refs.values()]) * 0.9
+        hi = max([*(max(c["folds"].values()) for c in cells.values()), *refs.values()]) * 1.03
+        ax.set_xlim(lo if base["metric"] != "rocauc" else max(0.0, lo), hi)
+        ax.set_yticks(y, order)
+        ax.set_xlabel(f"{base['metric'].upper()}\n(bars: mean over folds; dots: folds)")
+        ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
+        ax.set_title(task)
+        for i, s in enumerate(order):
+            if s == "scratch":
+                continue
             common = sorted(set(cells[s]["folds"]) & set(base["folds"]))
-            rel = [
-                100 * (cells[s]["folds"][k] - base["folds"][k]) / abs(base["folds"][k])
-                for k in common
-            ]
-            means.append(np.mean(rel))
-            errs.append(np.std(rel))
-        ax.bar(range(len(others)), means, yerr=errs, capsize=4, color="tab:blue")
-        ax.axhline(0, color="k", lw=0.8)
-        ax.set_xticks(range(len(others)), others, rotation=20, ha="right")
-        ax.set_ylabel(f"{base['metric'].upper()} change vs scratch (%)")
-        ax.set_title(f"{task} (mean ± std over folds)")
+            d = [cells[s]["folds"][k] - base["folds"][k] for k in common]
+            bx.plot(d, np.full(len(d), i), ".", color="k", ms=4)
+            test = paired_test(cells[s]["folds"], base["folds"])
+            if test is not None:
+                lo_ci, hi_ci = test["ci95"]
+                bx.errorbar(test["mean_diff"], i, xerr=[[test["mean_diff"] - lo_ci],
+                            [hi_ci - test["mean_diff"]]], fmt="o", color="tab:blue", capsize=3)  # fmt: skip
+        bx.axvline(0, color="k", lw=0.8)
+        better = "lower" if base["metric"] != "rocauc" else "higher"
+        bx.set_xlabel(
+            f"paired difference vs scratch\n(dots: folds; mean, 95 % CI; {better} is better)"
+        )
         fig.tight_layout()
         path = _save_figure(fig, results_dir / "plots" / f"{task}_vs_scratch.png")
         paths.append(path)
