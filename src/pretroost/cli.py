@@ -27,6 +27,7 @@ EXAMPLES = {
     ),
     "bench": "pretroost bench --preset budget\n  pretroost bench --preset smoke --strategies scratch ssl",
     "report": "pretroost report --results-dir results",
+    "ship": "pretroost ship runs/converged/fingerprint --name fingerprint-oqmd",
     "convergence": "pretroost convergence --tasks matbench_steels --seeds 0 1 2 --schedules cosine",
     "speed": "pretroost speed --threads 1\n  pretroost speed --quick",
     "finetune": (
@@ -561,6 +562,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ship(args: argparse.Namespace) -> int:
+    from pretroost.pretrained import ROOT, ship
+
+    command = "pretroost ship " + " ".join(
+        [args.src, "--name", args.name, "--dtype", args.dtype]
+        + (["--root", args.root] if args.root else [])
+    )
+    out = ship(
+        args.src, args.name, dtype=args.dtype, command=command,
+        root=args.root or ROOT, overwrite=args.overwrite,
+    )  # fmt: skip
+    sys.stdout.write(f"shipped encoder -> {out}\n")
+    return 0
+
+
 def cmd_convergence(args: argparse.Namespace) -> int:
     from pretroost.convergence import convergence_check, format_summary
 
@@ -795,6 +811,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--pretrain-only", action="store_true", help="pretrain the encoders, finetune nothing"
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+    p = add(
+        "ship",
+        cmd_ship,
+        "Copy a pretrained encoder into the package (src/pretroost/pretrained/NAME) with its "
+        "model card and reference embeddings, so that `--init NAME` works offline.",
+    )
+    p.add_argument("src", help="a pretrained artefact folder (pretroost pretrain / bench)")
+    p.add_argument("--name", required=True, help="the shipped name, e.g. fingerprint-oqmd")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="storage dtype of the weights")  # fmt: skip
+    p.add_argument("--root", default=None, help="destination folder (default: the package's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing one")
 
     p = add(
         "convergence",

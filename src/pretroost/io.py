@@ -98,11 +98,15 @@ def save_artefact(
 
 
 def load_artefact(path: str | os.PathLike[str]) -> Artefact:
-    """Read a release folder; :class:`ArtefactError` says what is wrong with a bad one."""
-    path = Path(path)
+    """Read a release folder, or a shipped encoder by name (``pretroost.pretrained``);
+    :class:`ArtefactError` says what is wrong with a bad one."""
+    from pretroost.pretrained import resolve, shipped
+
+    path = resolve(path)
     if not path.is_dir():
         raise ArtefactError(
-            f"{path}: not a model folder (expected config.json + model.safetensors)"
+            f"{path}: not a model folder (expected config.json + model.safetensors) nor a "
+            f"shipped encoder ({', '.join(shipped()) or 'none installed'})"
         )
     cfg_file, weights = path / "config.json", path / "model.safetensors"
     if not cfg_file.is_file():

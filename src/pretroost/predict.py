@@ -470,7 +470,10 @@ def _encoder_from_artefact(art) -> RoostEncoder:
 def load(path: str | Path) -> Predictor:
     """Load an artefact folder (finetuned model, ensemble or pretrained encoder) as a
     :class:`Predictor`. Raises :class:`~pretroost.io.ArtefactError` (a ``ValueError``) for a
-    folder that is not one of these."""
+    folder that is not one of these. ``path`` may name a shipped encoder (``pretroost.pretrained``)."""
+    from pretroost.pretrained import resolve
+
+    path = resolve(path)
     root = Path(path)
     if root.is_dir() and not (root / "config.json").exists():
         inner = sorted(p.parent.name for p in root.glob("*/config.json"))
