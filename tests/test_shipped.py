@@ -86,3 +86,35 @@ def test_ship_makes_an_encoder_that_loads_by_name_and_initialises_finetuning(
     assert fitted.info["init"] == "tiny-fp"
     with pytest.raises(ValueError, match="tiny-fp"):  # the error lists the shipped names
         pretroost.load("no-such-encoder")
+
+
+def test_demo_compares_scratch_and_a_pretrained_start(tmp_path, data_cache, monkeypatch) -> None:
+    """`pretroost demo` (make demo) runs both starts on the same fold and prints both scores."""
+    from tests.tiny import BINARY_FORMULAS, TINY_ENCODER
+
+    from pretroost import pretrained
+    from pretroost.cli import main
+    from pretroost.data.composition import parse_formulas
+    from pretroost.data.corpus import Corpus
+    from pretroost.objectives import FingerprintConfig
+    from pretroost.pretrain import PretrainConfig, pretrain
+    from pretroost.train import TrainConfig
+
+    torch.set_num_threads(1)
+    corpus = Corpus(parse_formulas(BINARY_FORMULAS), list(BINARY_FORMULAS), {"size": 80})
+    config = PretrainConfig(
+        objective="fingerprint", encoder=TINY_ENCODER, train=TrainConfig(epochs=1, batch_size=16),
+        fingerprint=FingerprintConfig(trunk_hidden=(1024, 512), trunk_out=256),
+    )  # fmt: skip
+    run = pretrain(corpus, config, tmp_path / "run", progress=False)
+    ship(run, "tiny-fp", root=tmp_path / "pkg")
+    monkeypatch.setattr(pretrained, "ROOT", tmp_path / "pkg")
+    import io
+    from contextlib import redirect_stdout
+
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        code = main(["-q", "demo", "--epochs", "1", "--results-dir", str(tmp_path / "demo")])
+    assert code == 0
+    text = buf.getvalue()
+    assert "scratch" in text and "tiny-fp (+trunk)" in text and text.count("MAE") == 2
