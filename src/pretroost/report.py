@@ -272,6 +272,20 @@ def write_report(
             lines += _encoder_lines(encoders)
             lines += _probe_lines(probes, list(encoders))
             atomic_write_json(results_dir / "encoder_probe.json", probes)
+    elif (results_dir / "pretrain").is_dir():  # no weights here: the committed configs and probe
+        encoders = {"scratch (untrained)": None} | {
+            f.parent.name: str(f.parent)
+            for f in sorted((results_dir / "pretrain").glob("*/config.json"))
+        }
+        if len(encoders) > 1:
+            lines += _encoder_lines(encoders)
+        probe_file = results_dir / "encoder_probe.json"
+        if probe_file.is_file():
+            import json
+
+            probes = json.loads(probe_file.read_text())
+            labels = list(next(iter(probes.values()), {}))
+            lines += _probe_lines(probes, labels)
     lines += [f"![{p.stem}]({p.relative_to(results_dir)})" for p in plots]
     de = _data_efficiency(results_dir, rows)
     if de:
