@@ -72,7 +72,7 @@ def test_training_warns_when_bf16_is_emulated(monkeypatch, caplog, native) -> No
 
 
 def test_speed_skips_bf16_without_native_bf16(tmp_path, monkeypatch) -> None:
-    from pretroost import speed
+    from pretroost.experiment import speed
 
     monkeypatch.setattr(speed, "native_bf16", lambda d: (False, "no native BF16 (test)"))
     out = tmp_path / "speed.json"

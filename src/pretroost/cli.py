@@ -298,23 +298,25 @@ def _read_user_data(args: argparse.Namespace, config):
     return comps, y, test
 
 
-def _test_splits(args: argparse.Namespace, n: int, *, k: int | None = None) -> list[np.ndarray]:
-    """Row indices held out for testing, one array per split (empty: nothing held out); each
-    decision is logged."""
+def _test_splits(args: argparse.Namespace, n: int, *, k: int | None = None):
+    """The user-data splits (``pretroost.folds``): all rows with ``--test-data``, ``k``-fold, or a
+    random hold-out (``--test-fraction``, possibly 0: nothing held out); each decision is logged."""
+    from pretroost.folds import all_rows_split, holdout_split, kfold_splits
+
     if args.test_data:
         if k:
             raise ValueError("--test-data and --split kfold exclude each other")
         log.info("training on all %d rows of %s; testing on %s", n, args.data, args.test_data)
-        return [np.zeros(0, dtype=np.int64)]
+        return all_rows_split(n)
     if not 0.0 <= args.test_fraction < 1.0:
         raise ValueError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
-    perm = np.random.default_rng(args.seed).permutation(n)
     if k:
         log.info(
             "%s: %d-fold cross-validation over %d rows (--seed %d)", args.data, k, n, args.seed
         )
-        return [np.sort(part) for part in np.array_split(perm, k)]
-    n_test = max(1, int(round(args.test_fraction * n))) if args.test_fraction > 0 else 0
+        return kfold_splits(n, k, args.seed)
+    splits = holdout_split(n, args.test_fraction, args.seed)
+    n_test = len(splits[0].test)
     if n_test:
         log.info(
             "%s: held out %d rows (%.0f %%) as test (--test-fraction %g, --seed %d); training on "
@@ -326,10 +328,10 @@ def _test_splits(args: argparse.Namespace, n: int, *, k: int | None = None) -> l
             "%s: training on all %d rows (--test-fraction 0: no test score; a validation split "
             "of them still picks the best epoch)", args.data, n,
         )  # fmt: skip
-    return [np.sort(perm[:n_test])]
+    return splits
 
 
-def _test_report(fitted, comps, y: np.ndarray, task_type: str) -> dict:
+def _test_report(fitted, pred: dict, comps, y: np.ndarray, task_type: str) -> dict:
     """Test scores of a model or ensemble; ensembles add uncertainty calibration (regression)
     and each member's headline score, so ``finetune --ensemble`` and ``ensemble`` report alike."""
     from pretroost.data.batching import CompositionDataset
@@ -338,7 +340,6 @@ def _test_report(fitted, comps, y: np.ndarray, task_type: str) -> dict:
 
     data = CompositionDataset(comps)
     key = "prob" if task_type == "classification" else "mean"
-    pred = fitted.predict_dataset(data)
     values = pred[key][:, 0]
     if task_type == "classification":  # labels with the model's decision threshold
         values = to_labels(values, getattr(fitted, "threshold", CLF_THRESHOLD))
@@ -357,12 +358,6 @@ def _test_report(fitted, comps, y: np.ndarray, task_type: str) -> dict:
     return report
 
 
-def _member_dir(checkpoint_dir: Path | None, split: int, subdirs: bool) -> Path | None:
-    if checkpoint_dir is None:
-        return None
-    return checkpoint_dir / f"split{split}" if subdirs else checkpoint_dir
-
-
 def _train_on_user_data(
     args: argparse.Namespace,
     config,
@@ -378,45 +373,36 @@ def _train_on_user_data(
     the test rows (or read ``--test-data``), train, score, save and write ``metrics.json``."""
     import shutil
 
-    from pretroost.ensemble import fit_ensemble
-    from pretroost.finetune import fit
+    from pretroost.folds import run_splits
     from pretroost.utils import atomic_write_json
 
     comps, y, test_set = _read_user_data(args, config)  # every check before anything is trained
     out = _check_out(args.out, args.overwrite)
     splits = _test_splits(args, len(comps), k=k)
     ctx = _start_distributed(args)
+    single = len(splits) == 1
+    names = [out.name if single else f"{out.name} fold {s.index}" for s in splits]
     reports: list[dict] = []
-    for i, test in enumerate(splits):
-        where = out if len(splits) == 1 else out / f"fold_{i}"
-        name = out.name if len(splits) == 1 else f"{out.name} fold {i}"
-        train_idx = np.setdiff1d(np.arange(len(comps)), test)
-        fitted: Any
-        if n_members > 1:  # a deep ensemble, saved as one artefact (pretroost.ensemble)
-            fitted = fit_ensemble(
-                comps.subset(train_idx), y[train_idx], args.task_type, config, n_members,
-                split=member_split, name=name, resume=args.resume, device=args.device,  # type: ignore[arg-type]
-                checkpoint_dir=_member_dir(checkpoint_dir, i, split_subdirs),
-            )  # fmt: skip
-        else:
-            fitted = fit(
-                comps.subset(train_idx), y[train_idx], args.task_type, config, name=name,
-                checkpoint=checkpoint_dir / f"split{i}.pt" if checkpoint_dir else None,
-                resume=args.resume, device=args.device,
-            )  # fmt: skip
-        test_comps, test_y = test_set if test_set else (comps.subset(test), y[test])
-        where_test = args.test_data or (f"{len(test)} held-out rows" if len(test) else None)
-        report: dict[str, Any] = {"n_train": len(train_idx), "n_test": len(test_comps)}
+    for result in run_splits(
+        comps, y, args.task_type, splits, config, n_members=n_members, member_split=member_split,
+        test_set=test_set, checkpoint_dir=checkpoint_dir, split_subdirs=split_subdirs,
+        resume=args.resume, name=names, device=args.device,
+    ):  # fmt: skip
+        fitted, n_test, name = result.fitted, len(result.test_comps), names[result.split.index]
+        where_test = args.test_data or (f"{n_test} held-out rows" if n_test else None)
+        report: dict[str, Any] = {"n_train": len(result.split.train), "n_test": n_test}
         report["test"] = where_test
-        if len(test_comps):
-            report.update(_test_report(fitted, test_comps, test_y, args.task_type))
+        if n_test:
+            report.update(
+                _test_report(fitted, result.pred, result.test_comps, result.test_y, args.task_type)
+            )
             log.info(
                 "%s: test %s", name, ", ".join(f"{m}={v:.4f}" for m, v in report["scores"].items())
             )
-        fitted.info.update(source=str(args.data), n_test=len(test_comps), test=where_test)
+        fitted.info.update(source=str(args.data), n_test=n_test, test=where_test)
         fitted.info["test_seed"] = args.seed
         if ctx.is_main:  # data parallel: rank 0 alone writes
-            fitted.save(where)
+            fitted.save(out if single else out / f"fold_{result.split.index}")
         reports.append(report)
     if not ctx.is_main:
         return 0
@@ -545,7 +531,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from pretroost.bench import STRATEGIES, run_bench
+    from pretroost.experiment.bench import STRATEGIES, run_bench
 
     out = run_bench(
         args.preset, strategies=args.strategies or STRATEGIES, tasks=args.tasks or None,
@@ -562,7 +548,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_convergence(args: argparse.Namespace) -> int:
-    from pretroost.convergence import convergence_check, format_summary
+    from pretroost.experiment.convergence import convergence_check, format_summary
 
     for task in args.tasks:
         doc = convergence_check(
@@ -574,7 +560,7 @@ def cmd_convergence(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pretroost.report import write_report
+    from pretroost.experiment.report import write_report
 
     out = write_report(
         args.results_dir, preset=args.preset, runs_dir=args.runs_dir, readme=args.readme
@@ -584,7 +570,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_speed(args: argparse.Namespace) -> int:
-    from pretroost import speed
+    from pretroost.experiment import speed
 
     return speed.main(args.speed_args)
 
