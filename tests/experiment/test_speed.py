@@ -8,7 +8,7 @@ import pytest
 
 
 def test_speed_main_quick(tmp_path) -> None:
-    from pretroost.experiment.speed import main
+    from pretroost.cli import main
 
     out = tmp_path / "speed.json"
     argv = ["--quick", "--n", "120", "--threads", "1", "--batch-sizes", "64"]
@@ -19,7 +19,7 @@ def test_speed_main_quick(tmp_path) -> None:
         "--only",
         "machine,train,steels,flops,fingerprint",
     ]
-    assert main(argv) == 0
+    assert main(["speed", *argv]) == 0
     report = json.loads(out.read_text())
     assert report["threads"] == 1 and report["n_compositions"] == 120
     m = report["measurements"]
@@ -31,13 +31,13 @@ def test_speed_main_quick(tmp_path) -> None:
 
 def test_speed_ssl_epoch_and_teachers_quick(tmp_path, data_cache) -> None:
     """The SSL-epoch measurement (a pretraining subprocess) and teacher throughput run and report."""
-    from pretroost.experiment.speed import main
+    from pretroost.cli import main
 
     if not (data_cache / "corpus" / "oqmd-leakfree.npz").is_file():
         pytest.skip("no leak-free corpus: run `pretroost corpus build`")
     out = tmp_path / "speed.json"
     argv = ["--quick", "--n", "50", "--threads", "1", "--only", "ssl_epoch,teachers"]
-    assert main([*argv, "--no-tune-malloc", "--out", str(out)]) == 0
+    assert main(["speed", *argv, "--no-tune-malloc", "--out", str(out)]) == 0
     m = json.loads(out.read_text())["measurements"]
     assert m["ssl_epoch"]["compositions"] == 3000 and m["ssl_epoch"]["epoch_seconds"] > 0
     assert 0 < m["ssl_epoch"]["peak_rss_gb"] < 24
@@ -46,12 +46,12 @@ def test_speed_ssl_epoch_and_teachers_quick(tmp_path, data_cache) -> None:
 
 
 def test_speed_merge_keeps_other_measurements(tmp_path) -> None:
-    from pretroost.experiment.speed import main
+    from pretroost.cli import main
 
     out = tmp_path / "speed.json"
     base = ["--quick", "--n", "50", "--threads", "1", "--no-tune-malloc", "--out", str(out)]
-    assert main([*base, "--only", "machine"]) == 0
-    assert main([*base, "--only", "flops", "--merge"]) == 0
+    assert main(["speed", *base, "--only", "machine"]) == 0
+    assert main(["speed", *base, "--only", "flops", "--merge"]) == 0
     m = json.loads(out.read_text())["measurements"]
     assert {"machine", "flops"} <= set(m) and "run" in m["flops"] and "run" not in m["machine"]
 
@@ -62,3 +62,11 @@ def test_speed_through_the_cli(tmp_path) -> None:
     out = tmp_path / "speed.json"
     assert main(["speed", "--quick", "--threads", "1", "--only", "machine", "--out", str(out)]) == 0
     assert "machine" in json.loads(out.read_text())["measurements"]
+
+
+def test_speed_measurement_names_match() -> None:
+    """The CLI names the measurements without importing torch; they must be the benchmark's."""
+    from pretroost.cli.experiment import MEASUREMENT_NAMES
+    from pretroost.experiment.speed import MEASUREMENTS
+
+    assert tuple(MEASUREMENTS) == MEASUREMENT_NAMES

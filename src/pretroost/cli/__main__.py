@@ -1,0 +1,5 @@
+"""``python -m pretroost.cli`` (e.g. under torchrun)."""
+
+from pretroost.cli import entrypoint
+
+entrypoint()
