@@ -81,11 +81,10 @@ def run_matbench_task(
     df = load_task(task.name, source=source)
     comps = parse_formulas(df["formula"].tolist(), source=task.name)
     official = load_folds(task.name)
+    todo = []
     for k in folds:
         if not 0 <= k < len(official):
             raise ValueError(f"fold {k} out of range 0..{len(official) - 1}")
-    todo = []
-    for k in folds:
         if resume and prediction_path(results_dir, strategy, task.name, k, seed).is_file():
             log.info(
                 "%s %s fold %d seed %d: predictions exist, skipped", strategy, task.name, k, seed
