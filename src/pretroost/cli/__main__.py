@@ -2,4 +2,5 @@
 
 from pretroost.cli import entrypoint
 
-entrypoint()
+if __name__ == "__main__":
+    entrypoint()
