@@ -72,13 +72,14 @@ def test_training_warns_when_bf16_is_emulated(monkeypatch, caplog, native) -> No
 
 
 def test_speed_skips_bf16_without_native_bf16(tmp_path, monkeypatch) -> None:
-    from pretroost import speed
+    from pretroost.cli import main
+    from pretroost.experiment import speed
 
     monkeypatch.setattr(speed, "native_bf16", lambda d: (False, "no native BF16 (test)"))
     out = tmp_path / "speed.json"
     argv = ["--quick", "--n", "64", "--threads", "1", "--batch-sizes", "64", "--rounds", "1"]
     argv += ["--no-tune-malloc", "--out", str(out), "--only", "machine,train,flops"]
-    assert speed.main(argv) == 0
+    assert main(["speed", *argv]) == 0
     report = json.loads(out.read_text())
     assert report["bf16"] == {"native": False, "reason": "no native BF16 (test)"}
     m = report["measurements"]

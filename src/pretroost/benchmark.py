@@ -14,22 +14,26 @@ Matbench's metrics each fold gets ``rocauc_prob``, the ROC AUC of the probabilit
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from pretroost.data.composition import parse_formulas
 from pretroost.data.matbench import get_task, load_folds, load_task
-from pretroost.finetune import FinetuneConfig, fit
+from pretroost.finetune import FinetuneConfig
+from pretroost.folds import SEED_STRIDE, matbench_splits, run_splits, training_subset
 from pretroost.metrics import CLF_THRESHOLD, PROB_ROCAUC, probability_rocauc, score, to_labels
 from pretroost.results import append_benchmark_rows, write_matbench_results
 from pretroost.utils import atomic_path, git_sha, machine_description
 
-__all__ = ["prediction_path", "rebuild_results", "run_matbench_task", "training_subset"]
+__all__ = [
+    "SEED_STRIDE",
+    "prediction_path",
+    "rebuild_results",
+    "run_matbench_task",
+    "training_subset",
+]
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +42,6 @@ def prediction_path(results_dir: Path, strategy: str, task: str, fold: int, seed
     """Test predictions of one cell; seed 0 is ``fold_<k>.csv``, seed s > 0 ``fold_<k>_seed<s>.csv``."""
     name = f"fold_{fold}.csv" if seed == 0 else f"fold_{fold}_seed{seed}.csv"
     return Path(results_dir) / strategy / "predictions" / task / name
-
-
-#: a repeat's training seed is ``config.train.seed + fold + SEED_STRIDE * seed``
-SEED_STRIDE = 100
-
-
-def training_subset(n: int, fraction: float, *, fold: int, seed: int = 0) -> np.ndarray:
-    """Indices of a ``fraction`` of ``n`` training rows: the same for every strategy (seeded by fold
-    and fraction only), nested for growing fractions of one fold."""
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    order = np.random.default_rng([seed, fold, 7919]).permutation(n)
-    return np.sort(order[: max(2, int(round(fraction * n)))])
 
 
 def run_matbench_task(
@@ -89,47 +80,42 @@ def run_matbench_task(
     results_dir = Path(results_dir)
     df = load_task(task.name, source=source)
     comps = parse_formulas(df["formula"].tolist(), source=task.name)
-    position = pd.Series(np.arange(len(df)), index=df.index)
-    all_folds = load_folds(task.name)
-    rows: list[dict] = []
+    official = load_folds(task.name)
+    todo = []
     for k in folds:
-        if not 0 <= k < len(all_folds):
-            raise ValueError(f"fold {k} out of range 0..{len(all_folds) - 1}")
-        out_csv = prediction_path(results_dir, strategy, task.name, k, seed)
-        if resume and out_csv.is_file():
+        if not 0 <= k < len(official):
+            raise ValueError(f"fold {k} out of range 0..{len(official) - 1}")
+        if resume and prediction_path(results_dir, strategy, task.name, k, seed).is_file():
             log.info(
                 "%s %s fold %d seed %d: predictions exist, skipped", strategy, task.name, k, seed
             )
             continue
-        train_ids, test_ids = all_folds[k]
-        train_pos = position[train_ids].to_numpy()
-        if fraction < 1.0:
-            train_pos = train_pos[training_subset(len(train_pos), fraction, fold=k)]
-        test_pos = position[test_ids].to_numpy()
-        y = df["target"].to_numpy()
-        t0 = time.perf_counter()
-        fitted = fit(
-            comps.subset(train_pos), y[train_pos], task.task_type,
-            replace(config, train=replace(config.train, seed=config.train.seed + k + SEED_STRIDE * seed)),
-            progress=progress, name=f"{strategy}/{task.name}/fold{k}" + (f"/seed{seed}" if seed else ""),
-        )  # fmt: skip
-        from pretroost.data.batching import CompositionDataset
-
-        pred = fitted.predict_dataset(CompositionDataset(comps.subset(test_pos)))
-        seconds = time.perf_counter() - t0
+        todo.append(k)
+    splits = matbench_splits(
+        df.index, official, todo, fraction=fraction, base_seed=config.train.seed, repeat=seed
+    )
+    names = [f"{strategy}/{task.name}/fold{k}" + (f"/seed{seed}" if seed else "") for k in todo]
+    y = df["target"].to_numpy()
+    rows: list[dict] = []
+    for result in run_splits(
+        comps, y, task.task_type, splits, config, progress=progress, name=names
+    ):
+        k, fitted, pred = result.split.index, result.fitted, result.pred
+        test_ids = official[k][1]
+        y_test = result.test_y[:, 0]
         values = pred["prob"][:, 0] if task.task_type == "classification" else pred["mean"][:, 0]
         threshold = fitted.threshold
         if task.task_type == "classification":  # Matbench scores labels: the model's threshold
-            scores = score(task.task_type, y[test_pos], to_labels(values, threshold))
-            scores[PROB_ROCAUC] = probability_rocauc(y[test_pos], values)
+            scores = score(task.task_type, y_test, to_labels(values, threshold))
+            scores[PROB_ROCAUC] = probability_rocauc(y_test, values)
         else:
-            scores = score(task.task_type, y[test_pos], values)
+            scores = score(task.task_type, y_test, values)
         frame = pd.DataFrame({"id": test_ids, "prediction": values})
         if task.task_type == "classification" and threshold != CLF_THRESHOLD:
             frame["threshold"] = threshold
         if "std" in pred:
             frame["std"] = pred["std"][:, 0]
-        with atomic_path(out_csv) as tmp:
+        with atomic_path(prediction_path(results_dir, strategy, task.name, k, seed)) as tmp:
             frame.to_csv(tmp, index=False)
         if save_models is not None:
             fitted.info["task"] = task.name
@@ -137,6 +123,7 @@ def run_matbench_task(
                 Path(save_models) / (f"{task.name}_fold{k}" + (f"_seed{seed}" if seed else ""))
             )
         sha, machine = git_sha(), machine_description()
+        n_train, seconds = len(result.split.train), result.seconds
         fold_rows = [
             {
                 "strategy": strategy,
@@ -145,7 +132,7 @@ def run_matbench_task(
                 "seed": seed,
                 "metric": metric,
                 "value": float(value),
-                "n_train": len(train_pos),
+                "n_train": n_train,
                 "epochs": int(fitted.info["epochs_run"]),
                 "seconds": round(seconds, 2),
                 "git_sha": sha,
@@ -158,7 +145,7 @@ def run_matbench_task(
         headline = "mae" if task.task_type == "regression" else "rocauc"
         log.info(
             "%s %s fold %d: %s = %.4f (%d train, %.0f s)",
-            strategy, task.name, k, headline, scores[headline], len(train_pos), seconds,
+            strategy, task.name, k, headline, scores[headline], n_train, seconds,
         )  # fmt: skip
     rebuild_results(results_dir, strategy, hyperparameters=config.to_dict())
     return rows

@@ -45,7 +45,7 @@ from pretroost.data.composition import CompositionArray
 
 __all__ = ["MAGPIE_FEATURE_NAMES", "MAGPIE_PROPERTIES", "MAGPIE_STATS", "magpie_fingerprint"]
 
-log = logging.getLogger("pretroost.data.fingerprint")  # also when run as __main__
+log = logging.getLogger("pretroost.data.fingerprint")
 
 _P_NORMS: tuple[int, ...] = (0, 2, 3, 5, 7, 10)
 
@@ -255,64 +255,3 @@ def magpie_fingerprint(
         if progress:
             log.info("magpie fingerprint: chunk %d/%d (%d/%d compositions)", c + 1, n_chunks, hi, n)
     return out
-
-
-def _benchmark(path: str, n: int = 20_000) -> None:  # pragma: no cover - manual timing
-    """Time this module against matminer on the first ``n`` formulas of a CSV with a
-    ``formula`` column (``python -m pretroost.data.fingerprint PATH [N]``)."""
-    import time
-
-    import pandas as pd
-    from matminer.featurizers.composition import (
-        ElementProperty,
-        IonProperty,
-        Stoichiometry,
-        ValenceOrbital,
-    )
-    from pymatgen.core import Composition
-
-    from pretroost.data.composition import parse_formulas
-    from pretroost.utils import setup_logging
-
-    setup_logging()
-    formulas = pd.read_csv(path)["formula"].astype(str).tolist()[:n]
-    t0 = time.perf_counter()
-    comps = parse_formulas(formulas)
-    t_parse = time.perf_counter() - t0
-    _element_tables(True)
-    t0 = time.perf_counter()
-    ours = magpie_fingerprint(comps)
-    t_cold = time.perf_counter() - t0
-    t_ours = t_cold
-    for _ in range(5):
-        t0 = time.perf_counter()
-        magpie_fingerprint(comps)
-        t_ours = min(t_ours, time.perf_counter() - t0)
-
-    feats = [
-        Stoichiometry(),
-        ElementProperty.from_preset("magpie"),
-        ValenceOrbital(props=["frac"]),
-        IonProperty(fast=True),
-    ]
-    pmg = [Composition(f) for f in formulas]
-    t0 = time.perf_counter()
-    ref = np.array([[v for f in feats for v in f.featurize(c)] for c in pmg], dtype=np.float64)
-    t_mm = time.perf_counter() - t0
-    ref = np.delete(ref, -3, axis=1)  # IonProperty's "compound possible"
-    err = np.abs(ours - ref) / np.maximum(1.0, np.abs(ref))
-    log.info("%d compositions; parse %.2f s", len(comps), t_parse)
-    for what, t in (("ours, first call", t_cold), ("ours, best of 5", t_ours), ("matminer", t_mm)):
-        log.info("%-16s %8.4f s  (%.0f compositions/s)", what, t, len(comps) / t)
-    log.info(
-        "speed-up %.0fx (first call) / %.0fx (best); max scaled |diff| %.2e",
-        t_mm / t_cold,
-        t_mm / t_ours,
-        float(np.nanmax(err)),
-    )
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    _benchmark(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 20_000)

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from pretroost.bench import PRESETS
 from pretroost.cli import main
+from pretroost.experiment.bench import PRESETS
 
 
 def test_budget_recipe_depends_only_on_training_set_size() -> None:
@@ -69,7 +69,7 @@ def test_bench_smoke_runs_resumes_and_reports(tmp_path, data_cache, monkeypatch)
 
 
 def test_bench_rejects_unknown_strategy_listing_valid_ones(tmp_path) -> None:
-    from pretroost.bench import run_bench
+    from pretroost.experiment.bench import run_bench
 
     with pytest.raises(ValueError, match=r"fingerprint\+trunk"):
         run_bench("smoke", strategies=["scratch+trunk"], results_dir=tmp_path)
@@ -78,7 +78,7 @@ def test_bench_rejects_unknown_strategy_listing_valid_ones(tmp_path) -> None:
 
 
 def test_strategy_names_parse_into_base_and_variants(tmp_path) -> None:
-    from pretroost.bench import BenchPlan, _start, parse_strategy
+    from pretroost.experiment.bench import BenchPlan, _start, parse_strategy
     from pretroost.finetune import FinetuneConfig
 
     assert parse_strategy("ssl+fingerprint+structure+trunk") == (
@@ -109,7 +109,7 @@ def test_strategy_names_parse_into_base_and_variants(tmp_path) -> None:
     assert slow.train.epochs == base.train.epochs and slow.train.lr == base.train.lr
     assert _start(plan, "scratch", progress=False)(base) == base
     # the report's legend: the base's meaning, then each variant's change, from the registries
-    from pretroost.report import _strategy_note
+    from pretroost.experiment.report import _strategy_note
 
     note = _strategy_note("ssl+strong_views+trunk")
     assert "stronger views" in note and "--init-trunk" in note
@@ -118,7 +118,7 @@ def test_strategy_names_parse_into_base_and_variants(tmp_path) -> None:
 
 
 def test_linear_probe_scores_informative_features_higher() -> None:
-    from pretroost.report import linear_probe
+    from pretroost.experiment.report import linear_probe
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 8)).astype(np.float32)
@@ -131,7 +131,7 @@ def test_linear_probe_scores_informative_features_higher() -> None:
 
 
 def test_report_orders_strategies_bases_first_then_variants() -> None:
-    from pretroost.report import strategy_order
+    from pretroost.experiment.report import strategy_order
 
     labels = ["structure+trunk", "ssl+fingerprint+structure+trunk", "fingerprint", "scratch",
               "ssl+fingerprint+structure", "ssl", "fingerprint+trunk", "structure", "other"]  # fmt: skip
@@ -142,14 +142,14 @@ def test_report_orders_strategies_bases_first_then_variants() -> None:
 
 
 def test_report_quotes_modnet_once_when_it_leads() -> None:
-    from pretroost.report import _leaderboard_lines
+    from pretroost.experiment.report import _leaderboard_lines
 
     rows = [line for line in _leaderboard_lines("matbench_dielectric") if "MODNet" in line]
     assert len(rows) == 1
 
 
 def test_report_replaces_only_the_marked_readme_block(tmp_path) -> None:
-    from pretroost.report import OVERVIEW_MARKERS, replace_block
+    from pretroost.experiment.report import OVERVIEW_MARKERS, replace_block
 
     start, end = OVERVIEW_MARKERS
     readme = tmp_path / "README.md"
@@ -162,7 +162,7 @@ def test_report_replaces_only_the_marked_readme_block(tmp_path) -> None:
 
 
 def test_data_efficiency_curves_average_only_folds_every_strategy_ran(tmp_path) -> None:
-    from pretroost.report import _data_efficiency
+    from pretroost.experiment.report import _data_efficiency
 
     def rows(values: dict[tuple[str, int], float]) -> list[dict]:
         return [
@@ -186,7 +186,7 @@ def test_data_efficiency_curves_average_only_folds_every_strategy_ran(tmp_path) 
     (half / "benchmark.jsonl").write_text("\n".join(json.dumps(r) for r in half_rows) + "\n")
     curve = _data_efficiency(tmp_path, main_rows)["matbench_steels"]
     assert curve["strategies"]["ssl"] == [30.0, 8.5] and curve["std"]["ssl"] == [5.0, 0.5]
-    from pretroost.report import _plot_data_efficiency
+    from pretroost.experiment.report import _plot_data_efficiency
 
     (png,) = _plot_data_efficiency(tmp_path, {"matbench_steels": curve})
     assert png.is_file() and png.stat().st_size > 0

@@ -24,18 +24,16 @@ data Crystal Twins was pretrained on) the Barlow checkpoint scores its own pretr
 about half the loss of a random encoder (30.7 vs 64.7), and worse with mis-built graphs. On the
 far-out-of-distribution pure-carbon cells it does not (113.6 vs 93.3).
 
-Run ``python -m pretroost.data.teachers.probe`` (writes ``results/teacher_probe.json``).
+Run ``pretroost teacher-probe`` (writes ``results/teacher_probe.json``).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -67,7 +65,7 @@ __all__ = [
     "run_probe",
 ]
 
-log = logging.getLogger("pretroost.data.teachers.probe")  # also when run as __main__
+log = logging.getLogger("pretroost.experiment.teacher_probe")
 
 PHONONS_TARGET = "last phdos peak"
 ALPHAS = np.logspace(-3, 5, 17)
@@ -378,26 +376,3 @@ def run_probe(
         atomic_write_json(out, report)
         log.info("wrote %s", out)
     return report
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m pretroost.data.teachers.probe [--n N] [--no-chgnet] [--out PATH]``."""
-    from pretroost.utils import setup_logging
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="phonons", choices=sorted(DATASETS))
-    parser.add_argument("--path", type=Path, default=None, help="the dataset file")
-    parser.add_argument("--out", type=Path, default=Path("results/teacher_probe.json"))
-    parser.add_argument("--n", type=int, default=None, help="only the first N structures")
-    parser.add_argument("--no-chgnet", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    setup_logging()
-    run_probe(
-        args.path, dataset=args.dataset, out=args.out, n=args.n, chgnet=not args.no_chgnet,
-        seed=args.seed,
-    )  # fmt: skip
-
-
-if __name__ == "__main__":
-    main()

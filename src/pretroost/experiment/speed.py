@@ -1,6 +1,6 @@
 """Throughput benchmark: our Roost against aviary-models' reference Roost, in one process.
 
-``python -m pretroost.speed [--quick] [--n 20000] [--threads T] [--out results/speed.json]``
+``pretroost speed [--quick] [--n 20000] [--threads T] [--out results/speed.json]``
 
 Every comparison runs both sides in the same process, on the same data and thread count,
 interleaved (round r runs side A then B, round r+1 B then A) after a warm-up, and reports medians
@@ -57,7 +57,7 @@ __all__ = [
     "tune_malloc",
 ]
 
-log = logging.getLogger("pretroost.speed")  # also when run as __main__
+log = logging.getLogger("pretroost.speed")
 
 Measurement = Callable[["SpeedContext"], dict]
 
@@ -717,32 +717,9 @@ def _load_data(ctx: SpeedContext, n: int) -> None:
         ctx.steels = pd.read_csv(steels)["formula"].astype(str).tolist()[: ctx.steels_n]
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m pretroost.speed",
-        description="Roost throughput: ours vs aviary-models, side by side in one process.",
-    )
-    p.add_argument("--n", type=int, default=None, help="OQMD compositions (default 20000)")
-    p.add_argument("--quick", action="store_true", help="smoke run: small data, one round")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--rounds", type=int, default=None, help="timed rounds per comparison (3)")
-    p.add_argument("--batch-sizes", default=None, help="sweep, comma-separated (128,256,512,1024)")
-    p.add_argument("--only", default=None, help=f"comma-separated subset of {list(MEASUREMENTS)}")
-    p.add_argument("--out", type=Path, default=Path("results/speed.json"), help="JSON output")
-    p.add_argument("--foreach-adamw", action="store_true", help="AdamW foreach (default fused)")
-    p.add_argument("--no-tune-malloc", action="store_true", help="keep glibc malloc defaults")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--merge",
-        action="store_true",
-        help="update only the selected measurements of an existing --out file",
-    )
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the selected measurements, print a table, write the JSON atomically; returns 0."""
-    args = _parser().parse_args(argv)
+def main(args: argparse.Namespace) -> int:
+    """Run the selected measurements (``pretroost speed``'s options), print a table, write the
+    JSON atomically; returns 0."""
     quick = bool(args.quick)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -830,10 +807,3 @@ def _print_table(report: dict) -> None:
     width = max((len(str(r[0])) for r in rows), default=10)
     lines += [f"{r[0]!s:<{width}}  {r[1]}" for r in rows]
     sys.stdout.write("\n".join(lines) + "\n")
-
-
-if __name__ == "__main__":
-    from pretroost.utils import setup_logging
-
-    setup_logging()
-    sys.exit(main())

@@ -1,0 +1,202 @@
+"""The ``pretroost`` command line: a thin layer over the library (``main(argv) -> exit code``).
+
+Each subcommand lives in a module of this package (``train``: data, corpus, pretrain, finetune,
+ensemble; ``predict``: predict, embed; ``experiment``: bench, report, convergence, speed,
+teacher-probe) as ``cmd_<name>(args)`` and ``register_<name>(parser)``; :data:`COMMANDS` lists
+them. Options that set a config field are declared from the config dataclass itself
+(:mod:`pretroost.cli.config_options`), so each default is written once, in the dataclass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pretroost import __version__
+
+log = logging.getLogger("pretroost.cli")
+
+EXAMPLES = {
+    "data": "pretroost data fetch",
+    "corpus": "pretroost corpus build\n  pretroost corpus build --structures ../shared/data/structures/cdvae/perov_5/test.csv",
+    "pretrain": (
+        "pretroost pretrain --objective ssl --epochs 5 --out runs/ssl\n"
+        "  pretroost pretrain --objective structure --no-oqmd --structures "
+        "../shared/data/structures/cdvae/perov_5/val.csv --out runs/structure"
+    ),
+    "bench": "pretroost bench --preset budget\n  pretroost bench --preset smoke --strategies scratch ssl",
+    "report": "pretroost report --results-dir results",
+    "demo": "pretroost demo\n  pretroost demo --task matbench_expt_gap --epochs 30",
+    "ship": "pretroost ship runs/converged/fingerprint --name fingerprint-oqmd",
+    "convergence": "pretroost convergence --tasks matbench_steels --seeds 0 1 2 --schedules cosine",
+    "speed": "pretroost speed --threads 1\n  pretroost speed --quick",
+    "teacher-probe": "pretroost teacher-probe --n 256 --no-chgnet",
+    "finetune": (
+        "pretroost finetune --task matbench_steels --folds 0 --epochs 50\n"
+        "  pretroost finetune --task expt_gap --init runs/ssl --strategy ssl\n"
+        "  pretroost finetune --data my.csv --target-col gap --task-type regression --out my_model"
+    ),
+}
+EXAMPLES.update(
+    {
+        "predict": (
+            "pretroost predict --model models/demo formulas.csv -o preds.csv\n"
+            "  printf 'Fe2O3\\nNaCl\\n' | pretroost predict --model models/demo -"
+        ),
+        "embed": "pretroost embed --model runs/ssl formulas.csv -o emb.parquet",
+        "ensemble": (
+            "pretroost ensemble --data my.csv --target-col gap --n 5 --epochs 100 --out models/gap5"
+        ),
+    }
+)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its name, the module (``pretroost.cli.<module>``) holding ``run(args)``
+    and ``register(parser)`` (which declares its options), and its one-line help."""
+
+    name: str
+    module: str
+    run: str
+    register: str
+    help: str
+
+    def function(self, attr: str) -> Callable:
+        return getattr(importlib.import_module(f"pretroost.cli.{self.module}"), attr)
+
+
+#: every subcommand, in ``pretroost --help`` order
+COMMANDS: tuple[Command, ...] = (
+    Command("demo", "experiment", "cmd_demo", "register_demo",
+            "Finetune from scratch and from a shipped pretrained encoder on one small task and "
+            "fold; print both scores side by side (a few minutes on 2 cores)."),
+    Command("data", "train", "cmd_data", "register_data",
+            "Fetch Matbench targets, official folds and the OQMD corpus into the cache."),
+    Command("finetune", "train", "cmd_finetune", "register_finetune",
+            "Train Roost (from scratch or a pretrained encoder) and score it."),
+    Command("corpus", "train", "cmd_corpus", "register_corpus",
+            "Build the leak-free pretraining corpus (OQMD minus Matbench compositions)."),
+    Command("pretrain", "train", "cmd_pretrain", "register_pretrain",
+            "Pretrain a Roost encoder (ssl, fingerprint, structure, dft or a combination)."),
+    Command("bench", "experiment", "cmd_bench", "register_bench",
+            "Run (or resume) the pretraining-vs-scratch Matbench matrix and write the report."),
+    Command("convergence", "experiment", "cmd_convergence", "register_convergence",
+            "Check on validation data (one official training fold) that doubling a preset's "
+        "finetuning epochs no longer improves scratch Roost beyond the seed spread."),
+    Command("report", "experiment", "cmd_report", "register_report",
+            "Rebuild results/README.md and plots from results/benchmark.jsonl."),
+    Command("speed", "experiment", "cmd_speed", "register_speed",
+            "Throughput benchmark: ours vs aviary-models and matminer, side by side."),
+    Command("teacher-probe", "experiment", "cmd_teacher_probe", "register_teacher_probe",
+            "Probe the structure teachers' embeddings with ridge regressions (results/teacher_probe.json)."),
+    Command("predict", "predict", "cmd_predict", "register_predict",
+            "Predict a property for each formula with a trained model."),
+    Command("embed", "predict", "cmd_embed", "register_embed",
+            "Write the encoder's material vector for each formula."),
+    Command("ship", "train", "cmd_ship", "register_ship",
+            "Copy a pretrained encoder into the package (src/pretroost/pretrained/NAME) with its "
+            "model card and reference embeddings, so that `--init NAME` works offline."),
+    Command("ensemble", "train", "cmd_ensemble", "register_ensemble",
+            "Train a deep ensemble of Roost models on your CSV and save it as one model folder."),
+)  # fmt: skip
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions and examples as written; every option's default shown, unless its help
+    already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if "default" in (action.help or "").lower() or not action.option_strings:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _version() -> str:
+    """The installed distribution's version (metadata only: no torch, nothing heavy)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pretroost")
+    except PackageNotFoundError:  # a source checkout on PYTHONPATH
+        return __version__
+
+
+def _verbosity_args(p: argparse.ArgumentParser, *, default: Any) -> None:
+    p.add_argument(
+        "-v", "--verbose", action="count", default=default, help="more log output (repeatable)"
+    )
+    p.add_argument(
+        "-q", "--quiet", action="count", default=default, help="less log output (repeatable)"
+    )
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; ``only``: declare the options of this command alone (the others are
+    listed by name and help), so that ``--version`` or a quick command loads nothing heavy."""
+    parser = argparse.ArgumentParser(
+        prog="pretroost",
+        description="Pretrain structure-agnostic Roost models and benchmark them on Matbench.",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"pretroost {_version()}")
+    _verbosity_args(parser, default=0)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    for command in COMMANDS:
+        p = sub.add_parser(
+            command.name, help=command.help, description=command.help,
+            epilog=f"example:\n  {EXAMPLES.get(command.name, '')}", formatter_class=_HelpFormatter,
+        )  # fmt: skip
+        p.set_defaults(func=command)
+        _verbosity_args(p, default=argparse.SUPPRESS)  # -q/-v also after the command
+        if only is None or only == command.name:  # options of the others: not needed (fast)
+            command.function(command.register)(p)
+    for p in (parser, *sub.choices.values()):
+        _show_defaults(p)
+    return parser
+
+
+def _show_defaults(p: argparse.ArgumentParser) -> None:
+    """Options declared without help text still show their default in ``--help``."""
+    for action in p._actions:
+        if (
+            action.option_strings
+            and action.help is None
+            and action.default is not argparse.SUPPRESS
+        ):
+            action.help = "(default: %(default)s)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 success, 1 bad input or failure, 2 usage)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    names = {c.name for c in COMMANDS}
+    parser = build_parser(only=next((a for a in argv if a in names), ""))
+    args = parser.parse_args(argv)  # --help/--version exit here, before torch loads
+    from pretroost.utils import setup_logging
+
+    setup_logging(args.verbose - args.quiet)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        return int(args.func.function(args.func.run)(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as exc:
+        # our input errors are ValueError (FormulaError, TableError, ArtefactError,
+        # StructureError) or FileNotFoundError (DataNotFetchedError, WeightsNotFoundError)
+        log.error("%s", exc)
+        return 1
+    finally:
+        if "pretroost.distributed" in sys.modules:
+            sys.modules["pretroost.distributed"].shutdown()
+
+
+def entrypoint() -> None:
+    sys.exit(main())

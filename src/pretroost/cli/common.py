@@ -1,0 +1,185 @@
+"""Options and helpers shared by the commands: the optimisation, model, architecture and
+user-data flags (their defaults read from the config dataclasses), the configs built from them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from pretroost.cli.config_options import add_config_options, config_from_args
+
+log = logging.getLogger("pretroost.cli")
+
+
+def _ints(text: str) -> list[int]:
+    return [int(t) for t in text.split(",") if t.strip()]
+
+
+def _floats(text: str) -> list[float]:
+    return [float(t) for t in text.split(",") if t.strip()]
+
+
+#: TrainConfig fields that are options of every training command
+TRAIN_FIELDS = (
+    "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup_epochs", "patience", "seed",
+    "precision",
+)  # fmt: skip
+#: FinetuneConfig fields that are options of ``finetune`` and ``ensemble``
+FINETUNE_FIELDS = ("init", "init_trunk", "allow_partial", "loss", "val_fraction", "threshold",
+                   "class_weight")  # fmt: skip
+TRAIN_HELP = {
+    "batch_size": "compositions per step, over all processes under torchrun",
+    "precision": "bf16: bfloat16 autocast (faster on GPUs and CPUs with native BF16; on a CPU "
+    "without it, emulated and many times slower: a WARNING is logged and training proceeds)",
+}
+
+
+def _add_train_args(p: argparse.ArgumentParser, *, pretrain: bool = False) -> None:
+    """The optimisation flags, from ``TrainConfig`` (defaults: ``FinetuneConfig().train``, or
+    ``PretrainConfig().train`` with ``pretrain``)."""
+    g = p.add_argument_group("optimisation")
+    add_config_options(g, _train_class(), TRAIN_FIELDS, defaults=_default_train(pretrain),
+                       help=TRAIN_HELP)  # fmt: skip
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def _train_class() -> type:
+    from pretroost.train import TrainConfig
+
+    return TrainConfig
+
+
+def _default_train(pretrain: bool):
+    if pretrain:
+        from pretroost.pretrain import PretrainConfig
+
+        return PretrainConfig().train
+    from pretroost.finetune import FinetuneConfig
+
+    return FinetuneConfig().train
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    """Initialisation and loss flags shared by ``finetune`` and ``ensemble`` (``FinetuneConfig``)."""
+    from pretroost.finetune import FinetuneConfig
+    from pretroost.models.roost import RoostConfig
+
+    mdl = p.add_argument_group("model")
+    add_config_options(mdl, FinetuneConfig, FINETUNE_FIELDS, help={
+        "init": "'scratch', or a folder whose encoder to start from: a pretrained encoder "
+        "(pretroost pretrain --out), a finetuned model or an ensemble (its member 0)",
+    })  # fmt: skip
+    mdl.add_argument("--freeze-encoder", action="store_true", help="train only the output network")
+    add_config_options(mdl, _train_class(), ("encoder_lr_scale", "freeze_encoder_epochs"))
+    add_config_options(mdl, RoostConfig, ("elem_embedding",))
+
+
+def _add_user_data_args(g, *, required: bool) -> None:
+    """Your own CSV: shared by ``finetune --data`` and ``ensemble``."""
+    g.add_argument("--data", required=required, help="your CSV of formulas and targets")
+    g.add_argument("--formula-col", default="formula", help="formula column")
+    g.add_argument("--target-col", default="target", help="target column")
+    g.add_argument("--id-col", default=None, help="id column (checked for duplicates)")
+    g.add_argument("--task-type", default="regression", choices=["regression", "classification"])
+    g.add_argument(
+        "--test-fraction", type=float, default=0.2,
+        help="share of --data held out at random (--seed) as the test set; 0: train the final "
+        "model on every row (its validation split still picks the best epoch), no test score",
+    )  # fmt: skip
+    g.add_argument(
+        "--test-data", default=None, metavar="FILE",
+        help="score on your own test CSV (same columns) instead; then every --data row trains",
+    )  # fmt: skip
+
+
+def _add_overwrite_arg(p) -> None:
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out folder (else refused)"
+    )
+
+
+def _train_config(args: argparse.Namespace, *, pretrain: bool = False, **extra):
+    """The ``TrainConfig`` of the optimisation flags (others: the command's defaults)."""
+    return config_from_args(
+        _train_class(), args, TRAIN_FIELDS, base=_default_train(pretrain), **extra
+    )
+
+
+def _add_arch_args(p: argparse.ArgumentParser, *, pretrain: bool) -> None:
+    """Model-size flags (defaults: the paper's Roost); small values make quick experiments/tests."""
+    g = p.add_argument_group("architecture (advanced; default: the paper's Roost)")
+    g.add_argument("--elem-fea-len", type=int, default=None, help="node/material vector width")
+    g.add_argument("--n-graph", type=int, default=None, help="message-passing layers")
+    g.add_argument("--heads", type=int, default=None, help="attention heads (messages and pooling)")
+    g.add_argument(
+        "--hidden",
+        type=_ints,
+        default=None,
+        help="hidden widths of the gate/message MLPs, e.g. 256",
+    )
+    g.add_argument("--trunk-hidden", type=_ints, default=None, help="residual trunk widths")
+    if pretrain:
+        g.add_argument("--trunk-out", type=int, default=None, help="objective heads' trunk output")
+        g.add_argument("--proj-dim", type=int, default=None, help="SSL projection width")
+    else:
+        g.add_argument(
+            "--out-hidden", type=_ints, default=None, help="output network widths, e.g. 256,128,64"
+        )
+    g.add_argument(
+        "--device", default=None,
+        help="cpu, cuda, cuda:1, ... (default: CPU; under torchrun the rank's GPU when present)",
+    )  # fmt: skip
+
+
+def _encoder_config(args: argparse.Namespace):
+    from pretroost.models.roost import RoostConfig
+
+    kw: dict = {"elem_embedding": args.elem_embedding}
+    if getattr(args, "elem_fea_len", None) is not None:
+        kw["elem_fea_len"] = args.elem_fea_len
+    if getattr(args, "n_graph", None) is not None:
+        kw["n_graph"] = args.n_graph
+    if getattr(args, "heads", None) is not None:
+        kw["elem_heads"] = kw["cry_heads"] = args.heads
+    if getattr(args, "hidden", None):
+        kw.update(
+            dict.fromkeys(("elem_gate", "elem_msg", "cry_gate", "cry_msg"), tuple(args.hidden))
+        )
+    return RoostConfig(**kw)
+
+
+def _start_distributed(args: argparse.Namespace):
+    """Join the torchrun process group if launched under one (else a no-op); quieter logs on
+    ranks other than 0."""
+    from pretroost import distributed
+
+    ctx = distributed.init_from_env(device=getattr(args, "device", None))
+    if not ctx.is_main:
+        logging.getLogger("pretroost").setLevel(logging.WARNING)
+    return ctx
+
+
+def _check_out(out: str | Path, overwrite: bool) -> Path:
+    """Refuse an existing, non-empty ``--out`` folder unless ``--overwrite`` (before any work)."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise FileExistsError(
+            f"{out} exists; pass --overwrite to replace it, or choose another --out"
+        )
+    return out
+
+
+def _finetune_config(args: argparse.Namespace):
+    from pretroost.finetune import FinetuneConfig
+
+    scale = 0.0 if args.freeze_encoder else args.encoder_lr_scale
+    sizes = {
+        k: tuple(getattr(args, k)) for k in ("trunk_hidden", "out_hidden") if getattr(args, k, None)
+    }
+    train = _train_config(
+        args, encoder_lr_scale=scale, freeze_encoder_epochs=args.freeze_encoder_epochs
+    )
+    return config_from_args(
+        FinetuneConfig, args, FINETUNE_FIELDS, train=train, encoder=_encoder_config(args), **sizes
+    )

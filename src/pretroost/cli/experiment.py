@@ -1,0 +1,185 @@
+"""The experiment's commands (``pretroost.experiment``): ``bench``, ``report``, ``convergence``,
+``speed`` and ``teacher-probe``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("pretroost.cli")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pretroost.experiment.bench import STRATEGIES, run_bench
+
+    out = run_bench(
+        args.preset, strategies=args.strategies or STRATEGIES, tasks=args.tasks or None,
+        include_large=args.include_large, results_dir=args.results_dir, runs_dir=args.runs_dir,
+        structures=args.structures or None, data_efficiency=not args.no_data_efficiency,
+        folds=args.folds, data_efficiency_folds=args.data_efficiency_folds,
+        pretrain_only=args.pretrain_only,
+    )  # fmt: skip
+    if args.pretrain_only:
+        sys.stdout.write(f"pretrained encoders -> {out}\n")
+    else:
+        sys.stdout.write(out.read_text())
+    return 0
+
+
+def register_bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--preset", default="budget", help="budget (2-core CPU, ~2 h), paper (GPU), smoke"
+    )
+    p.add_argument(
+        "--strategies",
+        nargs="*",
+        default=None,
+        help="subset of: scratch ssl fingerprint structure ssl+fingerprint+structure "
+        "(default: these five), or dft, dft+fingerprint (DFT-label pretraining); a pretrained "
+        "one may carry variants, each one change: +trunk "
+        "(also start the property model's trunk from the pretraining head's), +encoder_lr0.1, "
+        "+frozen_warmup20, +strong_views (SSL pretrained on stronger views), e.g. ssl+trunk",
+    )
+    p.add_argument("--tasks", nargs="*", default=None, help="override the preset's tasks")
+    p.add_argument("--include-large", action="store_true", help="also the mp_* tasks")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--runs-dir", default=None, help="pretrained artefacts (default runs/<preset>)")
+    p.add_argument("--structures", nargs="*", default=None, help="structure sets for the teacher")
+    p.add_argument("--no-data-efficiency", action="store_true")
+    p.add_argument(
+        "--folds", nargs="*", type=int, default=None, help="official folds (default: the preset's)"
+    )
+    p.add_argument(
+        "--data-efficiency-folds",
+        nargs="*",
+        type=int,
+        default=None,
+        help="folds of the data-efficiency curves (default: the preset's; budget: 0)",
+    )
+    p.add_argument(
+        "--pretrain-only", action="store_true", help="pretrain the encoders, finetune nothing"
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def cmd_convergence(args: argparse.Namespace) -> int:
+    from pretroost.experiment.convergence import convergence_check, format_summary
+
+    for task in args.tasks:
+        doc = convergence_check(
+            task, preset=args.preset, fold=args.fold, seeds=args.seeds, factor=args.factor,
+            schedules=args.schedules, results_dir=args.results_dir,
+        )  # fmt: skip
+        sys.stdout.write(format_summary(doc))
+    return 0
+
+
+def register_convergence(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tasks", nargs="+", required=True, help="Matbench tasks")
+    p.add_argument("--preset", default="converged", help="bench preset whose recipe is checked")
+    p.add_argument("--fold", type=int, default=0, help="official fold (its training part only)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--factor", type=int, default=2, help="long run = factor x the recipe's epochs")
+    p.add_argument(
+        "--schedules",
+        nargs="*",
+        default=[],
+        help="also run these schedules for the recipe's epochs",
+    )
+    p.add_argument("--results-dir", default="results/convergence")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pretroost.experiment.demo import run_demo
+
+    text = run_demo(task=args.task, fold=args.fold, encoder=args.encoder, epochs=args.epochs,
+                    results_dir=args.results_dir)  # fmt: skip
+    sys.stdout.write(text)
+    return 0
+
+
+def register_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", default="matbench_steels", help="a Matbench task")
+    p.add_argument("--fold", type=int, default=0, help="official fold")
+    p.add_argument(
+        "--encoder", default=None, help="shipped encoder name or folder (default: first shipped)"
+    )
+    p.add_argument("--epochs", type=int, default=100, help="finetuning epochs")
+    p.add_argument("--results-dir", default="runs/demo")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pretroost.experiment.report import write_report
+
+    out = write_report(
+        args.results_dir, preset=args.preset, runs_dir=args.runs_dir, readme=args.readme
+    )
+    sys.stdout.write(out.read_text())
+    return 0
+
+
+def register_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--preset", default=None, help="the bench preset that made the results")
+    p.add_argument(
+        "--runs-dir", default=None, help="pretrained encoders: adds the linear probe and PCA map"
+    )
+    p.add_argument(
+        "--readme",
+        default=None,
+        help="also write the overview table into this file, between the lines "
+        "'<!-- pretroost report: overview -->' and '<!-- /pretroost report: overview -->'",
+    )
+
+
+def cmd_speed(args: argparse.Namespace) -> int:
+    from pretroost.experiment import speed
+
+    return speed.main(args)
+
+
+#: ``pretroost.experiment.speed.MEASUREMENTS`` (named here: the parser loads no torch)
+MEASUREMENT_NAMES = ("machine", "train", "steels", "flops", "fingerprint", "ssl_epoch", "teachers")
+
+
+def register_speed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n", type=int, default=None, help="OQMD compositions (default 20000)")
+    p.add_argument("--quick", action="store_true", help="smoke run: small data, one round")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--rounds", type=int, default=None, help="timed rounds per comparison (3)")
+    p.add_argument("--batch-sizes", default=None, help="sweep, comma-separated (128,256,512,1024)")
+    p.add_argument(
+        "--only", default=None, help=f"comma-separated subset of {list(MEASUREMENT_NAMES)}"
+    )
+    p.add_argument("--out", type=Path, default=Path("results/speed.json"), help="JSON output")
+    p.add_argument("--foreach-adamw", action="store_true", help="AdamW foreach (default fused)")
+    p.add_argument("--no-tune-malloc", action="store_true", help="keep glibc malloc defaults")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="update only the selected measurements of an existing --out file",
+    )
+
+
+def cmd_teacher_probe(args: argparse.Namespace) -> int:
+    from pretroost.experiment.teacher_probe import run_probe
+
+    run_probe(
+        args.path, dataset=args.dataset, out=args.out, n=args.n, chgnet=not args.no_chgnet,
+        seed=args.seed,
+    )  # fmt: skip
+    return 0
+
+
+def register_teacher_probe(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="phonons", help="phonons or carbon_24")
+    p.add_argument("--path", type=Path, default=None, help="the dataset file")
+    p.add_argument("--out", type=Path, default=Path("results/teacher_probe.json"))
+    p.add_argument("--n", type=int, default=None, help="only the first N structures")
+    p.add_argument("--no-chgnet", action="store_true")
+    p.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,474 @@
+"""``data``, ``corpus``, ``pretrain``, ``finetune`` and ``ensemble``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pretroost.cli.common import (
+    _add_arch_args,
+    _add_model_args,
+    _add_overwrite_arg,
+    _add_train_args,
+    _add_user_data_args,
+    _check_out,
+    _encoder_config,
+    _finetune_config,
+    _floats,
+    _ints,
+    _start_distributed,
+    _train_config,
+)
+from pretroost.cli.config_options import add_config_options, config_from_args
+
+log = logging.getLogger("pretroost.cli")
+
+SSL_FIELDS = ("mask_fraction", "mask_both", "amount_noise")
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from pretroost.data.fetch import fetch_all
+
+    path = fetch_all(wheel_dir=Path(args.wheel_dir) if args.wheel_dir else None, force=args.force)
+    log.info("data ready in %s", path)
+    return 0
+
+
+def register_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["fetch"])
+    p.add_argument("--wheel-dir", help="use already downloaded crabnet/matbench wheels from here")
+    p.add_argument("--force", action="store_true", help="re-extract even if the cache is complete")
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    config = _finetune_config(args)
+    if (args.task is None) == (args.data is None):
+        raise SystemExit("finetune: give exactly one of --task (Matbench) or --data (your CSV)")
+    if args.task is not None:
+        from pretroost.benchmark import run_matbench_task
+
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            raise ValueError(
+                "finetune --task runs in one process (folds are small); use torchrun only for "
+                "pretrain and finetune --data"
+            )
+        strategy = args.strategy or ("scratch" if args.init == "scratch" else Path(args.init).name)
+        rows = run_matbench_task(
+            args.task, config, strategy=strategy, folds=_ints(args.folds),
+            results_dir=args.results_dir, fraction=args.fraction,
+            save_models=args.save_models, resume=args.resume,
+        )  # fmt: skip
+        _print_fold_table(rows)
+        return 0
+    return _finetune_custom(args, config)
+
+
+def _print_fold_table(rows: list[dict]) -> None:
+    if not rows:
+        log.info("nothing to do (all requested folds already have predictions; use --no-resume)")
+        return
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    folds = sorted({r["fold"] for r in rows})
+    table = {(r["fold"], r["metric"]): r["value"] for r in rows}
+    head = "fold  " + "  ".join(f"{m:>12}" for m in metrics)
+    lines = [head] + [
+        f"{k:>4}  " + "  ".join(f"{table[(k, m)]:>12.4f}" for m in metrics) for k in folds
+    ]
+    if len(folds) > 1:
+        means = [np.mean([table[(k, m)] for k in folds]) for m in metrics]
+        lines.append("mean  " + "  ".join(f"{v:>12.4f}" for v in means))
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _read_user_data(args: argparse.Namespace, config):
+    """``--data`` (and ``--test-data``) as compositions and targets, every row checked at once
+    (with the element table of the model to be trained: the ``--init`` folder's own)."""
+    from pretroost.data.tables import read_training_table
+    from pretroost.finetune import init_elem_embedding
+
+    kw = dict(
+        formula_col=args.formula_col, target_col=args.target_col, id_col=args.id_col,
+        task_type=args.task_type, elem_embedding=init_elem_embedding(config),
+    )  # fmt: skip
+    _, comps, y = read_training_table(args.data, **kw)
+    test = read_training_table(args.test_data, **kw)[1:] if args.test_data else None
+    return comps, y, test
+
+
+def _test_splits(args: argparse.Namespace, n: int, *, k: int | None = None):
+    """The user-data splits (``pretroost.folds``): all rows with ``--test-data``, ``k``-fold, or a
+    random hold-out (``--test-fraction``, possibly 0: nothing held out); each decision is logged."""
+    from pretroost.folds import all_rows_split, holdout_split, kfold_splits
+
+    if args.test_data:
+        if k:
+            raise ValueError("--test-data and --split kfold exclude each other")
+        log.info("training on all %d rows of %s; testing on %s", n, args.data, args.test_data)
+        return all_rows_split(n)
+    if not 0.0 <= args.test_fraction < 1.0:
+        raise ValueError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
+    if k:
+        log.info(
+            "%s: %d-fold cross-validation over %d rows (--seed %d)", args.data, k, n, args.seed
+        )
+        return kfold_splits(n, k, args.seed)
+    splits = holdout_split(n, args.test_fraction, args.seed)
+    n_test = len(splits[0].test)
+    if n_test:
+        log.info(
+            "%s: held out %d rows (%.0f %%) as test (--test-fraction %g, --seed %d); training on "
+            "the other %d", args.data, n_test, 100 * n_test / n, args.test_fraction, args.seed,
+            n - n_test,
+        )  # fmt: skip
+    else:
+        log.info(
+            "%s: training on all %d rows (--test-fraction 0: no test score; a validation split "
+            "of them still picks the best epoch)", args.data, n,
+        )  # fmt: skip
+    return splits
+
+
+def _test_report(fitted, pred: dict, comps, y: np.ndarray, task_type: str) -> dict:
+    """Test scores of a model or ensemble; ensembles add uncertainty calibration (regression)
+    and each member's headline score, so ``finetune --ensemble`` and ``ensemble`` report alike."""
+    from pretroost.data.batching import CompositionDataset
+    from pretroost.ensemble import Ensemble, uncertainty_scores
+    from pretroost.metrics import CLF_THRESHOLD, HEADLINE, score, to_labels
+
+    data = CompositionDataset(comps)
+    key = "prob" if task_type == "classification" else "mean"
+    values = pred[key][:, 0]
+    if task_type == "classification":  # labels with the model's decision threshold
+        values = to_labels(values, getattr(fitted, "threshold", CLF_THRESHOLD))
+    scores = score(task_type, y[:, 0], values)
+    report: dict[str, Any] = {"scores": scores}
+    if isinstance(fitted, Ensemble):
+        if task_type == "regression":
+            scores.update(uncertainty_scores(y[:, 0], pred["mean"][:, 0], pred["std"][:, 0]))
+        head = HEADLINE[task_type]
+        members = [
+            score(task_type, y[:, 0], m.predict_dataset(data)[key][:, 0])[head]
+            for m in fitted.members
+        ]
+        report[f"member_{head}"] = members
+        report[f"member_{head}_mean"] = float(np.mean(members))
+    return report
+
+
+def _train_on_user_data(
+    args: argparse.Namespace,
+    config,
+    *,
+    n_members: int,
+    member_split: str = "different",
+    k: int | None = None,
+    checkpoint_dir: Path | None,
+    remove_checkpoints: bool,
+    split_subdirs: bool = True,
+) -> int:
+    """The one user-data path of ``finetune --data`` and ``ensemble``: check everything, hold out
+    the test rows (or read ``--test-data``), train, score, save and write ``metrics.json``."""
+    import shutil
+
+    from pretroost.folds import run_splits
+    from pretroost.utils import atomic_write_json
+
+    comps, y, test_set = _read_user_data(args, config)  # every check before anything is trained
+    out = _check_out(args.out, args.overwrite)
+    splits = _test_splits(args, len(comps), k=k)
+    ctx = _start_distributed(args)
+    single = len(splits) == 1
+    names = [out.name if single else f"{out.name} fold {s.index}" for s in splits]
+    reports: list[dict] = []
+    for result in run_splits(
+        comps, y, args.task_type, splits, config, n_members=n_members, member_split=member_split,
+        test_set=test_set, checkpoint_dir=checkpoint_dir, split_subdirs=split_subdirs,
+        resume=args.resume, name=names, device=args.device,
+    ):  # fmt: skip
+        fitted, n_test, name = result.fitted, len(result.test_comps), names[result.split.index]
+        where_test = args.test_data or (f"{n_test} held-out rows" if n_test else None)
+        report: dict[str, Any] = {"n_train": len(result.split.train), "n_test": n_test}
+        report["test"] = where_test
+        if n_test:
+            report.update(
+                _test_report(fitted, result.pred, result.test_comps, result.test_y, args.task_type)
+            )
+            log.info(
+                "%s: test %s", name, ", ".join(f"{m}={v:.4f}" for m, v in report["scores"].items())
+            )
+        fitted.info.update(source=str(args.data), n_test=n_test, test=where_test)
+        fitted.info["test_seed"] = args.seed
+        if ctx.is_main:  # data parallel: rank 0 alone writes
+            fitted.save(out if single else out / f"fold_{result.split.index}")
+        reports.append(report)
+    if not ctx.is_main:
+        return 0
+    metrics: dict[str, Any] = reports[0]
+    if len(reports) > 1:
+        names = reports[0]["scores"]
+        metrics = {
+            "splits": reports,
+            "summary": {
+                m: {
+                    "mean": float(np.mean([r["scores"][m] for r in reports])),
+                    "std": float(np.std([r["scores"][m] for r in reports])),
+                }
+                for m in names
+            },
+        }
+    atomic_write_json(out / "metrics.json", metrics)
+    if checkpoint_dir is not None and remove_checkpoints:  # done: not needed any more
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
+    return 0
+
+
+def _finetune_custom(args: argparse.Namespace, config) -> int:
+    if args.out is None:
+        raise SystemExit("finetune --data needs --out DIR for the trained model")
+    out = Path(args.out)
+    default_ckpt = out.with_name(out.name + ".ckpt")
+    return _train_on_user_data(
+        args, config, n_members=args.ensemble, k=args.k if args.split == "kfold" else None,
+        checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir else default_ckpt,
+        remove_checkpoints=not args.checkpoint_dir,
+    )  # fmt: skip
+
+
+def register_finetune(p: argparse.ArgumentParser) -> None:
+    src = p.add_argument_group("data")
+    src.add_argument("--task", help="a Matbench task, e.g. matbench_steels (official folds)")
+    src.add_argument("--folds", default="0,1,2,3,4", help="official folds to run (default all)")
+    src.add_argument(
+        "--fraction", type=float, default=1.0, help="share of each training fold to use"
+    )
+    _add_user_data_args(src, required=False)
+    src.add_argument(
+        "--split", default="random", choices=["random", "kfold"],
+        help="--data: one random test split (--test-fraction), or k-fold cross-validation",
+    )  # fmt: skip
+    src.add_argument("--k", type=int, default=5, help="folds for --split kfold")
+    _add_model_args(p)
+    _add_train_args(p)
+    res = p.add_argument_group("output")
+    res.add_argument(
+        "--strategy", default=None, help="label for results (default: scratch / init folder)"
+    )
+    res.add_argument("--results-dir", default="results")
+    res.add_argument("--save-models", default=None, help="save each fold's model under this folder")
+    res.add_argument("--out", default=None, help="model folder (with --data)")
+    _add_overwrite_arg(res)
+    res.add_argument(
+        "--ensemble", type=int, default=1, help="with --data: train a deep ensemble of N models"
+    )
+    res.add_argument(
+        "--no-resume", dest="resume", action="store_false",
+        help="redo folds that exist (--task); ignore existing checkpoints (--data)",
+    )  # fmt: skip
+    res.add_argument(
+        "--resume", dest="resume", action="store_true",
+        help="the default: skip finished folds (--task); continue from checkpoints (--data)",
+    )  # fmt: skip
+    res.add_argument(
+        "--checkpoint-dir", default=None,
+        help="--data: per-split resumable checkpoints (default: <out>.ckpt, removed when done)",
+    )  # fmt: skip
+    _add_arch_args(p, pretrain=False)
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    return _train_on_user_data(
+        args, _finetune_config(args), n_members=args.n, member_split=args.split,
+        checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir else None,
+        remove_checkpoints=False, split_subdirs=False,
+    )  # fmt: skip
+
+
+def register_ensemble(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Train a deep ensemble (Lakshminarayanan et al. 2017) of N Roost models with seeds\n"
+        "seed, seed+1, ... on your CSV, save it as ONE model folder, and score it on a random\n"
+        "held-out test split (--test-fraction; 0 trains on all rows; --test-data scores your own\n"
+        "test file): the same split as `finetune --data` with the same --seed, so the scores\n"
+        "compare. Writes metrics.json (the same report as `finetune --data --ensemble N`:\n"
+        "ensemble and per-member scores, uncertainty calibration) into the folder.\n"
+        "Predictions carry total, aleatoric and epistemic standard deviations (pretroost predict)."
+    )
+    _add_user_data_args(p.add_argument_group("data"), required=True)
+    ens = p.add_argument_group("ensemble")
+    ens.add_argument("--n", type=int, default=5, help="members (default 5)")
+    ens.add_argument(
+        "--split", default="different", choices=["different", "same"],
+        help="members' validation splits: each its own (default) or one shared",
+    )  # fmt: skip
+    ens.add_argument("--checkpoint-dir", default=None, help="per-member resumable checkpoints")
+    ens.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
+    _add_model_args(p)
+    _add_train_args(p)
+    _add_arch_args(p, pretrain=False)
+    p.add_argument("--out", required=True, help="model folder to write")
+    _add_overwrite_arg(p)
+
+
+def _default_corpus() -> Path:
+    from pretroost.paths import cache_dir
+
+    return cache_dir() / "corpus" / "oqmd-leakfree.npz"
+
+
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from pretroost.data.corpus import build_corpus
+
+    corpus = build_corpus(
+        oqmd=not args.no_oqmd, structures=args.structures, exclude=args.exclude or None,
+        include_matbench=args.include_matbench,
+    )  # fmt: skip
+    out = corpus.save(args.out or _default_corpus())
+    report = corpus.info.get("exclusion_report", {})
+    if report:
+        cols = sorted({c for row in report.values() for c in row})
+        lines = ["task".ljust(24) + "".join(c.rjust(max(14, len(c) + 2)) for c in cols)]
+        for task, row in report.items():
+            lines.append(
+                task.ljust(24)
+                + "".join(str(row.get(c, "")).rjust(max(14, len(c) + 2)) for c in cols)
+            )
+        sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.write(
+        f"corpus: {len(corpus)} compositions, hash {corpus.info['hash']}, "
+        f"{corpus.info.get('removed_total', 0)} Matbench compositions removed -> {out}\n"
+    )
+    return 0
+
+
+def register_corpus(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["build"])
+    p.add_argument(
+        "--out", default=None, help="corpus file (default: <cache>/corpus/oqmd-leakfree.npz)"
+    )
+    p.add_argument(
+        "--exclude", nargs="*", default=None, help="Matbench tasks to exclude (default: all)"
+    )
+    p.add_argument("--include-matbench", action="store_true", help="exclude nothing")
+    p.add_argument(
+        "--structures", nargs="*", default=[], help="structure sets to add (CSV/json.gz/CIF dir)"
+    )
+    p.add_argument("--no-oqmd", action="store_true", help="only the structure sets")
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from pretroost.data.corpus import Corpus, build_corpus
+    from pretroost.objectives import DFTConfig, FingerprintConfig, SSLConfig, StructureConfig
+    from pretroost.pretrain import PretrainConfig, pretrain
+
+    _check_out(args.out, args.overwrite)
+    if args.structures:
+        corpus = build_corpus(
+            oqmd=not args.no_oqmd, structures=args.structures, exclude=args.exclude or None
+        )
+    else:
+        corpus = Corpus.load(args.corpus or _default_corpus())
+    weights = (
+        tuple(
+            (n, float(w))
+            for n, w in zip(args.objective.split("+"), _floats(args.weights), strict=False)
+        )
+        if args.weights
+        else ()
+    )
+    head: dict = {}
+    if args.trunk_hidden:
+        head["trunk_hidden"] = tuple(args.trunk_hidden)
+    if args.trunk_out is not None:
+        head["trunk_out"] = args.trunk_out
+    proj = {"proj_dim": args.proj_dim} if args.proj_dim is not None else {}
+    config = PretrainConfig(
+        objective=args.objective,
+        encoder=_encoder_config(args),
+        train=_train_config(args, pretrain=True),
+        ssl=config_from_args(SSLConfig, args, SSL_FIELDS, **head, **proj),
+        fingerprint=FingerprintConfig(**head),
+        structure=StructureConfig(teacher=args.teacher, **head),
+        dft=DFTConfig(**head),
+        weights=weights,
+        balance=args.balance,
+        max_compositions=args.max_compositions,
+    )
+    checkpoint = (
+        Path(args.checkpoint)
+        if args.checkpoint
+        else Path(args.out).with_name(Path(args.out).name + ".ckpt")
+    )
+    ctx = _start_distributed(args)
+    out = pretrain(
+        corpus, config, args.out, checkpoint=checkpoint, resume=args.resume, device=args.device
+    )
+    if ctx.is_main:
+        sys.stdout.write(f"pretrained {args.objective} encoder -> {out}\n")
+    return 0
+
+
+def register_pretrain(p: argparse.ArgumentParser) -> None:
+    from pretroost.models.roost import RoostConfig
+    from pretroost.objectives import SSLConfig, StructureConfig
+    from pretroost.pretrain import PretrainConfig
+
+    add_config_options(p, PretrainConfig, ("objective",), help={
+        "objective": "ssl | fingerprint | structure | dft | e.g. ssl+fingerprint"
+    })  # fmt: skip
+    p.add_argument("--out", required=True, help="artefact folder to write")
+    _add_overwrite_arg(p)
+    p.add_argument("--corpus", default=None, help="corpus from `pretroost corpus build`")
+    p.add_argument(
+        "--structures", nargs="*", default=[], help="structure sets for the structure objective"
+    )
+    p.add_argument(
+        "--no-oqmd", action="store_true", help="with --structures: only structure compositions"
+    )
+    p.add_argument(
+        "--exclude", nargs="*", default=None, help="Matbench tasks to exclude (default: all)"
+    )
+    add_config_options(p, StructureConfig, ("teacher",), help={"teacher": "crystal-twins | chgnet"})
+    p.add_argument("--weights", default=None, help="loss weights per objective, e.g. 1,0.5")
+    add_config_options(p, PretrainConfig, ("balance", "max_compositions"), help={
+        "balance": "combinations without --weights: 'initial' scales each loss by 1 / its value "
+        "at initialisation so that no objective dominates",
+        "max_compositions": "pretrain on a random subset of this size",
+    })  # fmt: skip
+    add_config_options(p, SSLConfig, SSL_FIELDS)
+    add_config_options(p, RoostConfig, ("elem_embedding",))
+    p.add_argument("--checkpoint", default=None, help="resumable checkpoint (default: <out>.ckpt)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    _add_train_args(p, pretrain=True)
+    _add_arch_args(p, pretrain=True)
+
+
+def cmd_ship(args: argparse.Namespace) -> int:
+    from pretroost.pretrained import ROOT, ship
+
+    command = "pretroost ship " + " ".join(
+        [args.src, "--name", args.name, "--dtype", args.dtype]
+        + (["--root", args.root] if args.root else [])
+    )
+    out = ship(
+        args.src, args.name, dtype=args.dtype, command=command,
+        root=args.root or ROOT, overwrite=args.overwrite,
+    )  # fmt: skip
+    sys.stdout.write(f"shipped encoder -> {out}\n")
+    return 0
+
+
+def register_ship(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="a pretrained artefact folder (pretroost pretrain / bench)")
+    p.add_argument("--name", required=True, help="the shipped name, e.g. fingerprint-oqmd")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="storage dtype of the weights")  # fmt: skip
+    p.add_argument("--root", default=None, help="destination folder (default: the package's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing one")

@@ -1,0 +1,102 @@
+"""The names of the experiment's strategies and their variants (shared by ``bench`` and ``report``).
+
+A strategy is a base (``scratch`` or a pretraining objective such as ``ssl``) optionally followed
+by variant suffixes, each one declared change: finetuning variants (``FINETUNE_VARIANTS``) reuse the
+base's encoder; pretraining variants (``PRETRAIN_VARIANTS``) pretrain an encoder of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Generic, TypeVar
+
+from pretroost.finetune import FinetuneConfig
+from pretroost.pretrain import PretrainConfig
+
+__all__ = [
+    "EXTRA_STRATEGIES",
+    "FINETUNE_VARIANTS",
+    "PRETRAIN_VARIANTS",
+    "STRATEGIES",
+    "Variant",
+    "parse_strategy",
+]
+
+STRATEGIES = ("scratch", "ssl", "fingerprint", "structure", "ssl+fingerprint+structure")
+#: pretrained strategies beyond the paper's, run only when named (``--strategies dft ...``):
+#: supervised pretraining on the OQMD DFT labels of the same leak-free corpus, alone or with FL
+EXTRA_STRATEGIES = ("dft", "dft+fingerprint")
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Variant(Generic[C]):
+    """One declared change to a pretrained strategy, named ``<strategy>+<variant>``.
+
+    Attributes:
+        note: what changes (the report's legend).
+        apply: the change, on a ``FinetuneConfig`` or a ``PretrainConfig``.
+        objective: for a pretraining change, the objective it applies to.
+    """
+
+    note: str
+    apply: Callable[[C], C]
+    objective: str | None = None
+
+
+#: the same pretrained encoder, one change to the finetuning recipe
+FINETUNE_VARIANTS: dict[str, Variant[FinetuneConfig]] = {
+    "trunk": Variant(
+        note="the property model's trunk also starts from the pretraining head's trunk "
+        "(`--init-trunk`; for the combination, the fingerprint head's)",
+        apply=lambda c: replace(c, init_trunk=True),
+    ),
+    "encoder_lr0.1": Variant(
+        note="the encoder trains at a tenth of the output network's learning rate "
+        "(`--encoder-lr-scale 0.1`)",
+        apply=lambda c: replace(c, train=replace(c.train, encoder_lr_scale=0.1)),
+    ),
+    "frozen_warmup20": Variant(
+        note="the encoder is frozen for the first 20 finetuning epochs",
+        apply=lambda c: replace(c, train=replace(c.train, freeze_encoder_epochs=20)),
+    ),
+}
+#: an encoder of its own, pretrained with one change
+PRETRAIN_VARIANTS: dict[str, Variant[PretrainConfig]] = {
+    "strong_views": Variant(
+        note="its own encoder, pretrained with Barlow Twins on stronger views (both views "
+        "masked, amounts jittered by a log-normal factor of width 0.2)",
+        apply=lambda c: replace(c, ssl=replace(c.ssl, mask_both=True, amount_noise=0.2)),
+        objective="ssl",
+    ),
+}
+
+
+def parse_strategy(name: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """``(base, pretraining variants, finetuning variants)`` of a strategy name such as
+    ``ssl+strong_views+trunk``; raises ``ValueError`` listing the valid parts."""
+    for base in sorted((*STRATEGIES, *EXTRA_STRATEGIES), key=len, reverse=True):
+        if name != base and not name.startswith(base + "+"):
+            continue
+        parts = name[len(base) :].split("+")[1:]
+        if any(p not in FINETUNE_VARIANTS and p not in PRETRAIN_VARIANTS for p in parts):
+            continue
+        if parts and base == "scratch":
+            break
+        for p in parts:
+            need = PRETRAIN_VARIANTS[p].objective if p in PRETRAIN_VARIANTS else None
+            if need is not None and need not in base.split("+"):
+                raise ValueError(
+                    f"strategy {name!r}: +{p} changes the {need} objective, "
+                    f"which {base!r} does not use"
+                )
+        pre = tuple(p for p in parts if p in PRETRAIN_VARIANTS)
+        return base, pre, tuple(p for p in parts if p in FINETUNE_VARIANTS)
+    raise ValueError(
+        f"unknown strategy {name!r}; valid: {', '.join((*STRATEGIES, *EXTRA_STRATEGIES))}, "
+        "or a pretrained one followed "
+        f"by variants +{', +'.join([*PRETRAIN_VARIANTS, *FINETUNE_VARIANTS])} "
+        "(e.g. fingerprint+trunk)"
+    )
