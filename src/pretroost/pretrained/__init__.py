@@ -16,6 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 __all__ = ["REFERENCE_FORMULAS", "resolve", "ship", "shipped"]
 
 log = logging.getLogger(__name__)
@@ -91,12 +93,19 @@ def ship(
         f"\n## Shipped as `{name}`\n\nWeights stored as {dtype} "
         f"({(out / 'model.safetensors').stat().st_size / 2**20:.1f} MiB); loading casts them to "
         "float32. Made with:\n\n```bash\n" + (command or "(python API)") + "\n```\n\n"
+        "{deviation}"
         f'Use it: `pretroost.load("{name}")`, `pretroost finetune --init {name} [--init-trunk]`.\n'
     )
-    (out / "README.md").write_text(card)
     embedding = load(out).embed(list(REFERENCE_FORMULAS), errors="raise")
+    original = load(src).embed(list(REFERENCE_FORMULAS), errors="raise")
+    deviation = float(np.abs(embedding - original).max() / np.abs(original).max())
     reference = {"formulas": list(REFERENCE_FORMULAS), "embedding": embedding.tolist(),
-                 "torch": torch.__version__}  # fmt: skip
+                 "max_deviation_vs_fp32_weights": deviation, "torch": torch.__version__}  # fmt: skip
     (out / "reference.json").write_text(json.dumps(reference) + "\n")
+    note = (
+        f"Embeddings of the {len(REFERENCE_FORMULAS)} reference formulas (`reference.json`) differ "
+        f"from those of the float32 weights by at most {deviation:.2g} of their largest value.\n\n"
+    )
+    (out / "README.md").write_text(card.replace("{deviation}", note))
     log.info("shipped %s as %s (%s)", src, out, dtype)
     return out
