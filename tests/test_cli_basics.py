@@ -12,7 +12,7 @@ import pytest
 
 from pretroost.cli import build_parser, main
 
-COMMANDS = ["data", "finetune", "corpus", "pretrain", "bench", "report", "predict", "embed",
+COMMANDS = ["data", "finetune", "corpus", "pretrain", "bench", "select", "report", "predict", "embed",
             "ensemble"]  # fmt: skip
 
 

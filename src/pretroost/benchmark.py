@@ -9,30 +9,46 @@ Classification: the stored ``prediction`` is the probability of class 1. Matbenc
 (``FinetuneConfig.threshold``) is scored with labels ``p > threshold`` instead, and its CSV carries
 the threshold (column ``threshold``), so that ``results.json.gz`` holds those labels. Beside
 Matbench's metrics each fold gets ``rocauc_prob``, the ROC AUC of the probabilities.
+
+Beside each CSV, ``fold_<k>[_seed<s>].json`` records the cell's model selection on the validation
+split of its training fold (:func:`validation_path`): ``best_val`` (lower is better), ``val_metric``
+(``normalised_mae`` for regression, ``val_loss`` for classification), ``n_val``, ``best_epoch``,
+``n_members``; a deep-ensemble cell (``n_members`` > 1) also its members' ``member_best_val``,
+``member_best_epoch`` and test scores ``member_scores`` (N = 1 vs N = N in the same cell). The
+validation rows depend only on the fold's training rows, the seed and ``val_fraction``
+(:func:`pretroost.finetune.validation_split`), so every strategy of one (task, fold, seed) is
+selected on the same rows; :func:`select_strategy` picks among strategies per fold by that score.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import parse_formulas
 from pretroost.data.matbench import get_task, load_folds, load_task
 from pretroost.finetune import FinetuneConfig
 from pretroost.folds import SEED_STRIDE, matbench_splits, run_splits, training_subset
 from pretroost.metrics import CLF_THRESHOLD, PROB_ROCAUC, probability_rocauc, score, to_labels
-from pretroost.results import append_benchmark_rows, write_matbench_results
-from pretroost.utils import atomic_path, git_sha, machine_description
+from pretroost.models.roost import TaskType
+from pretroost.results import append_benchmark_rows, read_benchmark_rows, write_matbench_results
+from pretroost.utils import atomic_path, atomic_write_json, git_sha, machine_description
 
 __all__ = [
     "SEED_STRIDE",
     "prediction_path",
     "rebuild_results",
     "run_matbench_task",
+    "select_strategy",
+    "selection_label",
     "training_subset",
+    "validation_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -42,6 +58,46 @@ def prediction_path(results_dir: Path, strategy: str, task: str, fold: int, seed
     """Test predictions of one cell; seed 0 is ``fold_<k>.csv``, seed s > 0 ``fold_<k>_seed<s>.csv``."""
     name = f"fold_{fold}.csv" if seed == 0 else f"fold_{fold}_seed{seed}.csv"
     return Path(results_dir) / strategy / "predictions" / task / name
+
+
+def validation_path(results_dir: Path, strategy: str, task: str, fold: int, seed: int = 0) -> Path:
+    """The validation record of one cell: its prediction CSV's name with ``.json``."""
+    return prediction_path(results_dir, strategy, task, fold, seed).with_suffix(".json")
+
+
+def _cell_scores(task_type: TaskType, y_test, values, threshold: float) -> dict[str, float]:
+    """Matbench's scores of test predictions ``values`` (probabilities for classification, scored
+    as labels ``> threshold``, plus ``rocauc_prob``)."""
+    if task_type == "classification":
+        scores = score(task_type, y_test, to_labels(values, threshold))
+        scores[PROB_ROCAUC] = probability_rocauc(y_test, values)
+        return scores
+    return score(task_type, y_test, values)
+
+
+def _validation_record(fitted: Any, result: Any, task_type: TaskType) -> dict[str, Any]:
+    """The sidecar of one cell (see the module docstring); member test scores for ensembles."""
+    info = fitted.info
+    members = getattr(fitted, "members", None)
+    record: dict[str, Any] = {
+        "best_val": info.get("best_val"),
+        "val_metric": info.get("val_metric"),
+        "n_val": info.get("n_val"),
+        "best_epoch": None if members else info.get("best_epoch"),
+        "n_members": len(members) if members else 1,
+    }
+    if members:
+        record["member_best_val"] = [m.info.get("best_val") for m in members]
+        record["member_best_epoch"] = [m.info.get("best_epoch") for m in members]
+        key = "prob" if task_type == "classification" else "mean"
+        data = CompositionDataset(result.test_comps)
+        record["member_scores"] = [
+            _cell_scores(
+                task_type, result.test_y[:, 0], m.predict_dataset(data)[key][:, 0], m.threshold
+            )
+            for m in members
+        ]
+    return record
 
 
 def run_matbench_task(
@@ -57,6 +113,8 @@ def run_matbench_task(
     progress: bool | None = None,
     source: str = "auto",
     seed: int = 0,
+    n_members: int = 1,
+    member_split: str = "same",
 ) -> list[dict]:
     """Finetune and score one task on the given official folds.
 
@@ -72,6 +130,11 @@ def run_matbench_task(
         resume: skip folds whose predictions already exist.
         seed: repeat index (0: the first run); repeats differ in initialisation, batch order and
             validation split, never in the official folds.
+        n_members: > 1 trains a deep ensemble per fold (members seeded ``s, s + 1, ...``) and
+            scores its mean prediction.
+        member_split: the members' validation splits (:mod:`pretroost.ensemble`); ``"same"``: the
+            cell's own split for all, so the ensemble is selected on the rows every single model
+            of the fold is, and member 0 is the single model.
 
     Returns:
         The benchmark rows written (one per metric and fold).
@@ -98,18 +161,20 @@ def run_matbench_task(
     y = df["target"].to_numpy()
     rows: list[dict] = []
     for result in run_splits(
-        comps, y, task.task_type, splits, config, progress=progress, name=names
-    ):
+        comps, y, task.task_type, splits, config, progress=progress, name=names,
+        n_members=n_members, member_split=member_split,
+    ):  # fmt: skip
         k, fitted, pred = result.split.index, result.fitted, result.pred
         test_ids = official[k][1]
         y_test = result.test_y[:, 0]
         values = pred["prob"][:, 0] if task.task_type == "classification" else pred["mean"][:, 0]
-        threshold = fitted.threshold
-        if task.task_type == "classification":  # Matbench scores labels: the model's threshold
-            scores = score(task.task_type, y_test, to_labels(values, threshold))
-            scores[PROB_ROCAUC] = probability_rocauc(y_test, values)
-        else:
-            scores = score(task.task_type, y_test, values)
+        threshold = fitted.threshold  # Matbench scores labels: the model's threshold
+        scores = _cell_scores(task.task_type, y_test, values, threshold)
+        # the validation record first: a CSV (a finished cell) always has its record
+        atomic_write_json(
+            validation_path(results_dir, strategy, task.name, k, seed),
+            _validation_record(fitted, result, task.task_type),
+        )
         frame = pd.DataFrame({"id": test_ids, "prediction": values})
         if task.task_type == "classification" and threshold != CLF_THRESHOLD:
             frame["threshold"] = threshold
@@ -124,6 +189,8 @@ def run_matbench_task(
             )
         sha, machine = git_sha(), machine_description()
         n_train, seconds = len(result.split.train), result.seconds
+        members = getattr(fitted, "members", [fitted])
+        epochs = max(int(m.info["epochs_run"]) for m in members)
         fold_rows = [
             {
                 "strategy": strategy,
@@ -133,7 +200,7 @@ def run_matbench_task(
                 "metric": metric,
                 "value": float(value),
                 "n_train": n_train,
-                "epochs": int(fitted.info["epochs_run"]),
+                "epochs": epochs,
                 "seconds": round(seconds, 2),
                 "git_sha": sha,
                 "machine": machine,
@@ -181,3 +248,144 @@ def rebuild_results(
         hyperparameters=hyperparameters or {}, info={"strategy": strategy},
     )  # fmt: skip
     return out
+
+
+def selection_label(candidates: Sequence[str]) -> str:
+    """The default name of a selection among ``candidates``: ``select(<c1>|<c2>|...)``."""
+    return "select(" + "|".join(candidates) + ")"
+
+
+def _cells(results_dir: Path, strategy: str, task: str) -> set[tuple[int, int]]:
+    """(fold, seed) of every prediction CSV of ``strategy`` on ``task``."""
+    folder = Path(results_dir) / strategy / "predictions" / task
+    out = set()
+    for f in folder.glob("fold_*.csv") if folder.is_dir() else ():
+        fold, _, seed = f.stem.removeprefix("fold_").partition("_seed")
+        if fold.isdigit() and (not seed or seed.isdigit()):
+            out.add((int(fold), int(seed or 0)))
+    return out
+
+
+def select_strategy(
+    results_dir: str | Path,
+    task: str,
+    candidates: Sequence[str],
+    *,
+    label: str | None = None,
+) -> list[dict]:
+    """Per (fold, seed), pick among ``candidates`` the strategy with the best validation score
+    (lower ``best_val`` of the cells' validation records: the training fold's validation split
+    only, never the test fold; ties go to the first listed) and record its cell as strategy
+    ``label`` (default :func:`selection_label`), like any strategy: prediction CSVs and validation
+    records, ``results.json.gz`` and rows in ``benchmark.jsonl`` (the chosen cell's scores; its
+    ``seconds`` the sum over the candidates, since all of them had to be trained). The choice, with
+    every candidate's score, goes to ``<label>/selection/<task>.json``.
+
+    Cells run by only some candidates are left out (logged). Only cells whose choice or
+    scores changed since the last selection append rows, so running it again adds nothing.
+
+    Returns:
+        The benchmark rows appended.
+
+    Raises:
+        ValueError: fewer than one or repeated candidates, a label that is a candidate, no cell
+            run by every candidate, cells without a validation score (written before validation
+            records existed: named in the message), or candidates scored on different metrics
+            or validation rows.
+    """
+    name = get_task(task).name
+    results_dir = Path(results_dir)
+    candidates = list(candidates)
+    if not candidates or len(set(candidates)) != len(candidates):
+        raise ValueError(f"selection needs distinct candidate strategies, got {candidates}")
+    label = label or selection_label(candidates)
+    if label in candidates:
+        raise ValueError(f"the selection's label {label!r} is one of its candidates")
+    ran = {c: _cells(results_dir, c, name) for c in candidates}
+    common = set.intersection(*ran.values())
+    partial = sorted(set.union(*ran.values()) - common)
+    if partial:
+        log.warning(
+            "select %s: cells (fold, seed) %s not run by every candidate: left out", name, partial
+        )
+    if not common:
+        raise ValueError(
+            f"{name}: no fold has predictions of every candidate {candidates} in {results_dir}"
+        )
+    records: dict[tuple[str, int, int], dict] = {}
+    lacking = []
+    for c in candidates:
+        for k, s in sorted(common):
+            path = validation_path(results_dir, c, name, k, s)
+            record = json.loads(path.read_text()) if path.is_file() else {}
+            if record.get("best_val") is None:
+                lacking.append(str(path))
+            records[(c, k, s)] = record
+    if lacking:
+        raise ValueError(
+            f"{name}: {len(lacking)} cell(s) have no validation score (run before validation "
+            "records were kept, or trained without a shared validation split); delete their "
+            f"prediction CSVs and rerun them: {', '.join(lacking)}"
+        )
+    latest: dict[tuple[str, int, int], list[dict]] = {}
+    for r in read_benchmark_rows(results_dir / "benchmark.jsonl"):
+        if r["task"] == name and r["strategy"] in candidates:
+            key = (r["strategy"], int(r["fold"]), int(r.get("seed", 0)))
+            cell = {m["metric"]: m for m in latest.get(key, [])}
+            cell[r["metric"]] = r  # the last row written per metric
+            latest[key] = list(cell.values())
+    record_path = results_dir / label / "selection" / f"{name}.json"
+    previous = {}
+    if record_path.is_file():
+        previous = {(e["fold"], e["seed"]): e for e in json.loads(record_path.read_text())["folds"]}
+    entries, rows = [], []
+    for k, s in sorted(common):
+        cell_records = {c: records[(c, k, s)] for c in candidates}
+        metrics = {r.get("val_metric") for r in cell_records.values()}
+        n_val = {r.get("n_val") for r in cell_records.values()}
+        if len(metrics) != 1 or len(n_val) != 1:
+            raise ValueError(
+                f"{name} fold {k} seed {s}: the candidates were not selected on the same "
+                f"validation rows and score (val_metric {sorted(map(str, metrics))}, "
+                f"n_val {sorted(map(str, n_val))})"
+            )
+        scores = {c: float(r["best_val"]) for c, r in cell_records.items()}
+        pick = min(candidates, key=lambda c: scores[c])  # min keeps the first of equal scores
+        entry = {
+            "fold": k, "seed": s, "val_metric": metrics.pop(), "n_val": n_val.pop(),
+            "scores": scores, "pick": pick,
+        }  # fmt: skip
+        entries.append(entry)
+        missing_rows = [c for c in candidates if not latest.get((c, k, s))]
+        if missing_rows:
+            raise ValueError(
+                f"{name} fold {k} seed {s}: no benchmark rows of {missing_rows} in "
+                f"{results_dir / 'benchmark.jsonl'}"
+            )
+        out_csv = prediction_path(results_dir, label, name, k, s)
+        if previous.get((k, s)) == entry and out_csv.is_file():
+            continue
+        seconds = sum(float(latest[(c, k, s)][0]["seconds"]) for c in candidates)
+        atomic_write_json(
+            validation_path(results_dir, label, name, k, s),
+            {**cell_records[pick], "selected": pick},
+        )
+        src = prediction_path(results_dir, pick, name, k, s)
+        with atomic_path(out_csv) as tmp:
+            tmp.write_bytes(src.read_bytes())
+        rows += [
+            {**r, "strategy": label, "seed": s, "seconds": round(seconds, 2)}
+            for r in latest[(pick, k, s)]
+        ]
+        log.info(
+            "select %s fold %d seed %d: %s (%s %s)", name, k, s, pick, entry["val_metric"],
+            ", ".join(f"{c} {v:.4g}" for c, v in scores.items()),
+        )  # fmt: skip
+    atomic_write_json(
+        record_path,
+        {"task": name, "label": label, "candidates": candidates, "rule": "lowest best_val, "
+         "ties to the first candidate", "folds": entries},
+    )  # fmt: skip
+    append_benchmark_rows(results_dir / "benchmark.jsonl", rows)
+    rebuild_results(results_dir, label, hyperparameters={"selection": {"candidates": candidates}})
+    return rows

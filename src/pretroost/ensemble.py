@@ -38,8 +38,18 @@ from torch import nn
 
 from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import CompositionArray
-from pretroost.finetune import FinetuneConfig, FittedModel, Normaliser, fit
+from pretroost.finetune import (
+    VAL_METRICS,
+    FinetuneConfig,
+    FittedModel,
+    Normaliser,
+    fit,
+    validate_targets,
+    validation_score,
+    validation_split,
+)
 from pretroost.io import Artefact, ArtefactError, load_artefact, save_artefact
+from pretroost.metrics import CLF_THRESHOLD
 from pretroost.models.roost import ModelConfig, RoostModel, TaskType
 from pretroost.utils import git_sha, machine_description
 
@@ -138,6 +148,11 @@ class Ensemble:
     @property
     def loss(self) -> str:
         return self.members[0].loss
+
+    @property
+    def threshold(self) -> float:
+        """The classification decision threshold: an ensemble labels its mean probability at 0.5."""
+        return CLF_THRESHOLD
 
     def __len__(self) -> int:
         return len(self.members)
@@ -286,10 +301,9 @@ def fit_ensemble(
             f"threshold {config.threshold!r} is for single models; an ensemble labels its mean "
             "probability at 0.5 (use threshold '0.5')"
         )
-    if val_index is None and split == "same":
-        n = len(comps)
-        n_val = int(round(config.val_fraction * n)) if n >= 10 else 0  # as fit() draws it
-        val_index = np.sort(np.random.default_rng(seeds[0]).permutation(n)[:n_val])
+    split_given = val_index is not None
+    if val_index is None and split == "same":  # member 0's own split (as fit() draws it)
+        val_index = validation_split(len(comps), config.val_fraction, seeds[0])[0]
     t0 = time.perf_counter()
     members = []
     for k, seed in enumerate(seeds):
@@ -307,11 +321,39 @@ def fit_ensemble(
         "name": name,
         "init": config.init,
         "n_members": n_members,
-        "split": "given" if val_index is not None and split != "same" else split,
+        "split": "given" if split_given else split,
         "seeds": seeds,
         "finetune": config.to_dict(),
         "seconds": time.perf_counter() - t0,
         "machine": machine_description(),
         "git_sha": git_sha(),
+        **_shared_validation(members, comps, y, task_type, val_index),
     }
     return Ensemble(members, info)
+
+
+def _shared_validation(
+    members: Sequence[FittedModel],
+    comps: CompositionArray,
+    y: np.ndarray,
+    task_type: TaskType,
+    val_index: np.ndarray | None,
+) -> dict:
+    """The ensemble's own model-selection score on the validation rows all its members share
+    (``best_val``, ``val_metric``, ``n_val``: the score :func:`~pretroost.finetune.fit` selects by,
+    of the combined prediction, so it compares with single models selected on those rows); with
+    per-member splits there are no such rows and ``best_val`` is None."""
+    out: dict = {"val_metric": VAL_METRICS[task_type], "best_val": None, "n_val": 0}
+    if val_index is None or not len(val_index):
+        return out
+    val_index = np.asarray(val_index)
+    pred = Ensemble(list(members)).predict_dataset(CompositionDataset(comps.subset(val_index)))
+    y_val = validate_targets(y, task_type)[val_index]
+    first = members[0]
+    pos_weight = first.info.get("pos_weight")
+    out["best_val"] = validation_score(
+        task_type, y_val, pred["prob" if task_type == "classification" else "mean"],
+        normaliser=first.normaliser, pos_weight=None if pos_weight is None else np.asarray(pos_weight),
+    )  # fmt: skip
+    out["n_val"] = len(val_index)
+    return out

@@ -32,6 +32,7 @@ from pretroost.train import TrainConfig, TrainResult, train
 from pretroost.utils import git_sha, machine_description, seed_everything
 
 __all__ = [
+    "VAL_METRICS",
     "FinetuneConfig",
     "FittedModel",
     "Normaliser",
@@ -41,6 +42,8 @@ __all__ = [
     "init_elem_embedding",
     "init_source",
     "validate_targets",
+    "validation_score",
+    "validation_split",
 ]
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,49 @@ ThresholdRule = Literal["0.5", "val_balanced_accuracy"]
 THRESHOLD_RULES = ("0.5", "val_balanced_accuracy")
 ClassWeight = Literal["none", "balanced"]
 CLASS_WEIGHTS = ("none", "balanced")
+#: the model-selection score :func:`fit` minimises on the validation split (lower is better):
+#: regression: MAE of the standardised targets (the headline metric, all targets weighted alike);
+#: classification: the training loss (cross-entropy, class-weighted if the loss is)
+VAL_METRICS: dict[str, str] = {"regression": "normalised_mae", "classification": "val_loss"}
+
+
+def validation_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(val_index, train_index)``, sorted: the validation rows :func:`fit` holds out of ``n``
+    training rows. They depend on ``n``, ``val_fraction`` and ``seed`` alone, so every model trained
+    on the same rows with the same seed (any initialisation, variant or ensemble member 0) is
+    selected on the same rows, with the same target normaliser. Fewer than 10 rows: none."""
+    n_val = int(round(val_fraction * n)) if n >= 10 else 0
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[:n_val]), np.sort(perm[n_val:])
+
+
+def validation_score(
+    task_type: TaskType,
+    y: np.ndarray,
+    pred: np.ndarray,
+    *,
+    normaliser: Normaliser | None = None,
+    pos_weight: np.ndarray | None = None,
+) -> float:
+    """The score :func:`fit` selects epochs by (``VAL_METRICS``), from predictions in target units:
+    regression ``pred`` (n, T) means, scored as the MAE of ``(pred - y) / normaliser.std``;
+    classification ``pred`` (n, T) probabilities, scored as the mean cross-entropy with the
+    positive term weighted by ``pos_weight`` (T,) (None: 1). ``y``: (n, T). For a model ``fit``
+    trained this equals its ``info["best_val"]`` up to float32 rounding; for an ensemble it is the
+    same score of the combined prediction."""
+    y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    pred = np.asarray(pred, dtype=np.float64).reshape(y.shape)
+    if not len(y):
+        raise ValueError("no validation rows to score")
+    if task_type == "regression":
+        std = np.asarray(normaliser.std if normaliser is not None else 1.0, dtype=np.float64)
+        return float(np.mean(np.abs(pred - y) / std))
+    eps = np.finfo(np.float64).tiny
+    weight = np.ones(y.shape[1]) if pos_weight is None else np.asarray(pos_weight, np.float64)
+    loss = -(
+        weight * y * np.log(np.maximum(pred, eps)) + (1 - y) * np.log(np.maximum(1 - pred, eps))
+    )
+    return float(loss.mean())
 
 
 @dataclass(frozen=True)
@@ -439,10 +485,7 @@ def fit(
     y = validate_targets(y, task_type)
     n = len(comps)
     if val_index is None:
-        rng = np.random.default_rng(seed)
-        n_val = int(round(config.val_fraction * n)) if n >= 10 else 0
-        perm = rng.permutation(n)
-        val_index, train_index = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        val_index, train_index = validation_split(n, config.val_fraction, seed)
     else:
         val_index = np.asarray(val_index)
         train_index = np.setdiff1d(np.arange(n), val_index)
@@ -512,6 +555,7 @@ def fit(
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "best_val": result.best_score if val_data is not None else None,
+        "val_metric": VAL_METRICS[task_type],
         "seconds": time.perf_counter() - t0,
         "machine": machine_description(),
         "git_sha": git_sha(),

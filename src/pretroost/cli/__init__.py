@@ -1,7 +1,7 @@
 """The ``pretroost`` command line: a thin layer over the library (``main(argv) -> exit code``).
 
 Each subcommand lives in a module of this package (``train``: data, corpus, pretrain, finetune,
-ensemble; ``predict``: predict, embed; ``experiment``: bench, report, convergence, speed,
+ensemble; ``predict``: predict, embed; ``experiment``: bench, select, report, convergence, speed,
 teacher-probe) as ``cmd_<name>(args)`` and ``register_<name>(parser)``; :data:`COMMANDS` lists
 them. Options that set a config field are declared from the config dataclass itself
 (:mod:`pretroost.cli.config_options`), so each default is written once, in the dataclass.
@@ -29,8 +29,13 @@ EXAMPLES = {
         "  pretroost pretrain --objective structure --no-oqmd --structures "
         "../shared/data/structures/cdvae/perov_5/val.csv --out runs/structure"
     ),
-    "bench": "pretroost bench --preset budget\n  pretroost bench --preset smoke --strategies scratch ssl",
+    "bench": (
+        "pretroost bench --preset budget\n  pretroost bench --preset smoke --strategies scratch ssl\n"
+        "  pretroost bench --preset smoke --strategies scratch scratch+ens5 fingerprint "
+        "--select scratch fingerprint"
+    ),
     "report": "pretroost report --results-dir results",
+    "select": "pretroost select --tasks matbench_steels --candidates scratch fingerprint",
     "demo": "pretroost demo\n  pretroost demo --task matbench_expt_gap --epochs 30",
     "ship": "pretroost ship runs/converged/fingerprint --name fingerprint-oqmd",
     "convergence": "pretroost convergence --tasks matbench_steels --seeds 0 1 2 --schedules cosine",
@@ -86,6 +91,9 @@ COMMANDS: tuple[Command, ...] = (
             "Pretrain a Roost encoder (ssl, fingerprint, structure, dft or a combination)."),
     Command("bench", "experiment", "cmd_bench", "register_bench",
             "Run (or resume) the pretraining-vs-scratch Matbench matrix and write the report."),
+    Command("select", "experiment", "cmd_select", "register_select",
+            "Per task and fold, pick among bench strategies the one with the best validation score "
+            "(training fold only) and record the picks as a strategy of their own."),
     Command("convergence", "experiment", "cmd_convergence", "register_convergence",
             "Check on validation data (one official training fold) that doubling a preset's "
         "finetuning epochs no longer improves scratch Roost beyond the seed spread."),

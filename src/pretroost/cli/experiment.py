@@ -1,5 +1,5 @@
-"""The experiment's commands (``pretroost.experiment``): ``bench``, ``report``, ``convergence``,
-``speed`` and ``teacher-probe``."""
+"""The experiment's commands (``pretroost.experiment``): ``bench``, ``select``, ``report``,
+``convergence``, ``speed`` and ``teacher-probe``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         include_large=args.include_large, results_dir=args.results_dir, runs_dir=args.runs_dir,
         structures=args.structures or None, data_efficiency=not args.no_data_efficiency,
         folds=args.folds, data_efficiency_folds=args.data_efficiency_folds,
-        pretrain_only=args.pretrain_only,
+        pretrain_only=args.pretrain_only, select=args.select or (), select_label=args.select_label,
     )  # fmt: skip
     if args.pretrain_only:
         sys.stdout.write(f"pretrained encoders -> {out}\n")
@@ -40,7 +40,8 @@ def register_bench(p: argparse.ArgumentParser) -> None:
         "(default: these five), or dft, dft+fingerprint (DFT-label pretraining); a pretrained "
         "one may carry variants, each one change: +trunk "
         "(also start the property model's trunk from the pretraining head's), +encoder_lr0.1, "
-        "+frozen_warmup20, +strong_views (SSL pretrained on stronger views), e.g. ssl+trunk",
+        "+frozen_warmup20, +strong_views (SSL pretrained on stronger views), +ens5 (a deep "
+        "ensemble of 5 per fold, predicting their mean; also scratch+ens5), e.g. ssl+trunk",
     )
     p.add_argument("--tasks", nargs="*", default=None, help="override the preset's tasks")
     p.add_argument("--include-large", action="store_true", help="also the mp_* tasks")
@@ -61,7 +62,38 @@ def register_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pretrain-only", action="store_true", help="pretrain the encoders, finetune nothing"
     )
+    p.add_argument(
+        "--select",
+        nargs="+",
+        default=None,
+        metavar="CAND",
+        help="after the cells, per task and fold, pick among these strategies (of --strategies) "
+        "the one with the best validation score on the training fold (never the test fold; ties: "
+        "the first listed) and record it as strategy 'select(CAND|...)' (default: no selection)",
+    )
+    p.add_argument(
+        "--select-label", default=None, help="name of the --select strategy (default: select(...))"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from pretroost.benchmark import select_strategy
+
+    for task in args.tasks:
+        select_strategy(args.results_dir, task, args.candidates, label=args.label)
+    return 0
+
+
+def register_select(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results-dir", default="results", help="a bench's results (default: results)")
+    p.add_argument("--tasks", nargs="+", required=True, help="Matbench tasks")
+    p.add_argument(
+        "--candidates", nargs="+", required=True, help="strategies to choose among, in tie order"
+    )
+    p.add_argument(
+        "--label", default=None, help="the selection's strategy name (default: select(...))"
+    )
 
 
 def cmd_convergence(args: argparse.Namespace) -> int:

@@ -10,7 +10,12 @@ when pretraining helps, run by the same command): finetuning variants (``FINETUN
 ``fingerprint+trunk`` also starts the property model's residual trunk from the pretraining head's,
 ``ssl+encoder_lr0.1`` trains the encoder at a tenth of the learning rate) reuse the base's encoder;
 pretraining variants (``PRETRAIN_VARIANTS``, e.g. ``ssl+strong_views``) pretrain an encoder of their
-own. Everything else is the scratch recipe.
+own. Everything else is the scratch recipe. ``+ens5`` (also on ``scratch``: ``scratch+ens5``) trains a
+deep ensemble of 5 per cell through the same fold runner and scores its mean prediction.
+
+``select`` (``--select CAND ...``): after the cells, per task and fold, the candidate strategy with
+the best validation score on the training fold is recorded as a strategy of its own
+(:func:`pretroost.benchmark.select_strategy`), as MODNet selects its models per task.
 
 Leakage: SSL and FL pretrain on OQMD minus every Matbench composition. The offline structure sets
 (perov_5) are the same materials as matbench_perovskites, so the structure teacher's corpus
@@ -36,6 +41,7 @@ from pretroost.experiment.strategies import (
     STRATEGIES,
     Variant,
     parse_strategy,
+    strategy_members,
 )
 from pretroost.finetune import FinetuneConfig
 from pretroost.paths import cache_dir, shared_data_dir
@@ -226,12 +232,11 @@ def _start(
     """What ``strategy`` changes in the scratch recipe: its pretrained encoder (pretrained here if
     missing; finetuning variants reuse their base's artefact) and its finetuning variants."""
     base, pre, post = parse_strategy(strategy)
-    if base == "scratch":
-        return lambda c: c
-    init = str(_pretrained(plan, base, pre, progress=progress))
+    init = None if base == "scratch" else str(_pretrained(plan, base, pre, progress=progress))
 
     def start(c: FinetuneConfig) -> FinetuneConfig:
-        c = replace(c, init=init)
+        if init is not None:
+            c = replace(c, init=init)
         for v in post:
             c = FINETUNE_VARIANTS[v].apply(c)
         return c
@@ -252,22 +257,33 @@ def run_bench(
     folds: Sequence[int] | None = None,
     data_efficiency_folds: Sequence[int] | None = None,
     pretrain_only: bool = False,
+    select: Sequence[str] = (),
+    select_label: str | None = None,
     progress: bool | None = None,
 ) -> Path:
     """Run (or resume) the matrix and write the report; returns the report path (with
     ``pretrain_only``: pretrain the strategies' encoders only and return their folder).
 
     ``tasks``, ``folds`` and ``data_efficiency_folds`` override the preset's; with ``tasks``, the
-    data-efficiency curves are run for the preset's curve tasks among them only."""
-    from pretroost.benchmark import run_matbench_task
+    data-efficiency curves are run for the preset's curve tasks among them only. ``select``:
+    candidate strategies (among ``strategies``) to choose from per task and fold on validation
+    scores after the cells (:func:`~pretroost.benchmark.select_strategy`, named ``select_label``
+    or ``select(<c1>|<c2>|...)``)."""
+    from pretroost.benchmark import run_matbench_task, select_strategy
     from pretroost.experiment.report import write_report
 
     if isinstance(preset, str):
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
         preset = PRESETS[preset]
-    for s in strategies:
-        parse_strategy(s)
+    members = {s: strategy_members(s) for s in strategies}
+    outside = [c for c in select if c not in strategies]
+    if outside:
+        raise ValueError(
+            f"--select candidates {outside} are not among this run's strategies {list(strategies)}"
+        )
+    if select and len(set(select)) != len(select):
+        raise ValueError(f"--select candidates repeat: {list(select)}")
     if folds is not None or data_efficiency_folds is not None:
         preset = replace(
             preset,
@@ -317,6 +333,12 @@ def run_bench(
             for seed in preset.seeds_for(task) if frac == 1.0 else (0,):
                 run_matbench_task(
                     task, starts[s](ft), strategy=s, folds=folds, seed=seed,
-                    results_dir=out_dir, fraction=frac, progress=progress,
+                    results_dir=out_dir, fraction=frac, progress=progress, n_members=members[s],
                 )  # fmt: skip
+    for task in task_list if select else ():
+        skipped = [c for c in select if "structure" in c and task in STRUCTURE_OVERLAP_TASKS]
+        if skipped:
+            log.warning("bench: no selection on %s (%s not run there)", task, ", ".join(skipped))
+            continue
+        select_strategy(results_dir, task, select, label=select_label)
     return write_report(results_dir, preset=preset.name, runs_dir=plan.runs_dir)

@@ -3,6 +3,8 @@
 A strategy is a base (``scratch`` or a pretraining objective such as ``ssl``) optionally followed
 by variant suffixes, each one declared change: finetuning variants (``FINETUNE_VARIANTS``) reuse the
 base's encoder; pretraining variants (``PRETRAIN_VARIANTS``) pretrain an encoder of their own.
+Finetuning variants that make sense without a pretrained encoder (``Variant.scratch``, e.g.
+``+ens5``: a deep ensemble of 5) also apply to ``scratch``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ __all__ = [
     "STRATEGIES",
     "Variant",
     "parse_strategy",
+    "strategy_members",
 ]
 
 STRATEGIES = ("scratch", "ssl", "fingerprint", "structure", "ssl+fingerprint+structure")
@@ -39,11 +42,16 @@ class Variant(Generic[C]):
         note: what changes (the report's legend).
         apply: the change, on a ``FinetuneConfig`` or a ``PretrainConfig``.
         objective: for a pretraining change, the objective it applies to.
+        members: a finetuning change that trains a deep ensemble of this many members per cell
+            (through the fold runner: ``run_splits(n_members=...)``); 1: one model.
+        scratch: the change also applies to ``scratch`` (it needs no pretrained encoder).
     """
 
     note: str
     apply: Callable[[C], C]
     objective: str | None = None
+    members: int = 1
+    scratch: bool = False
 
 
 #: the same pretrained encoder, one change to the finetuning recipe
@@ -61,6 +69,14 @@ FINETUNE_VARIANTS: dict[str, Variant[FinetuneConfig]] = {
     "frozen_warmup20": Variant(
         note="the encoder is frozen for the first 20 finetuning epochs",
         apply=lambda c: replace(c, train=replace(c.train, freeze_encoder_epochs=20)),
+    ),
+    "ens5": Variant(
+        note="a deep ensemble of 5 models per fold, trained with seeds s, s+1, ..., s+4 on the "
+        "same training and validation rows (member 0 is the single model), predicting their mean "
+        "(Lakshminarayanan et al. 2017)",
+        apply=lambda c: c,
+        members=5,
+        scratch=True,
     ),
 }
 #: an encoder of its own, pretrained with one change
@@ -83,7 +99,9 @@ def parse_strategy(name: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
         parts = name[len(base) :].split("+")[1:]
         if any(p not in FINETUNE_VARIANTS and p not in PRETRAIN_VARIANTS for p in parts):
             continue
-        if parts and base == "scratch":
+        if base == "scratch" and not all(
+            p in FINETUNE_VARIANTS and FINETUNE_VARIANTS[p].scratch for p in parts
+        ):
             break
         for p in parts:
             need = PRETRAIN_VARIANTS[p].objective if p in PRETRAIN_VARIANTS else None
@@ -98,5 +116,15 @@ def parse_strategy(name: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
         f"unknown strategy {name!r}; valid: {', '.join((*STRATEGIES, *EXTRA_STRATEGIES))}, "
         "or a pretrained one followed "
         f"by variants +{', +'.join([*PRETRAIN_VARIANTS, *FINETUNE_VARIANTS])} "
-        "(e.g. fingerprint+trunk)"
+        "(e.g. fingerprint+trunk), or scratch followed by "
+        f"+{', +'.join(v for v, d in FINETUNE_VARIANTS.items() if d.scratch)}"
     )
+
+
+def strategy_members(name: str) -> int:
+    """Models per cell of strategy ``name``: its ensemble variant's member count, else 1."""
+    _, _, post = parse_strategy(name)
+    members = [FINETUNE_VARIANTS[v].members for v in post if FINETUNE_VARIANTS[v].members > 1]
+    if len(members) > 1:
+        raise ValueError(f"strategy {name!r}: more than one ensemble variant")
+    return members[0] if members else 1
