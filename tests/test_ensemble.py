@@ -153,3 +153,25 @@ def test_uncertainty_scores():
     assert s["coverage_1sigma"] == 0.75 and s["coverage_2sigma"] == 0.75
     assert s["mean_std"] == 1.0
     assert uncertainty_scores(y, mean, np.full(4, np.nan)) == {}
+
+
+@pytest.mark.parametrize("task_type", ["regression", "classification"])
+def test_shared_split_ensemble_scores_its_validation_rows_as_fit_does(task_type):
+    # one member on the shared split: the ensemble's score of its (one-member) mean prediction is
+    # the member's own best validation score; float32 forward passes scored in float64 here vs
+    # float32 in fit agree to a few float32 ulps per row, far inside 1e-4 relative
+    y = Y if task_type == "regression" else (np.median(Y) < Y).astype(float)
+    kw = {"class_weight": "balanced"} if task_type == "classification" else {}
+    ens = fit_ensemble(COMPS, y, task_type, tiny_config(**kw), 1, split="same", progress=False)
+    member = ens.members[0]
+    assert ens.info["n_val"] == member.info["n_val"] == 8
+    assert ens.info["val_metric"] == member.info["val_metric"]
+    assert ens.info["best_val"] == pytest.approx(member.info["best_val"], rel=1e-4)
+    # two members: the score of their combined prediction, on the same rows
+    two = fit_ensemble(COMPS, y, task_type, tiny_config(**kw), 2, split="same", progress=False)
+    assert two.info["n_val"] == 8 and np.isfinite(two.info["best_val"])
+
+
+def test_per_member_splits_have_no_shared_validation_score(ensemble):
+    ens, _ = ensemble
+    assert ens.info["best_val"] is None and ens.info["n_val"] == 0

@@ -50,3 +50,24 @@ def test_encoder_frozen_exactly_when_asked(train: dict, encoder_moves: bool) -> 
 def test_freeze_epochs_must_be_non_negative() -> None:
     with pytest.raises(ValueError, match="freeze_encoder_epochs"):
         TrainConfig(freeze_encoder_epochs=-1)
+
+
+def test_validation_rows_depend_only_on_rows_fraction_and_seed() -> None:
+    # every strategy of one (task, fold, seed) must be selected on the same validation rows with
+    # the same target normaliser, whatever else its recipe changes (what --select relies on)
+    from pretroost.finetune import Normaliser, validation_split
+
+    comps = parse_formulas(FORMULAS)
+    y = np.linspace(0.0, 1.0, len(FORMULAS)) ** 2
+    val, train = validation_split(len(FORMULAS), 0.2, seed=3)
+    assert len(val) == 6 and np.array_equal(np.sort(np.r_[val, train]), np.arange(len(FORMULAS)))
+    fitted = []
+    for train_cfg in (TrainConfig(epochs=1, seed=3), TrainConfig(epochs=2, lr=1e-2, seed=3,
+                                                                 encoder_lr_scale=0.0)):  # fmt: skip
+        config = FinetuneConfig(train=train_cfg, encoder=TINY, trunk_hidden=(16,), out_hidden=(8,),
+                                val_fraction=0.2)  # fmt: skip
+        fitted.append(fit(comps, y, "regression", config))
+    assert fitted[0].normaliser == fitted[1].normaliser == Normaliser.fit(y[train])
+    assert fitted[0].info["n_val"] == fitted[1].info["n_val"] == 6
+    assert fitted[0].info["val_metric"] == "normalised_mae"
+    assert not np.array_equal(validation_split(30, 0.2, seed=4)[0], val)

@@ -49,16 +49,39 @@ def test_bench_smoke_runs_resumes_and_reports(tmp_path, data_cache, monkeypatch)
     # the smoke preset pretrains on 300 compositions of the leak-free corpus (built if missing)
     argv = [
         "-q", "bench", "--preset", "smoke", "--strategies", "scratch", "fingerprint",
-        "fingerprint+trunk", "--results-dir", str(res), "--runs-dir", str(runs),
+        "fingerprint+trunk", "scratch+ens5", "--select", "scratch", "fingerprint",
+        "--results-dir", str(res), "--runs-dir", str(runs),
     ]  # fmt: skip
     assert main(argv) == 0
     rows = [json.loads(line) for line in (res / "benchmark.jsonl").read_text().splitlines()]
-    assert {r["strategy"] for r in rows} == {"scratch", "fingerprint", "fingerprint+trunk"}
+    label = "select(scratch|fingerprint)"
+    assert {r["strategy"] for r in rows} == {
+        "scratch", "fingerprint", "fingerprint+trunk", "scratch+ens5", label
+    }  # fmt: skip
+    # every cell records its validation score; all strategies were selected on the same rows
+    from pretroost.benchmark import validation_path
+
+    records = {
+        s: json.loads(validation_path(res, s, "matbench_steels", 0).read_text())
+        for s in ("scratch", "fingerprint", "scratch+ens5")
+    }
+    assert len({r["n_val"] for r in records.values()}) == 1 and records["scratch"]["n_val"] > 0
+    assert {r["val_metric"] for r in records.values()} == {"normalised_mae"}
+    ens = records["scratch+ens5"]
+    assert ens["n_members"] == 5 and len(ens["member_scores"]) == 5
+    assert ens["member_best_val"][0] == pytest.approx(records["scratch"]["best_val"], rel=1e-4)
+    choice = json.loads((res / label / "selection" / "matbench_steels.json").read_text())
+    (fold0,) = choice["folds"]
+    assert fold0["pick"] == min(("scratch", "fingerprint"), key=lambda s: records[s]["best_val"])
+    mae = {r["strategy"]: r["value"] for r in rows if r["metric"] == "mae" and r["fold"] == 0}
+    assert mae[label] == mae[fold0["pick"]]
     assert not (runs / "fingerprint_trunk").exists()  # the variant reuses fingerprint's encoder
     assert (runs / "fingerprint" / "model.safetensors").is_file()
     report = (res / "README.md").read_text()
     assert "matbench_steels" in report and "fingerprint" in report
     assert "Linear probe" in report and "## Overview" in report
+    assert "## Deep ensembles: N = 1 vs N = 5" in report and "| scratch+ens5 |" in report
+    assert "whichever of `scratch`, `fingerprint` scored best on the validation split" in report
     probe = json.loads((res / "encoder_probe.json").read_text())["matbench_steels"]
     assert set(probe) == {"scratch (untrained)", "fingerprint"}
     assert (res / "scratch" / "results.json.gz").is_file()
@@ -91,7 +114,11 @@ def test_strategy_names_parse_into_base_and_variants(tmp_path) -> None:
         ("strong_views",),
         ("encoder_lr0.1",),
     )
-    for bad in ("scratch+trunk", "ssl+fingerprint", "fingerprint+trunc"):
+    from pretroost.experiment.strategies import strategy_members
+
+    assert parse_strategy("scratch+ens5") == ("scratch", (), ("ens5",))
+    assert strategy_members("fingerprint+trunk+ens5") == 5 and strategy_members("ssl") == 1
+    for bad in ("scratch+trunk", "scratch+ens5+trunk", "ssl+fingerprint", "fingerprint+trunc"):
         with pytest.raises(ValueError, match="unknown strategy"):
             parse_strategy(bad)
     with pytest.raises(ValueError, match="ssl objective"):
@@ -108,6 +135,7 @@ def test_strategy_names_parse_into_base_and_variants(tmp_path) -> None:
     assert slow.init_trunk and slow.train.encoder_lr_scale == 0.1
     assert slow.train.epochs == base.train.epochs and slow.train.lr == base.train.lr
     assert _start(plan, "scratch", progress=False)(base) == base
+    assert _start(plan, "scratch+ens5", progress=False)(base) == base  # members: the runner's
     # the report's legend: the base's meaning, then each variant's change, from the registries
     from pretroost.experiment.report import _strategy_note
 

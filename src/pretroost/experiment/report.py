@@ -114,6 +114,13 @@ def _strategy_note(strategy: str) -> str:
     """A bench strategy's meaning: its base's note, then each variant's change."""
     from pretroost.experiment.strategies import FINETUNE_VARIANTS, PRETRAIN_VARIANTS, parse_strategy
 
+    if strategy.startswith("select(") and strategy.endswith(")"):
+        candidates = ", ".join(f"`{c}`" for c in strategy[len("select(") : -1].split("|"))
+        return (
+            f"per task and fold, whichever of {candidates} scored best on the validation split "
+            "of the training fold (`--select`; the test fold plays no part); its time is all "
+            "candidates' together"
+        )
     try:
         base, pre, post = parse_strategy(strategy)
     except ValueError:
@@ -248,6 +255,7 @@ def write_report(
             s: {k: v for k, v in c.items() if k != "folds"} | {"folds": c["folds"]}
             for s, c in cells.items()
         }
+    lines += _ensemble_lines(results_dir, table)
     plots = _plots(results_dir, table)
     for task, cells in sorted(table.items()):  # parity / ROC of the best strategy per task
         lower = HEADLINE[get_task(task).task_type] != "rocauc"
@@ -333,6 +341,46 @@ def write_report(
     atomic_write_text(out, "\n".join(lines) + "\n")
     log.info("wrote %s", out)
     return out
+
+
+def _ensemble_lines(results_dir: Path, table: dict[str, dict[str, dict]]) -> list[str]:
+    """Deep-ensemble cells (``+ens5``) vs their own members scored alone (N = 1), from the cells'
+    validation records (``member_scores``); [] when no cell is an ensemble."""
+    import json
+
+    out = []
+    for task in sorted(table):
+        metric = HEADLINE[get_task(task).task_type]
+        for strategy, cell in sorted(table[task].items(), key=lambda kv: strategy_order(kv[0])):
+            folder = results_dir / strategy / "predictions" / task
+            records = [json.loads(f.read_text()) for f in sorted(folder.glob("fold_*.json"))]
+            members = [
+                [m[metric] for m in r["member_scores"]] for r in records if r.get("member_scores")
+            ]
+            if not members:
+                continue
+            single = np.array([m[0] for m in members])  # member 0: the single model of that seed
+            each = np.array([np.mean(m) for m in members])
+            n = len(members[0])
+            out.append(
+                f"| {task} | {strategy} | {np.mean(single):.4g} | {np.mean(each):.4g} "
+                f"| {cell['mean']:.4g} | {cell['seconds'] / n:.0f} | {cell['seconds']:.0f} |"
+            )
+    if not out:
+        return []
+    return [
+        "## Deep ensembles: N = 1 vs N = 5",
+        "",
+        "Each ensemble cell scored as a whole and by its members alone (same folds and seeds; "
+        "member 0 is the single model of its seed), with the training time of one member "
+        "(the ensemble's divided by its size) and of the ensemble.",
+        "",
+        "| task | strategy | member 0 | members' mean | ensemble | time N = 1 (s) "
+        "| time ensemble (s) |",
+        "|---|---|---|---|---|---|---|",
+        *out,
+        "",
+    ]
 
 
 OVERVIEW_MARKERS = ("<!-- pretroost report: overview -->", "<!-- /pretroost report: overview -->")
