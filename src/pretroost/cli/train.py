@@ -456,9 +456,10 @@ def cmd_ship(args: argparse.Namespace) -> int:
     command = "pretroost ship " + " ".join(
         [args.src, "--name", args.name, "--dtype", args.dtype]
         + (["--root", args.root] if args.root else [])
+        + ([f"--made-by '{args.made_by}'"] if args.made_by else [])
     )
     out = ship(
-        args.src, args.name, dtype=args.dtype, command=command,
+        args.src, args.name, dtype=args.dtype, command=command, made_by=args.made_by,
         root=args.root or ROOT, overwrite=args.overwrite,
     )  # fmt: skip
     sys.stdout.write(f"shipped encoder -> {out}\n")
@@ -472,3 +473,4 @@ def register_ship(p: argparse.ArgumentParser) -> None:
                    help="storage dtype of the weights")  # fmt: skip
     p.add_argument("--root", default=None, help="destination folder (default: the package's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing one")
+    p.add_argument("--made-by", default="", help="the command that pretrained SRC (for the card)")
