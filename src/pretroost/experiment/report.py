@@ -148,14 +148,22 @@ def _fmt(x: float | None, digits: int = 4) -> str:
 
 
 def _leaderboard_lines(task: str) -> list[str]:
-    try:
-        from pretroost.experiment.leaderboard import LEADERBOARD
-    except ImportError:  # pragma: no cover - module not present
-        return []
+    from pretroost.experiment.leaderboard import (
+        LEADERBOARD,
+        PUBLISHED_CRABNET,
+        PUBLISHED_ROOST,
+        PUBLISHED_SOURCE,
+    )
+
     board = LEADERBOARD.get(task)
     if board is None:
         return []
     lines = []
+    for name, table in (("Roost", PUBLISHED_ROOST), ("CrabNet", PUBLISHED_CRABNET)):
+        if task in table:  # the papers' own runs: 300 epochs, near-official folds
+            lines.append(
+                f"| *{name}* (published, Wang et al. 2021) | {table[task]:.4g} | | | | | |"
+            )
     for label, entry in (
         ("leader", board.leader), ("MODNet", board.modnet),
         ("CrabNet", board.crabnet), ("RF-SCM/Magpie", board.rf_scm_magpie),
@@ -165,6 +173,8 @@ def _leaderboard_lines(task: str) -> list[str]:
             name = entry.algorithm if label == "leader" else label
             lines.append(f"| *{name}* (leaderboard) | {entry.mean:.4g}{std} | | | | | |")
     lines.append(f"\nLeaderboard source: {board.source}.")
+    if task in PUBLISHED_ROOST:
+        lines.append(f"Published: {PUBLISHED_SOURCE}.")
     return lines
 
 
