@@ -205,6 +205,12 @@ def write_report(
         lines.append(f"Preset: `{preset}` (see `pretroost.experiment.bench.PRESETS`).\n")
     if (results_dir / "COMMANDS.md").is_file():
         lines.append("The exact commands that made these files: [COMMANDS.md](COMMANDS.md).\n")
+    if preset == "budget" and (results_dir / "converged" / "README.md").is_file():
+        lines.append(
+            "**Not converged**: this preset's scratch Roost is under-trained (cosine schedule, few "
+            "epochs), so its gains are mostly faster convergence. The comparison with a converged "
+            "scratch is in [converged/README.md](converged/README.md).\n"
+        )
     machines = sorted({r["machine"] for r in rows})
     shas = sorted({r["git_sha"].removesuffix("+dirty")[:10] for r in rows})
     lines += [
@@ -588,7 +594,7 @@ def _plots(results_dir: Path, table: dict[str, dict[str, dict]]) -> list[Path]:
             continue
         order = order[::-1]  # top to bottom as in the tables
         y = np.arange(len(order))
-        height = 1.2 + 0.38 * len(order)
+        height = 2.0 + 0.38 * len(order)  # room for the reference legend below the axes
         fig, (ax, bx) = plt.subplots(
             1, 2, figsize=(11, height), sharey=True, gridspec_kw={"width_ratios": [3, 2]}
         )
@@ -607,7 +613,8 @@ def _plots(results_dir: Path, table: dict[str, dict[str, dict]]) -> list[Path]:
         ax.set_xlim(lo if base["metric"] != "rocauc" else max(0.0, lo), hi)
         ax.set_yticks(y, order)
         ax.set_xlabel(f"{base['metric'].upper()}\n(bars: mean over folds; dots: folds)")
-        ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
+        if refs:  # below the axes: inside, it would hide the fold dots
+            fig.legend(fontsize=7, loc="lower center", ncol=min(len(refs), 3), frameon=False)
         ax.set_title(task)
         for i, s in enumerate(order):
             if s == "scratch":
@@ -625,7 +632,7 @@ def _plots(results_dir: Path, table: dict[str, dict[str, dict]]) -> list[Path]:
         bx.set_xlabel(
             f"paired difference vs scratch\n(dots: folds; mean, 95 % CI; {better} is better)"
         )
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.1 + 0.05 * (len(refs) > 3), 1, 1))
         path = _save_figure(fig, results_dir / "plots" / f"{task}_vs_scratch.png")
         paths.append(path)
     return paths
