@@ -117,6 +117,11 @@ def test_strategy_names_parse_into_base_and_variants(tmp_path) -> None:
     from pretroost.experiment.strategies import strategy_members
 
     assert parse_strategy("scratch+ens5") == ("scratch", (), ("ens5",))
+    assert parse_strategy("scratch+valthreshold") == ("scratch", (), ("valthreshold",))
+    from pretroost.experiment.strategies import FINETUNE_VARIANTS
+
+    tuned = FINETUNE_VARIANTS["valthreshold"].apply(FinetuneConfig())
+    assert tuned.threshold == "val_balanced_accuracy"
     assert strategy_members("fingerprint+trunk+ens5") == 5 and strategy_members("ssl") == 1
     for bad in ("scratch+trunk", "scratch+ens5+trunk", "ssl+fingerprint", "fingerprint+trunc"):
         with pytest.raises(ValueError, match="unknown strategy"):

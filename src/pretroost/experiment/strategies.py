@@ -78,6 +78,13 @@ FINETUNE_VARIANTS: dict[str, Variant[FinetuneConfig]] = {
         members=5,
         scratch=True,
     ),
+    "valthreshold": Variant(
+        note="classification: labels at the probability threshold that maximises balanced "
+        "accuracy on the training fold's validation split (`--threshold val_balanced_accuracy`), "
+        "not at 0.5; regression: no change",
+        apply=lambda c: replace(c, threshold="val_balanced_accuracy"),
+        scratch=True,
+    ),
 }
 #: an encoder of its own, pretrained with one change
 PRETRAIN_VARIANTS: dict[str, Variant[PretrainConfig]] = {
