@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,21 @@ def test_partial_folds_written_but_not_a_valid_submission(data_cache: Path, tmp_
     bench = pytest.importorskip("matbench.bench")
     with pytest.raises(ValueError, match="unless all folds recorded"):
         bench.MatbenchBenchmark.from_dict(_read(path))
+
+
+def test_partial_folds_warn_unless_expected(
+    data_cache: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    preds = _noisy_predictions(data_cache, n_folds=2)
+
+    def levels(**kwargs: Any) -> set[int]:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="pretroost.results"):
+            write_matbench_results(tmp_path / "x.json.gz", preds, cache=data_cache, **kwargs)
+        return {r.levelno for r in caplog.records if "will not validate" in r.getMessage()}
+
+    assert levels() == {logging.WARNING}
+    assert levels(partial=True) == {logging.INFO}
 
 
 def test_bad_predictions_are_refused(data_cache: Path, tmp_path: Path) -> None:

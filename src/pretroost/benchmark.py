@@ -245,7 +245,7 @@ def rebuild_results(
     write_matbench_results(
         out, predictions, authors="pretroost",
         algorithm_description=f"Roost ({strategy}) finetuned with pretroost",
-        hyperparameters=hyperparameters or {}, info={"strategy": strategy},
+        hyperparameters=hyperparameters or {}, info={"strategy": strategy}, partial=True,
     )  # fmt: skip
     return out
 

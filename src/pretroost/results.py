@@ -159,6 +159,7 @@ def _task_results(
     fold_predictions: Sequence[pd.Series | None],
     parameters: dict[str, Any],
     cache: Path | None,
+    partial: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:
     task = get_task(task_name)
     folds = load_folds(task.name, cache)
@@ -204,7 +205,8 @@ def _task_results(
         raise ValueError(f"{task.name}: no fold predictions given")
     if len(results) < len(folds):
         missing = sorted(set(range(len(folds))) - seen)
-        log.warning(
+        log.log(
+            logging.INFO if partial else logging.WARNING,
             "%s: folds %s not given; the file will not validate as a Matbench submission",
             task.name,
             missing,
@@ -223,6 +225,7 @@ def write_matbench_results(
     info: Mapping[str, Any] | None = None,
     hyperparameters: Mapping[str, Any] | None = None,
     cache: Path | None = None,
+    partial: bool = False,
 ) -> dict[str, Any]:
     """Write a gzipped Matbench v0.1 results file (see the module docstring for the schema).
 
@@ -236,6 +239,8 @@ def write_matbench_results(
         authors, algorithm_description, info: stored in ``user_metadata`` under those keys.
         hyperparameters: stored as every fold's ``parameters``.
         cache: data cache holding targets and folds (default :func:`pretroost.paths.cache_dir`).
+        partial: missing folds are expected (a run still in progress): say so at INFO, not as a
+            warning.
 
     Returns:
         The document written (a dict, as ``json.load`` of the file gives it).
@@ -249,7 +254,9 @@ def write_matbench_results(
         task = get_task(name)
         if task.name in tasks:
             raise ValueError(f"task {task.name} given twice")
-        results, fold_scores = _task_results(task.name, fold_predictions, parameters, cache)
+        results, fold_scores = _task_results(
+            task.name, fold_predictions, parameters, cache, partial
+        )
         tasks[task.name] = {
             "@class": "MatbenchTask",
             "@module": "matbench.task",

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -453,10 +454,10 @@ def register_pretrain(p: argparse.ArgumentParser) -> None:
 def cmd_ship(args: argparse.Namespace) -> int:
     from pretroost.pretrained import ROOT, ship
 
-    command = "pretroost ship " + " ".join(
+    command = "pretroost ship " + shlex.join(
         [args.src, "--name", args.name, "--dtype", args.dtype]
         + (["--root", args.root] if args.root else [])
-        + ([f"--made-by '{args.made_by}'"] if args.made_by else [])
+        + (["--made-by", args.made_by] if args.made_by else [])
     )
     out = ship(
         args.src, args.name, dtype=args.dtype, command=command, made_by=args.made_by,

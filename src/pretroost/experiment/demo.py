@@ -45,8 +45,6 @@ def run_demo(
         f"{encoder} (+trunk)": replace(recipe, init=encoder, init_trunk=True),
     }
     scores = {}
-    # one fold is the point here: no warning that it is not a full Matbench submission
-    logging.getLogger("pretroost.results").setLevel(logging.ERROR)
     for label, config in runs.items():
         log.info("demo: %s on %s fold %d", label, meta.name, fold)
         rows = run_matbench_task(
