@@ -85,6 +85,12 @@ def test_bench_smoke_runs_resumes_and_reports(tmp_path, data_cache, monkeypatch)
     probe = json.loads((res / "encoder_probe.json").read_text())["matbench_steels"]
     assert set(probe) == {"scratch (untrained)", "fingerprint"}
     assert (res / "scratch" / "results.json.gz").is_file()
+    # a preset's caveat heads its report (the smoke preset has none; budget is not converged)
+    from pretroost.experiment.presets import PRESETS
+    from pretroost.experiment.report import write_report
+
+    assert PRESETS["budget"].caveat and PRESETS["budget"].caveat not in report
+    assert PRESETS["budget"].caveat in write_report(res, preset="budget").read_text()
     # resuming redoes nothing: same rows
     assert main(argv) == 0
     again = (res / "benchmark.jsonl").read_text().splitlines()

@@ -29,19 +29,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def register_bench(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--preset", default="budget", help="budget (2-core CPU, ~2 h), paper (GPU), smoke"
+    from pretroost.experiment.presets import PRESETS
+    from pretroost.experiment.strategies import (
+        EXTRA_STRATEGIES,
+        FINETUNE_VARIANTS,
+        PRETRAIN_VARIANTS,
+        STRATEGIES,
     )
+
+    p.add_argument(
+        "--preset",
+        default="budget",
+        choices=list(PRESETS),
+        help="; ".join(f"{k}: {v.summary}" for k, v in PRESETS.items()) + " (default: budget)",
+    )
+    variants = [f"+{k}" for k in (*PRETRAIN_VARIANTS, *FINETUNE_VARIANTS)]
+    on_scratch = [f"scratch+{k}" for k, v in FINETUNE_VARIANTS.items() if v.scratch]
     p.add_argument(
         "--strategies",
         nargs="*",
         default=None,
-        help="subset of: scratch ssl fingerprint structure ssl+fingerprint+structure "
-        "(default: these five), or dft, dft+fingerprint (DFT-label pretraining); a pretrained "
-        "one may carry variants, each one change: +trunk "
-        "(also start the property model's trunk from the pretraining head's), +encoder_lr0.1, "
-        "+frozen_warmup20, +strong_views (SSL pretrained on stronger views), +ens5 (a deep "
-        "ensemble of 5 per fold, predicting their mean; also scratch+ens5), e.g. ssl+trunk",
+        help=f"subset of: {' '.join(STRATEGIES)} (default: these {len(STRATEGIES)}), or "
+        f"{', '.join(EXTRA_STRATEGIES)} (DFT-label pretraining); a pretrained one may carry "
+        f"variants, each one declared change ({', '.join(variants)}; see "
+        "pretroost.experiment.strategies), e.g. fingerprint+trunk; scratch takes "
+        f"{', '.join(on_scratch)}",
     )
     p.add_argument("--tasks", nargs="*", default=None, help="override the preset's tasks")
     p.add_argument("--include-large", action="store_true", help="also the mp_* tasks")

@@ -457,10 +457,10 @@ def cmd_ship(args: argparse.Namespace) -> int:
     command = "pretroost ship " + shlex.join(
         [args.src, "--name", args.name, "--dtype", args.dtype]
         + (["--root", args.root] if args.root else [])
-        + (["--made-by", args.made_by] if args.made_by else [])
+        + (["--pretrained-by", args.pretrained_by] if args.pretrained_by else [])
     )
     out = ship(
-        args.src, args.name, dtype=args.dtype, command=command, made_by=args.made_by,
+        args.src, args.name, dtype=args.dtype, command=command, pretrained_by=args.pretrained_by,
         root=args.root or ROOT, overwrite=args.overwrite,
     )  # fmt: skip
     sys.stdout.write(f"shipped encoder -> {out}\n")
@@ -474,4 +474,9 @@ def register_ship(p: argparse.ArgumentParser) -> None:
                    help="storage dtype of the weights")  # fmt: skip
     p.add_argument("--root", default=None, help="destination folder (default: the package's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing one")
-    p.add_argument("--made-by", default="", help="the command that pretrained SRC (for the card)")
+    p.add_argument(
+        "--pretrained-by",
+        "--made-by",  # the name the shipped fingerprint-oqmd card records
+        default="",
+        help="the command that pretrained SRC (for the card and config.json's shipped.pretrained_by)",
+    )

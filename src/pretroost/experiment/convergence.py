@@ -25,7 +25,7 @@ import pandas as pd
 
 from pretroost.data.composition import parse_formulas
 from pretroost.data.matbench import get_task, load_folds, load_task
-from pretroost.experiment.bench import PRESETS
+from pretroost.experiment.presets import PRESETS
 from pretroost.finetune import FinetuneConfig, fit
 from pretroost.train import Schedule
 from pretroost.utils import atomic_path, git_sha, machine_description

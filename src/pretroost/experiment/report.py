@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from pretroost.data.matbench import get_task
+from pretroost.experiment.presets import PRESETS
 from pretroost.metrics import HEADLINE
 from pretroost.results import read_benchmark_rows
 from pretroost.utils import atomic_path, atomic_write_json, atomic_write_text
@@ -202,15 +203,11 @@ def write_report(
         "",
     ]
     if preset:
-        lines.append(f"Preset: `{preset}` (see `pretroost.experiment.bench.PRESETS`).\n")
+        lines.append(f"Preset: `{preset}` (see `pretroost.experiment.presets.PRESETS`).\n")
     if (results_dir / "COMMANDS.md").is_file():
         lines.append("The exact commands that made these files: [COMMANDS.md](COMMANDS.md).\n")
-    if preset == "budget" and (results_dir / "converged" / "README.md").is_file():
-        lines.append(
-            "**Not converged**: this preset's scratch Roost is under-trained (cosine schedule, few "
-            "epochs), so its gains are mostly faster convergence. The comparison with a converged "
-            "scratch is in [converged/README.md](converged/README.md).\n"
-        )
+    if preset in PRESETS and PRESETS[preset].caveat:
+        lines.append(PRESETS[preset].caveat + "\n")
     machines = sorted({r["machine"] for r in rows})
     shas = sorted({r["git_sha"].removesuffix("+dirty")[:10] for r in rows})
     lines += [

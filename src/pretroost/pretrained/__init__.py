@@ -52,14 +52,14 @@ def ship(
     *,
     dtype: StorageDtype = "fp32",
     command: str = "",
-    made_by: str = "",
+    pretrained_by: str = "",
     root: str | os.PathLike[str] = ROOT,
     overwrite: bool = False,
 ) -> Path:
     """Copy the pretrained artefact ``src`` into ``<root>/<name>/`` as a shipped encoder.
 
     The weights are stored as ``dtype`` (floating tensors only; loading casts them back to
-    float32), the model card gains the shipping command (and ``made_by``, the command that
+    float32), the model card gains the shipping command (and ``pretrained_by``, the command that
     pretrained ``src``), and ``reference.json`` records the
     embeddings of :data:`REFERENCE_FORMULAS` computed from the *stored* weights.
     """
@@ -89,12 +89,12 @@ def ship(
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     config.pop("history", None)  # per-epoch log: in the run folder, not in the package
     config["shipped"] = {"name": name, "storage_dtype": dtype, "command": command,
-                         "pretrained_by": made_by}  # fmt: skip
+                         "pretrained_by": pretrained_by}  # fmt: skip
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     card = (src / "README.md").read_text() if (src / "README.md").is_file() else ""
     card += (
         f"\n## Shipped as `{name}`\n\n"
-        + (f"Pretrained with:\n\n```bash\n{made_by}\n```\n\n" if made_by else "")
+        + (f"Pretrained with:\n\n```bash\n{pretrained_by}\n```\n\n" if pretrained_by else "")
         + f"Weights stored as {dtype} "
         f"({(out / 'model.safetensors').stat().st_size / 2**20:.1f} MiB); loading casts them to "
         "float32. Made with:\n\n```bash\n" + (command or "(python API)") + "\n```\n\n"
