@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pretroost.cli import main
@@ -229,3 +230,27 @@ def test_data_efficiency_curves_average_only_folds_every_strategy_ran(tmp_path) 
 
     (png,) = _plot_data_efficiency(tmp_path, {"matbench_steels": curve})
     assert png.is_file() and png.stat().st_size > 0
+
+
+def test_seed_ensemble_averages_the_seeds_predictions(tmp_path, data_cache, monkeypatch) -> None:
+    """Two seeds off the target by +e and -e: each alone has MAE e, their mean is exact."""
+    from pretroost.benchmark import prediction_path
+    from pretroost.data.matbench import load_task
+    from pretroost.experiment.report import seed_ensembles
+
+    monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
+    target = load_task("matbench_steels")["target"].iloc[:40]
+    folds = {0: target.iloc[:20], 1: target.iloc[20:]}
+    for fold, y in folds.items():
+        for seed, sign in ((0, 1.0), (1, -1.0)):
+            path = prediction_path(tmp_path, "scratch", "matbench_steels", fold, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame({"prediction": y + sign * 7.0}).rename_axis("id").to_csv(path)
+    cell = {"seeds": {0: [7.0, 7.0], 1: [7.0, 7.0]}, "folds": {0: 7.0, 1: 7.0}, "mean": 7.0}
+    ens = seed_ensembles(tmp_path, {"matbench_steels": {"scratch": cell}})
+    got = ens["matbench_steels"]["scratch"]
+    assert got["n"] == 2 and got["single"] == 7.0
+    assert got["folds"] == pytest.approx({0: 0.0, 1: 0.0}, abs=1e-9)
+    # a strategy with a missing seed file is left out, not scored on fewer seeds
+    prediction_path(tmp_path, "scratch", "matbench_steels", 1, 1).unlink()
+    assert seed_ensembles(tmp_path, {"matbench_steels": {"scratch": cell}}) == {}
