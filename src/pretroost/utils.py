@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -71,8 +72,12 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | N
     atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
 
 
+@functools.cache
 def git_sha(short: bool = False) -> str:
-    """The git commit of the source checkout (``"unknown"`` outside git); ``+dirty`` if modified."""
+    """The git commit of the source checkout (``"unknown"`` outside git); ``+dirty`` if modified.
+
+    Kept from the first call on, so that a long run records the revision it started from, not one
+    checked out while it ran (the CLI calls it before running a command)."""
     root = Path(__file__).resolve().parent
     try:
         sha = subprocess.run(

@@ -187,9 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = {c.name for c in COMMANDS}
     parser = build_parser(only=next((a for a in argv if a in names), ""))
     args = parser.parse_args(argv)  # --help/--version exit here, before torch loads
-    from pretroost.utils import setup_logging
+    from pretroost.utils import git_sha, setup_logging
 
     setup_logging(args.verbose - args.quiet)
+    git_sha()  # the revision this process runs, before anything long (it is cached)
     if getattr(args, "threads", None):
         import torch
 
