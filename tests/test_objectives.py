@@ -51,6 +51,7 @@ def test_objective_contract(name: str, tmp_path) -> None:
     torch.manual_seed(0)
     encoder = RoostEncoder(TINY)
     cls = OBJECTIVES[name]
+    assert cls.name == name and cls.reference  # the model card cites where it comes from
     obj = cls(encoder, small_configs()[name], in_dim=encoder.out_dim, target_dim=DIMS.get(name))
     batch = make_batch()
     out = obj(batch)

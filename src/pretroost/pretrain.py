@@ -87,8 +87,8 @@ def _card(config: dict) -> str:
         [
             f"# pretroost pretrained Roost encoder: `{c['objective']}`",
             "",
-            f"- objective(s): {c['objective']} (weights {c['weights']}); Huang, Magar & Barati "
-            "Farimani, J. Chem. Inf. Model. 64, 627 (2024)",
+            f"- objective(s): {c['objective']} (weights {c['weights']}); "
+            + "; ".join(dict.fromkeys(OBJECTIVES[n].reference for n in c["weights"])),
             f"- corpus: {corpus.get('size')} compositions (hash {corpus.get('hash')}; sources "
             f"{corpus.get('sources')}; Matbench tasks excluded: {len(corpus.get('excluded_tasks', []))})",
             f"- rows with a teacher target: {c.get('n_with_structure', 'n/a')}",

@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 
     from pretroost.data.corpus import Corpus
 
-__all__ = ["EncoderViews", "Objective", "ProjectionHead"]
+__all__ = ["HUANG_2024", "EncoderViews", "Objective", "ProjectionHead"]
+
+#: the paper of the SSL, FL and MML strategies
+HUANG_2024 = "Huang, Magar & Barati Farimani, J. Chem. Inf. Model. 64, 627 (2024)"
 
 
 class EncoderViews:
@@ -76,6 +79,8 @@ class Objective(nn.Module):
     """
 
     name: ClassVar[str]
+    #: the paper the objective comes from (the model card cites it)
+    reference: ClassVar[str] = HUANG_2024
     Config: ClassVar[type[DataclassInstance]]
     #: an instance of ``Config`` (subclasses re-declare it with their own ``Config`` type)
     config: DataclassInstance

@@ -71,6 +71,10 @@ class DFTObjective(RegressionObjective):
     standardised units."""
 
     name = "dft"
+    reference = (
+        "supervised pretraining on DFT labels, not one of Huang et al.'s strategies; cf. the "
+        "transfer learning of Jha et al., Nat. Commun. 10, 5316 (2019)"
+    )
     Config = DFTConfig
     config: DFTConfig
     target_key = "dft"
