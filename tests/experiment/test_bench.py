@@ -254,3 +254,31 @@ def test_seed_ensemble_averages_the_seeds_predictions(tmp_path, data_cache, monk
     # a strategy with a missing seed file is left out, not scored on fewer seeds
     prediction_path(tmp_path, "scratch", "matbench_steels", 1, 1).unlink()
     assert seed_ensembles(tmp_path, {"matbench_steels": {"scratch": cell}}) == {}
+
+
+def test_strategy_ensemble_pools_every_complete_strategy(tmp_path, data_cache, monkeypatch) -> None:
+    """scratch off by +e, ssl by -e on every fold: their ensemble is exact; a strategy missing a
+    fold is not a member."""
+    from pretroost.benchmark import prediction_path
+    from pretroost.data.matbench import load_task
+    from pretroost.experiment.report import strategy_ensembles
+
+    monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
+    target = load_task("matbench_steels")["target"].iloc[:50]
+    table: dict[str, dict] = {"matbench_steels": {}}
+    for strategy, shift, folds in (("scratch", 7.0, 5), ("ssl", -7.0, 5), ("dft", 100.0, 4)):
+        for fold in range(folds):
+            path = prediction_path(tmp_path, strategy, "matbench_steels", fold)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            y = target.iloc[10 * fold : 10 * fold + 10]
+            pd.DataFrame({"prediction": y + shift * (1 + fold / 10)}).rename_axis("id").to_csv(path)
+        mae = {k: abs(shift) * (1 + k / 10) for k in range(folds)}
+        table["matbench_steels"][strategy] = {
+            "seeds": {k: [v] for k, v in mae.items()},
+            "folds": mae,
+            "mean": float(np.mean(list(mae.values()))),
+        }
+    ens = strategy_ensembles(tmp_path, table)["matbench_steels"]
+    assert ens["members"] == ["scratch", "ssl"]
+    assert ens["mean"] == pytest.approx(0.0, abs=1e-9)
+    assert ens["vs_scratch"]["mean_diff"] == pytest.approx(-7.0 * 1.2)

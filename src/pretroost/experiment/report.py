@@ -275,6 +275,10 @@ def write_report(
     for task, cells in seed_ens.items():
         for strategy, cell in cells.items():
             summary[task][strategy]["seed_ensemble"] = cell
+    strategy_ens = strategy_ensembles(results_dir, table)
+    lines += _strategy_ensemble_lines(strategy_ens, table)
+    if strategy_ens:
+        atomic_write_json(results_dir / "ensembles.json", {"every_strategy": strategy_ens})
     plots = _plots(results_dir, table)
     for task, cells in sorted(table.items()):  # parity / ROC of the best strategy per task
         lower = HEADLINE[get_task(task).task_type] != "rocauc"
@@ -402,6 +406,32 @@ def _ensemble_lines(results_dir: Path, table: dict[str, dict[str, dict]]) -> lis
     ]
 
 
+def _mean_prediction(
+    results_dir: Path, strategy: str, task: str, fold: int, n_seeds: int
+) -> pd.Series | None:
+    """The mean of seeds ``0 .. n_seeds - 1``'s test predictions of one cell (indexed by Matbench
+    id); None if a seed's prediction file is missing."""
+    from pretroost.benchmark import prediction_path
+
+    paths = [prediction_path(results_dir, strategy, task, fold, s) for s in range(n_seeds)]
+    if not all(p.is_file() for p in paths):
+        return None
+    preds = [pd.read_csv(p, index_col=0)["prediction"] for p in paths]
+    return sum(preds[1:], preds[0]) / len(preds)
+
+
+def _complete(cells: dict[str, dict]) -> dict[str, int]:
+    """strategy -> seeds per fold, for the strategies with the same number of seeds on every fold
+    and every fold that scratch has (all folds run when there is no scratch)."""
+    folds = set(cells["scratch"]["folds"]) if "scratch" in cells else set(range(5))
+    out = {}
+    for strategy, cell in cells.items():
+        n = {len(v) for v in cell["seeds"].values()}
+        if len(n) == 1 and folds <= set(cell["folds"]) and not strategy.startswith("select("):
+            out[strategy] = n.pop()
+    return out
+
+
 def seed_ensembles(results_dir: Path, table: dict[str, dict[str, dict]]) -> dict[str, dict]:
     """Regression strategies run with several seeds per fold, scored as an ensemble: per fold, the
     mean of the seeds' test predictions (each seed a model trained on the training fold alone, so
@@ -410,40 +440,78 @@ def seed_ensembles(results_dir: Path, table: dict[str, dict[str, dict]]) -> dict
     Returns task -> strategy -> {"n": seeds, "folds": {fold: MAE}, "mean", "single",
     "single_folds"} for the strategies whose every fold has all its seeds' prediction files;
     ``single`` is the strategy's usual seed-averaged MAE (``single_folds`` per fold)."""
-    from pretroost.benchmark import prediction_path
     from pretroost.data.matbench import load_task
 
     out: dict[str, dict] = {}
     for task, cells in sorted(table.items()):
         if HEADLINE[get_task(task).task_type] != "mae":
             continue
-        n_seeds = {s: {len(v) for v in c["seeds"].values()} for s, c in cells.items()}
-        multi = [s for s, n in n_seeds.items() if len(n) == 1 and min(n) > 1]
-        if not multi:
-            continue
-        target = None
+        n_seeds = {s: len({len(v) for v in c["seeds"].values()}) for s, c in cells.items()}
+        multi = [
+            s
+            for s, c in cells.items()
+            if n_seeds[s] == 1 and min(len(v) for v in c["seeds"].values()) > 1
+        ]
+        target = load_task(task)["target"] if multi else None
         for strategy in sorted(multi, key=strategy_order):
+            n = min(len(v) for v in cells[strategy]["seeds"].values())
             folds = {}
             for fold in sorted(cells[strategy]["folds"]):
-                paths = [
-                    prediction_path(results_dir, strategy, task, fold, seed)
-                    for seed in range(min(n_seeds[strategy]))
-                ]
-                if not all(p.is_file() for p in paths):
+                mean = _mean_prediction(results_dir, strategy, task, fold, n)
+                if mean is None or target is None:
                     break
-                if target is None:
-                    target = load_task(task)["target"]
-                preds = [pd.read_csv(p, index_col=0)["prediction"] for p in paths]
-                mean = sum(preds) / len(preds)
                 folds[fold] = float(np.abs(mean - target.loc[mean.index]).mean())
             else:
                 out.setdefault(task, {})[strategy] = {
-                    "n": min(n_seeds[strategy]),
+                    "n": n,
                     "folds": folds,
                     "mean": float(np.mean(list(folds.values()))),
                     "single": cells[strategy]["mean"],
                     "single_folds": dict(cells[strategy]["folds"]),
                 }
+    return out
+
+
+def strategy_ensembles(results_dir: Path, table: dict[str, dict[str, dict]]) -> dict[str, dict]:
+    """Exploratory: per regression task and fold, the mean of the test predictions of every
+    strategy run on all of scratch's folds (each strategy first averaged over its seeds, so each
+    counts once; ``select(...)`` strategies, which repeat others, left out). The pool is every
+    completed strategy, not a choice, so nothing is picked on the test fold; but the idea came
+    after seeing single strategies' test scores.
+
+    Returns task -> {"members": [strategy, ...], "folds": {fold: MAE}, "mean",
+    "best_member": the member with the lowest mean MAE, "vs_scratch", "vs_best_member": paired
+    tests (see :func:`paired_test`)} for tasks with at least two such strategies."""
+    from pretroost.data.matbench import load_task
+
+    out: dict[str, dict] = {}
+    for task, cells in sorted(table.items()):
+        if HEADLINE[get_task(task).task_type] != "mae":
+            continue
+        pool = _complete(cells)
+        members = sorted(pool, key=strategy_order)
+        if len(members) < 2:
+            continue
+        target = load_task(task)["target"]
+        folds: dict[int, float] = {}
+        for fold in sorted(cells[members[0]]["folds"]):
+            preds = [_mean_prediction(results_dir, s, task, fold, pool[s]) for s in members]
+            if any(p is None for p in preds):
+                break
+            mean = sum(p for p in preds if p is not None) / len(preds)
+            folds[fold] = float(np.abs(mean - target.loc[mean.index]).mean())
+        else:
+            best = min(members, key=lambda s: cells[s]["mean"])
+            out[task] = {
+                "members": members,
+                "folds": folds,
+                "mean": float(np.mean(list(folds.values()))),
+                "best_member": best,
+                "vs_scratch": paired_test(folds, cells["scratch"]["folds"])
+                if "scratch" in cells
+                else None,
+                "vs_best_member": paired_test(folds, cells[best]["folds"]),
+            }
     return out
 
 
@@ -481,6 +549,35 @@ def _seed_ensemble_lines(ens: dict[str, dict]) -> list[str]:
         *out,
         "",
     ]
+
+
+def _strategy_ensemble_lines(ens: dict[str, dict], table: dict[str, dict[str, dict]]) -> list[str]:
+    def test(t: dict[str, Any] | None) -> str:
+        if t is None:
+            return ""
+        return f"{t['mean_diff']:+.4g} [{t['ci95'][0]:+.3g}, {t['ci95'][1]:+.3g}], p = {t['p_t']:.2g} / {t['p_wilcoxon']:.2g}"
+
+    if not ens:
+        return []
+    out = [
+        "## Ensemble of every strategy (exploratory)",
+        "",
+        "Per fold, the mean of the test predictions of every strategy run on all folds of the "
+        "task (each strategy averaged over its seeds first, so each counts once): no choice is "
+        "made on the test fold, but the idea came after the single strategies' test scores, so "
+        "it stays exploratory until it holds on tasks not used to conceive it. Paired over folds "
+        "(difference [95 % CI], p t / Wilcoxon).",
+        "",
+        "| task | members | ensemble (MAE) | vs scratch | best member | vs best member |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, e in ens.items():
+        best = e["best_member"]
+        out.append(
+            f"| {task} | {', '.join(e['members'])} | {e['mean']:.4g} | {test(e['vs_scratch'])} "
+            f"| {best} ({table[task][best]['mean']:.4g}) | {test(e['vs_best_member'])} |"
+        )
+    return [*out, ""]
 
 
 OVERVIEW_MARKERS = ("<!-- pretroost report: overview -->", "<!-- /pretroost report: overview -->")
