@@ -232,6 +232,7 @@ def write_report(
         lines += [
             f"## {task} ({metric.upper()}{', ' + meta.unit if meta.unit and lower_better else ''})",
             "",
+            *_class_balance_lines(task),
             "| strategy | mean ± std | change vs scratch | folds better than scratch "
             "| paired difference vs scratch (95 % CI) | p (paired t / Wilcoxon) "
             "| time (s, all folds) |",
@@ -270,12 +271,13 @@ def write_report(
             for s, c in cells.items()
         }
     lines += _ensemble_lines(results_dir, table)
-    seed_ens = seed_ensembles(results_dir, table)
+    targets = _regression_targets(table)
+    seed_ens = seed_ensembles(results_dir, table, targets)
     lines += _seed_ensemble_lines(seed_ens)
     for task, cells in seed_ens.items():
         for strategy, cell in cells.items():
             summary[task][strategy]["seed_ensemble"] = cell
-    strategy_ens = strategy_ensembles(results_dir, table)
+    strategy_ens = strategy_ensembles(results_dir, table, targets)
     lines += _strategy_ensemble_lines(strategy_ens, table)
     if strategy_ens:
         atomic_write_json(results_dir / "ensembles.json", {"every_strategy": strategy_ens})
@@ -406,6 +408,17 @@ def _ensemble_lines(results_dir: Path, table: dict[str, dict[str, dict]]) -> lis
     ]
 
 
+def _class_balance_lines(task: str) -> list[str]:
+    """For a classification task, its share of positive labels (Matbench's metric thresholds
+    probabilities, so the balance decides how much the threshold matters); [] otherwise."""
+    from pretroost.data.matbench import load_task
+
+    if get_task(task).task_type != "classification":
+        return []
+    y = load_task(task)["target"].astype(bool)
+    return [f"Positive labels: {100 * y.mean():.1f} % of the task's {len(y)} rows.", ""]
+
+
 def _mean_prediction(
     results_dir: Path, strategy: str, task: str, fold: int, n_seeds: int
 ) -> pd.Series | None:
@@ -432,47 +445,73 @@ def _complete(cells: dict[str, dict]) -> dict[str, int]:
     return out
 
 
-def seed_ensembles(results_dir: Path, table: dict[str, dict[str, dict]]) -> dict[str, dict]:
+def _ensemble_maes(
+    results_dir: Path, task: str, members: dict[str, int], folds: list[int], target: pd.Series
+) -> dict[int, float] | None:
+    """fold -> Matbench MAE of the mean prediction of ``members`` (strategy -> its seeds, each
+    strategy averaged over its seeds first); None if a prediction file is missing."""
+    from pretroost.metrics import score
+
+    out = {}
+    for fold in folds:
+        preds = [_mean_prediction(results_dir, s, task, fold, n) for s, n in members.items()]
+        if any(p is None for p in preds):
+            return None
+        mean = sum(p for p in preds if p is not None) / len(preds)
+        out[fold] = score("regression", target.loc[mean.index], mean)["mae"]
+    return out
+
+
+def _regression_targets(table: dict[str, dict[str, dict]]) -> dict[str, pd.Series]:
+    """task -> its targets (indexed by Matbench id), for the regression tasks of ``table``."""
+    from pretroost.data.matbench import load_task
+
+    return {
+        task: load_task(task)["target"]
+        for task in sorted(table)
+        if HEADLINE[get_task(task).task_type] == "mae"
+    }
+
+
+def seed_ensembles(
+    results_dir: Path,
+    table: dict[str, dict[str, dict]],
+    targets: dict[str, pd.Series] | None = None,
+) -> dict[str, dict]:
     """Regression strategies run with several seeds per fold, scored as an ensemble: per fold, the
     mean of the seeds' test predictions (each seed a model trained on the training fold alone, so
     nothing is tuned on the test fold; no training beyond the preset's seeds).
 
     Returns task -> strategy -> {"n": seeds, "folds": {fold: MAE}, "mean", "single",
-    "single_folds"} for the strategies whose every fold has all its seeds' prediction files;
-    ``single`` is the strategy's usual seed-averaged MAE (``single_folds`` per fold)."""
-    from pretroost.data.matbench import load_task
-
+    "single_folds", "seed_sd"} for the strategies complete on every fold (:func:`_complete`) with
+    all their seeds' prediction files; ``single`` is the strategy's usual seed-averaged MAE
+    (``single_folds`` per fold), ``seed_sd`` the seeds' standard deviation within a fold, averaged
+    over the folds. ``targets``: :func:`_regression_targets` (loaded if not given)."""
+    targets = _regression_targets(table) if targets is None else targets
     out: dict[str, dict] = {}
-    for task, cells in sorted(table.items()):
-        if HEADLINE[get_task(task).task_type] != "mae":
-            continue
-        n_seeds = {s: len({len(v) for v in c["seeds"].values()}) for s, c in cells.items()}
-        multi = [
-            s
-            for s, c in cells.items()
-            if n_seeds[s] == 1 and min(len(v) for v in c["seeds"].values()) > 1
-        ]
-        target = load_task(task)["target"] if multi else None
-        for strategy in sorted(multi, key=strategy_order):
-            n = min(len(v) for v in cells[strategy]["seeds"].values())
-            folds = {}
-            for fold in sorted(cells[strategy]["folds"]):
-                mean = _mean_prediction(results_dir, strategy, task, fold, n)
-                if mean is None or target is None:
-                    break
-                folds[fold] = float(np.abs(mean - target.loc[mean.index]).mean())
-            else:
-                out.setdefault(task, {})[strategy] = {
-                    "n": n,
-                    "folds": folds,
-                    "mean": float(np.mean(list(folds.values()))),
-                    "single": cells[strategy]["mean"],
-                    "single_folds": dict(cells[strategy]["folds"]),
-                }
+    for task, target in targets.items():
+        cells = table[task]
+        for strategy, n in sorted(_complete(cells).items(), key=lambda kv: strategy_order(kv[0])):
+            cell = cells[strategy]
+            folds = _ensemble_maes(results_dir, task, {strategy: n}, sorted(cell["folds"]), target)
+            if n < 2 or folds is None:
+                continue
+            out.setdefault(task, {})[strategy] = {
+                "n": n,
+                "folds": folds,
+                "mean": float(np.mean(list(folds.values()))),
+                "single": cell["mean"],
+                "single_folds": dict(cell["folds"]),
+                "seed_sd": float(np.mean([np.std(v, ddof=1) for v in cell["seeds"].values()])),
+            }
     return out
 
 
-def strategy_ensembles(results_dir: Path, table: dict[str, dict[str, dict]]) -> dict[str, dict]:
+def strategy_ensembles(
+    results_dir: Path,
+    table: dict[str, dict[str, dict]],
+    targets: dict[str, pd.Series] | None = None,
+) -> dict[str, dict]:
     """Exploratory: per regression task and fold, the mean of the test predictions of every
     strategy run on all of scratch's folds (each strategy first averaged over its seeds, so each
     counts once; ``select(...)`` strategies, which repeat others, left out). The pool is every
@@ -482,36 +521,28 @@ def strategy_ensembles(results_dir: Path, table: dict[str, dict[str, dict]]) -> 
     Returns task -> {"members": [strategy, ...], "folds": {fold: MAE}, "mean",
     "best_member": the member with the lowest mean MAE, "vs_scratch", "vs_best_member": paired
     tests (see :func:`paired_test`)} for tasks with at least two such strategies."""
-    from pretroost.data.matbench import load_task
-
+    targets = _regression_targets(table) if targets is None else targets
     out: dict[str, dict] = {}
-    for task, cells in sorted(table.items()):
-        if HEADLINE[get_task(task).task_type] != "mae":
+    for task, target in targets.items():
+        cells = table[task]
+        pool = dict(sorted(_complete(cells).items(), key=lambda kv: strategy_order(kv[0])))
+        if len(pool) < 2:
             continue
-        pool = _complete(cells)
-        members = sorted(pool, key=strategy_order)
-        if len(members) < 2:
+        members = list(pool)
+        folds = _ensemble_maes(results_dir, task, pool, sorted(cells[members[0]]["folds"]), target)
+        if folds is None:
             continue
-        target = load_task(task)["target"]
-        folds: dict[int, float] = {}
-        for fold in sorted(cells[members[0]]["folds"]):
-            preds = [_mean_prediction(results_dir, s, task, fold, pool[s]) for s in members]
-            if any(p is None for p in preds):
-                break
-            mean = sum(p for p in preds if p is not None) / len(preds)
-            folds[fold] = float(np.abs(mean - target.loc[mean.index]).mean())
-        else:
-            best = min(members, key=lambda s: cells[s]["mean"])
-            out[task] = {
-                "members": members,
-                "folds": folds,
-                "mean": float(np.mean(list(folds.values()))),
-                "best_member": best,
-                "vs_scratch": paired_test(folds, cells["scratch"]["folds"])
-                if "scratch" in cells
-                else None,
-                "vs_best_member": paired_test(folds, cells[best]["folds"]),
-            }
+        best = min(members, key=lambda s: cells[s]["mean"])
+        out[task] = {
+            "members": members,
+            "folds": folds,
+            "mean": float(np.mean(list(folds.values()))),
+            "best_member": best,
+            "vs_scratch": paired_test(folds, cells["scratch"]["folds"])
+            if "scratch" in cells
+            else None,
+            "vs_best_member": paired_test(folds, cells[best]["folds"]),
+        }
     return out
 
 
@@ -528,8 +559,8 @@ def _seed_ensemble_lines(ens: dict[str, dict]) -> list[str]:
             if base is not None and strategy != "scratch":
                 vs_base = paired_test(cell["folds"], base["folds"])
             out.append(
-                f"| {task} | {strategy} | {cell['n']} | {cell['single']:.4g} | {cell['mean']:.4g} "
-                f"| {p(vs_single)} | "
+                f"| {task} | {strategy} | {cell['n']} | {cell['seed_sd']:.3g} | {cell['single']:.4g} "
+                f"| {cell['mean']:.4g} | {p(vs_single)} | "
                 + (f"{vs_base['mean_diff']:+.4g} ({p(vs_base)})" if vs_base else "")
                 + " |"
             )
@@ -541,11 +572,12 @@ def _seed_ensemble_lines(ens: dict[str, dict]) -> list[str]:
         "Where the preset runs several seeds per fold, the mean of the seeds' test predictions, "
         "scored per fold: a deep ensemble of the models already trained (each on the training fold "
         "alone; nothing chosen on the test fold). Single: the seed-averaged score of the tables "
-        "above. Paired tests over the folds (t / Wilcoxon).",
+        "above; seed sd: the seeds' standard deviation within a fold, averaged over the folds. "
+        "Paired tests over the folds (t / Wilcoxon).",
         "",
-        "| task | strategy | seeds | single (MAE) | seed ensemble (MAE) | p vs single "
+        "| task | strategy | seeds | seed sd | single (MAE) | seed ensemble (MAE) | p vs single "
         "| ensemble vs scratch's ensemble (p) |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
         *out,
         "",
     ]
