@@ -86,8 +86,6 @@ def _validation_record(fitted: Any, result: Any, task_type: TaskType) -> dict[st
         "best_epoch": None if members else info.get("best_epoch"),
         "n_members": len(members) if members else 1,
     }
-    if task_type == "classification":  # label = probability > threshold (0.5 unless chosen)
-        record["threshold"] = float(fitted.threshold)
     if members:
         record["member_best_val"] = [m.info.get("best_val") for m in members]
         record["member_best_epoch"] = [m.info.get("best_epoch") for m in members]
