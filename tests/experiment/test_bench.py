@@ -282,3 +282,37 @@ def test_strategy_ensemble_pools_every_complete_strategy(tmp_path, data_cache, m
     assert ens["members"] == ["scratch", "ssl"]
     assert ens["mean"] == pytest.approx(0.0, abs=1e-9)
     assert ens["vs_scratch"]["mean_diff"] == pytest.approx(-7.0 * 1.2)
+
+
+def test_strategy_ensemble_averages_probabilities_on_classification(
+    tmp_path, data_cache, monkeypatch
+) -> None:
+    """Two members each right on a different half of the rows, the wrong half at 0.6 / 0.4 and the
+    right half at 0.9 / 0.1: alone each scores balanced accuracy ~0.5, their mean probability is
+    right on every row (rocauc 1). The ``+valthreshold`` cell, the same model re-thresholded, is
+    not a member."""
+    from pretroost.benchmark import prediction_path
+    from pretroost.data.matbench import load_task
+    from pretroost.experiment.report import strategy_ensembles
+
+    monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
+    task = "matbench_expt_is_metal"
+    y = load_task(task)["target"].astype(bool)
+    rows = pd.concat([y[y].iloc[:20], y[~y].iloc[:20]])
+    table: dict[str, dict] = {task: {}}
+    for strategy, good in (("scratch", 0), ("ssl", 1), ("scratch+valthreshold", 0)):
+        for fold in range(3):
+            right = np.arange(len(rows)) % 2 == good
+            p = np.where(rows.to_numpy(), np.where(right, 0.9, 0.4), np.where(right, 0.1, 0.6))
+            path = prediction_path(tmp_path, strategy, task, fold)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame({"prediction": p}, index=rows.index).rename_axis("id").to_csv(path)
+        table[task][strategy] = {
+            "seeds": {k: [0.5] for k in range(3)},
+            "folds": dict.fromkeys(range(3), 0.5),
+            "mean": 0.5,
+        }
+    ens = strategy_ensembles(tmp_path, table)[task]
+    assert ens["members"] == ["scratch", "ssl"] and ens["metric"] == "rocauc"
+    assert ens["mean"] == pytest.approx(1.0)
+    assert ens["vs_scratch"]["mean_diff"] == pytest.approx(0.5)

@@ -271,7 +271,7 @@ def write_report(
             for s, c in cells.items()
         }
     lines += _ensemble_lines(results_dir, table)
-    targets = _regression_targets(table)
+    targets = _targets(table)
     seed_ens = seed_ensembles(results_dir, table, targets)
     lines += _seed_ensemble_lines(seed_ens)
     for task, cells in seed_ens.items():
@@ -445,32 +445,46 @@ def _complete(cells: dict[str, dict]) -> dict[str, int]:
     return out
 
 
-def _ensemble_maes(
+def _ensemble_scores(
     results_dir: Path, task: str, members: dict[str, int], folds: list[int], target: pd.Series
 ) -> dict[int, float] | None:
-    """fold -> Matbench MAE of the mean prediction of ``members`` (strategy -> its seeds, each
-    strategy averaged over its seeds first); None if a prediction file is missing."""
+    """fold -> Matbench headline score (MAE, or "rocauc" of the labels thresholded at 0.5) of the
+    mean prediction of ``members`` (strategy -> its seeds, each strategy averaged over its seeds
+    first; for classification the mean of the probabilities); None if a prediction file is
+    missing."""
     from pretroost.metrics import score
 
+    task_type = get_task(task).task_type
     out = {}
     for fold in folds:
         preds = [_mean_prediction(results_dir, s, task, fold, n) for s, n in members.items()]
         if any(p is None for p in preds):
             return None
         mean = sum(p for p in preds if p is not None) / len(preds)
-        out[fold] = score("regression", target.loc[mean.index], mean)["mae"]
+        out[fold] = score(task_type, target.loc[mean.index], mean)[HEADLINE[task_type]]
     return out
 
 
-def _regression_targets(table: dict[str, dict[str, dict]]) -> dict[str, pd.Series]:
-    """task -> its targets (indexed by Matbench id), for the regression tasks of ``table``."""
+def _targets(table: dict[str, dict[str, dict]]) -> dict[str, pd.Series]:
+    """task -> its targets (indexed by Matbench id), for every task of ``table``."""
     from pretroost.data.matbench import load_task
 
-    return {
-        task: load_task(task)["target"]
-        for task in sorted(table)
-        if HEADLINE[get_task(task).task_type] == "mae"
-    }
+    return {task: load_task(task)["target"] for task in sorted(table)}
+
+
+def _lower_is_better(task: str) -> bool:
+    return HEADLINE[get_task(task).task_type] != "rocauc"
+
+
+def _ensemble_pool(task: str, cells: dict[str, dict]) -> dict[str, int]:
+    """The strategies an ensemble of ``task`` may average (:func:`_complete`), in report order. On
+    classification tasks the ``+valthreshold`` cells are left out: they re-threshold their base
+    strategy's model (same probabilities), and an ensemble's mean probability is thresholded at
+    Matbench's 0.5."""
+    pool = _complete(cells)
+    if not _lower_is_better(task):
+        pool = {s: n for s, n in pool.items() if "+valthreshold" not in s}
+    return dict(sorted(pool.items(), key=lambda kv: strategy_order(kv[0])))
 
 
 def seed_ensembles(
@@ -478,22 +492,25 @@ def seed_ensembles(
     table: dict[str, dict[str, dict]],
     targets: dict[str, pd.Series] | None = None,
 ) -> dict[str, dict]:
-    """Regression strategies run with several seeds per fold, scored as an ensemble: per fold, the
-    mean of the seeds' test predictions (each seed a model trained on the training fold alone, so
-    nothing is tuned on the test fold; no training beyond the preset's seeds).
+    """Strategies run with several seeds per fold, scored as an ensemble: per fold, the mean of
+    the seeds' test predictions (classification: probabilities, thresholded at 0.5; each seed a
+    model trained on the training fold alone, so nothing is tuned on the test fold; no training
+    beyond the preset's seeds).
 
-    Returns task -> strategy -> {"n": seeds, "folds": {fold: MAE}, "mean", "single",
+    Returns task -> strategy -> {"n": seeds, "folds": {fold: score}, "mean", "single",
     "single_folds", "seed_sd"} for the strategies complete on every fold (:func:`_complete`) with
-    all their seeds' prediction files; ``single`` is the strategy's usual seed-averaged MAE
+    all their seeds' prediction files; ``single`` is the strategy's usual seed-averaged score
     (``single_folds`` per fold), ``seed_sd`` the seeds' standard deviation within a fold, averaged
-    over the folds. ``targets``: :func:`_regression_targets` (loaded if not given)."""
-    targets = _regression_targets(table) if targets is None else targets
+    over the folds. ``targets``: :func:`_targets` (loaded if not given)."""
+    targets = _targets(table) if targets is None else targets
     out: dict[str, dict] = {}
     for task, target in targets.items():
         cells = table[task]
-        for strategy, n in sorted(_complete(cells).items(), key=lambda kv: strategy_order(kv[0])):
+        for strategy, n in _ensemble_pool(task, cells).items():
             cell = cells[strategy]
-            folds = _ensemble_maes(results_dir, task, {strategy: n}, sorted(cell["folds"]), target)
+            folds = _ensemble_scores(
+                results_dir, task, {strategy: n}, sorted(cell["folds"]), target
+            )
             if n < 2 or folds is None:
                 continue
             out.setdefault(task, {})[strategy] = {
@@ -512,28 +529,33 @@ def strategy_ensembles(
     table: dict[str, dict[str, dict]],
     targets: dict[str, pd.Series] | None = None,
 ) -> dict[str, dict]:
-    """Exploratory: per regression task and fold, the mean of the test predictions of every
-    strategy run on all of scratch's folds (each strategy first averaged over its seeds, so each
-    counts once; ``select(...)`` strategies, which repeat others, left out). The pool is every
-    completed strategy, not a choice, so nothing is picked on the test fold; but the idea came
-    after seeing single strategies' test scores.
+    """Exploratory: per task and fold, the mean of the test predictions of every strategy run on
+    all of scratch's folds (each strategy first averaged over its seeds, so each counts once;
+    ``select(...)`` strategies, which repeat others, and, on classification, ``+valthreshold``
+    cells, which repeat their base model, left out; classification averages probabilities and
+    thresholds at 0.5). The pool is every completed strategy, not a choice, so nothing is picked on
+    the test fold; but the idea came after seeing single strategies' test scores.
 
-    Returns task -> {"members": [strategy, ...], "folds": {fold: MAE}, "mean",
-    "best_member": the member with the lowest mean MAE, "vs_scratch", "vs_best_member": paired
+    Returns task -> {"members": [strategy, ...], "metric", "folds": {fold: score}, "mean",
+    "best_member": the member with the best mean score, "vs_scratch", "vs_best_member": paired
     tests (see :func:`paired_test`)} for tasks with at least two such strategies."""
-    targets = _regression_targets(table) if targets is None else targets
+    targets = _targets(table) if targets is None else targets
     out: dict[str, dict] = {}
     for task, target in targets.items():
         cells = table[task]
-        pool = dict(sorted(_complete(cells).items(), key=lambda kv: strategy_order(kv[0])))
+        pool = _ensemble_pool(task, cells)
         if len(pool) < 2:
             continue
         members = list(pool)
-        folds = _ensemble_maes(results_dir, task, pool, sorted(cells[members[0]]["folds"]), target)
+        folds = _ensemble_scores(
+            results_dir, task, pool, sorted(cells[members[0]]["folds"]), target
+        )
         if folds is None:
             continue
-        best = min(members, key=lambda s: cells[s]["mean"])
+        sign = 1 if _lower_is_better(task) else -1
+        best = min(members, key=lambda s: sign * cells[s]["mean"])
         out[task] = {
+            "metric": HEADLINE[get_task(task).task_type],
             "members": members,
             "folds": folds,
             "mean": float(np.mean(list(folds.values()))),
@@ -575,7 +597,7 @@ def _seed_ensemble_lines(ens: dict[str, dict]) -> list[str]:
         "above; seed sd: the seeds' standard deviation within a fold, averaged over the folds. "
         "Paired tests over the folds (t / Wilcoxon).",
         "",
-        "| task | strategy | seeds | seed sd | single (MAE) | seed ensemble (MAE) | p vs single "
+        "| task | strategy | seeds | seed sd | single | seed ensemble | p vs single "
         "| ensemble vs scratch's ensemble (p) |",
         "|---|---|---|---|---|---|---|---|",
         *out,
@@ -597,16 +619,18 @@ def _strategy_ensemble_lines(ens: dict[str, dict], table: dict[str, dict[str, di
         "Per fold, the mean of the test predictions of every strategy run on all folds of the "
         "task (each strategy averaged over its seeds first, so each counts once): no choice is "
         "made on the test fold, but the idea came after the single strategies' test scores, so "
-        "it stays exploratory until it holds on tasks not used to conceive it. Paired over folds "
-        "(difference [95 % CI], p t / Wilcoxon).",
+        "it stays exploratory until it holds on tasks not used to conceive it. Classification "
+        "averages the members' probabilities and thresholds at Matbench's 0.5 (`+valthreshold` "
+        "cells, which re-threshold a member's model, are left out; higher rocauc is better). "
+        "Paired over folds (difference [95 % CI], p t / Wilcoxon).",
         "",
-        "| task | members | ensemble (MAE) | vs scratch | best member | vs best member |",
+        "| task | members | ensemble | vs scratch | best member | vs best member |",
         "|---|---|---|---|---|---|",
     ]
     for task, e in ens.items():
         best = e["best_member"]
         out.append(
-            f"| {task} | {', '.join(e['members'])} | {e['mean']:.4g} | {test(e['vs_scratch'])} "
+            f"| {task} ({e['metric']}) | {', '.join(e['members'])} | {e['mean']:.4g} | {test(e['vs_scratch'])} "
             f"| {best} ({table[task][best]['mean']:.4g}) | {test(e['vs_best_member'])} |"
         )
     return [*out, ""]

@@ -59,7 +59,7 @@ def ship(
     """Copy the pretrained artefact ``src`` into ``<root>/<name>/`` as a shipped encoder.
 
     The weights are stored as ``dtype`` (floating tensors only; loading casts them back to
-    float32), the model card gains the shipping command (and ``pretrained_by``, the command that
+    float32), the model card (written anew from ``config.json``) gains the shipping command (and ``pretrained_by``, the command that
     pretrained ``src``), and ``reference.json`` records the
     embeddings of :data:`REFERENCE_FORMULAS` computed from the *stored* weights.
     """
@@ -67,6 +67,7 @@ def ship(
     from safetensors.torch import load_file, save_file
 
     from pretroost.predict import load
+    from pretroost.pretrain import _card
 
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
@@ -91,7 +92,7 @@ def ship(
     config["shipped"] = {"name": name, "storage_dtype": dtype, "command": command,
                          "pretrained_by": pretrained_by}  # fmt: skip
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    card = (src / "README.md").read_text() if (src / "README.md").is_file() else ""
+    card = _card(config)  # from the config, with today's citations (the run's README may be older)
     card += (
         f"\n## Shipped as `{name}`\n\n"
         + (f"Pretrained with:\n\n```bash\n{pretrained_by}\n```\n\n" if pretrained_by else "")
