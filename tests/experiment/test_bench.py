@@ -316,3 +316,34 @@ def test_strategy_ensemble_averages_probabilities_on_classification(
     assert ens["members"] == ["scratch", "ssl"] and ens["metric"] == "rocauc"
     assert ens["mean"] == pytest.approx(1.0)
     assert ens["vs_scratch"]["mean_diff"] == pytest.approx(0.5)
+
+
+def test_report_gives_probability_rocauc_beside_matbench_rocauc() -> None:
+    """rocauc_prob rows make their own paired table; +valthreshold cells (same probabilities as
+    their base model) are left out of it."""
+    from pretroost.experiment.report import _probability_lines, headline_table
+
+    rows = [
+        {
+            "strategy": s,
+            "task": "matbench_glass",
+            "fold": k,
+            "seed": 0,
+            "metric": m,
+            "value": v + 0.01 * k,
+            "seconds": 1.0,
+            "epochs": 1,
+            "n_train": 10,
+        }  # fmt: skip
+        for k in range(3)
+        for s, v in (("scratch", 0.9), ("ssl", 0.95), ("ssl+valthreshold", 0.95))
+        for m in ("rocauc", "rocauc_prob")
+    ]
+    table = headline_table(rows, "rocauc_prob")["matbench_glass"]
+    assert table["ssl"]["metric"] == "rocauc_prob"
+    assert table["ssl"]["mean"] == pytest.approx(0.96)
+    lines = _probability_lines(table)
+    assert not any("valthreshold" in line for line in lines)
+    (ssl,) = [line for line in lines if line.startswith("| ssl ")]
+    assert "+0.05" in ssl and ssl.endswith("| 3/3 |")
+    assert all(line.count("|") == 6 for line in lines if line.startswith("| "))

@@ -34,19 +34,21 @@ def _latest(rows: list[dict]) -> dict[tuple[str, str, int, int, str], dict]:
     return out
 
 
-def headline_table(rows: list[dict]) -> dict[str, dict[str, dict]]:
+def headline_table(rows: list[dict], metric: str | None = None) -> dict[str, dict[str, dict]]:
     """task -> strategy -> {"folds": {fold: value}, "mean", "std", "metric", "seconds", "epochs",
-    "seeds": {fold: [value per seed]}}.
+    "seeds": {fold: [value per seed]}}, of each task's headline metric (or of ``metric``, for the
+    tasks that record it, e.g. ``"rocauc_prob"``).
 
     A fold's value is the mean over the seeds run on it, so strategies are compared fold by fold
     (paired) on their seed-averaged scores; ``std`` is over folds."""
     latest = _latest(rows)
     table: dict[str, dict[str, dict]] = defaultdict(dict)
-    for (strategy, task, fold, _seed, metric), r in sorted(latest.items()):
-        if metric != HEADLINE[get_task(task).task_type]:
+    for (strategy, task, fold, _seed, name), r in sorted(latest.items()):
+        if name != (metric or HEADLINE[get_task(task).task_type]):
             continue
+        metric_name = name
         cell = table[task].setdefault(
-            strategy, {"folds": {}, "seeds": {}, "metric": metric, "seconds": 0.0}
+            strategy, {"folds": {}, "seeds": {}, "metric": metric_name, "seconds": 0.0}
         )
         cell["seeds"].setdefault(fold, []).append(r["value"])
         cell["seconds"] += r["seconds"]
@@ -223,6 +225,7 @@ def write_report(
     if readme is not None:
         replace_block(readme, [line for line in overview if line.startswith("|")])
     summary: dict[str, dict] = {}
+    prob_table = headline_table(rows, "rocauc_prob")
     for task in sorted(table):
         cells = table[task]
         meta = get_task(task)
@@ -266,6 +269,7 @@ def write_report(
             )
         lines += _leaderboard_lines(task)
         lines.append("")
+        lines += _probability_lines(prob_table.get(task, {}))
         summary[task] = {
             s: {k: v for k, v in c.items() if k != "folds"} | {"folds": c["folds"]}
             for s, c in cells.items()
@@ -406,6 +410,40 @@ def _ensemble_lines(results_dir: Path, table: dict[str, dict[str, dict]]) -> lis
         *out,
         "",
     ]
+
+
+def _probability_lines(cells: dict[str, dict]) -> list[str]:
+    """A classification task's ROC-AUC of the predicted probabilities (``rocauc_prob``, beside
+    Matbench's "rocauc" of thresholded labels), per strategy, paired over folds vs scratch; []
+    without such rows. ``+valthreshold`` cells are left out: same probabilities as their base."""
+    cells = {s: c for s, c in cells.items() if "+valthreshold" not in s}
+    if not cells:
+        return []
+    base = cells.get("scratch")
+    out = [
+        "ROC-AUC of the predicted probabilities (`rocauc_prob`; no threshold):",
+        "",
+        "| strategy | mean ± std | paired difference vs scratch (95 % CI) | p (t / Wilcoxon) "
+        "| folds better |",
+        "|---|---|---|---|---|",
+    ]
+    for strategy, cell in sorted(cells.items(), key=lambda kv: strategy_order(kv[0])):
+        vs = " |  | "
+        if base is not None and strategy != "scratch":
+            test = paired_test(cell["folds"], base["folds"])
+            common = sorted(set(cell["folds"]) & set(base["folds"]))
+            wins = sum(cell["folds"][k] > base["folds"][k] for k in common)
+            if test is not None:
+                lo, hi = test["ci95"]
+                vs = (
+                    f"{test['mean_diff']:+.4g} [{lo:+.3g}, {hi:+.3g}] | {test['p_t']:.2g} / "
+                    f"{test['p_wilcoxon']:.2g} | {wins}/{len(common)}"
+                )
+        out.append(
+            f"| {strategy} | {cell['mean']:.4g} ± {cell['std']:.2g} ({len(cell['folds'])} folds) "
+            f"| {vs} |"
+        )
+    return [*out, ""]
 
 
 def _class_balance_lines(task: str) -> list[str]:
