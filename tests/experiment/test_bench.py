@@ -334,7 +334,7 @@ def test_report_gives_probability_rocauc_beside_matbench_rocauc() -> None:
             "seconds": 1.0,
             "epochs": 1,
             "n_train": 10,
-        }  # fmt: skip
+        }
         for k in range(3)
         for s, v in (("scratch", 0.9), ("ssl", 0.95), ("ssl+valthreshold", 0.95))
         for m in ("rocauc", "rocauc_prob")
