@@ -30,7 +30,7 @@ from pretroost.objectives.base import RegressionObjective
 from pretroost.train import TrainConfig, train
 from pretroost.utils import git_sha, machine_description, seed_everything
 
-__all__ = ["PretrainConfig", "loss_terms", "pretrain"]
+__all__ = ["PretrainConfig", "encoder_card", "loss_terms", "pretrain"]
 
 BALANCES = ("none", "initial")
 
@@ -80,7 +80,8 @@ class PretrainConfig:
         return d
 
 
-def _card(config: dict) -> str:
+def encoder_card(config: dict) -> str:
+    """The model card (markdown) of a pretrained encoder, from its ``config.json``."""
     c = config
     corpus = c["corpus"]
     return "\n".join(
@@ -283,4 +284,4 @@ def pretrain(
     }
     if not distributed.context().is_main:  # data parallel: rank 0 alone writes
         return Path(out)
-    return save_artefact(out, module, art_config, card=_card(art_config))
+    return save_artefact(out, module, art_config, card=encoder_card(art_config))

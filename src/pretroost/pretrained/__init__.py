@@ -59,15 +59,15 @@ def ship(
     """Copy the pretrained artefact ``src`` into ``<root>/<name>/`` as a shipped encoder.
 
     The weights are stored as ``dtype`` (floating tensors only; loading casts them back to
-    float32), the model card (written anew from ``config.json``) gains the shipping command (and ``pretrained_by``, the command that
-    pretrained ``src``), and ``reference.json`` records the
+    float32), the model card (written anew from ``config.json``) gains the shipping command (and
+    ``pretrained_by``, the command that pretrained ``src``), and ``reference.json`` records the
     embeddings of :data:`REFERENCE_FORMULAS` computed from the *stored* weights.
     """
     import torch
     from safetensors.torch import load_file, save_file
 
     from pretroost.predict import load
-    from pretroost.pretrain import _card
+    from pretroost.pretrain import encoder_card
 
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
@@ -92,7 +92,7 @@ def ship(
     config["shipped"] = {"name": name, "storage_dtype": dtype, "command": command,
                          "pretrained_by": pretrained_by}  # fmt: skip
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    card = _card(config)  # from the config, with today's citations (the run's README may be older)
+    card = encoder_card(config)  # anew: the run's own README may predate today's citations
     card += (
         f"\n## Shipped as `{name}`\n\n"
         + (f"Pretrained with:\n\n```bash\n{pretrained_by}\n```\n\n" if pretrained_by else "")
