@@ -347,3 +347,12 @@ def test_report_gives_probability_rocauc_beside_matbench_rocauc() -> None:
     (ssl,) = [line for line in lines if line.startswith("| ssl ")]
     assert "+0.05" in ssl and ssl.endswith("| 3/3 |")
     assert all(line.count("|") == 6 for line in lines if line.startswith("| "))
+
+
+def test_only_threshold_variants_repeat_their_base_model() -> None:
+    from pretroost.experiment.strategies import repeats_base_model
+
+    assert repeats_base_model("scratch+valthreshold")
+    assert repeats_base_model("fingerprint+trunk+valthreshold")  # = fingerprint+trunk's model
+    assert not repeats_base_model("scratch") and not repeats_base_model("dft+trunk")
+    assert not repeats_base_model("select(scratch|ssl)")

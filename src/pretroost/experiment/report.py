@@ -46,9 +46,8 @@ def headline_table(rows: list[dict], metric: str | None = None) -> dict[str, dic
     for (strategy, task, fold, _seed, name), r in sorted(latest.items()):
         if name != (metric or HEADLINE[get_task(task).task_type]):
             continue
-        metric_name = name
         cell = table[task].setdefault(
-            strategy, {"folds": {}, "seeds": {}, "metric": metric_name, "seconds": 0.0}
+            strategy, {"folds": {}, "seeds": {}, "metric": name, "seconds": 0.0}
         )
         cell["seeds"].setdefault(fold, []).append(r["value"])
         cell["seconds"] += r["seconds"]
@@ -226,16 +225,17 @@ def write_report(
         replace_block(readme, [line for line in overview if line.startswith("|")])
     summary: dict[str, dict] = {}
     prob_table = headline_table(rows, "rocauc_prob")
+    targets = _targets(table)  # read once: class balance and ensembles
     for task in sorted(table):
         cells = table[task]
         meta = get_task(task)
         metric = HEADLINE[meta.task_type]
-        lower_better = metric != "rocauc"
+        lower_better = _lower_is_better(task)
         base = cells.get("scratch")
         lines += [
             f"## {task} ({metric.upper()}{', ' + meta.unit if meta.unit and lower_better else ''})",
             "",
-            *_class_balance_lines(task),
+            *_class_balance_lines(task, targets[task]),
             "| strategy | mean ± std | change vs scratch | folds better than scratch "
             "| paired difference vs scratch (95 % CI) | p (paired t / Wilcoxon) "
             "| time (s, all folds) |",
@@ -275,7 +275,6 @@ def write_report(
             for s, c in cells.items()
         }
     lines += _ensemble_lines(results_dir, table)
-    targets = _targets(table)
     seed_ens = seed_ensembles(results_dir, table, targets)
     lines += _seed_ensemble_lines(seed_ens)
     for task, cells in seed_ens.items():
@@ -287,8 +286,9 @@ def write_report(
         atomic_write_json(results_dir / "ensembles.json", {"every_strategy": strategy_ens})
     plots = _plots(results_dir, table)
     for task, cells in sorted(table.items()):  # parity / ROC of the best strategy per task
-        lower = HEADLINE[get_task(task).task_type] != "rocauc"
-        best = sorted(cells, key=lambda s: cells[s]["mean"] * (1 if lower else -1))[0]
+        best = sorted(
+            cells, key=lambda s: cells[s]["mean"] * (1 if _lower_is_better(task) else -1)
+        )[0]
         p = plot_parity_or_roc(results_dir, best, task)
         if p is not None:
             plots.append(p)
@@ -415,8 +415,11 @@ def _ensemble_lines(results_dir: Path, table: dict[str, dict[str, dict]]) -> lis
 def _probability_lines(cells: dict[str, dict]) -> list[str]:
     """A classification task's ROC-AUC of the predicted probabilities (``rocauc_prob``, beside
     Matbench's "rocauc" of thresholded labels), per strategy, paired over folds vs scratch; []
-    without such rows. ``+valthreshold`` cells are left out: same probabilities as their base."""
-    cells = {s: c for s, c in cells.items() if "+valthreshold" not in s}
+    without such rows. Cells that only re-threshold their base model (``+valthreshold``) are left
+    out: same probabilities."""
+    from pretroost.experiment.strategies import repeats_base_model
+
+    cells = {s: c for s, c in cells.items() if not repeats_base_model(s)}
     if not cells:
         return []
     base = cells.get("scratch")
@@ -446,14 +449,12 @@ def _probability_lines(cells: dict[str, dict]) -> list[str]:
     return [*out, ""]
 
 
-def _class_balance_lines(task: str) -> list[str]:
+def _class_balance_lines(task: str, target: pd.Series) -> list[str]:
     """For a classification task, its share of positive labels (Matbench's metric thresholds
     probabilities, so the balance decides how much the threshold matters); [] otherwise."""
-    from pretroost.data.matbench import load_task
-
     if get_task(task).task_type != "classification":
         return []
-    y = load_task(task)["target"].astype(bool)
+    y = target.astype(bool)
     return [f"Positive labels: {100 * y.mean():.1f} % of the task's {len(y)} rows.", ""]
 
 
@@ -517,11 +518,13 @@ def _lower_is_better(task: str) -> bool:
 def _ensemble_pool(task: str, cells: dict[str, dict]) -> dict[str, int]:
     """The strategies an ensemble of ``task`` may average (:func:`_complete`), in report order. On
     classification tasks the ``+valthreshold`` cells are left out: they re-threshold their base
-    strategy's model (same probabilities), and an ensemble's mean probability is thresholded at
+    strategy's model (same probabilities; ``Variant.threshold_only``), and an ensemble's mean probability is thresholded at
     Matbench's 0.5."""
+    from pretroost.experiment.strategies import repeats_base_model
+
     pool = _complete(cells)
     if not _lower_is_better(task):
-        pool = {s: n for s, n in pool.items() if "+valthreshold" not in s}
+        pool = {s: n for s, n in pool.items() if not repeats_base_model(s)}
     return dict(sorted(pool.items(), key=lambda kv: strategy_order(kv[0])))
 
 
@@ -545,11 +548,13 @@ def seed_ensembles(
     for task, target in targets.items():
         cells = table[task]
         for strategy, n in _ensemble_pool(task, cells).items():
+            if n < 2:  # one seed: nothing to average, no prediction files to read
+                continue
             cell = cells[strategy]
             folds = _ensemble_scores(
                 results_dir, task, {strategy: n}, sorted(cell["folds"]), target
             )
-            if n < 2 or folds is None:
+            if folds is None:
                 continue
             out.setdefault(task, {})[strategy] = {
                 "n": n,

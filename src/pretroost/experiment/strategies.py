@@ -45,6 +45,8 @@ class Variant(Generic[C]):
         members: a finetuning change that trains a deep ensemble of this many members per cell
             (through the fold runner: ``run_splits(n_members=...)``); 1: one model.
         scratch: the change also applies to ``scratch`` (it needs no pretrained encoder).
+        threshold_only: the change moves only the decision threshold, so the cell's model and
+            probabilities are its base strategy's (ensembles and probability tables skip it).
     """
 
     note: str
@@ -52,6 +54,7 @@ class Variant(Generic[C]):
     objective: str | None = None
     members: int = 1
     scratch: bool = False
+    threshold_only: bool = False
 
 
 #: the same pretrained encoder, one change to the finetuning recipe
@@ -84,6 +87,7 @@ FINETUNE_VARIANTS: dict[str, Variant[FinetuneConfig]] = {
         "not at 0.5; regression: no change",
         apply=lambda c: replace(c, threshold="val_balanced_accuracy"),
         scratch=True,
+        threshold_only=True,
     ),
 }
 #: an encoder of its own, pretrained with one change
@@ -95,6 +99,17 @@ PRETRAIN_VARIANTS: dict[str, Variant[PretrainConfig]] = {
         objective="ssl",
     ),
 }
+
+
+def repeats_base_model(strategy: str) -> bool:
+    """Whether ``strategy`` has a finetuning variant that only re-thresholds (:attr:`Variant.
+    threshold_only`): its model and probabilities are those of the same name without that variant.
+    False for names that do not parse."""
+    try:
+        _, _, post = parse_strategy(strategy)
+    except ValueError:
+        return False
+    return any(FINETUNE_VARIANTS[v].threshold_only for v in post)
 
 
 def parse_strategy(name: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
