@@ -7,6 +7,7 @@ beat scratch; Matbench leaderboard values are quoted beside them with their sour
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -468,8 +469,16 @@ def _mean_prediction(
     paths = [prediction_path(results_dir, strategy, task, fold, s) for s in range(n_seeds)]
     if not all(p.is_file() for p in paths):
         return None
-    preds = [pd.read_csv(p, index_col=0)["prediction"] for p in paths]
+    preds = [_read_prediction(str(p), p.stat().st_mtime_ns) for p in paths]
     return sum(preds[1:], preds[0]) / len(preds)
+
+
+@functools.lru_cache(maxsize=4096)
+def _read_prediction(path: str, mtime_ns: int) -> pd.Series:
+    """One prediction file's ``prediction`` column; cached on (path, modification time), since
+    seed and pooled ensembles read the same files (a rewritten file is read again)."""
+    del mtime_ns  # part of the cache key only
+    return pd.read_csv(path, index_col=0)["prediction"]
 
 
 def _complete(cells: dict[str, dict]) -> dict[str, int]:
