@@ -81,6 +81,13 @@ def test_bench_smoke_runs_resumes_and_reports(tmp_path, data_cache, monkeypatch)
     report = (res / "README.md").read_text()
     assert "matbench_steels" in report and "fingerprint" in report
     assert "Linear probe" in report and "## Overview" in report
+    # the overview has one row per strategy (it grows downwards as variants are added)
+    overview = report.split("## Overview", 1)[1].split("\n## ", 1)[0]
+    assert "| strategy | steels (mae) | time (min) |" in overview
+    assert {line.split(" | ")[0] for line in overview.splitlines() if line.startswith("| ")} == {
+        "| strategy", "| scratch", "| fingerprint", "| fingerprint+trunk", "| scratch+ens5",
+        "| select(scratch\\|fingerprint)",  # a "|" in a table cell is escaped
+    }  # fmt: skip
     assert "## Deep ensembles: N = 1 vs N = 5" in report and "| scratch+ens5 |" in report
     assert "whichever of `scratch`, `fingerprint` scored best on the validation split" in report
     probe = json.loads((res / "encoder_probe.json").read_text())["matbench_steels"]

@@ -147,6 +147,11 @@ def _strategy_lines(table: dict[str, dict[str, dict]]) -> list[str]:
     return [*lines, ""]
 
 
+def _md_cell(text: str) -> str:
+    """``text`` for a Markdown table cell: ``|`` (as in ``select(a|b)``) escaped."""
+    return text.replace("|", "\\|")
+
+
 def _fmt(x: float | None, digits: int = 4) -> str:
     return "–" if x is None else f"{x:.{digits}g}"
 
@@ -265,7 +270,7 @@ def write_report(
             n_seeds = max(len(v) for v in cell["seeds"].values())
             runs = f"{n} fold{'s' * (n > 1)}" + (f" × {n_seeds} seeds" if n_seeds > 1 else "")
             lines.append(
-                f"| {strategy} | {cell['mean']:.4g} ± {cell['std']:.2g} ({runs}) "
+                f"| {_md_cell(strategy)} | {cell['mean']:.4g} ± {cell['std']:.2g} ({runs}) "
                 f"| {change} | {wins} | {diff} | {pval} | {cell['seconds']:.0f} |"
             )
         lines += _leaderboard_lines(task)
@@ -359,7 +364,7 @@ def write_report(
                     _fmt(v) if v is None or sd is None else f"{_fmt(v)} ± {_fmt(sd, 2)}"
                     for v, sd in zip(vals, curves["std"][s], strict=True)
                 ]
-                lines.append(f"| {s} | " + " | ".join(marks) + " |")
+                lines.append(f"| {_md_cell(s)} | " + " | ".join(marks) + " |")
         lines.append("")
         lines += [
             f"![data efficiency]({p.relative_to(results_dir)})"
@@ -393,7 +398,7 @@ def _ensemble_lines(results_dir: Path, table: dict[str, dict[str, dict]]) -> lis
             each = np.array([np.mean(m) for m in members])
             n = len(members[0])
             out.append(
-                f"| {task} | {strategy} | {np.mean(single):.4g} | {np.mean(each):.4g} "
+                f"| {task} | {_md_cell(strategy)} | {np.mean(single):.4g} | {np.mean(each):.4g} "
                 f"| {cell['mean']:.4g} | {cell['seconds'] / n:.0f} | {cell['seconds']:.0f} |"
             )
     if not out:
@@ -444,7 +449,7 @@ def _probability_lines(cells: dict[str, dict]) -> list[str]:
                     f"{test['p_wilcoxon']:.2g} | {wins}/{len(common)}"
                 )
         out.append(
-            f"| {strategy} | {cell['mean']:.4g} ± {cell['std']:.2g} ({len(cell['folds'])} folds) "
+            f"| {_md_cell(strategy)} | {cell['mean']:.4g} ± {cell['std']:.2g} ({len(cell['folds'])} folds) "
             f"| {vs} |"
         )
     return [*out, ""]
@@ -633,7 +638,7 @@ def _seed_ensemble_lines(ens: dict[str, dict]) -> list[str]:
             if base is not None and strategy != "scratch":
                 vs_base = paired_test(cell["folds"], base["folds"])
             out.append(
-                f"| {task} | {strategy} | {cell['n']} | {cell['seed_sd']:.3g} | {cell['single']:.4g} "
+                f"| {task} | {_md_cell(strategy)} | {cell['n']} | {cell['seed_sd']:.3g} | {cell['single']:.4g} "
                 f"| {cell['mean']:.4g} | {p(vs_single)} | "
                 + (f"{vs_base['mean_diff']:+.4g} ({p(vs_base)})" if vs_base else "")
                 + " |"
@@ -682,8 +687,8 @@ def _strategy_ensemble_lines(ens: dict[str, dict], table: dict[str, dict[str, di
     for task, e in ens.items():
         best = e["best_member"]
         out.append(
-            f"| {task} ({e['metric']}) | {', '.join(e['members'])} | {e['mean']:.4g} | {test(e['vs_scratch'])} "
-            f"| {best} ({table[task][best]['mean']:.4g}) | {test(e['vs_best_member'])} |"
+            f"| {task} ({e['metric']}) | {_md_cell(', '.join(e['members']))} | {e['mean']:.4g} | {test(e['vs_scratch'])} "
+            f"| {_md_cell(best)} ({table[task][best]['mean']:.4g}) | {test(e['vs_best_member'])} |"
         )
     return [*out, ""]
 
@@ -706,24 +711,27 @@ def replace_block(path: str | Path, lines: list[str]) -> None:
 
 
 def _overview_lines(table: dict[str, dict[str, dict]]) -> list[str]:
-    """One row per task, one column per strategy: mean over folds and change vs scratch."""
-    strategies = sorted({s for cells in table.values() for s in cells}, key=strategy_order)
+    """One row per strategy, one column per task: mean over folds and change vs scratch (rows,
+    not columns, per strategy, so that the table grows downwards as variants are added)."""
     if not table:
         return []
+    strategies = sorted({s for cells in table.values() for s in cells}, key=strategy_order)
+    tasks = sorted(table)
+    header = [f"{t.removeprefix('matbench_')} ({HEADLINE[get_task(t).task_type]})" for t in tasks]
     lines = [
         "## Overview",
         "",
         "Mean over folds (number of folds if fewer than 5); in brackets the change vs scratch "
-        "(negative = lower error; for ROC-AUC positive = better).",
+        "(negative = lower error; for ROC-AUC positive = better); last column: finetuning time of "
+        "all the strategy's cells.",
         "",
-        "| task (metric) | " + " | ".join(strategies) + " |",
-        "|---|" + "---|" * len(strategies),
+        "| strategy | " + " | ".join(header) + " | time (min) |",
+        "|---|" + "---|" * (len(tasks) + 1),
     ]
-    for task, cells in sorted(table.items()):
-        base = cells.get("scratch")
+    for s in strategies:
         row = []
-        for s in strategies:
-            c = cells.get(s)
+        for task in tasks:
+            c, base = table[task].get(s), table[task].get("scratch")
             if c is None:
                 row.append("–")
                 continue
@@ -732,12 +740,8 @@ def _overview_lines(table: dict[str, dict[str, dict]]) -> list[str]:
             if base is not None and s != "scratch":
                 text += f" [{100 * (c['mean'] - base['mean']) / abs(base['mean']):+.1f} %]"
             row.append(text)
-        metric = HEADLINE[get_task(task).task_type]
-        lines.append(f"| {task.removeprefix('matbench_')} ({metric}) | " + " | ".join(row) + " |")
-    minutes = [sum(c[s]["seconds"] for c in table.values() if s in c) / 60 for s in strategies]
-    lines.append(
-        "| finetuning time, all cells (min) | " + " | ".join(f"{m:.0f}" for m in minutes) + " |"
-    )
+        minutes = sum(table[t][s]["seconds"] for t in tasks if s in table[t]) / 60
+        lines.append(f"| {_md_cell(s)} | " + " | ".join(row) + f" | {minutes:.0f} |")
     return [*lines, ""]
 
 
