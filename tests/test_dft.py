@@ -179,7 +179,8 @@ def test_dft_combines_with_the_other_objectives() -> None:
 
 def test_bench_offers_dft_without_changing_the_presets() -> None:
     from pretroost.experiment.bench import STRATEGIES, parse_strategy
-    from pretroost.experiment.report import _strategy_note, strategy_order
+    from pretroost.experiment.report import _strategy_note
+    from pretroost.experiment.strategies import strategy_order
 
     assert "dft" not in STRATEGIES  # the default strategy list is unchanged
     assert parse_strategy("dft") == ("dft", (), ())

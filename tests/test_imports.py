@@ -53,9 +53,13 @@ def test_no_module_level_import_cycles() -> None:
 
 
 def test_experiment_modules_do_not_import_each_other_in_a_cycle() -> None:
-    """bench imports report (lazily); report reads strategy names from ``strategies``, not bench."""
-    report = (ROOT / "experiment" / "report.py").read_text()
-    assert "from pretroost.experiment.bench import" not in report
+    """bench imports report (lazily); report and the modules it is made of (scores, ensembles,
+    plots, encoder_probe) read strategy names from ``strategies``, never bench or report."""
+    for name in ("report", "scores", "ensembles", "plots", "encoder_probe"):
+        text = (ROOT / "experiment" / f"{name}.py").read_text()
+        assert "from pretroost.experiment.bench import" not in text, name
+        if name != "report":
+            assert "from pretroost.experiment.report import" not in text, name
 
 
 def test_moved_modules_import_alone() -> None:

@@ -165,7 +165,7 @@ def test_strategy_names_parse_into_base_and_variants(tmp_path) -> None:
 
 
 def test_linear_probe_scores_informative_features_higher() -> None:
-    from pretroost.experiment.report import linear_probe
+    from pretroost.experiment.encoder_probe import linear_probe
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 8)).astype(np.float32)
@@ -178,7 +178,7 @@ def test_linear_probe_scores_informative_features_higher() -> None:
 
 
 def test_report_orders_strategies_bases_first_then_variants() -> None:
-    from pretroost.experiment.report import strategy_order
+    from pretroost.experiment.strategies import strategy_order
 
     labels = ["structure+trunk", "ssl+fingerprint+structure+trunk", "fingerprint", "scratch",
               "ssl+fingerprint+structure", "ssl", "fingerprint+trunk", "structure", "other"]  # fmt: skip
@@ -233,9 +233,9 @@ def test_data_efficiency_curves_average_only_folds_every_strategy_ran(tmp_path) 
     (half / "benchmark.jsonl").write_text("\n".join(json.dumps(r) for r in half_rows) + "\n")
     curve = _data_efficiency(tmp_path, main_rows)["matbench_steels"]
     assert curve["strategies"]["ssl"] == [30.0, 8.5] and curve["std"]["ssl"] == [5.0, 0.5]
-    from pretroost.experiment.report import _plot_data_efficiency
+    from pretroost.experiment.plots import plot_data_efficiency
 
-    (png,) = _plot_data_efficiency(tmp_path, {"matbench_steels": curve})
+    (png,) = plot_data_efficiency(tmp_path, {"matbench_steels": curve})
     assert png.is_file() and png.stat().st_size > 0
 
 
@@ -243,7 +243,7 @@ def test_seed_ensemble_averages_the_seeds_predictions(tmp_path, data_cache, monk
     """Two seeds off the target by +e and -e: each alone has MAE e, their mean is exact."""
     from pretroost.benchmark import prediction_path
     from pretroost.data.matbench import load_task
-    from pretroost.experiment.report import seed_ensembles
+    from pretroost.experiment.ensembles import seed_ensembles
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
     target = load_task("matbench_steels")["target"].iloc[:40]
@@ -268,7 +268,7 @@ def test_strategy_ensemble_pools_every_complete_strategy(tmp_path, data_cache, m
     fold is not a member."""
     from pretroost.benchmark import prediction_path
     from pretroost.data.matbench import load_task
-    from pretroost.experiment.report import strategy_ensembles
+    from pretroost.experiment.ensembles import strategy_ensembles
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
     target = load_task("matbench_steels")["target"].iloc[:50]
@@ -300,7 +300,7 @@ def test_strategy_ensemble_averages_probabilities_on_classification(
     not a member."""
     from pretroost.benchmark import prediction_path
     from pretroost.data.matbench import load_task
-    from pretroost.experiment.report import strategy_ensembles
+    from pretroost.experiment.ensembles import strategy_ensembles
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
     task = "matbench_expt_is_metal"
@@ -328,7 +328,8 @@ def test_strategy_ensemble_averages_probabilities_on_classification(
 def test_report_gives_probability_rocauc_beside_matbench_rocauc() -> None:
     """rocauc_prob rows make their own paired table; +valthreshold cells (same probabilities as
     their base model) are left out of it."""
-    from pretroost.experiment.report import _probability_lines, headline_table
+    from pretroost.experiment.report import _probability_lines
+    from pretroost.experiment.scores import headline_table
 
     rows = [
         {

@@ -7,9 +7,7 @@ beat scratch; Matbench leaderboard values are quoted beside them with their sour
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -17,74 +15,24 @@ import numpy as np
 import pandas as pd
 
 from pretroost.data.matbench import get_task
+from pretroost.experiment.encoder_probe import encoder_embeddings, linear_probe
+from pretroost.experiment.ensembles import seed_ensembles, strategy_ensembles, task_targets
+from pretroost.experiment.plots import (
+    plot_data_efficiency,
+    plot_embedding_map,
+    plot_parity_or_roc,
+    plot_vs_scratch,
+)
 from pretroost.experiment.presets import PRESETS
+from pretroost.experiment.scores import headline_table, lower_is_better, paired_test
+from pretroost.experiment.strategies import strategy_order
 from pretroost.metrics import HEADLINE
 from pretroost.results import read_benchmark_rows
-from pretroost.utils import atomic_path, atomic_write_json, atomic_write_text
+from pretroost.utils import atomic_write_json, atomic_write_text
 
-__all__ = ["headline_table", "write_report"]
+__all__ = ["write_report"]
 
 log = logging.getLogger(__name__)
-
-
-def _latest(rows: list[dict]) -> dict[tuple[str, str, int, int, str], dict]:
-    """The last row written for each (strategy, task, fold, seed, metric)."""
-    out: dict[tuple[str, str, int, int, str], dict] = {}
-    for r in rows:
-        out[(r["strategy"], r["task"], int(r["fold"]), int(r.get("seed", 0)), r["metric"])] = r
-    return out
-
-
-def headline_table(rows: list[dict], metric: str | None = None) -> dict[str, dict[str, dict]]:
-    """task -> strategy -> {"folds": {fold: value}, "mean", "std", "metric", "seconds", "epochs",
-    "seeds": {fold: [value per seed]}}, of each task's headline metric (or of ``metric``, for the
-    tasks that record it, e.g. ``"rocauc_prob"``).
-
-    A fold's value is the mean over the seeds run on it, so strategies are compared fold by fold
-    (paired) on their seed-averaged scores; ``std`` is over folds."""
-    latest = _latest(rows)
-    table: dict[str, dict[str, dict]] = defaultdict(dict)
-    for (strategy, task, fold, _seed, name), r in sorted(latest.items()):
-        if name != (metric or HEADLINE[get_task(task).task_type]):
-            continue
-        cell = table[task].setdefault(
-            strategy, {"folds": {}, "seeds": {}, "metric": name, "seconds": 0.0}
-        )
-        cell["seeds"].setdefault(fold, []).append(r["value"])
-        cell["seconds"] += r["seconds"]
-        cell["epochs"] = r["epochs"]
-        cell["n_train"] = r["n_train"]
-    for cells in table.values():
-        for cell in cells.values():
-            cell["folds"] = {k: float(np.mean(v)) for k, v in cell["seeds"].items()}
-            v = np.array(list(cell["folds"].values()))
-            cell["mean"], cell["std"] = float(v.mean()), float(v.std())
-    return table
-
-
-def paired_test(a: dict[int, float], b: dict[int, float]) -> dict[str, Any] | None:
-    """Paired comparison of per-fold scores ``a`` (strategy) vs ``b`` (baseline) on their common
-    folds: mean difference a - b, its 95 % t confidence interval, and the two-sided paired t-test
-    and Wilcoxon signed-rank p-values (with 5 folds Wilcoxon cannot go below 0.0625). None with
-    fewer than 3 common folds."""
-    from scipy import stats
-
-    common = sorted(set(a) & set(b))
-    if len(common) < 3:
-        return None
-    d = np.array([a[k] - b[k] for k in common])
-    n, mean = len(d), float(d.mean())
-    sem = float(d.std(ddof=1) / np.sqrt(n))
-    half = float(stats.t.ppf(0.975, n - 1) * sem)
-    p_t = float(stats.ttest_rel([a[k] for k in common], [b[k] for k in common]).pvalue)
-    p_w = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) else 1.0
-    return {
-        "n": n,
-        "mean_diff": mean,
-        "ci95": [mean - half, mean + half],
-        "p_t": p_t if np.isfinite(p_t) else 1.0,
-        "p_wilcoxon": p_w,
-    }
 
 
 #: what each bench strategy means (variants: ``pretroost.experiment.strategies.FINETUNE_VARIANTS`` and
@@ -99,19 +47,6 @@ STRATEGY_NOTES = {
     "energy and volume per atom) of the leak-free corpus",
     "dft+fingerprint": "encoder pretrained on the DFT labels and the Magpie fingerprint at once",
 }
-
-
-def strategy_order(strategy: str) -> tuple[bool, int, str]:
-    """Sort key: scratch, the bench strategies in their order, then their variants
-    (``<strategy>+<variant>``) in the same order, then anything else."""
-    from pretroost.experiment.strategies import EXTRA_STRATEGIES, STRATEGIES, parse_strategy
-
-    bases = (*STRATEGIES, *EXTRA_STRATEGIES)
-    try:
-        base, pre, post = parse_strategy(strategy)
-    except ValueError:
-        return (True, len(bases), strategy)
-    return (bool(pre or post), bases.index(base), strategy)
 
 
 def _strategy_note(strategy: str) -> str:
@@ -231,12 +166,12 @@ def write_report(
         replace_block(readme, [line for line in overview if line.startswith("|")])
     summary: dict[str, dict] = {}
     prob_table = headline_table(rows, "rocauc_prob")
-    targets = _targets(table)  # read once: class balance and ensembles
+    targets = task_targets(table)  # read once: class balance and ensembles
     for task in sorted(table):
         cells = table[task]
         meta = get_task(task)
         metric = HEADLINE[meta.task_type]
-        lower_better = _lower_is_better(task)
+        lower_better = lower_is_better(task)
         base = cells.get("scratch")
         lines += [
             f"## {task} ({metric.upper()}{', ' + meta.unit if meta.unit and lower_better else ''})",
@@ -290,11 +225,11 @@ def write_report(
     lines += _strategy_ensemble_lines(strategy_ens, table)
     if strategy_ens:
         atomic_write_json(results_dir / "ensembles.json", {"every_strategy": strategy_ens})
-    plots = _plots(results_dir, table)
+    plots = plot_vs_scratch(results_dir, table)
     for task, cells in sorted(table.items()):  # parity / ROC of the best strategy per task
-        best = sorted(
-            cells, key=lambda s: cells[s]["mean"] * (1 if _lower_is_better(task) else -1)
-        )[0]
+        best = sorted(cells, key=lambda s: cells[s]["mean"] * (1 if lower_is_better(task) else -1))[
+            0
+        ]
         p = plot_parity_or_roc(results_dir, best, task)
         if p is not None:
             plots.append(p)
@@ -368,7 +303,7 @@ def write_report(
         lines.append("")
         lines += [
             f"![data efficiency]({p.relative_to(results_dir)})"
-            for p in _plot_data_efficiency(results_dir, de)
+            for p in plot_data_efficiency(results_dir, de)
         ]
         atomic_write_json(results_dir / "data_efficiency.json", de)
     atomic_write_json(results_dir / "summary.json", summary)
@@ -462,167 +397,6 @@ def _class_balance_lines(task: str, target: pd.Series) -> list[str]:
         return []
     y = target.astype(bool)
     return [f"Positive labels: {100 * y.mean():.1f} % of the task's {len(y)} rows.", ""]
-
-
-def _mean_prediction(
-    results_dir: Path, strategy: str, task: str, fold: int, n_seeds: int
-) -> pd.Series | None:
-    """The mean of seeds ``0 .. n_seeds - 1``'s test predictions of one cell (indexed by Matbench
-    id); None if a seed's prediction file is missing."""
-    from pretroost.benchmark import prediction_path
-
-    paths = [prediction_path(results_dir, strategy, task, fold, s) for s in range(n_seeds)]
-    if not all(p.is_file() for p in paths):
-        return None
-    preds = [_read_prediction(str(p), p.stat().st_mtime_ns) for p in paths]
-    return sum(preds[1:], preds[0]) / len(preds)
-
-
-@functools.lru_cache(maxsize=4096)
-def _read_prediction(path: str, mtime_ns: int) -> pd.Series:
-    """One prediction file's ``prediction`` column; cached on (path, modification time), since
-    seed and pooled ensembles read the same files (a rewritten file is read again)."""
-    del mtime_ns  # part of the cache key only
-    return pd.read_csv(path, index_col=0)["prediction"]
-
-
-def _complete(cells: dict[str, dict]) -> dict[str, int]:
-    """strategy -> seeds per fold, for the strategies with the same number of seeds on every fold
-    and every fold that scratch has (all folds run when there is no scratch)."""
-    folds = set(cells["scratch"]["folds"]) if "scratch" in cells else set(range(5))
-    out = {}
-    for strategy, cell in cells.items():
-        n = {len(v) for v in cell["seeds"].values()}
-        if len(n) == 1 and folds <= set(cell["folds"]) and not strategy.startswith("select("):
-            out[strategy] = n.pop()
-    return out
-
-
-def _ensemble_scores(
-    results_dir: Path, task: str, members: dict[str, int], folds: list[int], target: pd.Series
-) -> dict[int, float] | None:
-    """fold -> Matbench headline score (MAE, or "rocauc" of the labels thresholded at 0.5) of the
-    mean prediction of ``members`` (strategy -> its seeds, each strategy averaged over its seeds
-    first; for classification the mean of the probabilities); None if a prediction file is
-    missing."""
-    from pretroost.metrics import score
-
-    task_type = get_task(task).task_type
-    out = {}
-    for fold in folds:
-        preds = [_mean_prediction(results_dir, s, task, fold, n) for s, n in members.items()]
-        if any(p is None for p in preds):
-            return None
-        mean = sum(p for p in preds if p is not None) / len(preds)
-        out[fold] = score(task_type, target.loc[mean.index], mean)[HEADLINE[task_type]]
-    return out
-
-
-def _targets(table: dict[str, dict[str, dict]]) -> dict[str, pd.Series]:
-    """task -> its targets (indexed by Matbench id), for every task of ``table``."""
-    from pretroost.data.matbench import load_task
-
-    return {task: load_task(task)["target"] for task in sorted(table)}
-
-
-def _lower_is_better(task: str) -> bool:
-    return HEADLINE[get_task(task).task_type] != "rocauc"
-
-
-def _ensemble_pool(task: str, cells: dict[str, dict]) -> dict[str, int]:
-    """The strategies an ensemble of ``task`` may average (:func:`_complete`), in report order. On
-    classification tasks the ``+valthreshold`` cells are left out: they re-threshold their base
-    strategy's model (same probabilities; ``Variant.threshold_only``), and an ensemble's mean probability is thresholded at
-    Matbench's 0.5."""
-    from pretroost.experiment.strategies import repeats_base_model
-
-    pool = _complete(cells)
-    if not _lower_is_better(task):
-        pool = {s: n for s, n in pool.items() if not repeats_base_model(s)}
-    return dict(sorted(pool.items(), key=lambda kv: strategy_order(kv[0])))
-
-
-def seed_ensembles(
-    results_dir: Path,
-    table: dict[str, dict[str, dict]],
-    targets: dict[str, pd.Series] | None = None,
-) -> dict[str, dict]:
-    """Strategies run with several seeds per fold, scored as an ensemble: per fold, the mean of
-    the seeds' test predictions (classification: probabilities, thresholded at 0.5; each seed a
-    model trained on the training fold alone, so nothing is tuned on the test fold; no training
-    beyond the preset's seeds).
-
-    Returns task -> strategy -> {"n": seeds, "folds": {fold: score}, "mean", "single",
-    "single_folds", "seed_sd"} for the strategies complete on every fold (:func:`_complete`) with
-    all their seeds' prediction files; ``single`` is the strategy's usual seed-averaged score
-    (``single_folds`` per fold), ``seed_sd`` the seeds' standard deviation within a fold, averaged
-    over the folds. ``targets``: :func:`_targets` (loaded if not given)."""
-    targets = _targets(table) if targets is None else targets
-    out: dict[str, dict] = {}
-    for task, target in targets.items():
-        cells = table[task]
-        for strategy, n in _ensemble_pool(task, cells).items():
-            if n < 2:  # one seed: nothing to average, no prediction files to read
-                continue
-            cell = cells[strategy]
-            folds = _ensemble_scores(
-                results_dir, task, {strategy: n}, sorted(cell["folds"]), target
-            )
-            if folds is None:
-                continue
-            out.setdefault(task, {})[strategy] = {
-                "n": n,
-                "folds": folds,
-                "mean": float(np.mean(list(folds.values()))),
-                "single": cell["mean"],
-                "single_folds": dict(cell["folds"]),
-                "seed_sd": float(np.mean([np.std(v, ddof=1) for v in cell["seeds"].values()])),
-            }
-    return out
-
-
-def strategy_ensembles(
-    results_dir: Path,
-    table: dict[str, dict[str, dict]],
-    targets: dict[str, pd.Series] | None = None,
-) -> dict[str, dict]:
-    """Exploratory: per task and fold, the mean of the test predictions of every strategy run on
-    all of scratch's folds (each strategy first averaged over its seeds, so each counts once;
-    ``select(...)`` strategies, which repeat others, and, on classification, ``+valthreshold``
-    cells, which repeat their base model, left out; classification averages probabilities and
-    thresholds at 0.5). The pool is every completed strategy, not a choice, so nothing is picked on
-    the test fold; but the idea came after seeing single strategies' test scores.
-
-    Returns task -> {"members": [strategy, ...], "metric", "folds": {fold: score}, "mean",
-    "best_member": the member with the best mean score, "vs_scratch", "vs_best_member": paired
-    tests (see :func:`paired_test`)} for tasks with at least two such strategies."""
-    targets = _targets(table) if targets is None else targets
-    out: dict[str, dict] = {}
-    for task, target in targets.items():
-        cells = table[task]
-        pool = _ensemble_pool(task, cells)
-        if len(pool) < 2:
-            continue
-        members = list(pool)
-        folds = _ensemble_scores(
-            results_dir, task, pool, sorted(cells[members[0]]["folds"]), target
-        )
-        if folds is None:
-            continue
-        sign = 1 if _lower_is_better(task) else -1
-        best = min(members, key=lambda s: sign * cells[s]["mean"])
-        out[task] = {
-            "metric": HEADLINE[get_task(task).task_type],
-            "members": members,
-            "folds": folds,
-            "mean": float(np.mean(list(folds.values()))),
-            "best_member": best,
-            "vs_scratch": paired_test(folds, cells["scratch"]["folds"])
-            if "scratch" in cells
-            else None,
-            "vs_best_member": paired_test(folds, cells[best]["folds"]),
-        }
-    return out
 
 
 def _seed_ensemble_lines(ens: dict[str, dict]) -> list[str]:
@@ -791,17 +565,6 @@ def _probe_lines(probes: dict[str, dict[str, float]], labels: list[str]) -> list
     return [*lines, ""]
 
 
-def _save_figure(fig, path: Path) -> Path:
-    """Write ``fig`` as a PNG atomically and close it."""
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return path
-
-
 def _data_efficiency(results_dir: Path, main_rows: list[dict]) -> dict[str, dict]:
     """task -> {"fractions", "metric", "folds", "strategies": {s: [mean headline per fraction]},
     "std": {s: [its std over the folds]}}.
@@ -852,237 +615,3 @@ def _data_efficiency(results_dir: Path, main_rows: list[dict]) -> dict[str, dict
             "std": stats["std"],
         }
     return out
-
-
-def _colour(strategy: str) -> str:
-    """Grey for scratch, blue for a base strategy, cyan for a variant."""
-    from pretroost.experiment.strategies import parse_strategy
-
-    if strategy == "scratch":
-        return "0.6"
-    try:
-        _, pre, post = parse_strategy(strategy)
-    except ValueError:
-        return "tab:blue"
-    return "tab:cyan" if pre or post else "tab:blue"
-
-
-def _plots(results_dir: Path, table: dict[str, dict[str, dict]]) -> list[Path]:
-    """Per task: (left) each strategy's score as a horizontal bar (mean over folds) with its
-    per-fold points, and vertical reference lines for converged scratch, the published Roost and
-    the leaderboard's MODNet / CrabNet / RF-SCM/Magpie; (right) the paired per-fold difference vs
-    scratch with its mean and 95 % confidence interval. Base strategies first, variants after."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from pretroost.experiment.leaderboard import references
-
-    paths = []
-    for task, cells in sorted(table.items()):
-        base = cells.get("scratch")
-        order = sorted(cells, key=strategy_order)
-        if base is None or len(order) < 2:
-            continue
-        order = order[::-1]  # top to bottom as in the tables
-        y = np.arange(len(order))
-        height = 2.0 + 0.38 * len(order)  # room for the reference legend below the axes
-        fig, (ax, bx) = plt.subplots(
-            1, 2, figsize=(11, height), sharey=True, gridspec_kw={"width_ratios": [3, 2]}
-        )
-        means = [cells[s]["mean"] for s in order]
-        colours = [_colour(s) for s in order]
-        ax.barh(y, means, color=colours, alpha=0.8)
-        for i, s in enumerate(order):
-            v = list(cells[s]["folds"].values())
-            ax.plot(v, np.full(len(v), i) + np.linspace(-0.2, 0.2, len(v)), "k.", ms=4)
-        refs = references(task)
-        palette = ["tab:red", "tab:purple", "tab:orange", "tab:green", "tab:brown", "tab:pink"]
-        for (label, value), colour in zip(refs.items(), palette, strict=False):
-            ax.axvline(value, color=colour, ls="--", lw=1.2, label=f"{label} {value:.4g}")
-        lo = min([*means, *refs.values()]) * 0.9
-        hi = max([*(max(c["folds"].values()) for c in cells.values()), *refs.values()]) * 1.03
-        ax.set_xlim(lo if base["metric"] != "rocauc" else max(0.0, lo), hi)
-        ax.set_yticks(y, order)
-        ax.set_xlabel(f"{base['metric'].upper()}\n(bars: mean over folds; dots: folds)")
-        if refs:  # below the axes: inside, it would hide the fold dots
-            fig.legend(fontsize=7, loc="lower center", ncol=min(len(refs), 3), frameon=False)
-        ax.set_title(task)
-        for i, s in enumerate(order):
-            if s == "scratch":
-                continue
-            common = sorted(set(cells[s]["folds"]) & set(base["folds"]))
-            d = [cells[s]["folds"][k] - base["folds"][k] for k in common]
-            bx.plot(d, np.full(len(d), i), ".", color="k", ms=4)
-            test = paired_test(cells[s]["folds"], base["folds"])
-            if test is not None:
-                lo_ci, hi_ci = test["ci95"]
-                bx.errorbar(test["mean_diff"], i, xerr=[[test["mean_diff"] - lo_ci],
-                            [hi_ci - test["mean_diff"]]], fmt="o", color="tab:blue", capsize=3)  # fmt: skip
-        bx.axvline(0, color="k", lw=0.8)
-        better = "lower" if base["metric"] != "rocauc" else "higher"
-        bx.set_xlabel(
-            f"paired difference vs scratch\n(dots: folds; mean, 95 % CI; {better} is better)"
-        )
-        fig.tight_layout(rect=(0, 0.1 + 0.05 * (len(refs) > 3), 1, 1))
-        path = _save_figure(fig, results_dir / "plots" / f"{task}_vs_scratch.png")
-        paths.append(path)
-    return paths
-
-
-def _plot_data_efficiency(results_dir: Path, de: dict[str, dict]) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
-    for task, curves in de.items():
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for s, vals in curves["strategies"].items():
-            pts = [
-                (f, v, sd or 0.0)
-                for f, v, sd in zip(curves["fractions"], vals, curves["std"][s], strict=True)
-                if v is not None
-            ]
-            xs, ys, sds = (np.array(c) for c in zip(*pts, strict=True))
-            (line,) = ax.plot(xs, ys, marker="o", label=s)
-            ax.fill_between(xs, ys - sds, ys + sds, color=line.get_color(), alpha=0.12, lw=0)
-        ax.set_xscale("log")
-        ax.set_xlabel("share of training fold")
-        ax.set_ylabel(curves["metric"].upper())
-        folds = ", ".join(map(str, curves["folds"]))
-        ax.set_title(f"{task} (folds {folds}; band: ± std over folds)", fontsize=9)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = _save_figure(fig, results_dir / "plots" / f"{task}_data_efficiency.png")
-        paths.append(path)
-    return paths
-
-
-def plot_parity_or_roc(results_dir: str | Path, strategy: str, task: str) -> Path | None:
-    """Parity plot (regression) or ROC curve (classification) of a strategy's out-of-fold test
-    predictions pooled over folds; returns the PNG path (None if no predictions)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    from pretroost.data.matbench import load_task
-
-    results_dir = Path(results_dir)
-    files = sorted((results_dir / strategy / "predictions" / task).glob("fold_*.csv"))
-    if not files:
-        return None
-    pred = pd.concat([pd.read_csv(f) for f in files]).set_index("id")
-    truth = load_task(task)["target"].loc[pred.index]
-    meta = get_task(task)
-    fig, ax = plt.subplots(figsize=(4, 4))
-    if meta.task_type == "regression":
-        lo, hi = (
-            float(min(truth.min(), pred["prediction"].min())),
-            float(max(truth.max(), pred["prediction"].max())),
-        )
-        ax.scatter(truth, pred["prediction"], s=4, alpha=0.4)
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        ax.set_xlabel(f"true {meta.target}")
-        ax.set_ylabel("predicted")
-        mae = float(np.mean(np.abs(truth.to_numpy() - pred["prediction"].to_numpy())))
-        ax.set_title(f"{task}: {strategy} (MAE {mae:.4g})", fontsize=9)
-        kind = "parity"
-    else:
-        from sklearn.metrics import roc_auc_score, roc_curve
-
-        fpr, tpr, _ = roc_curve(truth.to_numpy(), pred["prediction"].to_numpy())
-        auc = roc_auc_score(truth.to_numpy(), pred["prediction"].to_numpy())
-        ax.plot(fpr, tpr)
-        ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-        ax.set_xlabel("false positive rate")
-        ax.set_ylabel("true positive rate")
-        ax.set_title(f"{task}: {strategy} (ROC AUC of probabilities {auc:.3f})", fontsize=9)
-        kind = "roc"
-    fig.tight_layout()
-    path = _save_figure(
-        fig, results_dir / "plots" / f"{task}_{strategy.replace('+', '_')}_{kind}.png"
-    )
-    return path
-
-
-def encoder_embeddings(
-    encoders: dict[str, str | None], task: str, *, max_points: int = 3000, seed: int = 0
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Frozen material vectors of (up to ``max_points`` of) one task's compositions.
-
-    ``encoders`` maps a label to a pretrained artefact folder, or None for a randomly initialised
-    (untrained, "scratch") encoder. Returns the targets (n,) and label -> (n, d) embeddings.
-    """
-    import torch
-
-    from pretroost.data.matbench import load_task
-    from pretroost.models.roost import RoostConfig, RoostEncoder
-    from pretroost.predict import Predictor, load
-
-    df = load_task(task)
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(df), min(max_points, len(df)), replace=False))
-    formulas = df["formula"].iloc[idx].tolist()
-    out = {}
-    for label, folder in encoders.items():
-        torch.manual_seed(seed)
-        model = Predictor(RoostEncoder(RoostConfig())) if folder is None else load(folder)
-        out[label] = model.embed(formulas, errors="raise", progress=False)
-    return df["target"].to_numpy()[idx], out
-
-
-def linear_probe(
-    y: np.ndarray, emb: dict[str, np.ndarray], task: str, *, seed: int = 0
-) -> dict[str, float]:
-    """How much of the target a linear model reads off each frozen encoder: 5-fold CV R² of a
-    ridge regression (regression tasks) or ROC-AUC of a logistic regression (classification), on
-    standardised material vectors. Higher = the pretrained features already carry the target."""
-    from sklearn.linear_model import LogisticRegression, RidgeCV
-    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    if get_task(task).task_type == "classification":
-        model = LogisticRegression(max_iter=2000)
-        cv, scoring = StratifiedKFold(5, shuffle=True, random_state=seed), "roc_auc"
-    else:
-        model, scoring = RidgeCV(alphas=np.logspace(-3, 5, 17)), "r2"
-        cv = KFold(5, shuffle=True, random_state=seed)
-    pipe = make_pipeline(StandardScaler(), model)
-    return {
-        k: float(cross_val_score(pipe, X, y, cv=cv, scoring=scoring).mean()) for k, X in emb.items()
-    }
-
-
-def plot_embedding_map(
-    encoders: dict[str, str | None],
-    task: str,
-    out: str | Path,
-    *,
-    max_points: int = 3000,
-    seed: int = 0,
-    embeddings: tuple[np.ndarray, dict[str, np.ndarray]] | None = None,
-) -> Path:
-    """PCA maps of encoder material vectors of one task's compositions, one panel per encoder,
-    coloured by the target (``embeddings``: the output of :func:`encoder_embeddings`, if at hand)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.decomposition import PCA
-
-    y, emb = embeddings or encoder_embeddings(encoders, task, max_points=max_points, seed=seed)
-    fig, axes = plt.subplots(1, len(emb), figsize=(3.2 * len(emb), 3.2), squeeze=False)
-    for ax, (label, X) in zip(axes[0], emb.items(), strict=True):
-        xy = PCA(n_components=2, random_state=seed).fit_transform(X)
-        sc = ax.scatter(xy[:, 0], xy[:, 1], c=y, s=3, cmap="viridis")
-        ax.set_title(label, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.colorbar(sc, ax=axes[0].tolist(), shrink=0.8, label=get_task(task).target)
-    return _save_figure(fig, Path(out))

@@ -24,6 +24,7 @@ __all__ = [
     "Variant",
     "parse_strategy",
     "strategy_members",
+    "strategy_order",
 ]
 
 STRATEGIES = ("scratch", "ssl", "fingerprint", "structure", "ssl+fingerprint+structure")
@@ -150,3 +151,14 @@ def strategy_members(name: str) -> int:
     if len(members) > 1:
         raise ValueError(f"strategy {name!r}: more than one ensemble variant")
     return members[0] if members else 1
+
+
+def strategy_order(strategy: str) -> tuple[bool, int, str]:
+    """Sort key: scratch, the bench strategies in their order, then their variants
+    (``<strategy>+<variant>``) in the same order, then anything else."""
+    bases = (*STRATEGIES, *EXTRA_STRATEGIES)
+    try:
+        base, pre, post = parse_strategy(strategy)
+    except ValueError:
+        return (True, len(bases), strategy)
+    return (bool(pre or post), bases.index(base), strategy)

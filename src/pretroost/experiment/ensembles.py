@@ -1,0 +1,171 @@
+"""Ensembles of cells already trained, scored per fold: each strategy's seeds (a deep ensemble of
+the models a multi-seed preset trains anyway) and, exploratory, every completed strategy together.
+
+Nothing is trained here and nothing is chosen on a test fold: prediction files are averaged
+(probabilities, for classification, thresholded at Matbench's 0.5) and scored like single cells.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pretroost.benchmark import prediction_path
+from pretroost.data.matbench import get_task, load_task
+from pretroost.experiment.scores import lower_is_better, paired_test
+from pretroost.experiment.strategies import repeats_base_model, strategy_order
+from pretroost.metrics import HEADLINE, score
+
+__all__ = ["seed_ensembles", "strategy_ensembles", "task_targets"]
+
+
+def task_targets(table: dict[str, dict[str, dict]]) -> dict[str, pd.Series]:
+    """task -> its targets (indexed by Matbench id), for every task of ``table``."""
+    return {task: load_task(task)["target"] for task in sorted(table)}
+
+
+def _mean_prediction(
+    results_dir: Path, strategy: str, task: str, fold: int, n_seeds: int
+) -> pd.Series | None:
+    """The mean of seeds ``0 .. n_seeds - 1``'s test predictions of one cell (indexed by Matbench
+    id); None if a seed's prediction file is missing."""
+    paths = [prediction_path(results_dir, strategy, task, fold, s) for s in range(n_seeds)]
+    if not all(p.is_file() for p in paths):
+        return None
+    preds = [_read_prediction(str(p), p.stat().st_mtime_ns) for p in paths]
+    return sum(preds[1:], preds[0]) / len(preds)
+
+
+@functools.lru_cache(maxsize=4096)
+def _read_prediction(path: str, mtime_ns: int) -> pd.Series:
+    """One prediction file's ``prediction`` column; cached on (path, modification time), since
+    seed and pooled ensembles read the same files (a rewritten file is read again)."""
+    del mtime_ns  # part of the cache key only
+    return pd.read_csv(path, index_col=0)["prediction"]
+
+
+def _complete(cells: dict[str, dict]) -> dict[str, int]:
+    """strategy -> seeds per fold, for the strategies with the same number of seeds on every fold
+    and every fold that scratch has (all folds run when there is no scratch)."""
+    folds = set(cells["scratch"]["folds"]) if "scratch" in cells else set(range(5))
+    out = {}
+    for strategy, cell in cells.items():
+        n = {len(v) for v in cell["seeds"].values()}
+        if len(n) == 1 and folds <= set(cell["folds"]) and not strategy.startswith("select("):
+            out[strategy] = n.pop()
+    return out
+
+
+def _ensemble_scores(
+    results_dir: Path, task: str, members: dict[str, int], folds: list[int], target: pd.Series
+) -> dict[int, float] | None:
+    """fold -> Matbench headline score (MAE, or "rocauc" of the labels thresholded at 0.5) of the
+    mean prediction of ``members`` (strategy -> its seeds, each strategy averaged over its seeds
+    first; for classification the mean of the probabilities); None if a prediction file is
+    missing."""
+    task_type = get_task(task).task_type
+    out = {}
+    for fold in folds:
+        preds = [_mean_prediction(results_dir, s, task, fold, n) for s, n in members.items()]
+        if any(p is None for p in preds):
+            return None
+        mean = sum(p for p in preds if p is not None) / len(preds)
+        out[fold] = score(task_type, target.loc[mean.index], mean)[HEADLINE[task_type]]
+    return out
+
+
+def _ensemble_pool(task: str, cells: dict[str, dict]) -> dict[str, int]:
+    """The strategies an ensemble of ``task`` may average (:func:`_complete`), in report order. On
+    classification tasks the ``+valthreshold`` cells are left out: they re-threshold their base
+    strategy's model (same probabilities; ``Variant.threshold_only``), and an ensemble's mean probability is thresholded at
+    Matbench's 0.5."""
+    pool = _complete(cells)
+    if not lower_is_better(task):
+        pool = {s: n for s, n in pool.items() if not repeats_base_model(s)}
+    return dict(sorted(pool.items(), key=lambda kv: strategy_order(kv[0])))
+
+
+def seed_ensembles(
+    results_dir: Path,
+    table: dict[str, dict[str, dict]],
+    targets: dict[str, pd.Series] | None = None,
+) -> dict[str, dict]:
+    """Strategies run with several seeds per fold, scored as an ensemble: per fold, the mean of
+    the seeds' test predictions (classification: probabilities, thresholded at 0.5; each seed a
+    model trained on the training fold alone, so nothing is tuned on the test fold; no training
+    beyond the preset's seeds).
+
+    Returns task -> strategy -> {"n": seeds, "folds": {fold: score}, "mean", "single",
+    "single_folds", "seed_sd"} for the strategies complete on every fold (:func:`_complete`) with
+    all their seeds' prediction files; ``single`` is the strategy's usual seed-averaged score
+    (``single_folds`` per fold), ``seed_sd`` the seeds' standard deviation within a fold, averaged
+    over the folds. ``targets``: :func:`_targets` (loaded if not given)."""
+    targets = task_targets(table) if targets is None else targets
+    out: dict[str, dict] = {}
+    for task, target in targets.items():
+        cells = table[task]
+        for strategy, n in _ensemble_pool(task, cells).items():
+            if n < 2:  # one seed: nothing to average, no prediction files to read
+                continue
+            cell = cells[strategy]
+            folds = _ensemble_scores(
+                results_dir, task, {strategy: n}, sorted(cell["folds"]), target
+            )
+            if folds is None:
+                continue
+            out.setdefault(task, {})[strategy] = {
+                "n": n,
+                "folds": folds,
+                "mean": float(np.mean(list(folds.values()))),
+                "single": cell["mean"],
+                "single_folds": dict(cell["folds"]),
+                "seed_sd": float(np.mean([np.std(v, ddof=1) for v in cell["seeds"].values()])),
+            }
+    return out
+
+
+def strategy_ensembles(
+    results_dir: Path,
+    table: dict[str, dict[str, dict]],
+    targets: dict[str, pd.Series] | None = None,
+) -> dict[str, dict]:
+    """Exploratory: per task and fold, the mean of the test predictions of every strategy run on
+    all of scratch's folds (each strategy first averaged over its seeds, so each counts once;
+    ``select(...)`` strategies, which repeat others, and, on classification, ``+valthreshold``
+    cells, which repeat their base model, left out; classification averages probabilities and
+    thresholds at 0.5). The pool is every completed strategy, not a choice, so nothing is picked on
+    the test fold; but the idea came after seeing single strategies' test scores.
+
+    Returns task -> {"members": [strategy, ...], "metric", "folds": {fold: score}, "mean",
+    "best_member": the member with the best mean score, "vs_scratch", "vs_best_member": paired
+    tests (see :func:`paired_test`)} for tasks with at least two such strategies."""
+    targets = task_targets(table) if targets is None else targets
+    out: dict[str, dict] = {}
+    for task, target in targets.items():
+        cells = table[task]
+        pool = _ensemble_pool(task, cells)
+        if len(pool) < 2:
+            continue
+        members = list(pool)
+        folds = _ensemble_scores(
+            results_dir, task, pool, sorted(cells[members[0]]["folds"]), target
+        )
+        if folds is None:
+            continue
+        sign = 1 if lower_is_better(task) else -1
+        best = min(members, key=lambda s: sign * cells[s]["mean"])
+        out[task] = {
+            "metric": HEADLINE[get_task(task).task_type],
+            "members": members,
+            "folds": folds,
+            "mean": float(np.mean(list(folds.values()))),
+            "best_member": best,
+            "vs_scratch": paired_test(folds, cells["scratch"]["folds"])
+            if "scratch" in cells
+            else None,
+            "vs_best_member": paired_test(folds, cells[best]["folds"]),
+        }
+    return out
