@@ -364,3 +364,14 @@ def test_only_threshold_variants_repeat_their_base_model() -> None:
     assert repeats_base_model("fingerprint+trunk+valthreshold")  # = fingerprint+trunk's model
     assert not repeats_base_model("scratch") and not repeats_base_model("dft+trunk")
     assert not repeats_base_model("select(scratch|ssl)")
+
+
+def test_best_strategy_and_folds_better_follow_the_metric_direction() -> None:
+    from pretroost.experiment.scores import best_strategy, folds_better
+
+    cells = {"scratch": {"mean": 0.5}, "ssl": {"mean": 0.4}}
+    assert best_strategy("matbench_steels", cells) == "ssl"  # MAE: lower is better
+    assert best_strategy("matbench_glass", cells) == "scratch"  # ROC-AUC: higher is better
+    a, b = {0: 1.0, 1: 3.0, 2: 2.0}, {0: 2.0, 1: 2.0, 2: 2.0, 3: 0.0}
+    assert folds_better(a, b, lower_better=True) == (1, 3)  # ties are not wins; fold 3 not shared
+    assert folds_better(a, b, lower_better=False) == (1, 3)

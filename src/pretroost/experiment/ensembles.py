@@ -15,7 +15,7 @@ import pandas as pd
 
 from pretroost.benchmark import prediction_path
 from pretroost.data.matbench import get_task, load_task
-from pretroost.experiment.scores import lower_is_better, paired_test
+from pretroost.experiment.scores import best_strategy, lower_is_better, paired_test
 from pretroost.experiment.strategies import repeats_base_model, strategy_order
 from pretroost.metrics import HEADLINE, score
 
@@ -155,8 +155,7 @@ def strategy_ensembles(
         )
         if folds is None:
             continue
-        sign = 1 if lower_is_better(task) else -1
-        best = min(members, key=lambda s: sign * cells[s]["mean"])
+        best = best_strategy(task, {s: cells[s] for s in members})
         out[task] = {
             "metric": HEADLINE[get_task(task).task_type],
             "members": members,

@@ -9,7 +9,7 @@ import numpy as np
 
 from pretroost.data.matbench import get_task
 from pretroost.experiment.encoder_probe import encoder_embeddings
-from pretroost.experiment.scores import paired_test
+from pretroost.experiment.scores import lower_is_better, paired_test
 from pretroost.experiment.strategies import parse_strategy, strategy_order
 from pretroost.utils import atomic_path
 
@@ -80,7 +80,7 @@ def plot_vs_scratch(results_dir: Path, table: dict[str, dict[str, dict]]) -> lis
             ax.axvline(value, color=colour, ls="--", lw=1.2, label=f"{label} {value:.4g}")
         lo = min([*means, *refs.values()]) * 0.9
         hi = max([*(max(c["folds"].values()) for c in cells.values()), *refs.values()]) * 1.03
-        ax.set_xlim(lo if base["metric"] != "rocauc" else max(0.0, lo), hi)
+        ax.set_xlim(lo if lower_is_better(task) else max(0.0, lo), hi)
         ax.set_yticks(y, order)
         ax.set_xlabel(f"{base['metric'].upper()}\n(bars: mean over folds; dots: folds)")
         if refs:  # below the axes: inside, it would hide the fold dots
@@ -98,7 +98,7 @@ def plot_vs_scratch(results_dir: Path, table: dict[str, dict[str, dict]]) -> lis
                 bx.errorbar(test["mean_diff"], i, xerr=[[test["mean_diff"] - lo_ci],
                             [hi_ci - test["mean_diff"]]], fmt="o", color="tab:blue", capsize=3)  # fmt: skip
         bx.axvline(0, color="k", lw=0.8)
-        better = "lower" if base["metric"] != "rocauc" else "higher"
+        better = "lower" if lower_is_better(task) else "higher"
         bx.set_xlabel(
             f"paired difference vs scratch\n(dots: folds; mean, 95 % CI; {better} is better)"
         )

@@ -24,8 +24,14 @@ from pretroost.experiment.plots import (
     plot_vs_scratch,
 )
 from pretroost.experiment.presets import PRESETS
-from pretroost.experiment.scores import headline_table, lower_is_better, paired_test
-from pretroost.experiment.strategies import strategy_order
+from pretroost.experiment.scores import (
+    best_strategy,
+    folds_better,
+    headline_table,
+    lower_is_better,
+    paired_test,
+)
+from pretroost.experiment.strategies import repeats_base_model, strategy_order
 from pretroost.metrics import HEADLINE
 from pretroost.results import read_benchmark_rows
 from pretroost.utils import atomic_write_json, atomic_write_text
@@ -191,16 +197,11 @@ def write_report(
                     lo, hi = test["ci95"]
                     diff = f"{test['mean_diff']:+.4g} [{lo:+.3g}, {hi:+.3g}]"
                     pval = f"{test['p_t']:.2g} / {test['p_wilcoxon']:.2g}"
-            if base is not None and strategy != "scratch":
                 change = f"{100 * (cell['mean'] - base['mean']) / abs(base['mean']):+.1f} %"
-                common = sorted(set(cell["folds"]) & set(base["folds"]))
-                better = sum(
-                    (cell["folds"][k] < base["folds"][k])
-                    if lower_better
-                    else (cell["folds"][k] > base["folds"][k])
-                    for k in common
+                better, common = folds_better(
+                    cell["folds"], base["folds"], lower_better=lower_better
                 )
-                wins = f"{better}/{len(common)}"
+                wins = f"{better}/{common}"
             n = len(cell["folds"])
             n_seeds = max(len(v) for v in cell["seeds"].values())
             runs = f"{n} fold{'s' * (n > 1)}" + (f" × {n_seeds} seeds" if n_seeds > 1 else "")
@@ -227,10 +228,7 @@ def write_report(
         atomic_write_json(results_dir / "ensembles.json", {"every_strategy": strategy_ens})
     plots = plot_vs_scratch(results_dir, table)
     for task, cells in sorted(table.items()):  # parity / ROC of the best strategy per task
-        best = sorted(cells, key=lambda s: cells[s]["mean"] * (1 if lower_is_better(task) else -1))[
-            0
-        ]
-        p = plot_parity_or_roc(results_dir, best, task)
+        p = plot_parity_or_roc(results_dir, best_strategy(task, cells), task)
         if p is not None:
             plots.append(p)
     if runs_dir is not None and Path(runs_dir).is_dir() and table:
@@ -358,8 +356,6 @@ def _probability_lines(cells: dict[str, dict]) -> list[str]:
     Matbench's "rocauc" of thresholded labels), per strategy, paired over folds vs scratch; []
     without such rows. Cells that only re-threshold their base model (``+valthreshold``) are left
     out: same probabilities."""
-    from pretroost.experiment.strategies import repeats_base_model
-
     cells = {s: c for s, c in cells.items() if not repeats_base_model(s)}
     if not cells:
         return []
@@ -375,13 +371,12 @@ def _probability_lines(cells: dict[str, dict]) -> list[str]:
         vs = " |  | "
         if base is not None and strategy != "scratch":
             test = paired_test(cell["folds"], base["folds"])
-            common = sorted(set(cell["folds"]) & set(base["folds"]))
-            wins = sum(cell["folds"][k] > base["folds"][k] for k in common)
+            wins, common = folds_better(cell["folds"], base["folds"], lower_better=False)
             if test is not None:
                 lo, hi = test["ci95"]
                 vs = (
                     f"{test['mean_diff']:+.4g} [{lo:+.3g}, {hi:+.3g}] | {test['p_t']:.2g} / "
-                    f"{test['p_wilcoxon']:.2g} | {wins}/{len(common)}"
+                    f"{test['p_wilcoxon']:.2g} | {wins}/{common}"
                 )
         out.append(
             f"| {_md_cell(strategy)} | {cell['mean']:.4g} ± {cell['std']:.2g} ({len(cell['folds'])} folds) "

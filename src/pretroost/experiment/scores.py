@@ -13,7 +13,7 @@ import numpy as np
 from pretroost.data.matbench import get_task
 from pretroost.metrics import HEADLINE
 
-__all__ = ["headline_table", "lower_is_better", "paired_test"]
+__all__ = ["best_strategy", "folds_better", "headline_table", "lower_is_better", "paired_test"]
 
 
 def _latest(rows: list[dict]) -> dict[tuple[str, str, int, int, str], dict]:
@@ -79,3 +79,19 @@ def paired_test(a: dict[int, float], b: dict[int, float]) -> dict[str, Any] | No
 def lower_is_better(task: str) -> bool:
     """Whether ``task``'s headline metric is an error (MAE) rather than a score (ROC-AUC)."""
     return HEADLINE[get_task(task).task_type] != "rocauc"
+
+
+def best_strategy(task: str, cells: dict[str, dict]) -> str:
+    """The strategy of ``cells`` (one task's :func:`headline_table` entry) with the best mean:
+    the lowest error, or the highest ROC-AUC."""
+    sign = 1 if lower_is_better(task) else -1
+    return min(cells, key=lambda s: sign * cells[s]["mean"])
+
+
+def folds_better(
+    a: dict[int, float], b: dict[int, float], *, lower_better: bool
+) -> tuple[int, int]:
+    """(on how many of their common folds ``a`` beats ``b``, how many common folds)."""
+    common = set(a) & set(b)
+    wins = sum((a[k] < b[k]) if lower_better else (a[k] > b[k]) for k in common)
+    return wins, len(common)
