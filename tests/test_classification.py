@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -155,6 +156,10 @@ def test_fit_chooses_threshold_on_validation_and_weights_classes() -> None:
     prob = fitted.predict_dataset(CompositionDataset(comps.subset(val_index)))["prob"][:, 0]
     assert fitted.threshold == balanced_accuracy_threshold(y[val_index], prob)
     assert fitted.info["threshold"] == fitted.threshold
+    # every rule's threshold is recorded; a 0.5 model of the same recipe records the same one
+    assert fitted.info["thresholds"] == {"0.5": 0.5, "val_balanced_accuracy": fitted.threshold}
+    at_half = fit(comps, y, "classification", replace(config, threshold="0.5"), val_index=val_index)
+    assert at_half.threshold == 0.5 and at_half.info["thresholds"] == fitted.info["thresholds"]
     # the default keeps 0.5 and no class weights
     plain = fit(comps, y, "classification", FinetuneConfig(
         train=TrainConfig(epochs=1, batch_size=16), encoder=TINY, trunk_hidden=(8,),
@@ -203,3 +208,43 @@ def test_matbench_fold_scored_with_the_chosen_threshold(tmp_path, data_cache) ->
     assert set(fold["data"]) == set(map(str, test_ids))
     assert all(isinstance(v, bool) for v in fold["data"].values())
     assert fold["scores"]["rocauc"] == pytest.approx(rows["rocauc"], abs=1e-12)
+
+
+def test_rethresholded_cells_equal_cells_trained_with_the_rule(tmp_path, data_cache) -> None:
+    """A threshold-only variant written from its base's cells (no training) gives the rows,
+    labels and Matbench file that training it would: same model, same validation threshold."""
+    from pretroost.benchmark import rethreshold_cells, run_matbench_task
+    from pretroost.results import read_benchmark_rows
+
+    config = FinetuneConfig(
+        train=TrainConfig(epochs=1, batch_size=128, seed=0), encoder=TINY, trunk_hidden=(16,),
+        out_hidden=(8, 4),
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    trained, derived = tmp_path / "trained", tmp_path / "derived"
+    kwargs = {"folds": [0], "progress": False}
+    run_matbench_task("expt_is_metal", replace(config, threshold="val_balanced_accuracy"),
+                      strategy="scratch+valthreshold", results_dir=trained, **kwargs)  # fmt: skip
+    run_matbench_task("expt_is_metal", config, strategy="scratch", results_dir=derived, **kwargs)
+    task = "matbench_expt_is_metal"
+    assert rethreshold_cells(derived, "scratch", "scratch+valthreshold", task,
+                             "val_balanced_accuracy") == [0]  # fmt: skip
+    csv = "scratch+valthreshold/predictions/matbench_expt_is_metal/fold_0.csv"
+    pd.testing.assert_frame_equal(pd.read_csv(derived / csv), pd.read_csv(trained / csv))
+
+    def scores(root):
+        rows = read_benchmark_rows(root / "benchmark.jsonl")
+        return {r["metric"]: r["value"] for r in rows if r["strategy"] == "scratch+valthreshold"}
+
+    assert scores(derived) == scores(trained)
+
+    def labels(root):
+        with gzip.open(root / "scratch+valthreshold" / "results.json.gz", "rt") as fh:
+            return json.load(fh)["tasks"][task]["results"]["fold_0"]["data"]
+
+    assert labels(derived) == labels(trained)
+    # done cells are left alone; regression tasks have no threshold to move
+    assert rethreshold_cells(derived, "scratch", "scratch+valthreshold", task,
+                             "val_balanced_accuracy") == []  # fmt: skip
+    assert rethreshold_cells(derived, "scratch", "scratch+valthreshold", "matbench_expt_gap",
+                             "val_balanced_accuracy") == []  # fmt: skip

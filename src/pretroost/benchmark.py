@@ -44,6 +44,7 @@ __all__ = [
     "SEED_STRIDE",
     "prediction_path",
     "rebuild_results",
+    "rethreshold_cells",
     "run_matbench_task",
     "select_strategy",
     "selection_label",
@@ -86,6 +87,8 @@ def _validation_record(fitted: Any, result: Any, task_type: TaskType) -> dict[st
         "best_epoch": None if members else info.get("best_epoch"),
         "n_members": len(members) if members else 1,
     }
+    if "thresholds" in info:  # classification: every rule's threshold, for rethreshold_cells
+        record["thresholds"] = info["thresholds"]
     if members:
         record["member_best_val"] = [m.info.get("best_val") for m in members]
         record["member_best_epoch"] = [m.info.get("best_epoch") for m in members]
@@ -216,6 +219,84 @@ def run_matbench_task(
         )  # fmt: skip
     rebuild_results(results_dir, strategy, hyperparameters=config.to_dict())
     return rows
+
+
+def rethreshold_cells(
+    results_dir: str | Path,
+    base: str,
+    strategy: str,
+    task_name: str,
+    rule: str,
+    *,
+    folds: Sequence[int] = (0, 1, 2, 3, 4),
+    seed: int = 0,
+) -> list[int]:
+    """Write ``strategy``'s cells of a classification task from ``base``'s, without training:
+    the same model and probabilities, labelled at the threshold that ``base``'s validation record
+    holds for ``rule`` (``FinetuneConfig.threshold``; records written since the thresholds were
+    stored). For a variant that only moves the threshold (``+valthreshold``), training again
+    would reproduce ``base``'s model. The benchmark rows keep the base cell's model facts
+    (``n_train``, ``epochs``, ``seconds``, ``git_sha``, ``machine``); the validation record says
+    ``derived_from``. Folds whose base cell, its rows or its threshold are missing, or whose own
+    cell exists, are left alone. Returns the folds written."""
+    task = get_task(task_name)
+    if task.task_type != "classification":
+        return []
+    results_dir = Path(results_dir)
+    rows = None
+    targets = None
+    done: list[int] = []
+    for k in folds:
+        record_path = validation_path(results_dir, base, task.name, k, seed)
+        out = prediction_path(results_dir, strategy, task.name, k, seed)
+        if out.is_file() or not record_path.is_file():
+            continue
+        record = json.loads(record_path.read_text())
+        threshold = (record.get("thresholds") or {}).get(rule)
+        if threshold is None:
+            continue
+        if rows is None:
+            rows = read_benchmark_rows(results_dir / "benchmark.jsonl")
+        model_row = next(
+            (
+                r
+                for r in rows
+                if (r["strategy"], r["task"], r["fold"], r.get("seed", 0))
+                == (base, task.name, k, seed)
+            ),
+            None,
+        )
+        if model_row is None:
+            continue
+        if targets is None:
+            targets = load_task(task.name)["target"]
+        frame = pd.read_csv(prediction_path(results_dir, base, task.name, k, seed))
+        frame = frame.drop(columns="threshold", errors="ignore")
+        if threshold != CLF_THRESHOLD:
+            frame["threshold"] = threshold
+        y_test = targets.loc[frame["id"]].to_numpy()
+        scores = _cell_scores(task.task_type, y_test, frame["prediction"].to_numpy(), threshold)
+        atomic_write_json(
+            validation_path(results_dir, strategy, task.name, k, seed),
+            {**record, "derived_from": base, "threshold_rule": rule},
+        )
+        with atomic_path(out) as tmp:
+            frame.to_csv(tmp, index=False)
+        append_benchmark_rows(
+            results_dir / "benchmark.jsonl",
+            [
+                {**model_row, "strategy": strategy, "metric": metric, "value": float(value)}
+                for metric, value in scores.items()
+            ],
+        )
+        log.info(
+            "%s %s fold %d seed %d: %s's model at threshold %.4g (%s), no training",
+            strategy, task.name, k, seed, base, threshold, rule,
+        )  # fmt: skip
+        done.append(k)
+    if done:
+        rebuild_results(results_dir, strategy)
+    return done
 
 
 def rebuild_results(

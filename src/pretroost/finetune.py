@@ -460,6 +460,28 @@ def _pretrained_trunk(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return {"trunk." + k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
 
+def _rule_thresholds(
+    model: RoostModel,
+    task_type: TaskType,
+    loss: LossName,
+    val_data: CompositionDataset | None,
+    y_val: np.ndarray,
+) -> dict[str, float]:
+    """The decision threshold of every rule in ``THRESHOLD_RULES`` for a trained classifier:
+    ``"0.5"`` always; ``"val_balanced_accuracy"`` where the validation split has one target and
+    both classes (``y_val``: its targets, shape ``(n_val, n_targets)``). Stored with every cell,
+    so that a variant that only moves the threshold (``+valthreshold``) needs no retraining.
+    Empty for regression."""
+    if task_type != "classification":
+        return {}
+    thresholds = {"0.5": CLF_THRESHOLD}
+    if val_data is None or y_val.shape[1] != 1 or len(np.unique(y_val)) < 2:
+        return thresholds
+    prob = FittedModel(model, task_type, None, loss).predict_dataset(val_data)["prob"]
+    thresholds["val_balanced_accuracy"] = balanced_accuracy_threshold(y_val[:, 0], prob[:, 0])
+    return thresholds
+
+
 def fit(
     comps: CompositionArray,
     y: np.ndarray,
@@ -538,12 +560,16 @@ def fit(
         checkpoint=checkpoint, resume=resume, progress=progress, description=name, device=device,
     )  # fmt: skip
     model.eval()
+    thresholds = _rule_thresholds(model, task_type, loss, val_data, y[val_index])
     threshold = CLF_THRESHOLD
-    if task_type == "classification" and config.threshold == "val_balanced_accuracy":
-        assert val_data is not None
-        prob = FittedModel(model, task_type, None, loss).predict_dataset(val_data)["prob"]
-        threshold = balanced_accuracy_threshold(y[val_index, 0], prob[:, 0])
-        log.info("%s: decision threshold %.4g (validation balanced accuracy)", name, threshold)
+    if task_type == "classification":
+        if config.threshold not in thresholds:
+            raise ValueError(
+                f"threshold {config.threshold!r} needs both classes in the validation split"
+            )
+        threshold = thresholds[config.threshold]
+    if task_type == "classification" and config.threshold != "0.5":
+        log.info("%s: decision threshold %.4g (%s)", name, threshold, config.threshold)
     info: dict[str, Any] = {
         "name": name,
         "init": config.init,
@@ -562,5 +588,6 @@ def fit(
     }
     if task_type == "classification":
         info["threshold"] = threshold
+        info["thresholds"] = thresholds
         info["pos_weight"] = None if pos_weight is None else pos_weight.tolist()
     return FittedModel(model, task_type, normaliser, loss, result, info, threshold)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pretroost.cli import main
-from pretroost.experiment.bench import PRESETS
+from pretroost.experiment.bench import PRESETS, run_bench
 
 
 def test_budget_recipe_depends_only_on_training_set_size() -> None:
@@ -105,9 +105,31 @@ def test_bench_smoke_runs_resumes_and_reports(tmp_path, data_cache, monkeypatch)
     assert len(again) == len(rows)
 
 
-def test_bench_rejects_unknown_strategy_listing_valid_ones(tmp_path) -> None:
-    from pretroost.experiment.bench import run_bench
+def test_bench_writes_threshold_variants_from_their_base_without_training(
+    tmp_path, data_cache, monkeypatch
+) -> None:
+    monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
+    res = tmp_path / "results"
+    run_bench(
+        "smoke", strategies=["scratch", "scratch+valthreshold"], tasks=["expt_is_metal"],
+        data_efficiency=False, results_dir=res, runs_dir=tmp_path / "runs", progress=False,
+    )  # fmt: skip
+    from pretroost.benchmark import prediction_path, validation_path
 
+    task = "matbench_expt_is_metal"
+    record = json.loads(validation_path(res, "scratch+valthreshold", task, 0).read_text())
+    assert (
+        record["derived_from"] == "scratch" and record["threshold_rule"] == "val_balanced_accuracy"
+    )
+    base, variant = (
+        pd.read_csv(prediction_path(res, s, task, 0)) for s in ("scratch", "scratch+valthreshold")
+    )
+    assert (variant["prediction"] == base["prediction"]).all()
+    threshold = record["thresholds"]["val_balanced_accuracy"]
+    assert "threshold" not in variant or (variant["threshold"] == threshold).all()
+
+
+def test_bench_rejects_unknown_strategy_listing_valid_ones(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"fingerprint\+trunk"):
         run_bench("smoke", strategies=["scratch+trunk"], results_dir=tmp_path)
     with pytest.raises(ValueError, match="valid: 0, 1, 2, 3, 4"):
@@ -358,12 +380,17 @@ def test_report_gives_probability_rocauc_beside_matbench_rocauc() -> None:
 
 
 def test_only_threshold_variants_repeat_their_base_model() -> None:
-    from pretroost.experiment.strategies import repeats_base_model
+    from pretroost.experiment.strategies import repeats_base_model, threshold_base
 
     assert repeats_base_model("scratch+valthreshold")
     assert repeats_base_model("fingerprint+trunk+valthreshold")  # = fingerprint+trunk's model
     assert not repeats_base_model("scratch") and not repeats_base_model("dft+trunk")
     assert not repeats_base_model("select(scratch|ssl)")
+    assert threshold_base("fingerprint+trunk+valthreshold") == (
+        "fingerprint+trunk", "val_balanced_accuracy"
+    )  # fmt: skip
+    assert threshold_base("scratch+valthreshold") == ("scratch", "val_balanced_accuracy")
+    assert threshold_base("dft+trunk") is None
 
 
 def test_best_strategy_and_folds_better_follow_the_metric_direction() -> None:

@@ -12,6 +12,9 @@ when pretraining helps, run by the same command): finetuning variants (``FINETUN
 pretraining variants (``PRETRAIN_VARIANTS``, e.g. ``ssl+strong_views``) pretrain an encoder of their
 own. Everything else is the scratch recipe. ``+ens5`` (also on ``scratch``: ``scratch+ens5``) trains a
 deep ensemble of 5 per cell through the same fold runner and scores its mean prediction.
+A variant that only moves the decision threshold (``+valthreshold``) is written from its base's
+cells where their validation records hold that threshold (:func:`pretroost.benchmark.
+rethreshold_cells`), and trains only where they do not (cells recorded before thresholds were).
 
 ``select`` (``--select CAND ...``): after the cells, per task and fold, the candidate strategy with
 the best validation score on the training fold is recorded as a strategy of its own
@@ -42,6 +45,7 @@ from pretroost.experiment.strategies import (
     Variant,
     parse_strategy,
     strategy_members,
+    threshold_base,
 )
 from pretroost.finetune import FinetuneConfig
 from pretroost.paths import cache_dir, shared_data_dir
@@ -176,7 +180,7 @@ def run_bench(
     candidate strategies (among ``strategies``) to choose from per task and fold on validation
     scores after the cells (:func:`~pretroost.benchmark.select_strategy`, named ``select_label``
     or ``select(<c1>|<c2>|...)``)."""
-    from pretroost.benchmark import run_matbench_task, select_strategy
+    from pretroost.benchmark import rethreshold_cells, run_matbench_task, select_strategy
     from pretroost.experiment.report import write_report
 
     if isinstance(preset, str):
@@ -237,7 +241,11 @@ def run_bench(
             if "structure" in s and task in STRUCTURE_OVERLAP_TASKS:
                 log.warning("bench: %s on %s skipped (no leak-free structure corpus)", s, task)
                 continue
+            rethreshold = threshold_base(s)
             for seed in preset.seeds_for(task) if frac == 1.0 else (0,):
+                if rethreshold is not None:  # the same model at another threshold: no training
+                    model, rule = rethreshold
+                    rethreshold_cells(out_dir, model, s, task, rule, folds=folds, seed=seed)
                 run_matbench_task(
                     task, starts[s](ft), strategy=s, folds=folds, seed=seed,
                     results_dir=out_dir, fraction=frac, progress=progress, n_members=members[s],

@@ -25,6 +25,7 @@ __all__ = [
     "parse_strategy",
     "strategy_members",
     "strategy_order",
+    "threshold_base",
 ]
 
 STRATEGIES = ("scratch", "ssl", "fingerprint", "structure", "ssl+fingerprint+structure")
@@ -107,10 +108,25 @@ def repeats_base_model(strategy: str) -> bool:
     threshold_only`): its model and probabilities are those of the same name without that variant.
     False for names that do not parse."""
     try:
-        _, _, post = parse_strategy(strategy)
+        return threshold_base(strategy) is not None
     except ValueError:
         return False
-    return any(FINETUNE_VARIANTS[v].threshold_only for v in post)
+
+
+def threshold_base(strategy: str) -> tuple[str, str] | None:
+    """``(model strategy, threshold rule)`` of a strategy whose threshold-only variants
+    (:attr:`Variant.threshold_only`) are its only difference from ``model strategy``, e.g.
+    ``("scratch", "val_balanced_accuracy")`` for ``scratch+valthreshold``; None for a strategy
+    without such a variant. Raises ``ValueError`` for names that do not parse."""
+    base, _, post = parse_strategy(strategy)
+    moved = [v for v in post if FINETUNE_VARIANTS[v].threshold_only]
+    if not moved:
+        return None
+    parts = strategy[len(base) :].split("+")[1:]
+    config = FinetuneConfig()
+    for v in moved:
+        config = FINETUNE_VARIANTS[v].apply(config)
+    return "+".join([base, *(p for p in parts if p not in moved)]), config.threshold
 
 
 def parse_strategy(name: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
