@@ -99,8 +99,11 @@ def test_bench_smoke_runs_resumes_and_reports(tmp_path, data_cache, monkeypatch)
 
     assert PRESETS["budget"].caveat and PRESETS["budget"].caveat not in report
     assert PRESETS["budget"].caveat in write_report(res, preset="budget").read_text()
-    # resuming redoes nothing: same rows
+    # resuming redoes nothing: same rows; the report drops parity plots of strategies no longer best
+    stale = res / "plots" / "matbench_steels_ssl_parity.png"
+    stale.write_bytes(b"")
     assert main(argv) == 0
+    assert not stale.exists() and list((res / "plots").glob("matbench_steels_*_parity.png"))
     again = (res / "benchmark.jsonl").read_text().splitlines()
     assert len(again) == len(rows)
 

@@ -231,6 +231,11 @@ def write_report(
         p = plot_parity_or_roc(results_dir, best_strategy(task, cells), task)
         if p is not None:
             plots.append(p)
+    # the best strategy changes as cells are added: drop the parity / ROC plots of earlier ones
+    for kind in ("parity", "roc"):
+        for old in (results_dir / "plots").glob(f"*_{kind}.png"):
+            if old not in plots:
+                old.unlink()
     if runs_dir is not None and Path(runs_dir).is_dir() and table:
         encoders: dict[str, str | None] = {"scratch (untrained)": None}
         for folder in sorted(Path(runs_dir).iterdir()):

@@ -86,7 +86,8 @@ FINETUNE_VARIANTS: dict[str, Variant[FinetuneConfig]] = {
     "valthreshold": Variant(
         note="classification: labels at the probability threshold that maximises balanced "
         "accuracy on the training fold's validation split (`--threshold val_balanced_accuracy`), "
-        "not at 0.5; regression: no change",
+        "not at 0.5, with the base strategy's model (relabelled, not retrained, where the base "
+        "cell's validation record holds that threshold); regression: no change",
         apply=lambda c: replace(c, threshold="val_balanced_accuracy"),
         scratch=True,
         threshold_only=True,
