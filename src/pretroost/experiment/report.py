@@ -7,6 +7,7 @@ beat scratch; Matbench leaderboard values are quoted beside them with their sour
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -236,37 +237,39 @@ def write_report(
         for old in (results_dir / "plots").glob(f"*_{kind}.png"):
             if old not in plots:
                 old.unlink()
-    if runs_dir is not None and Path(runs_dir).is_dir() and table:
-        encoders: dict[str, str | None] = {"scratch (untrained)": None}
-        for folder in sorted(Path(runs_dir).iterdir()):
-            if (folder / "config.json").is_file():
-                encoders[folder.name] = str(folder)
-        map_task = "matbench_expt_gap" if "matbench_expt_gap" in table else sorted(table)[0]
-        if len(encoders) > 1:
-            probes: dict[str, dict[str, float]] = {}
-            for task in sorted(table):
-                emb = encoder_embeddings(encoders, task)
-                probes[task] = linear_probe(*emb, task)
-                if task == map_task:
-                    out = results_dir / "plots" / f"{task}_embedding_map.png"
-                    plots.append(plot_embedding_map(encoders, task, out, embeddings=emb))
-            lines += _encoder_lines(encoders)
-            lines += _probe_lines(probes, list(encoders))
-            atomic_write_json(results_dir / "encoder_probe.json", probes)
-    elif (results_dir / "pretrain").is_dir():  # no weights here: the committed configs and probe
-        encoders = {"scratch (untrained)": None} | {
-            f.parent.name: str(f.parent)
-            for f in sorted((results_dir / "pretrain").glob("*/config.json"))
-        }
-        if len(encoders) > 1:
-            lines += _encoder_lines(encoders)
+    recorded = _record_encoders(results_dir, runs_dir)
+    if recorded and table:
+        lines += _encoder_lines({name: str(folder) for name, folder in recorded.items()})
         probe_file = results_dir / "encoder_probe.json"
-        if probe_file.is_file():
-            import json
-
-            probes = json.loads(probe_file.read_text())
-            labels = list(next(iter(probes.values()), {}))
-            lines += _probe_lines(probes, labels)
+        probes: dict[str, dict[str, float]] = (
+            json.loads(probe_file.read_text()) if probe_file.is_file() else {}
+        )
+        present: dict[str, str | None] = {"scratch (untrained)": None}
+        if runs_dir is not None and Path(runs_dir).is_dir():
+            present |= {
+                n: str(Path(runs_dir) / n)
+                for n in recorded
+                if (Path(runs_dir) / n / "config.json").is_file()
+            }
+        map_task = "matbench_expt_gap" if "matbench_expt_gap" in table else sorted(table)[0]
+        embedding_map = results_dir / "plots" / f"{map_task}_embedding_map.png"
+        if len(present) > 1:  # weights at hand: probe them (absent ones keep their last probe)
+            for task in sorted(table):
+                emb = encoder_embeddings(present, task)
+                probes[task] = probes.get(task, {}) | linear_probe(*emb, task)
+                # the map needs every encoder's weights: a partial one does not replace it
+                if task == map_task and (
+                    len(present) > len(recorded) or not embedding_map.exists()
+                ):
+                    plot_embedding_map(present, task, embedding_map, embeddings=emb)
+            atomic_write_json(results_dir / "encoder_probe.json", probes)
+        if probes:
+            labels = ["scratch (untrained)", *recorded]
+            lines += _probe_lines(
+                probes, [k for k in labels if all(k in row for row in probes.values())]
+            )
+        if embedding_map.exists():
+            plots.append(embedding_map)
     lines += [f"![{p.stem}]({p.relative_to(results_dir)})" for p in plots]
     de = _data_efficiency(results_dir, rows)
     if de:
@@ -319,7 +322,6 @@ def write_report(
 def _ensemble_lines(results_dir: Path, table: dict[str, dict[str, dict]]) -> list[str]:
     """Deep-ensemble cells (``+ens5``) vs their own members scored alone (N = 1), from the cells'
     validation records (``member_scores``); [] when no cell is an ensemble."""
-    import json
 
     out = []
     for task in sorted(table):
@@ -521,7 +523,6 @@ def _overview_lines(table: dict[str, dict[str, dict]]) -> list[str]:
 
 def _encoder_lines(encoders: dict[str, str | None]) -> list[str]:
     """The pretrained encoders the strategies start from: objective, corpus, epochs, loss, time."""
-    import json
 
     lines = [
         "## Pretrained encoders",
@@ -547,6 +548,26 @@ def _encoder_lines(encoders: dict[str, str | None]) -> list[str]:
             f"| {cfg.get('seconds', float('nan')):.0f} |"
         )
     return [*lines, ""]
+
+
+def _record_encoders(results_dir: Path, runs_dir: str | Path | None) -> dict[str, Path]:
+    """Every pretrained encoder of this results folder: name -> its record ``pretrain/<name>/``.
+
+    An artefact of ``runs_dir`` (weights, not committed) is recorded there on first sight, its
+    ``config.json`` and model card copied, so the report still describes it once the weights are
+    gone; a name already recorded keeps its first record (delete it to record a new pretraining).
+    """
+    import shutil
+
+    record = results_dir / "pretrain"
+    if runs_dir is not None and Path(runs_dir).is_dir():
+        for folder in sorted(Path(runs_dir).iterdir()):
+            if (folder / "config.json").is_file() and not (record / folder.name).is_dir():
+                (record / folder.name).mkdir(parents=True)
+                for name in ("config.json", "README.md"):
+                    if (folder / name).is_file():
+                        shutil.copyfile(folder / name, record / folder.name / name)
+    return {f.parent.name: f.parent for f in sorted(record.glob("*/config.json"))}
 
 
 def _probe_lines(probes: dict[str, dict[str, float]], labels: list[str]) -> list[str]:
