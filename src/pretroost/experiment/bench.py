@@ -1,6 +1,7 @@
 """``pretroost bench``: the paper's experiment as one resumable command.
 
-For a preset, every pretrained strategy is pretrained once on the leak-free corpus, then every
+For a preset, every pretrained strategy is pretrained once on the leak-free corpus (when a cell
+first needs it: resuming past finished cells pretrains nothing), then every
 (strategy, task, fold) cell is finetuned with exactly the scratch recipe (same splits, epochs,
 optimiser, schedule and seeds) and scored; data-efficiency curves repeat that on nested fractions
 of each training fold. Finished cells are skipped, so an interrupted run continues where it stopped.
@@ -28,6 +29,7 @@ on perovskites (there is no leak-free structure corpus for it); the report says 
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -140,14 +142,18 @@ def _pretrained(
 def _start(
     plan: BenchPlan, strategy: str, *, progress: bool | None
 ) -> Callable[[FinetuneConfig], FinetuneConfig]:
-    """What ``strategy`` changes in the scratch recipe: its pretrained encoder (pretrained here if
-    missing; finetuning variants reuse their base's artefact) and its finetuning variants."""
+    """What ``strategy`` changes in the scratch recipe: its pretrained encoder (pretrained here,
+    on first use, if missing; finetuning variants reuse their base's artefact) and its finetuning
+    variants."""
     base, pre, post = parse_strategy(strategy)
-    init = None if base == "scratch" else str(_pretrained(plan, base, pre, progress=progress))
+
+    @functools.cache
+    def encoder() -> str:
+        return str(_pretrained(plan, base, pre, progress=progress))
 
     def start(c: FinetuneConfig) -> FinetuneConfig:
-        if init is not None:
-            c = replace(c, init=init)
+        if base != "scratch":
+            c = replace(c, init=encoder())
         for v in post:
             c = FINETUNE_VARIANTS[v].apply(c)
         return c
@@ -180,7 +186,12 @@ def run_bench(
     candidate strategies (among ``strategies``) to choose from per task and fold on validation
     scores after the cells (:func:`~pretroost.benchmark.select_strategy`, named ``select_label``
     or ``select(<c1>|<c2>|...)``)."""
-    from pretroost.benchmark import rethreshold_cells, run_matbench_task, select_strategy
+    from pretroost.benchmark import (
+        prediction_path,
+        rethreshold_cells,
+        run_matbench_task,
+        select_strategy,
+    )
     from pretroost.experiment.report import write_report
 
     if isinstance(preset, str):
@@ -217,9 +228,13 @@ def run_bench(
         preset, tuple(strategies), task_list, results_dir,
         Path(runs_dir) if runs_dir else Path("runs") / preset.name, tuple(structures or ()),
     )  # fmt: skip
-    starts = {s: _start(plan, s, progress=progress) for s in strategies}
     if pretrain_only:
+        for s in strategies:
+            base, pre, _ = parse_strategy(s)
+            if base != "scratch":
+                _pretrained(plan, base, pre, progress=progress)
         return plan.runs_dir
+    starts = {s: _start(plan, s, progress=progress) for s in strategies}
     cells = [(t, 1.0, results_dir, preset.folds) for t in task_list]
     if data_efficiency:  # a curve's full-data point is a main-matrix cell (done ones are skipped)
         de_folds = preset.data_efficiency_folds or preset.folds
@@ -246,6 +261,8 @@ def run_bench(
                 if rethreshold is not None:  # the same model at another threshold: no training
                     model, rule = rethreshold
                     rethreshold_cells(out_dir, model, s, task, rule, folds=folds, seed=seed)
+                if all(prediction_path(out_dir, s, task, k, seed).is_file() for k in folds):
+                    continue  # done: no pretraining needed to resume past it
                 run_matbench_task(
                     task, starts[s](ft), strategy=s, folds=folds, seed=seed,
                     results_dir=out_dir, fraction=frac, progress=progress, n_members=members[s],
