@@ -201,6 +201,7 @@ def test_strategy_names_parse_into_base_and_variants(tmp_path) -> None:
     assert "stronger views" in note and "--init-trunk" in note
     assert _strategy_note("fingerprint+trunk").startswith("encoder pretrained to regress")
     assert _strategy_note("my own run") == "see COMMANDS.md"
+    assert _strategy_note("select(pretrained)") == "see COMMANDS.md"  # a --select-label
 
 
 def test_linear_probe_scores_informative_features_higher() -> None:

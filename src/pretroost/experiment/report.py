@@ -56,12 +56,23 @@ STRATEGY_NOTES = {
 }
 
 
+def _known(strategy: str) -> bool:
+    from pretroost.experiment.strategies import parse_strategy
+
+    try:
+        parse_strategy(strategy)
+    except ValueError:
+        return False
+    return True
+
+
 def _strategy_note(strategy: str) -> str:
     """A bench strategy's meaning: its base's note, then each variant's change."""
     from pretroost.experiment.strategies import FINETUNE_VARIANTS, PRETRAIN_VARIANTS, parse_strategy
 
-    if strategy.startswith("select(") and strategy.endswith(")"):
-        candidates = ", ".join(f"`{c}`" for c in strategy[len("select(") : -1].split("|"))
+    names = strategy[len("select(") : -1].split("|")
+    if strategy.startswith("select(") and strategy.endswith(")") and all(map(_known, names)):
+        candidates = ", ".join(f"`{c}`" for c in names)
         return (
             f"per task and fold, whichever of {candidates} scored best on the validation split "
             "of the training fold (`--select`; the test fold plays no part); its time is all "
