@@ -221,3 +221,16 @@ def test_benchmark_rows_are_validated(tmp_path: Path) -> None:
     path.write_text("not json\n")
     with pytest.raises(ValueError, match=r"bench\.jsonl:1"):
         read_benchmark_rows(path)
+
+
+def test_machine_description_names_the_cpu_model_where_linux_lists_it() -> None:
+    """Rows name the CPU's family and model: CPUs sold under one name need not agree bit for bit."""
+
+    from pretroost.utils import machine_description
+
+    cpuinfo = Path("/proc/cpuinfo")
+    text = cpuinfo.read_text() if cpuinfo.is_file() else ""
+    desc = machine_description()
+    assert " cores | " in desc and desc.endswith("threads)")
+    if "model name" in text and "cpu family" in text:
+        assert "(family " in desc

@@ -102,13 +102,21 @@ def git_sha(short: bool = False) -> str:
 
 
 def machine_description() -> str:
-    """e.g. ``"x86_64 Intel(R) Xeon(R) ... | 2 cores | torch 2.13.0 (2 threads)"``."""
+    """e.g. ``"x86_64 Intel(R) Xeon(R) Processor (family 6 model 207) | 2 cores | cpu | torch
+    2.13.0 (1 threads)"``. Family and model tell apart CPUs sold under one name, whose results
+    need not agree bit for bit."""
     cpu = platform.processor() or platform.machine()
+    info: dict[str, str] = {}
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            if not line.strip():
+                break  # the first processor's block is enough
+            info.setdefault(key.strip(), value.strip())
+    if "model name" in info:
+        cpu = info["model name"]
+        if "cpu family" in info and "model" in info:
+            cpu += f" (family {info['cpu family']} model {info['model']})"
     dev = "cpu"
     if torch.cuda.is_available():
         dev = torch.cuda.get_device_name(0)
