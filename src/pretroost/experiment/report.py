@@ -257,10 +257,10 @@ def write_report(
         )
         present: dict[str, str | None] = {"scratch (untrained)": None}
         if runs_dir is not None and Path(runs_dir).is_dir():
-            present |= {
+            present |= {  # only the recorded artefact itself (not a re-pretraining of that name)
                 n: str(Path(runs_dir) / n)
-                for n in recorded
-                if (Path(runs_dir) / n / "config.json").is_file()
+                for n, folder in recorded.items()
+                if _same_artefact(Path(runs_dir) / n, folder)
             }
         map_task = "matbench_expt_gap" if "matbench_expt_gap" in table else sorted(table)[0]
         embedding_map = results_dir / "plots" / f"{map_task}_embedding_map.png"
@@ -333,7 +333,6 @@ def write_report(
 def _ensemble_lines(results_dir: Path, table: dict[str, dict[str, dict]]) -> list[str]:
     """Deep-ensemble cells (``+ens5``) vs their own members scored alone (N = 1), from the cells'
     validation records (``member_scores``); [] when no cell is an ensemble."""
-
     out = []
     for task in sorted(table):
         metric = HEADLINE[get_task(task).task_type]
@@ -534,7 +533,6 @@ def _overview_lines(table: dict[str, dict[str, dict]]) -> list[str]:
 
 def _encoder_lines(encoders: dict[str, str | None]) -> list[str]:
     """The pretrained encoders the strategies start from: objective, corpus, epochs, loss, time."""
-
     lines = [
         "## Pretrained encoders",
         "",
@@ -579,6 +577,15 @@ def _record_encoders(results_dir: Path, runs_dir: str | Path | None) -> dict[str
                     if (folder / name).is_file():
                         shutil.copyfile(folder / name, record / folder.name / name)
     return {f.parent.name: f.parent for f in sorted(record.glob("*/config.json"))}
+
+
+def _same_artefact(folder: Path, record: Path) -> bool:
+    """Whether the artefact in ``folder`` is the one recorded in ``record``: equal configs (its
+    training history, loss and time included; a shipped copy, stored at lower precision, says so in
+    its config and is not the same)."""
+    return (folder / "config.json").is_file() and json.loads(
+        (folder / "config.json").read_text()
+    ) == json.loads((record / "config.json").read_text())
 
 
 def _probe_lines(probes: dict[str, dict[str, float]], labels: list[str]) -> list[str]:
