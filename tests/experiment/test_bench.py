@@ -146,6 +146,27 @@ def test_bench_writes_threshold_variants_from_their_base_without_training(
     )
 
 
+def test_bench_seeds_override_the_presets_and_reuse_seed_zero(
+    tmp_path, data_cache, monkeypatch
+) -> None:
+    """``seeds`` runs every listed seed per fold on every task; the seed-0 cell already on disk is
+    kept, not retrained (its file is untouched)."""
+    from pretroost.benchmark import prediction_path
+
+    monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
+    res, task = tmp_path / "results", "matbench_steels"
+    kw = dict(strategies=["scratch"], data_efficiency=False, results_dir=res, progress=False)
+    run_bench("smoke", **kw)
+    first = prediction_path(res, "scratch", task, 0, 0)
+    stamp = first.stat().st_mtime_ns
+    assert not prediction_path(res, "scratch", task, 0, 1).exists()  # smoke: seed 0 only
+    run_bench("smoke", seeds=[0, 1], **kw)
+    assert prediction_path(res, "scratch", task, 0, 1).is_file()
+    assert first.stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="distinct non-negative"):
+        run_bench("smoke", seeds=[1, 1], **kw)
+
+
 def test_bench_rejects_unknown_strategy_listing_valid_ones(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"fingerprint\+trunk"):
         run_bench("smoke", strategies=["scratch+trunk"], results_dir=tmp_path)

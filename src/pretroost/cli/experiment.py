@@ -20,6 +20,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         structures=args.structures or None, data_efficiency=not args.no_data_efficiency,
         folds=args.folds, data_efficiency_folds=args.data_efficiency_folds,
         pretrain_only=args.pretrain_only, select=args.select or (), select_label=args.select_label,
+        seeds=args.seeds,
     )  # fmt: skip
     if args.pretrain_only:
         sys.stdout.write(f"pretrained encoders -> {out}\n")
@@ -85,6 +86,14 @@ def register_bench(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--select-label", default=None, help="name of the --select strategy (default: select(...))"
+    )
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        help="finetuning seeds per fold on every task of this run (default: the preset's; "
+        "converged: 0 1 2 on steels, jdft2d and phonons, 0 elsewhere)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 

@@ -176,6 +176,7 @@ def run_bench(
     pretrain_only: bool = False,
     select: Sequence[str] = (),
     select_label: str | None = None,
+    seeds: Sequence[int] | None = None,
     progress: bool | None = None,
 ) -> Path:
     """Run (or resume) the matrix and write the report; returns the report path (with
@@ -185,7 +186,9 @@ def run_bench(
     data-efficiency curves are run for the preset's curve tasks among them only. ``select``:
     candidate strategies (among ``strategies``) to choose from per task and fold on validation
     scores after the cells (:func:`~pretroost.benchmark.select_strategy`, named ``select_label``
-    or ``select(<c1>|<c2>|...)``)."""
+    or ``select(<c1>|<c2>|...)``). ``seeds``: finetuning seeds per fold on every task of this run,
+    instead of the preset's (e.g. more seeds on one task for a seed ensemble; seed 0 is every
+    preset's first, so the cells already run are reused)."""
     from pretroost.benchmark import (
         prediction_path,
         rethreshold_cells,
@@ -223,6 +226,10 @@ def run_bench(
     curve_tasks = tuple(t for t in preset.data_efficiency_tasks if tasks is None or t in task_list)
     if include_large:
         task_list += tuple(t for t in LARGE_TASKS if t not in task_list)
+    if seeds is not None:
+        if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+            raise ValueError(f"seeds must be distinct non-negative integers, got {list(seeds)}")
+        preset = replace(preset, seeds=tuple(seeds), seeds_tasks=task_list)
     results_dir = Path(results_dir)
     plan = BenchPlan(
         preset, tuple(strategies), task_list, results_dir,
