@@ -96,7 +96,7 @@ def seed_ensembles(
     """Strategies run with several seeds per fold, scored as an ensemble: per fold, the mean of
     the seeds' test predictions (classification: probabilities, thresholded at 0.5; each seed a
     model trained on the training fold alone, so nothing is tuned on the test fold; no training
-    beyond the preset's seeds).
+    beyond the seeds already run).
 
     Returns task -> strategy -> {"n": seeds, "folds": {fold: score}, "mean", "single",
     "single_folds", "seed_sd"} for the strategies complete on every fold (:func:`_complete`) with
