@@ -214,11 +214,8 @@ def write_report(
                     cell["folds"], base["folds"], lower_better=lower_better
                 )
                 wins = f"{better}/{common}"
-            n = len(cell["folds"])
-            n_seeds = max(len(v) for v in cell["seeds"].values())
-            runs = f"{n} fold{'s' * (n > 1)}" + (f" × {n_seeds} seeds" if n_seeds > 1 else "")
             lines.append(
-                f"| {_md_cell(strategy)} | {cell['mean']:.4g} ± {cell['std']:.2g} ({runs}) "
+                f"| {_md_cell(strategy)} | {cell['mean']:.4g} ± {cell['std']:.2g} ({_runs(cell)}) "
                 f"| {change} | {wins} | {diff} | {pval} | {cell['seconds']:.0f} |"
             )
         lines += _leaderboard_lines(task)
@@ -330,6 +327,13 @@ def write_report(
     return out
 
 
+def _runs(cell: dict) -> str:
+    """What a table cell's mean is over: "5 folds", or "5 folds × 3 seeds"."""
+    n = len(cell["folds"])
+    n_seeds = max(len(v) for v in cell["seeds"].values())
+    return f"{n} fold{'s' * (n > 1)}" + (f" × {n_seeds} seeds" if n_seeds > 1 else "")
+
+
 def _ensemble_lines(results_dir: Path, table: dict[str, dict[str, dict]]) -> list[str]:
     """Deep-ensemble cells (``+ens5``) vs their own members scored alone (N = 1), from the cells'
     validation records (``member_scores``); [] when no cell is an ensemble."""
@@ -396,7 +400,7 @@ def _probability_lines(cells: dict[str, dict]) -> list[str]:
                     f"{test['p_wilcoxon']:.2g} | {wins}/{common}"
                 )
         out.append(
-            f"| {_md_cell(strategy)} | {cell['mean']:.4g} ± {cell['std']:.2g} ({len(cell['folds'])} folds) "
+            f"| {_md_cell(strategy)} | {cell['mean']:.4g} ± {cell['std']:.2g} ({_runs(cell)}) "
             f"| {vs} |"
         )
     return [*out, ""]
