@@ -439,10 +439,10 @@ def _seed_ensemble_lines(ens: dict[str, dict]) -> list[str]:
         "## Seed ensembles (no extra training)",
         "",
         "Where several seeds ran per fold (the preset's, or `bench --seeds`), the mean of the "
-        "seeds' test predictions, scored per fold: a deep ensemble of the models already trained (each on the training fold "
-        "alone; nothing chosen on the test fold). Single: the seed-averaged score of the tables "
-        "above; seed sd: the seeds' standard deviation within a fold, averaged over the folds. "
-        "Paired tests over the folds (t / Wilcoxon).",
+        "seeds' test predictions, scored per fold: a deep ensemble of the models already trained "
+        "(each on the training fold alone; nothing chosen on the test fold). Single: the "
+        "seed-averaged score of the tables above; seed sd: the seeds' standard deviation within "
+        "a fold, averaged over the folds. Paired tests over the folds (t / Wilcoxon).",
         "",
         "| task | strategy | seeds | seed sd | single | seed ensemble | p vs single "
         "| ensemble vs scratch's ensemble (p) |",
