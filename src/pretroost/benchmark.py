@@ -42,6 +42,7 @@ from pretroost.utils import atomic_path, atomic_write_json, git_sha, machine_des
 
 __all__ = [
     "SEED_STRIDE",
+    "cell_done",
     "prediction_path",
     "rebuild_results",
     "rethreshold_cells",
@@ -59,6 +60,12 @@ def prediction_path(results_dir: Path, strategy: str, task: str, fold: int, seed
     """Test predictions of one cell; seed 0 is ``fold_<k>.csv``, seed s > 0 ``fold_<k>_seed<s>.csv``."""
     name = f"fold_{fold}.csv" if seed == 0 else f"fold_{fold}_seed{seed}.csv"
     return Path(results_dir) / strategy / "predictions" / task / name
+
+
+def cell_done(results_dir: Path, strategy: str, task: str, fold: int, seed: int = 0) -> bool:
+    """Whether one cell is finished: its prediction file, written last (after the validation
+    record) and atomically, exists. Resuming skips such cells."""
+    return prediction_path(results_dir, strategy, task, fold, seed).is_file()
 
 
 def validation_path(results_dir: Path, strategy: str, task: str, fold: int, seed: int = 0) -> Path:
@@ -151,7 +158,7 @@ def run_matbench_task(
     for k in folds:
         if not 0 <= k < len(official):
             raise ValueError(f"fold {k} out of range 0..{len(official) - 1}")
-        if resume and prediction_path(results_dir, strategy, task.name, k, seed).is_file():
+        if resume and cell_done(results_dir, strategy, task.name, k, seed):
             log.info(
                 "%s %s fold %d seed %d: predictions exist, skipped", strategy, task.name, k, seed
             )
@@ -248,8 +255,7 @@ def rethreshold_cells(
     done: list[int] = []
     for k in folds:
         record_path = validation_path(results_dir, base, task.name, k, seed)
-        out = prediction_path(results_dir, strategy, task.name, k, seed)
-        if out.is_file() or not record_path.is_file():
+        if cell_done(results_dir, strategy, task.name, k, seed) or not record_path.is_file():
             continue
         record = json.loads(record_path.read_text())
         threshold = (record.get("thresholds") or {}).get(rule)
@@ -280,7 +286,7 @@ def rethreshold_cells(
             validation_path(results_dir, strategy, task.name, k, seed),
             {**record, "derived_from": base, "threshold_rule": rule},
         )
-        with atomic_path(out) as tmp:
+        with atomic_path(prediction_path(results_dir, strategy, task.name, k, seed)) as tmp:
             frame.to_csv(tmp, index=False)
         append_benchmark_rows(
             results_dir / "benchmark.jsonl",

@@ -386,6 +386,37 @@ def test_strategy_ensemble_averages_probabilities_on_classification(
     assert ens["vs_scratch"]["mean_diff"] == pytest.approx(0.5)
 
 
+def test_seed_ensemble_of_a_valthreshold_strategy_uses_the_seeds_mean_threshold(
+    tmp_path, data_cache, monkeypatch
+) -> None:
+    """Two seeds of ``scratch+valthreshold`` whose validation splits put the threshold at 0.7
+    and 0.8, positives at probability 0.8 and negatives at 0.7: at the seeds' mean threshold,
+    0.75, every row is labelled right (rocauc 1); the base strategy's files (no threshold column)
+    are labelled at 0.5, where every row is positive (rocauc 0.5)."""
+    from pretroost.benchmark import prediction_path
+    from pretroost.data.matbench import load_task
+    from pretroost.experiment.ensembles import seed_ensembles
+
+    monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
+    task = "matbench_expt_is_metal"
+    y = load_task(task)["target"].astype(bool)
+    rows = pd.concat([y[y].iloc[:10], y[~y].iloc[:10]])
+    prob = np.where(rows.to_numpy(), 0.8, 0.7)
+    table: dict[str, dict] = {task: {}}
+    for strategy, thresholds in (("scratch", (None, None)), ("scratch+valthreshold", (0.7, 0.8))):
+        for seed, t in enumerate(thresholds):
+            frame = pd.DataFrame({"prediction": prob}, index=rows.index).rename_axis("id")
+            if t is not None:
+                frame["threshold"] = t
+            path = prediction_path(tmp_path, strategy, task, 0, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_csv(path)
+        table[task][strategy] = {"seeds": {0: [0.5, 0.5]}, "folds": {0: 0.5}, "mean": 0.5}
+    ens = seed_ensembles(tmp_path, table)[task]
+    assert ens["scratch"]["folds"][0] == pytest.approx(0.5)  # all positive at 0.5
+    assert ens["scratch+valthreshold"]["folds"][0] == pytest.approx(1.0)  # right at 0.75
+
+
 def test_report_gives_probability_rocauc_beside_matbench_rocauc() -> None:
     """rocauc_prob rows make their own paired table; +valthreshold cells (same probabilities as
     their base model) are left out of it."""

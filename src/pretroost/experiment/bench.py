@@ -190,7 +190,7 @@ def run_bench(
     instead of the preset's (e.g. more seeds on one task for a seed ensemble; seed 0 is every
     preset's first, so the cells already run are reused)."""
     from pretroost.benchmark import (
-        prediction_path,
+        cell_done,
         rethreshold_cells,
         run_matbench_task,
         select_strategy,
@@ -268,7 +268,7 @@ def run_bench(
                 if rethreshold is not None:  # the same model at another threshold: no training
                     model, rule = rethreshold
                     rethreshold_cells(out_dir, model, s, task, rule, folds=folds, seed=seed)
-                if all(prediction_path(out_dir, s, task, k, seed).is_file() for k in folds):
+                if all(cell_done(out_dir, s, task, k, seed) for k in folds):
                     continue  # done: no pretraining needed to resume past it
                 run_matbench_task(
                     task, starts[s](ft), strategy=s, folds=folds, seed=seed,

@@ -2,7 +2,10 @@
 the models a multi-seed preset trains anyway) and, exploratory, every completed strategy together.
 
 Nothing is trained here and nothing is chosen on a test fold: prediction files are averaged
-(probabilities, for classification, thresholded at Matbench's 0.5) and scored like single cells.
+(probabilities, for classification) and scored like single cells. A classification ensemble labels
+its mean probability at the mean of its members' thresholds: Matbench's 0.5, except for the seeds
+of a ``+valthreshold`` strategy, each thresholded where its own seed's validation split of the
+training fold put it (the threshold its prediction file records).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pretroost.benchmark import prediction_path
 from pretroost.data.matbench import get_task, load_task
 from pretroost.experiment.scores import best_strategy, lower_is_better, paired_test
 from pretroost.experiment.strategies import repeats_base_model, strategy_order
-from pretroost.metrics import HEADLINE, score
+from pretroost.metrics import CLF_THRESHOLD, HEADLINE, score, to_labels
 
 __all__ = ["seed_ensembles", "strategy_ensembles", "task_targets"]
 
@@ -29,22 +32,28 @@ def task_targets(table: dict[str, dict[str, dict]]) -> dict[str, pd.Series]:
 
 def _mean_prediction(
     results_dir: Path, strategy: str, task: str, fold: int, n_seeds: int
-) -> pd.Series | None:
+) -> tuple[pd.Series, float] | None:
     """The mean of seeds ``0 .. n_seeds - 1``'s test predictions of one cell (indexed by Matbench
-    id); None if a seed's prediction file is missing."""
+    id) and the mean of their decision thresholds (:func:`_read_prediction`); None if a seed's
+    prediction file is missing."""
     paths = [prediction_path(results_dir, strategy, task, fold, s) for s in range(n_seeds)]
     if not all(p.is_file() for p in paths):
         return None
-    preds = [_read_prediction(str(p), p.stat().st_mtime_ns) for p in paths]
-    return sum(preds[1:], preds[0]) / len(preds)
+    cells = [_read_prediction(str(p), p.stat().st_mtime_ns) for p in paths]
+    preds = [pred for pred, _ in cells]
+    return sum(preds[1:], preds[0]) / len(preds), float(np.mean([t for _, t in cells]))
 
 
 @functools.lru_cache(maxsize=4096)
-def _read_prediction(path: str, mtime_ns: int) -> pd.Series:
-    """One prediction file's ``prediction`` column; cached on (path, modification time), since
-    seed and pooled ensembles read the same files (a rewritten file is read again)."""
+def _read_prediction(path: str, mtime_ns: int) -> tuple[pd.Series, float]:
+    """One prediction file's ``prediction`` column and its decision threshold (the ``threshold``
+    column a re-thresholded classification cell writes; Matbench's 0.5 without one, and for
+    regression, where it is unused); cached on (path, modification time), since seed and pooled
+    ensembles read the same files (a rewritten file is read again)."""
     del mtime_ns  # part of the cache key only
-    return pd.read_csv(path, index_col=0)["prediction"]
+    frame = pd.read_csv(path, index_col=0)
+    threshold = float(frame["threshold"].iloc[0]) if "threshold" in frame else CLF_THRESHOLD
+    return frame["prediction"], threshold
 
 
 def _complete(cells: dict[str, dict]) -> dict[str, int]:
@@ -62,28 +71,36 @@ def _complete(cells: dict[str, dict]) -> dict[str, int]:
 def _ensemble_scores(
     results_dir: Path, task: str, members: dict[str, int], folds: list[int], target: pd.Series
 ) -> dict[int, float] | None:
-    """fold -> Matbench headline score (MAE, or "rocauc" of the labels thresholded at 0.5) of the
-    mean prediction of ``members`` (strategy -> its seeds, each strategy averaged over its seeds
-    first; for classification the mean of the probabilities); None if a prediction file is
-    missing."""
+    """fold -> Matbench headline score (MAE, or "rocauc" of the labels) of the mean prediction of
+    ``members`` (strategy -> its seeds, each strategy averaged over its seeds first; for
+    classification the mean of the probabilities, labelled ``> t`` at the mean ``t`` of the
+    members' thresholds); None if a prediction file is missing."""
     task_type = get_task(task).task_type
     out = {}
     for fold in folds:
-        preds = [_mean_prediction(results_dir, s, task, fold, n) for s, n in members.items()]
-        if any(p is None for p in preds):
+        cells = [_mean_prediction(results_dir, s, task, fold, n) for s, n in members.items()]
+        if any(c is None for c in cells):
             return None
-        mean = sum(p for p in preds if p is not None) / len(preds)
-        out[fold] = score(task_type, target.loc[mean.index], mean)[HEADLINE[task_type]]
+        preds = [c[0] for c in cells if c is not None]
+        mean = sum(preds[1:], preds[0]) / len(preds)
+        values: pd.Series | np.ndarray = mean
+        if task_type == "classification":
+            threshold = float(np.mean([c[1] for c in cells if c is not None]))
+            values = to_labels(mean.to_numpy(), threshold)
+        out[fold] = score(task_type, target.loc[mean.index], values)[HEADLINE[task_type]]
     return out
 
 
-def _ensemble_pool(task: str, cells: dict[str, dict]) -> dict[str, int]:
+def _ensemble_pool(
+    task: str, cells: dict[str, dict], *, threshold_variants: bool = False
+) -> dict[str, int]:
     """The strategies an ensemble of ``task`` may average (:func:`_complete`), in report order. On
-    classification tasks the ``+valthreshold`` cells are left out: they re-threshold their base
-    strategy's model (same probabilities; ``Variant.threshold_only``), and an ensemble's mean probability is thresholded at
-    Matbench's 0.5."""
+    classification tasks the ``+valthreshold`` cells are left out unless ``threshold_variants``
+    (seed ensembles: each such strategy's seeds averaged at their mean threshold): they
+    re-threshold their base strategy's model (same probabilities; ``Variant.threshold_only``), so
+    among other strategies they would count a model twice."""
     pool = _complete(cells)
-    if not lower_is_better(task):
+    if not lower_is_better(task) and not threshold_variants:
         pool = {s: n for s, n in pool.items() if not repeats_base_model(s)}
     return dict(sorted(pool.items(), key=lambda kv: strategy_order(kv[0])))
 
@@ -94,9 +111,10 @@ def seed_ensembles(
     targets: dict[str, pd.Series] | None = None,
 ) -> dict[str, dict]:
     """Strategies run with several seeds per fold, scored as an ensemble: per fold, the mean of
-    the seeds' test predictions (classification: probabilities, thresholded at 0.5; each seed a
-    model trained on the training fold alone, so nothing is tuned on the test fold; no training
-    beyond the seeds already run).
+    the seeds' test predictions (classification: probabilities, labelled at 0.5, or for a
+    ``+valthreshold`` strategy at the mean of the seeds' validation thresholds; each seed a model
+    trained on the training fold alone, so nothing is tuned on the test fold; no training beyond
+    the seeds already run).
 
     Returns task -> strategy -> {"n": seeds, "folds": {fold: score}, "mean", "single",
     "single_folds", "seed_sd"} for the strategies complete on every fold (:func:`_complete`) with
@@ -107,7 +125,7 @@ def seed_ensembles(
     out: dict[str, dict] = {}
     for task, target in targets.items():
         cells = table[task]
-        for strategy, n in _ensemble_pool(task, cells).items():
+        for strategy, n in _ensemble_pool(task, cells, threshold_variants=True).items():
             if n < 2:  # one seed: nothing to average, no prediction files to read
                 continue
             cell = cells[strategy]

@@ -440,7 +440,10 @@ def _seed_ensemble_lines(ens: dict[str, dict]) -> list[str]:
         "",
         "Where several seeds ran per fold (the preset's, or `bench --seeds`), the mean of the "
         "seeds' test predictions, scored per fold: a deep ensemble of the models already trained "
-        "(each on the training fold alone; nothing chosen on the test fold). Single: the "
+        "(each on the training fold alone; nothing chosen on the test fold). Classification "
+        "labels the mean probability at 0.5, or for a `+valthreshold` strategy at the mean of "
+        "the seeds' thresholds (each chosen on its own seed's validation split of the training "
+        "fold). Single: the "
         "seed-averaged score of the tables above; seed sd: the seeds' standard deviation within "
         "a fold, averaged over the folds. Paired tests over the folds (t / Wilcoxon).",
         "",
