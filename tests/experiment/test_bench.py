@@ -417,6 +417,49 @@ def test_seed_ensemble_of_a_valthreshold_strategy_uses_the_seeds_mean_threshold(
     assert ens["scratch+valthreshold"]["folds"][0] == pytest.approx(1.0)  # right at 0.75
 
 
+def test_seed_ensembles_are_written_as_a_valid_matbench_submission(
+    tmp_path, data_cache, monkeypatch
+) -> None:
+    """Two seeds off the target by +e and -e on every official steels fold: the submission file
+    of their seed ensemble scores MAE 0 on every fold, and matbench accepts it."""
+    import gzip
+    import json
+
+    from pretroost.benchmark import prediction_path
+    from pretroost.data.matbench import load_folds, load_task
+    from pretroost.experiment.ensembles import (
+        seed_ensemble_results_path,
+        seed_ensembles,
+        write_seed_ensemble_results,
+    )
+
+    monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
+    task = "matbench_steels"
+    target = load_task(task)["target"]
+    for fold, (_, test) in enumerate(load_folds(task)):
+        for seed, sign in ((0, 1.0), (1, -1.0)):
+            path = prediction_path(tmp_path, "dft+trunk", task, fold, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            y = target.loc[test]
+            pd.DataFrame({"prediction": y + sign * 7.0}).rename_axis("id").to_csv(path)
+    cell = {
+        "seeds": {k: [7.0, 7.0] for k in range(5)},
+        "folds": dict.fromkeys(range(5), 7.0),
+        "mean": 7.0,
+    }
+    ens = seed_ensembles(tmp_path, {task: {"dft+trunk": cell}})
+    assert write_seed_ensemble_results(tmp_path, ens) == [
+        seed_ensemble_results_path(tmp_path, "dft+trunk")
+    ]
+    with gzip.open(seed_ensemble_results_path(tmp_path, "dft+trunk"), "rt") as fh:
+        doc = json.load(fh)
+    scores = doc["user_metadata"]["summary"][task]["scores"]["mae"]
+    assert scores["max"] == pytest.approx(0.0, abs=1e-9)
+    assert doc["user_metadata"]["info"]["seed_ensemble"] == {task: 2}
+    bench = pytest.importorskip("matbench.bench")
+    assert bench.MatbenchBenchmark.from_dict(doc).is_valid
+
+
 def test_report_gives_probability_rocauc_beside_matbench_rocauc() -> None:
     """rocauc_prob rows make their own paired table; +valthreshold cells (same probabilities as
     their base model) are left out of it."""

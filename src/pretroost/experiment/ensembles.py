@@ -21,8 +21,15 @@ from pretroost.data.matbench import get_task, load_task
 from pretroost.experiment.scores import best_strategy, lower_is_better, paired_test
 from pretroost.experiment.strategies import repeats_base_model, strategy_order
 from pretroost.metrics import CLF_THRESHOLD, HEADLINE, score, to_labels
+from pretroost.results import write_matbench_results
 
-__all__ = ["seed_ensembles", "strategy_ensembles", "task_targets"]
+__all__ = [
+    "seed_ensemble_results_path",
+    "seed_ensembles",
+    "strategy_ensembles",
+    "task_targets",
+    "write_seed_ensemble_results",
+]
 
 
 def task_targets(table: dict[str, dict[str, dict]]) -> dict[str, pd.Series]:
@@ -143,6 +150,49 @@ def seed_ensembles(
                 "seed_sd": float(np.mean([np.std(v, ddof=1) for v in cell["seeds"].values()])),
             }
     return out
+
+
+def seed_ensemble_results_path(results_dir: Path, strategy: str) -> Path:
+    """The Matbench submission file of ``strategy``'s seed ensembles."""
+    return Path(results_dir) / "seed_ensembles" / strategy / "results.json.gz"
+
+
+def write_seed_ensemble_results(results_dir: Path, ens: dict[str, dict]) -> list[Path]:
+    """One Matbench v0.1 submission file per strategy of ``ens`` (:func:`seed_ensembles`) at
+    :func:`seed_ensemble_results_path`: each task where the strategy has a seed ensemble, each
+    fold's mean prediction of its seeds (classification: the mean probability, or the labels where
+    the seeds' mean threshold is not 0.5). Scores the same as the ensemble's ``folds``. Returns
+    the files written."""
+    by_strategy: dict[str, dict[str, dict]] = {}
+    for task, cells in ens.items():
+        for strategy, cell in cells.items():
+            by_strategy.setdefault(strategy, {})[task] = cell
+    written = []
+    for strategy, tasks in sorted(by_strategy.items()):
+        predictions: dict[str, list[pd.Series | None]] = {}
+        for task, cell in tasks.items():
+            series: list[pd.Series | None] = [None] * 5
+            for fold in cell["folds"]:
+                mean = _mean_prediction(results_dir, strategy, task, fold, cell["n"])
+                if mean is None:
+                    raise FileNotFoundError(f"{strategy} {task} fold {fold}: a seed's predictions")
+                pred, threshold = mean
+                if get_task(task).task_type == "classification" and threshold != CLF_THRESHOLD:
+                    pred = pred > threshold
+                series[fold] = pred.set_axis(pred.index.astype(str))
+            predictions[task] = series
+        seeds = {task: cell["n"] for task, cell in tasks.items()}
+        out = seed_ensemble_results_path(results_dir, strategy)
+        write_matbench_results(
+            out, predictions, authors="pretroost",
+            algorithm_description=(
+                f"Roost ({strategy}) finetuned with pretroost; per fold the mean prediction of "
+                "models trained with different seeds"
+            ),
+            info={"strategy": strategy, "seed_ensemble": seeds}, partial=True,
+        )  # fmt: skip
+        written.append(out)
+    return written
 
 
 def strategy_ensembles(

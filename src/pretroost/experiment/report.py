@@ -17,7 +17,12 @@ import pandas as pd
 
 from pretroost.data.matbench import get_task
 from pretroost.experiment.encoder_probe import encoder_embeddings, linear_probe
-from pretroost.experiment.ensembles import seed_ensembles, strategy_ensembles, task_targets
+from pretroost.experiment.ensembles import (
+    seed_ensembles,
+    strategy_ensembles,
+    task_targets,
+    write_seed_ensemble_results,
+)
 from pretroost.experiment.plots import (
     plot_data_efficiency,
     plot_embedding_map,
@@ -228,6 +233,7 @@ def write_report(
     lines += _ensemble_lines(results_dir, table)
     seed_ens = seed_ensembles(results_dir, table, targets)
     lines += _seed_ensemble_lines(seed_ens)
+    write_seed_ensemble_results(results_dir, seed_ens)
     for task, cells in seed_ens.items():
         for strategy, cell in cells.items():
             summary[task][strategy]["seed_ensemble"] = cell
@@ -445,7 +451,9 @@ def _seed_ensemble_lines(ens: dict[str, dict]) -> list[str]:
         "the seeds' thresholds (each chosen on its own seed's validation split of the training "
         "fold). Single: the "
         "seed-averaged score of the tables above; seed sd: the seeds' standard deviation within "
-        "a fold, averaged over the folds. Paired tests over the folds (t / Wilcoxon).",
+        "a fold, averaged over the folds. Paired tests over the folds (t / Wilcoxon). Each "
+        "strategy's seed ensembles are a Matbench submission file, "
+        "`seed_ensembles/<strategy>/results.json.gz`.",
         "",
         "| task | strategy | seeds | seed sd | single | seed ensemble | p vs single "
         "| ensemble vs scratch's ensemble (p) |",
