@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 
@@ -144,6 +145,25 @@ def test_bench_writes_threshold_variants_from_their_base_without_training(
         "threshold" not in variant
         or (variant["threshold"].astype(np.float32) == np.float32(threshold)).all()
     )
+
+
+def test_bench_runs_classification_only_variants_on_classification_tasks_only(
+    tmp_path, data_cache, monkeypatch, caplog
+) -> None:
+    """``scratch+classweight`` trains on expt_is_metal and is skipped, with a warning, on steels
+    (class weights have no meaning for regression)."""
+    from pretroost.benchmark import prediction_path
+
+    monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
+    res = tmp_path / "results"
+    with caplog.at_level(logging.WARNING, logger="pretroost.experiment.bench"):
+        run_bench(
+            "smoke", strategies=["scratch+classweight"], tasks=["expt_is_metal", "steels"],
+            data_efficiency=False, results_dir=res, runs_dir=tmp_path / "runs", progress=False,
+        )  # fmt: skip
+    assert prediction_path(res, "scratch+classweight", "matbench_expt_is_metal", 0).is_file()
+    assert not prediction_path(res, "scratch+classweight", "matbench_steels", 0).exists()
+    assert "classification-only variant" in caplog.text
 
 
 def test_bench_seeds_override_the_presets_and_reuse_seed_zero(
@@ -504,6 +524,15 @@ def test_only_threshold_variants_repeat_their_base_model() -> None:
     )  # fmt: skip
     assert threshold_base("scratch+valthreshold") == ("scratch", "val_balanced_accuracy")
     assert threshold_base("dft+trunk") is None
+
+
+def test_classweight_is_a_classification_only_variant_of_any_base() -> None:
+    from pretroost.experiment.strategies import classification_only, repeats_base_model
+
+    assert classification_only("scratch+classweight")
+    assert classification_only("dft+trunk+classweight")
+    assert not classification_only("dft+trunk") and not classification_only("scratch+valthreshold")
+    assert not repeats_base_model("scratch+classweight")  # its own model: trained, not relabelled
 
 
 def test_best_strategy_and_folds_better_follow_the_metric_direction() -> None:

@@ -45,6 +45,7 @@ from pretroost.experiment.strategies import (
     PRETRAIN_VARIANTS,
     STRATEGIES,
     Variant,
+    classification_only,
     parse_strategy,
     strategy_members,
     threshold_base,
@@ -262,6 +263,9 @@ def run_bench(
         for s in strategies:
             if "structure" in s and task in STRUCTURE_OVERLAP_TASKS:
                 log.warning("bench: %s on %s skipped (no leak-free structure corpus)", s, task)
+                continue
+            if classification_only(s) and get_task(task).task_type != "classification":
+                log.warning("bench: %s on %s skipped (a classification-only variant)", s, task)
                 continue
             rethreshold = threshold_base(s)
             for seed in preset.seeds_for(task) if frac == 1.0 else (0,):

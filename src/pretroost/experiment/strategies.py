@@ -22,6 +22,7 @@ __all__ = [
     "PRETRAIN_VARIANTS",
     "STRATEGIES",
     "Variant",
+    "classification_only",
     "parse_strategy",
     "strategy_members",
     "strategy_order",
@@ -49,6 +50,8 @@ class Variant(Generic[C]):
         scratch: the change also applies to ``scratch`` (it needs no pretrained encoder).
         threshold_only: the change moves only the decision threshold, so the cell's model and
             probabilities are its base strategy's (ensembles and probability tables skip it).
+        classification_only: the change has no meaning for regression; ``bench`` skips the
+            strategy on regression tasks.
     """
 
     note: str
@@ -57,6 +60,7 @@ class Variant(Generic[C]):
     members: int = 1
     scratch: bool = False
     threshold_only: bool = False
+    classification_only: bool = False
 
 
 #: the same pretrained encoder, one change to the finetuning recipe
@@ -92,6 +96,14 @@ FINETUNE_VARIANTS: dict[str, Variant[FinetuneConfig]] = {
         scratch=True,
         threshold_only=True,
     ),
+    "classweight": Variant(
+        note="classification: the cross-entropy weights positives by n_negative / n_positive of "
+        "the training part (`--class-weight balanced`), so both classes weigh alike in training "
+        "and in the validation loss that picks the epoch; labels at 0.5",
+        apply=lambda c: replace(c, class_weight="balanced"),
+        scratch=True,
+        classification_only=True,
+    ),
 }
 #: an encoder of its own, pretrained with one change
 PRETRAIN_VARIANTS: dict[str, Variant[PretrainConfig]] = {
@@ -102,6 +114,13 @@ PRETRAIN_VARIANTS: dict[str, Variant[PretrainConfig]] = {
         objective="ssl",
     ),
 }
+
+
+def classification_only(strategy: str) -> bool:
+    """Whether ``strategy`` has a finetuning variant that applies to classification tasks only
+    (:attr:`Variant.classification_only`). Raises ``ValueError`` for names that do not parse."""
+    _, _, post = parse_strategy(strategy)
+    return any(FINETUNE_VARIANTS[v].classification_only for v in post)
 
 
 def repeats_base_model(strategy: str) -> bool:
