@@ -480,6 +480,28 @@ def test_seed_ensembles_are_written_as_a_valid_matbench_submission(
     assert bench.MatbenchBenchmark.from_dict(doc).is_valid
 
 
+def test_seed_ensemble_table_compares_a_threshold_rule_with_scratch_at_the_same_rule() -> None:
+    """dft+trunk against scratch's ensemble, dft+trunk+valthreshold against
+    scratch+valthreshold's, scratch+valthreshold against scratch's."""
+    from pretroost.experiment.report import _seed_ensemble_lines
+
+    def cell(score: float) -> dict:
+        folds = {k: score + 0.01 * k * score for k in range(5)}  # paired differences vary
+        return {"n": 3, "folds": folds, "single_folds": folds, "single": score, "mean": score,
+                "seed_sd": 0.01}  # fmt: skip
+
+    names = ("scratch", "scratch+valthreshold", "dft+trunk", "dft+trunk+valthreshold")
+    scores = (0.80, 0.83, 0.84, 0.86)
+    lines = _seed_ensemble_lines(
+        {"matbench_glass": dict(zip(names, map(cell, scores), strict=True))}
+    )
+    rows = {line.split(" | ")[1]: line for line in lines if line.startswith("| matbench_glass")}
+    assert rows["scratch+valthreshold"].split("| ")[-1].startswith("+0.030")  # vs scratch
+    assert rows["dft+trunk"].split("| ")[-1].startswith("+0.040")  # vs scratch
+    assert rows["dft+trunk+valthreshold"].split("| ")[-1].startswith("+0.030")
+    assert rows["dft+trunk+valthreshold"].rstrip(" |").endswith("vs scratch+valthreshold")
+
+
 def test_report_gives_probability_rocauc_beside_matbench_rocauc() -> None:
     """rocauc_prob rows make their own paired table; +valthreshold cells (same probabilities as
     their base model) are left out of it."""

@@ -37,7 +37,7 @@ from pretroost.experiment.scores import (
     lower_is_better,
     paired_test,
 )
-from pretroost.experiment.strategies import repeats_base_model, strategy_order
+from pretroost.experiment.strategies import repeats_base_model, strategy_order, threshold_base
 from pretroost.metrics import HEADLINE
 from pretroost.results import read_benchmark_rows
 from pretroost.utils import atomic_write_json, atomic_write_text
@@ -427,16 +427,24 @@ def _seed_ensemble_lines(ens: dict[str, dict]) -> list[str]:
 
     out = []
     for task, cells in ens.items():
-        base = cells.get("scratch")
         for strategy, cell in cells.items():
             vs_single = paired_test(cell["folds"], cell["single_folds"])
+            # scratch at the same threshold rule: scratch+valthreshold for a +valthreshold strategy
+            ref = "scratch"
+            if (
+                threshold_base(strategy) is not None
+                and strategy != "scratch+valthreshold"
+                and "scratch+valthreshold" in cells
+            ):
+                ref = "scratch+valthreshold"
             vs_base = None
-            if base is not None and strategy != "scratch":
-                vs_base = paired_test(cell["folds"], base["folds"])
+            if ref in cells and strategy != ref:
+                vs_base = paired_test(cell["folds"], cells[ref]["folds"])
             out.append(
                 f"| {task} | {_md_cell(strategy)} | {cell['n']} | {cell['seed_sd']:.3g} | {cell['single']:.4g} "
                 f"| {cell['mean']:.4g} | {p(vs_single)} | "
                 + (f"{vs_base['mean_diff']:+.4g} ({p(vs_base)})" if vs_base else "")
+                + (f" vs {_md_cell(ref)}" if vs_base and ref != "scratch" else "")
                 + " |"
             )
     if not out:
@@ -451,7 +459,9 @@ def _seed_ensemble_lines(ens: dict[str, dict]) -> list[str]:
         "the seeds' thresholds (each chosen on its own seed's validation split of the training "
         "fold). Single: the "
         "seed-averaged score of the tables above; seed sd: the seeds' standard deviation within "
-        "a fold, averaged over the folds. Paired tests over the folds (t / Wilcoxon). Each "
+        "a fold, averaged over the folds. Paired tests over the folds (t / Wilcoxon); a "
+        "`+valthreshold` strategy's ensemble is compared with scratch+valthreshold's (the same "
+        "threshold rule) where that has one. Each "
         "strategy's seed ensembles are a Matbench submission file, "
         "`seed_ensembles/<strategy>/results.json.gz`.",
         "",
