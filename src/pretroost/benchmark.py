@@ -44,11 +44,13 @@ __all__ = [
     "SEED_STRIDE",
     "cell_done",
     "prediction_path",
+    "read_prediction_file",
     "rebuild_results",
     "rethreshold_cells",
     "run_matbench_task",
     "select_strategy",
     "selection_label",
+    "submission_values",
     "training_subset",
     "validation_path",
 ]
@@ -66,6 +68,23 @@ def cell_done(results_dir: Path, strategy: str, task: str, fold: int, seed: int 
     """Whether one cell is finished: its prediction file, written last (after the validation
     record) and atomically, exists. Resuming skips such cells."""
     return prediction_path(results_dir, strategy, task, fold, seed).is_file()
+
+
+def read_prediction_file(path: str | Path) -> tuple[pd.Series, float]:
+    """A cell's test predictions (``prediction``, indexed by Matbench id as str) and its decision
+    threshold: the ``threshold`` column a classification cell labelled at another threshold than
+    0.5 writes, else 0.5 (unused for regression)."""
+    frame = pd.read_csv(path)
+    pred = pd.Series(frame["prediction"].to_numpy(), index=frame["id"].astype(str))
+    threshold = float(frame["threshold"].iloc[0]) if "threshold" in frame else CLF_THRESHOLD
+    return pred, threshold
+
+
+def submission_values(pred: pd.Series, threshold: float) -> pd.Series:
+    """What a Matbench results file records for one fold: the predictions (regression values or
+    probabilities, which Matbench labels at 0.5), or the labels ``pred > threshold`` where a
+    classification model has a threshold of its own."""
+    return pred if threshold == CLF_THRESHOLD else pred > threshold
 
 
 def validation_path(results_dir: Path, strategy: str, task: str, fold: int, seed: int = 0) -> Path:
@@ -319,11 +338,7 @@ def rebuild_results(
         for k in range(5):
             f = task_dir / f"fold_{k}.csv"
             if f.is_file():
-                frame = pd.read_csv(f)
-                values = frame["prediction"].to_numpy()
-                if "threshold" in frame:  # labels with the model's own decision threshold
-                    values = values > frame["threshold"].to_numpy()
-                series[k] = pd.Series(values, index=frame["id"].astype(str))
+                series[k] = submission_values(*read_prediction_file(f))
         if any(s is not None for s in series):
             predictions[task_dir.name] = series
     if not predictions:

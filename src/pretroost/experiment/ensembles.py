@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pretroost.benchmark import prediction_path
+from pretroost.benchmark import prediction_path, read_prediction_file, submission_values
 from pretroost.data.matbench import get_task, load_task
 from pretroost.experiment.scores import best_strategy, lower_is_better, paired_test
 from pretroost.experiment.strategies import repeats_base_model, strategy_order
-from pretroost.metrics import CLF_THRESHOLD, HEADLINE, score, to_labels
+from pretroost.metrics import HEADLINE, score, to_labels
 from pretroost.results import write_matbench_results
 
 __all__ = [
@@ -53,14 +53,11 @@ def _mean_prediction(
 
 @functools.lru_cache(maxsize=4096)
 def _read_prediction(path: str, mtime_ns: int) -> tuple[pd.Series, float]:
-    """One prediction file's ``prediction`` column and its decision threshold (the ``threshold``
-    column a re-thresholded classification cell writes; Matbench's 0.5 without one, and for
-    regression, where it is unused); cached on (path, modification time), since seed and pooled
-    ensembles read the same files (a rewritten file is read again)."""
+    """:func:`~pretroost.benchmark.read_prediction_file`, cached on (path, modification time),
+    since seed and pooled ensembles and their submission files read the same files (a rewritten
+    file is read again)."""
     del mtime_ns  # part of the cache key only
-    frame = pd.read_csv(path, index_col=0)
-    threshold = float(frame["threshold"].iloc[0]) if "threshold" in frame else CLF_THRESHOLD
-    return frame["prediction"], threshold
+    return read_prediction_file(path)
 
 
 def _complete(cells: dict[str, dict]) -> dict[str, int]:
@@ -176,10 +173,7 @@ def write_seed_ensemble_results(results_dir: Path, ens: dict[str, dict]) -> list
                 mean = _mean_prediction(results_dir, strategy, task, fold, cell["n"])
                 if mean is None:
                     raise FileNotFoundError(f"{strategy} {task} fold {fold}: a seed's predictions")
-                pred, threshold = mean
-                if get_task(task).task_type == "classification" and threshold != CLF_THRESHOLD:
-                    pred = pred > threshold
-                series[fold] = pred.set_axis(pred.index.astype(str))
+                series[fold] = submission_values(*mean)
             predictions[task] = series
         seeds = {task: cell["n"] for task, cell in tasks.items()}
         out = seed_ensemble_results_path(results_dir, strategy)

@@ -37,7 +37,11 @@ from pretroost.experiment.scores import (
     lower_is_better,
     paired_test,
 )
-from pretroost.experiment.strategies import repeats_base_model, strategy_order, threshold_base
+from pretroost.experiment.strategies import (
+    repeats_base_model,
+    scratch_counterpart,
+    strategy_order,
+)
 from pretroost.metrics import HEADLINE
 from pretroost.results import read_benchmark_rows
 from pretroost.utils import atomic_write_json, atomic_write_text
@@ -429,14 +433,9 @@ def _seed_ensemble_lines(ens: dict[str, dict]) -> list[str]:
     for task, cells in ens.items():
         for strategy, cell in cells.items():
             vs_single = paired_test(cell["folds"], cell["single_folds"])
-            # scratch at the same threshold rule: scratch+valthreshold for a +valthreshold strategy
-            ref = "scratch"
-            if (
-                threshold_base(strategy) is not None
-                and strategy != "scratch+valthreshold"
-                and "scratch+valthreshold" in cells
-            ):
-                ref = "scratch+valthreshold"
+            ref = scratch_counterpart(strategy)  # scratch at the same threshold rule
+            if ref == strategy or ref not in cells:
+                ref = "scratch"
             vs_base = None
             if ref in cells and strategy != ref:
                 vs_base = paired_test(cell["folds"], cells[ref]["folds"])

@@ -24,6 +24,7 @@ __all__ = [
     "Variant",
     "classification_only",
     "parse_strategy",
+    "scratch_counterpart",
     "strategy_members",
     "strategy_order",
     "threshold_base",
@@ -121,6 +122,14 @@ def classification_only(strategy: str) -> bool:
     (:attr:`Variant.classification_only`). Raises ``ValueError`` for names that do not parse."""
     _, _, post = parse_strategy(strategy)
     return any(FINETUNE_VARIANTS[v].classification_only for v in post)
+
+
+def scratch_counterpart(strategy: str) -> str:
+    """Scratch with ``strategy``'s threshold-only variants: the baseline at the same threshold
+    rule (``scratch+valthreshold`` for ``dft+trunk+valthreshold``), ``scratch`` for a strategy
+    without one. Raises ``ValueError`` for names that do not parse."""
+    _, _, post = parse_strategy(strategy)
+    return "+".join(["scratch", *(v for v in post if FINETUNE_VARIANTS[v].threshold_only)])
 
 
 def repeats_base_model(strategy: str) -> bool:
