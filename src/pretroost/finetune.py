@@ -27,7 +27,14 @@ from pretroost.data.composition import CompositionArray
 from pretroost.io import ArtefactError, load_artefact, load_encoder_weights, save_artefact
 from pretroost.losses import RobustL1Loss
 from pretroost.metrics import CLF_THRESHOLD, balanced_accuracy_threshold
-from pretroost.models.roost import ModelConfig, RoostConfig, RoostModel, TaskType
+from pretroost.models.roost import (
+    DESCRIPTORS,
+    Descriptors,
+    ModelConfig,
+    RoostConfig,
+    RoostModel,
+    TaskType,
+)
 from pretroost.train import TrainConfig, TrainResult, train
 from pretroost.utils import git_sha, machine_description, seed_everything
 
@@ -230,6 +237,10 @@ class FinetuneConfig:
             validation split; needs one, with both classes). Saved with the model.
         class_weight: classification loss weighting: ``"none"``, or ``"balanced"`` (positives
             weighted by n_neg / n_pos of the training part, :func:`balanced_pos_weight`).
+        descriptors: ``"none"``, or ``"magpie"``: the trunk also reads the composition's
+            standardised Magpie attributes beside the material vector; with ``init_trunk``, the
+            pretrained trunk's first layer gets zero weights for them, so training starts from
+            the pretrained function.
         allow_partial: accept a pretrained encoder whose tensors do not match this model's keys
             exactly (missing ones keep their initial values); by default a partial load is an
             error, so that a failed load never trains as scratch.
@@ -245,6 +256,7 @@ class FinetuneConfig:
     init_trunk: bool = False
     threshold: ThresholdRule = "0.5"
     class_weight: ClassWeight = "none"
+    descriptors: Descriptors = "none"
     allow_partial: bool = False
 
     def __post_init__(self) -> None:
@@ -255,6 +267,10 @@ class FinetuneConfig:
         if self.class_weight not in CLASS_WEIGHTS:
             raise ValueError(
                 f"unknown class_weight {self.class_weight!r}; valid: {', '.join(CLASS_WEIGHTS)}"
+            )
+        if self.descriptors not in DESCRIPTORS:
+            raise ValueError(
+                f"unknown descriptors {self.descriptors!r}; valid: {', '.join(DESCRIPTORS)}"
             )
 
     def loss_for(self, task_type: TaskType) -> LossName:
@@ -432,6 +448,7 @@ def build_model(
             robust=loss == "robust",
             trunk_hidden=config.trunk_hidden,
             out_hidden=config.out_hidden,
+            descriptors=config.descriptors,
         )
     )
     report = None
@@ -441,6 +458,7 @@ def build_model(
             prefixes += ("trunk.",)
             if kind == "pretrained":
                 state.update(_pretrained_trunk(state))
+            state.update(_widen_trunk_input(state, model))
         report = load_encoder_weights(
             model, state, prefixes=prefixes, allow_partial=config.allow_partial,
             source=config.init,
@@ -458,6 +476,24 @@ def _pretrained_trunk(state: dict[str, Tensor]) -> dict[str, Tensor]:
     prefix = f"parts.{heads[0]}.head.trunk."
     log.info("initialising the trunk from %s*", prefix)
     return {"trunk." + k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _widen_trunk_input(state: dict[str, Tensor], model: RoostModel) -> dict[str, Tensor]:
+    """The trunk's first-layer weights of ``state`` (``trunk.fcs.0.weight`` and its residual
+    projection, (width, elem_fea_len)) padded with zero columns for ``model``'s descriptors, so
+    that the widened trunk computes the pretrained function; empty where the shapes already fit."""
+    own = model.state_dict()
+    out = {}
+    for key in ("trunk.fcs.0.weight", "trunk.res_fcs.0.weight"):
+        if key not in state or key not in own:
+            continue
+        w, want = state[key], own[key].shape
+        if w.ndim == 2 and w.shape[0] == want[0] and w.shape[1] < want[1]:
+            out[key] = torch.cat([w, w.new_zeros(want[0], want[1] - w.shape[1])], dim=1)
+    if out:
+        log.info("trunk: zero weights for the %d descriptors", own["trunk.fcs.0.weight"].shape[1]
+                 - state["trunk.fcs.0.weight"].shape[1])  # fmt: skip
+    return out
 
 
 def _rule_thresholds(
@@ -513,6 +549,7 @@ def fit(
         train_index = np.setdiff1d(np.arange(n), val_index)
     model, report = build_model(task_type, y.shape[1], config)
     check_elements(comps, model.config.encoder.elem_embedding)  # a pretrained encoder's own table
+    model.fit_descriptor_scaler(comps.subset(train_index))
     normaliser = Normaliser.fit(y[train_index]) if task_type == "regression" else None
     y_t = torch.tensor(y, dtype=torch.float32)
     if normaliser is not None:

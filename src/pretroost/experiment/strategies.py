@@ -105,6 +105,13 @@ FINETUNE_VARIANTS: dict[str, Variant[FinetuneConfig]] = {
         scratch=True,
         classification_only=True,
     ),
+    "magpie": Variant(
+        note="the trunk also reads the composition's 144 Magpie attributes (standardised on the "
+        "training rows) beside the material vector (`--descriptors magpie`); with +trunk, the "
+        "pretrained trunk gets zero weights for them at the start",
+        apply=lambda c: replace(c, descriptors="magpie"),
+        scratch=True,
+    ),
 }
 #: an encoder of its own, pretrained with one change
 PRETRAIN_VARIANTS: dict[str, Variant[PretrainConfig]] = {

@@ -19,7 +19,10 @@ weighted by its fractional amount ``w_i``. Read top to bottom:
    with ``cry_heads`` heads over the nodes ``i`` of a graph gives the material vector
    ``mean_t sum_i a_i^t f_t(h_i)``.
 4. **Trunk and heads** (:class:`RoostModel`): residual networks from the material vector to the
-   property (a mean and a log standard deviation for the robust loss).
+   property (a mean and a log standard deviation for the robust loss). Optionally the trunk also
+   reads the composition's standardised Magpie descriptors (Ward et al., npj Comput. Mater. 2,
+   16028, 2016) beside the material vector (``ModelConfig.descriptors``): a hybrid of the learned
+   and the hand-made representation, computed from the batch itself.
 
 Instead of scattering over edge lists, all pairs of a batch are one ``(H, B, N, N, ·)`` problem:
 the first layer of ``g_t`` and ``f_t`` on ``h_i || h_j`` is split as ``W_s h_i + W_n h_j``, and the
@@ -38,11 +41,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pretroost.data.batching import CompositionBatch
+from pretroost.data.composition import CompositionArray
 from pretroost.data.elements import ELEMENT_FEATURES, ElementFeatureName, element_table
 from pretroost.models import kernels
 
@@ -50,6 +55,7 @@ __all__ = [
     "IMPLS",
     "Impl",
     "MessageLayer",
+    "DESCRIPTORS",
     "ModelConfig",
     "MultiHeadMLP",
     "ResidualNetwork",
@@ -377,6 +383,36 @@ class ResidualNetwork(nn.Module):
 
 TaskType = Literal["regression", "classification"]
 TASK_TYPES: tuple[str, ...] = ("regression", "classification")
+Descriptors = Literal["none", "magpie"]
+DESCRIPTORS: tuple[str, ...] = ("none", "magpie")
+
+
+def batch_compositions(batch: CompositionBatch) -> CompositionArray:
+    """The batch's compositions in CSR layout (fractions from the batch's float32 weights)."""
+    mask = batch.mask.cpu().numpy()
+    offsets = np.zeros(len(mask) + 1, dtype=np.int64)
+    np.cumsum(mask.sum(axis=1), out=offsets[1:])
+    z = batch.z.cpu().numpy()[mask].astype(np.int64)
+    frac = batch.weights.cpu().numpy()[mask].astype(np.float64)
+    return CompositionArray(z, frac, offsets)
+
+
+def descriptor_values(name: Descriptors, comps: CompositionArray) -> np.ndarray:
+    """(n, n_descriptors(name)) float64 descriptors of ``comps``."""
+    if name == "magpie":
+        from pretroost.data.fingerprint import magpie_fingerprint
+
+        return magpie_fingerprint(comps)
+    raise ValueError(f"unknown descriptors {name!r}; valid: {', '.join(DESCRIPTORS[1:])}")
+
+
+def n_descriptors(name: Descriptors) -> int:
+    """How many numbers ``name`` adds to the trunk's input (0 for ``"none"``)."""
+    if name == "none":
+        return 0
+    from pretroost.data.fingerprint import MAGPIE_FEATURE_NAMES
+
+    return len(MAGPIE_FEATURE_NAMES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -385,6 +421,9 @@ class ModelConfig:
 
     ``robust`` (regression only) doubles the outputs: a mean and a log standard deviation per target
     (Roost's heteroscedastic "robust" L1 loss, Kendall & Gal 2017). Classification is binary, one logit.
+    ``descriptors``: ``"none"`` (Roost), or ``"magpie"``: the trunk reads the 144 Magpie attributes
+    of the composition, standardised with the training rows' mean and std, beside the material
+    vector.
     """
 
     encoder: RoostConfig = field(default_factory=RoostConfig)
@@ -393,8 +432,13 @@ class ModelConfig:
     robust: bool = True
     trunk_hidden: tuple[int, ...] = (1024, 512)
     out_hidden: tuple[int, ...] = (256, 128, 64)
+    descriptors: Descriptors = "none"
 
     def __post_init__(self) -> None:
+        if self.descriptors not in DESCRIPTORS:
+            raise ValueError(
+                f"unknown descriptors {self.descriptors!r}; valid: {', '.join(DESCRIPTORS)}"
+            )
         if self.task_type not in TASK_TYPES:
             raise ValueError(
                 f"unknown task_type {self.task_type!r}; valid: {', '.join(TASK_TYPES)}"
@@ -424,20 +468,49 @@ class RoostModel(nn.Module):
 
     ``forward`` returns (B, n_out): ``n_targets`` values, followed by ``n_targets`` log-stds when
     ``robust``; logits for classification. ``impl``: see :class:`RoostEncoder`.
+
+    With ``config.descriptors``, the trunk's input is ``[material vector || (d - mean) / std]``
+    (B, elem_fea_len + n_descriptors), ``d`` the composition's descriptors computed from the batch;
+    ``mean`` and ``std`` are buffers (saved with the weights) that :meth:`fit_descriptor_scaler`
+    sets from the training rows.
     """
 
     def __init__(self, config: ModelConfig | None = None, *, impl: Impl = "auto") -> None:
         super().__init__()
         self.config = config = config or ModelConfig()
         self.encoder = RoostEncoder(config.encoder, impl=impl)
+        n_desc = n_descriptors(config.descriptors)
+        if n_desc:
+            self.register_buffer("descriptor_mean", torch.zeros(n_desc))
+            self.register_buffer("descriptor_std", torch.ones(n_desc))
         self.trunk = ResidualNetwork(
-            self.encoder.out_dim, config.out_hidden[0], config.trunk_hidden
+            self.encoder.out_dim + n_desc, config.out_hidden[0], config.trunk_hidden
         )
         n_out = config.n_targets * (2 if config.robust else 1)
         self.head = ResidualNetwork(config.out_hidden[0], n_out, config.out_hidden[1:])
 
     def forward(self, batch: CompositionBatch) -> Tensor:
-        return self.head(F.relu(self.trunk(self.encoder(batch))))
+        x = self.encoder(batch)
+        if self.config.descriptors != "none":
+            x = torch.cat([x, self.descriptors(batch).to(x.dtype)], dim=1)
+        return self.head(F.relu(self.trunk(x)))
+
+    def descriptors(self, batch: CompositionBatch) -> Tensor:
+        """(B, n_descriptors) standardised descriptors of the batch's compositions."""
+        d = descriptor_values(self.config.descriptors, batch_compositions(batch))
+        d_t = torch.as_tensor(d, dtype=torch.float32, device=self.descriptor_mean.device)
+        return (d_t - self.descriptor_mean) / self.descriptor_std
+
+    @torch.no_grad()
+    def fit_descriptor_scaler(self, comps: CompositionArray) -> None:
+        """Set the descriptors' mean and std from ``comps`` (the training rows); a constant
+        descriptor keeps std 1. No-op without descriptors."""
+        if self.config.descriptors == "none":
+            return
+        d = descriptor_values(self.config.descriptors, comps)
+        std = d.std(axis=0)
+        self.descriptor_mean.copy_(torch.as_tensor(d.mean(axis=0)))
+        self.descriptor_std.copy_(torch.as_tensor(np.where(std > 1e-8, std, 1.0)))
 
     def embed(self, batch: CompositionBatch) -> Tensor:
         """(B, elem_fea_len) material vectors."""
