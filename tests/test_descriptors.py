@@ -61,7 +61,9 @@ def test_widened_pretrained_trunk_computes_the_pretrained_function(tmp_path) -> 
     plain = fit(comps, y, "regression", _config())
     plain.save(tmp_path / "plain")
     hybrid, report = build_model(
-        "regression", 1, _config(init=str(tmp_path / "plain"), init_trunk=True, descriptors="magpie")
+        "regression",
+        1,
+        _config(init=str(tmp_path / "plain"), init_trunk=True, descriptors="magpie"),
     )
     assert report == {"missing": [], "unexpected": []}
     hybrid.fit_descriptor_scaler(comps)

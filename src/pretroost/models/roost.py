@@ -52,10 +52,11 @@ from pretroost.data.elements import ELEMENT_FEATURES, ElementFeatureName, elemen
 from pretroost.models import kernels
 
 __all__ = [
+    "DESCRIPTORS",
     "IMPLS",
+    "Descriptors",
     "Impl",
     "MessageLayer",
-    "DESCRIPTORS",
     "ModelConfig",
     "MultiHeadMLP",
     "ResidualNetwork",
@@ -63,6 +64,9 @@ __all__ = [
     "RoostEncoder",
     "RoostModel",
     "WeightedAttentionPooling",
+    "batch_compositions",
+    "descriptor_values",
+    "n_descriptors",
     "set_impl",
 ]
 
