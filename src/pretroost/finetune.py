@@ -483,7 +483,7 @@ def _widen_trunk_input(state: dict[str, Tensor], model: RoostModel) -> dict[str,
     projection, (width, elem_fea_len)) padded with zero columns for ``model``'s descriptors, so
     that the widened trunk computes the pretrained function; empty where the shapes already fit."""
     own = model.state_dict()
-    out = {}
+    out: dict[str, Tensor] = {}
     for key in ("trunk.fcs.0.weight", "trunk.res_fcs.0.weight"):
         if key not in state or key not in own:
             continue

@@ -479,6 +479,9 @@ class RoostModel(nn.Module):
     sets from the training rows.
     """
 
+    descriptor_mean: Tensor  # (n_descriptors,) buffers, present with descriptors only
+    descriptor_std: Tensor
+
     def __init__(self, config: ModelConfig | None = None, *, impl: Impl = "auto") -> None:
         super().__init__()
         self.config = config = config or ModelConfig()
