@@ -82,6 +82,7 @@ def test_fit_save_load_gives_identical_predictions(tmp_path) -> None:
     fitted.save(tmp_path / "m")
     loaded = FittedModel.load(tmp_path / "m")
     assert loaded.model.config.descriptors == "magpie"
+    assert "magpie descriptors" in (tmp_path / "m" / "README.md").read_text()
     data = CompositionDataset(comps)
     a, b = fitted.predict_dataset(data)["mean"], loaded.predict_dataset(data)["mean"]
     assert np.isfinite(a).all() and np.array_equal(a, b)

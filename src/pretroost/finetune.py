@@ -374,6 +374,11 @@ def _model_card(fitted: FittedModel, extra: str) -> str:
             else []
         ),
         f"- initialisation: {info.get('init', 'scratch')}",
+        *(
+            [f"- trunk input: material vector and {fitted.model.config.descriptors} descriptors"]
+            if fitted.model.config.descriptors != "none"
+            else []
+        ),
         f"- training rows: {info.get('n_train')}, validation rows: {info.get('n_val')}",
         f"- epochs run: {info.get('epochs_run')} (best epoch {info.get('best_epoch')})",
         f"- validation score (lower is better): {info.get('best_val')}",
