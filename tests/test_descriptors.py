@@ -55,6 +55,21 @@ def test_model_reads_the_standardised_magpie_attributes() -> None:
     assert model(batch).shape == (len(comps), 2)
 
 
+def test_descriptors_outside_the_training_range_are_clipped_to_it() -> None:
+    # a training set of oxides and one composition unlike any of them (expt_gap's Fe9Co7 gave
+    # -3895 eV through an unclipped descriptor constant in its training rows)
+    train = parse_formulas(BINARY_FORMULAS[:30])
+    model = RoostModel(ModelConfig(encoder=TINY, descriptors="magpie"))
+    model.fit_descriptor_scaler(train)
+    seen = model.descriptors(CompositionDataset(train).batch(np.arange(len(train))))
+    odd = model.descriptors(CompositionDataset(parse_formulas(["Fe9Co7", "U3Pu"])).batch([0, 1]))
+    lo, hi = seen.min(dim=0).values, seen.max(dim=0).values
+    # equal to the training extremes up to float32 rounding of values of order sqrt(n) ~ 5
+    assert bool(((odd >= lo - 1e-5) & (odd <= hi + 1e-5)).all())
+    raw = magpie_fingerprint(parse_formulas(["Fe9Co7", "U3Pu"]))
+    assert (raw > model.descriptor_hi.double().numpy()).any()  # there was something to clip
+
+
 def test_widened_pretrained_trunk_computes_the_pretrained_function(tmp_path) -> None:
     comps = parse_formulas(FORMULAS)
     y = toy_target(FORMULAS)

@@ -473,13 +473,17 @@ class RoostModel(nn.Module):
     ``forward`` returns (B, n_out): ``n_targets`` values, followed by ``n_targets`` log-stds when
     ``robust``; logits for classification. ``impl``: see :class:`RoostEncoder`.
 
-    With ``config.descriptors``, the trunk's input is ``[material vector || (d - mean) / std]``
-    (B, elem_fea_len + n_descriptors), ``d`` the composition's descriptors computed from the batch;
-    ``mean`` and ``std`` are buffers (saved with the weights) that :meth:`fit_descriptor_scaler`
-    sets from the training rows.
+    With ``config.descriptors``, the trunk's input is ``[material vector || (d' - mean) / std]``
+    (B, elem_fea_len + n_descriptors), ``d`` the composition's descriptors computed from the batch
+    and ``d'`` each clipped to the range it spans in the training rows: a composition unlike any
+    training row (a descriptor constant in training, say) cannot push the trunk's input beyond
+    what training showed it. ``lo``, ``hi``, ``mean`` and ``std`` are buffers (saved with the
+    weights) that :meth:`fit_descriptor_scaler` sets from the training rows.
     """
 
-    descriptor_mean: Tensor  # (n_descriptors,) buffers, present with descriptors only
+    descriptor_lo: Tensor  # (n_descriptors,) buffers, present with descriptors only
+    descriptor_hi: Tensor
+    descriptor_mean: Tensor
     descriptor_std: Tensor
 
     def __init__(self, config: ModelConfig | None = None, *, impl: Impl = "auto") -> None:
@@ -488,6 +492,8 @@ class RoostModel(nn.Module):
         self.encoder = RoostEncoder(config.encoder, impl=impl)
         n_desc = n_descriptors(config.descriptors)
         if n_desc:
+            self.register_buffer("descriptor_lo", torch.full((n_desc,), -torch.inf))
+            self.register_buffer("descriptor_hi", torch.full((n_desc,), torch.inf))
             self.register_buffer("descriptor_mean", torch.zeros(n_desc))
             self.register_buffer("descriptor_std", torch.ones(n_desc))
         self.trunk = ResidualNetwork(
@@ -503,19 +509,22 @@ class RoostModel(nn.Module):
         return self.head(F.relu(self.trunk(x)))
 
     def descriptors(self, batch: CompositionBatch) -> Tensor:
-        """(B, n_descriptors) standardised descriptors of the batch's compositions."""
+        """(B, n_descriptors) clipped, standardised descriptors of the batch's compositions."""
         d = descriptor_values(self.config.descriptors, batch_compositions(batch))
         d_t = torch.as_tensor(d, dtype=torch.float32, device=self.descriptor_mean.device)
+        d_t = torch.minimum(torch.maximum(d_t, self.descriptor_lo), self.descriptor_hi)
         return (d_t - self.descriptor_mean) / self.descriptor_std
 
     @torch.no_grad()
     def fit_descriptor_scaler(self, comps: CompositionArray) -> None:
-        """Set the descriptors' mean and std from ``comps`` (the training rows); a constant
+        """Set the descriptors' range, mean and std from ``comps`` (the training rows); a constant
         descriptor keeps std 1. No-op without descriptors."""
         if self.config.descriptors == "none":
             return
         d = descriptor_values(self.config.descriptors, comps)
         std = d.std(axis=0)
+        self.descriptor_lo.copy_(torch.as_tensor(d.min(axis=0)))
+        self.descriptor_hi.copy_(torch.as_tensor(d.max(axis=0)))
         self.descriptor_mean.copy_(torch.as_tensor(d.mean(axis=0)))
         self.descriptor_std.copy_(torch.as_tensor(np.where(std > 1e-8, std, 1.0)))
 
