@@ -106,9 +106,10 @@ FINETUNE_VARIANTS: dict[str, Variant[FinetuneConfig]] = {
         classification_only=True,
     ),
     "magpie": Variant(
-        note="the trunk also reads the composition's 144 Magpie attributes (standardised on the "
-        "training rows) beside the material vector (`--descriptors magpie`); with +trunk, the "
-        "pretrained trunk gets zero weights for them at the start",
+        note="the trunk also reads the composition's 144 Magpie attributes (clipped to their "
+        "range in the training rows, then standardised on them) beside the material vector "
+        "(`--descriptors magpie`); with +trunk, the pretrained trunk gets zero weights for them "
+        "at the start",
         apply=lambda c: replace(c, descriptors="magpie"),
         scratch=True,
     ),
