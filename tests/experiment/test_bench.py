@@ -344,6 +344,54 @@ def test_seed_ensemble_averages_the_seeds_predictions(tmp_path, data_cache, monk
     assert seed_ensembles(tmp_path, {"matbench_steels": {"scratch": cell}}) == {}
 
 
+def test_seed_ensemble_size_curve_averages_every_subset_of_the_seeds(
+    tmp_path, data_cache, monkeypatch
+) -> None:
+    """Three seeds off the target by +e, -e and 0: one model scores (e + e + 0) / 3 on average,
+    two (0 + e/2 + e/2) / 3, three 0; seeds 0 and 1 alone already average to the target."""
+    from pretroost.benchmark import prediction_path
+    from pretroost.data.matbench import load_task
+    from pretroost.experiment.ensembles import seed_ensembles
+
+    monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
+    y = load_task("matbench_steels")["target"].iloc[:20]
+    for seed, shift in enumerate((6.0, -6.0, 0.0)):
+        path = prediction_path(tmp_path, "scratch", "matbench_steels", 0, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"prediction": y + shift}).rename_axis("id").to_csv(path)
+    cell = {"seeds": {0: [6.0, 6.0, 0.0]}, "folds": {0: 4.0}, "mean": 4.0, "seconds": 360.0}
+    got = seed_ensembles(tmp_path, {"matbench_steels": {"scratch": cell}})["matbench_steels"]
+    got = got["scratch"]
+    assert got["by_size"] == pytest.approx({1: 4.0, 2: 2.0, 3: 0.0}, abs=1e-9)
+    assert got["by_size"][1] == pytest.approx(got["single"])
+    assert got["first_seeds"][1] == pytest.approx({0: 6.0}) and got["first_seeds"][2][0] < 1e-9
+    assert got["minutes_per_model"] == pytest.approx(2.0)  # 360 s over 3 models of one fold
+
+
+def test_seed_ensemble_table_compares_with_scratch_at_the_same_ensemble_size() -> None:
+    """dft+trunk ran 5 seeds, scratch 3: the row compares dft+trunk's first 3 seeds' ensemble
+    with scratch's 3, not its 5 (which would flatter it), and says so."""
+    from pretroost.experiment.report import _seed_ensemble_lines
+
+    def cell(n: int, by_n: dict[int, float], slope: float) -> dict:
+        first = {k: {f: v + slope * k * (f - 2) for f in range(5)} for k, v in by_n.items()}
+        return {"n": n, "folds": first[n], "single_folds": first[1], "single": by_n[1],
+                "mean": by_n[n], "seed_sd": 0.01, "by_size": by_n, "first_seeds": first,
+                "minutes_per_model": 2.0}  # fmt: skip
+
+    lines = _seed_ensemble_lines(
+        {
+            "matbench_expt_gap": {
+                "scratch": cell(3, {1: 0.40, 2: 0.38, 3: 0.37}, 0.012),
+                "dft+trunk": cell(5, {1: 0.36, 2: 0.35, 3: 0.34, 4: 0.335, 5: 0.33}, 0.01),
+            }
+        }
+    )
+    (row,) = [line for line in lines if "| dft+trunk |" in line]
+    assert "| 0.36 → 0.35 → 0.34 → 0.335 → 0.33 |" in row and "| 2.0 → 10.0 |" in row
+    assert row.split("| ")[-1].startswith("-0.03 (") and row.endswith(", 3 seeds each |")
+
+
 def test_strategy_ensemble_pools_every_complete_strategy(tmp_path, data_cache, monkeypatch) -> None:
     """scratch off by +e, ssl by -e on every fold: their ensemble is exact; a strategy missing a
     fold is not a member."""
@@ -488,7 +536,8 @@ def test_seed_ensemble_table_compares_a_threshold_rule_with_scratch_at_the_same_
     def cell(score: float) -> dict:
         folds = {k: score + 0.01 * k * score for k in range(5)}  # paired differences vary
         return {"n": 3, "folds": folds, "single_folds": folds, "single": score, "mean": score,
-                "seed_sd": 0.01}  # fmt: skip
+                "seed_sd": 0.01, "by_size": {1: score, 2: score, 3: score},
+                "first_seeds": dict.fromkeys((1, 2, 3), folds), "minutes_per_model": 1.0}  # fmt: skip
 
     names = ("scratch", "scratch+valthreshold", "dft+trunk", "dft+trunk+valthreshold")
     scores = (0.80, 0.83, 0.84, 0.86)

@@ -11,6 +11,8 @@ training fold put it (the threshold its prediction file records).
 from __future__ import annotations
 
 import functools
+import itertools
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +40,12 @@ def task_targets(table: dict[str, dict[str, dict]]) -> dict[str, pd.Series]:
 
 
 def _mean_prediction(
-    results_dir: Path, strategy: str, task: str, fold: int, n_seeds: int
+    results_dir: Path, strategy: str, task: str, fold: int, seeds: Sequence[int]
 ) -> tuple[pd.Series, float] | None:
-    """The mean of seeds ``0 .. n_seeds - 1``'s test predictions of one cell (indexed by Matbench
-    id) and the mean of their decision thresholds (:func:`_read_prediction`); None if a seed's
-    prediction file is missing."""
-    paths = [prediction_path(results_dir, strategy, task, fold, s) for s in range(n_seeds)]
+    """The mean of ``seeds``' test predictions of one cell (indexed by Matbench id) and the mean
+    of their decision thresholds (:func:`_read_prediction`); None if a seed's prediction file is
+    missing."""
+    paths = [prediction_path(results_dir, strategy, task, fold, s) for s in seeds]
     if not all(p.is_file() for p in paths):
         return None
     cells = [_read_prediction(str(p), p.stat().st_mtime_ns) for p in paths]
@@ -73,16 +75,22 @@ def _complete(cells: dict[str, dict]) -> dict[str, int]:
 
 
 def _ensemble_scores(
-    results_dir: Path, task: str, members: dict[str, int], folds: list[int], target: pd.Series
+    results_dir: Path,
+    task: str,
+    members: dict[str, Sequence[int]],
+    folds: list[int],
+    target: pd.Series,
 ) -> dict[int, float] | None:
     """fold -> Matbench headline score (MAE, or "rocauc" of the labels) of the mean prediction of
-    ``members`` (strategy -> its seeds, each strategy averaged over its seeds first; for
+    ``members`` (strategy -> the seeds it contributes, each strategy averaged over its seeds first; for
     classification the mean of the probabilities, labelled ``> t`` at the mean ``t`` of the
     members' thresholds); None if a prediction file is missing."""
     task_type = get_task(task).task_type
     out = {}
     for fold in folds:
-        cells = [_mean_prediction(results_dir, s, task, fold, n) for s, n in members.items()]
+        cells = [
+            _mean_prediction(results_dir, s, task, fold, seeds) for s, seeds in members.items()
+        ]
         if any(c is None for c in cells):
             return None
         preds = [c[0] for c in cells if c is not None]
@@ -121,10 +129,16 @@ def seed_ensembles(
     the seeds already run).
 
     Returns task -> strategy -> {"n": seeds, "folds": {fold: score}, "mean", "single",
-    "single_folds", "seed_sd"} for the strategies complete on every fold (:func:`_complete`) with
-    all their seeds' prediction files; ``single`` is the strategy's usual seed-averaged score
-    (``single_folds`` per fold), ``seed_sd`` the seeds' standard deviation within a fold, averaged
-    over the folds. ``targets``: :func:`_targets` (loaded if not given)."""
+    "single_folds", "seed_sd", "by_size", "first_seeds"} for the strategies complete on every
+    fold (:func:`_complete`) with all their seeds' prediction files; ``single`` is the strategy's
+    usual seed-averaged score (``single_folds`` per fold), ``seed_sd`` the seeds' standard
+    deviation within a fold, averaged over the folds. ``by_size``: ensemble size k -> the mean
+    over folds of the score of a k-member ensemble, averaged over every k of the n seeds (k = 1
+    is ``single``, k = n the ensemble), the curve of what each extra member buys;
+    ``first_seeds``: k -> {fold: score} of the ensemble of seeds 0 .. k-1, so that strategies
+    run with different numbers of seeds compare at the same size; ``minutes_per_model``: the
+    cells' recorded training time per fold and seed (None where the table has no times). ``targets``:
+    :func:`task_targets` (loaded if not given)."""
     targets = task_targets(table) if targets is None else targets
     out: dict[str, dict] = {}
     for task, target in targets.items():
@@ -133,18 +147,34 @@ def seed_ensembles(
             if n < 2:  # one seed: nothing to average, no prediction files to read
                 continue
             cell = cells[strategy]
-            folds = _ensemble_scores(
-                results_dir, task, {strategy: n}, sorted(cell["folds"]), target
-            )
-            if folds is None:
+            folds = sorted(cell["folds"])
+            ensemble = _ensemble_scores(results_dir, task, {strategy: range(n)}, folds, target)
+            if ensemble is None:
                 continue
+            # every seed's file exists, so every subset of the seeds scores
+            subsets = {
+                seeds: _ensemble_scores(results_dir, task, {strategy: seeds}, folds, target) or {}
+                for k in range(1, n)
+                for seeds in itertools.combinations(range(n), k)
+            } | {tuple(range(n)): ensemble}
+            by_size = {
+                k: float(
+                    np.mean([np.mean(list(subsets[c].values())) for c in subsets if len(c) == k])
+                )
+                for k in range(1, n + 1)
+            }
             out.setdefault(task, {})[strategy] = {
                 "n": n,
-                "folds": folds,
-                "mean": float(np.mean(list(folds.values()))),
+                "folds": ensemble,
+                "mean": float(np.mean(list(ensemble.values()))),
                 "single": cell["mean"],
                 "single_folds": dict(cell["folds"]),
                 "seed_sd": float(np.mean([np.std(v, ddof=1) for v in cell["seeds"].values()])),
+                "by_size": by_size,
+                "first_seeds": {k: subsets[tuple(range(k))] for k in range(1, n + 1)},
+                "minutes_per_model": cell["seconds"] / 60 / (n * len(folds))
+                if "seconds" in cell
+                else None,
             }
     return out
 
@@ -170,7 +200,7 @@ def write_seed_ensemble_results(results_dir: Path, ens: dict[str, dict]) -> list
         for task, cell in tasks.items():
             series: list[pd.Series | None] = [None] * 5
             for fold in cell["folds"]:
-                mean = _mean_prediction(results_dir, strategy, task, fold, cell["n"])
+                mean = _mean_prediction(results_dir, strategy, task, fold, range(cell["n"]))
                 if mean is None:
                     raise FileNotFoundError(f"{strategy} {task} fold {fold}: a seed's predictions")
                 series[fold] = submission_values(*mean)
@@ -213,7 +243,11 @@ def strategy_ensembles(
             continue
         members = list(pool)
         folds = _ensemble_scores(
-            results_dir, task, pool, sorted(cells[members[0]]["folds"]), target
+            results_dir,
+            task,
+            {s: range(n) for s, n in pool.items()},
+            sorted(cells[members[0]]["folds"]),
+            target,
         )
         if folds is None:
             continue

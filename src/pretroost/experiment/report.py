@@ -436,14 +436,18 @@ def _seed_ensemble_lines(ens: dict[str, dict]) -> list[str]:
             ref = scratch_counterpart(strategy)  # scratch at the same threshold rule
             if ref == strategy or ref not in cells:
                 ref = "scratch"
-            vs_base = None
-            if ref in cells and strategy != ref:
-                vs_base = paired_test(cell["folds"], cells[ref]["folds"])
+            vs_base, size = None, min(cell["n"], cells.get(ref, {}).get("n", 0))
+            if ref in cells and strategy != ref:  # both at the same size: seeds 0 .. size-1
+                vs_base = paired_test(cell["first_seeds"][size], cells[ref]["first_seeds"][size])
+            curve = " → ".join(f"{v:.4g}" for v in cell["by_size"].values())
+            minutes = cell["minutes_per_model"]
+            cost = "" if minutes is None else f"{minutes:.1f} → {minutes * cell['n']:.1f}"
             out.append(
-                f"| {task} | {_md_cell(strategy)} | {cell['n']} | {cell['seed_sd']:.3g} | {cell['single']:.4g} "
-                f"| {cell['mean']:.4g} | {p(vs_single)} | "
+                f"| {task} | {_md_cell(strategy)} | {cell['n']} | {cell['seed_sd']:.3g} "
+                f"| {cell['single']:.4g} | {cell['mean']:.4g} | {curve} | {cost} | {p(vs_single)} | "
                 + (f"{vs_base['mean_diff']:+.4g} ({p(vs_base)})" if vs_base else "")
                 + (f" vs {_md_cell(ref)}" if vs_base and ref != "scratch" else "")
+                + (f", {size} seeds each" if vs_base and size != cell["n"] else "")
                 + " |"
             )
     if not out:
@@ -458,15 +462,20 @@ def _seed_ensemble_lines(ens: dict[str, dict]) -> list[str]:
         "the seeds' thresholds (each chosen on its own seed's validation split of the training "
         "fold). Single: the "
         "seed-averaged score of the tables above; seed sd: the seeds' standard deviation within "
-        "a fold, averaged over the folds. Paired tests over the folds (t / Wilcoxon); a "
+        "a fold, averaged over the folds. By size: the score of an ensemble of 1, 2, …, n "
+        "members, each averaged over every choice of that many of the n seeds (1 is single, n "
+        "the ensemble); cost: training minutes per fold of one model and of the n (the cells' "
+        "recorded times; the machine is the rows'). Paired tests over the folds (t / Wilcoxon); "
+        "the comparison with scratch's ensemble takes the same number of seeds on both sides "
+        "(seeds 0 .. k-1, k the smaller count; said where it is fewer than the row's n); a "
         "`+valthreshold` strategy's ensemble is compared with scratch+valthreshold's (the same "
         "threshold rule) where that has one. Each "
         "strategy's seed ensembles are a Matbench submission file, "
         "`seed_ensembles/<strategy>/results.json.gz`.",
         "",
-        "| task | strategy | seeds | seed sd | single | seed ensemble | p vs single "
-        "| ensemble vs scratch's ensemble (p) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| task | strategy | seeds | seed sd | single | seed ensemble | by size (1 → n) "
+        "| cost (min per fold, 1 → n) | p vs single | ensemble vs scratch's ensemble (p) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *out,
         "",
     ]
