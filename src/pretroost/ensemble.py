@@ -343,7 +343,8 @@ def _shared_validation(
     (``best_val``, ``val_metric``, ``n_val``: the score :func:`~pretroost.finetune.fit` selects by,
     of the combined prediction, so it compares with single models selected on those rows); with
     per-member splits there are no such rows and ``best_val`` is None."""
-    out: dict = {"val_metric": VAL_METRICS[task_type], "best_val": None, "n_val": 0}
+    metric = members[0].info.get("val_metric", VAL_METRICS[task_type])
+    out: dict = {"val_metric": metric, "best_val": None, "n_val": 0}
     if val_index is None or not len(val_index):
         return out
     val_index = np.asarray(val_index)
@@ -354,6 +355,7 @@ def _shared_validation(
     out["best_val"] = validation_score(
         task_type, y_val, pred["prob" if task_type == "classification" else "mean"],
         normaliser=first.normaliser, pos_weight=None if pos_weight is None else np.asarray(pos_weight),
+        metric=metric,
     )  # fmt: skip
     out["n_val"] = len(val_index)
     return out

@@ -26,7 +26,7 @@ from pretroost.data.batching import CompositionBatch, CompositionDataset, check_
 from pretroost.data.composition import CompositionArray
 from pretroost.io import ArtefactError, load_artefact, load_encoder_weights, save_artefact
 from pretroost.losses import RobustL1Loss
-from pretroost.metrics import CLF_THRESHOLD, balanced_accuracy_threshold
+from pretroost.metrics import CLF_THRESHOLD, balanced_accuracy_threshold, probability_rocauc
 from pretroost.models.roost import (
     DESCRIPTORS,
     Descriptors,
@@ -40,6 +40,7 @@ from pretroost.utils import git_sha, machine_description, seed_everything
 
 __all__ = [
     "VAL_METRICS",
+    "VAL_METRIC_CHOICES",
     "FinetuneConfig",
     "FittedModel",
     "Normaliser",
@@ -61,10 +62,14 @@ ThresholdRule = Literal["0.5", "val_balanced_accuracy"]
 THRESHOLD_RULES = ("0.5", "val_balanced_accuracy")
 ClassWeight = Literal["none", "balanced"]
 CLASS_WEIGHTS = ("none", "balanced")
-#: the model-selection score :func:`fit` minimises on the validation split (lower is better):
-#: regression: MAE of the standardised targets (the headline metric, all targets weighted alike);
-#: classification: the training loss (cross-entropy, class-weighted if the loss is)
+#: the model-selection score :func:`fit` minimises on the validation split (lower is better), by
+#: default: regression: MAE of the standardised targets (the headline metric, all targets weighted
+#: alike); classification: the training loss (cross-entropy, class-weighted if the loss is)
 VAL_METRICS: dict[str, str] = {"regression": "normalised_mae", "classification": "val_loss"}
+#: ``FinetuneConfig.val_metric``: ``"default"`` (``VAL_METRICS``), or ``"rocauc"`` (classification:
+#: the epoch with the highest ROC-AUC of the validation probabilities, scored ``1-rocauc``)
+ValMetric = Literal["default", "rocauc"]
+VAL_METRIC_CHOICES = ("default", "rocauc")
 
 
 def validation_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,20 +89,31 @@ def validation_score(
     *,
     normaliser: Normaliser | None = None,
     pos_weight: np.ndarray | None = None,
+    metric: str | None = None,
 ) -> float:
-    """The score :func:`fit` selects epochs by (``VAL_METRICS``), from predictions in target units:
-    regression ``pred`` (n, T) means, scored as the MAE of ``(pred - y) / normaliser.std``;
-    classification ``pred`` (n, T) probabilities, scored as the mean cross-entropy with the
-    positive term weighted by ``pos_weight`` (T,) (None: 1). ``y``: (n, T). For a model ``fit``
-    trained this equals its ``info["best_val"]`` up to float32 rounding; for an ensemble it is the
-    same score of the combined prediction."""
+    """The score :func:`fit` selects epochs by, named ``metric`` (``info["val_metric"]``; None:
+    ``VAL_METRICS[task_type]``), from predictions in target units: regression ``pred`` (n, T)
+    means, scored as the MAE of ``(pred - y) / normaliser.std``; classification ``pred`` (n, T)
+    probabilities, scored as the mean cross-entropy with the positive term weighted by
+    ``pos_weight`` (T,) (None: 1), or for ``"1-rocauc"`` as one minus the ROC-AUC of the
+    probabilities (averaged over targets). ``y``: (n, T). For a model ``fit`` trained this equals
+    its ``info["best_val"]`` up to float32 rounding; for an ensemble it is the same score of the
+    combined prediction."""
     y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
     pred = np.asarray(pred, dtype=np.float64).reshape(y.shape)
     if not len(y):
         raise ValueError("no validation rows to score")
-    if task_type == "regression":
+    metric = VAL_METRICS[task_type] if metric is None else metric
+    if metric == "normalised_mae" and task_type == "regression":
         std = np.asarray(normaliser.std if normaliser is not None else 1.0, dtype=np.float64)
         return float(np.mean(np.abs(pred - y) / std))
+    if metric == "1-rocauc" and task_type == "classification":
+        auc = [probability_rocauc(y[:, t], pred[:, t]) for t in range(y.shape[1])]
+        if np.isnan(auc).any():
+            raise ValueError("1-rocauc needs both classes in the validation rows")
+        return 1.0 - float(np.mean(auc))
+    if metric != "val_loss" or task_type != "classification":
+        raise ValueError(f"validation metric {metric!r} does not fit a {task_type} task")
     eps = np.finfo(np.float64).tiny
     weight = np.ones(y.shape[1]) if pos_weight is None else np.asarray(pos_weight, np.float64)
     loss = -(
@@ -237,6 +253,11 @@ class FinetuneConfig:
             validation split; needs one, with both classes). Saved with the model.
         class_weight: classification loss weighting: ``"none"``, or ``"balanced"`` (positives
             weighted by n_neg / n_pos of the training part, :func:`balanced_pos_weight`).
+        val_metric: the validation score that picks the epoch: ``"default"`` (``VAL_METRICS``:
+            regression the standardised MAE, classification the cross-entropy), or ``"rocauc"``
+            (classification: the highest ROC-AUC of the validation probabilities; needs a
+            validation split with both classes). The cross-entropy keeps rising once the model is
+            over-confident, which can stop training while its ranking still improves.
         descriptors: ``"none"``, or ``"magpie"``: the trunk also reads the composition's
             standardised Magpie attributes beside the material vector; with ``init_trunk``, the
             pretrained trunk's first layer gets zero weights for them, so training starts from
@@ -256,6 +277,7 @@ class FinetuneConfig:
     init_trunk: bool = False
     threshold: ThresholdRule = "0.5"
     class_weight: ClassWeight = "none"
+    val_metric: ValMetric = "default"
     descriptors: Descriptors = "none"
     allow_partial: bool = False
 
@@ -268,6 +290,10 @@ class FinetuneConfig:
             raise ValueError(
                 f"unknown class_weight {self.class_weight!r}; valid: {', '.join(CLASS_WEIGHTS)}"
             )
+        if self.val_metric not in VAL_METRIC_CHOICES:
+            raise ValueError(
+                f"unknown val_metric {self.val_metric!r}; valid: {', '.join(VAL_METRIC_CHOICES)}"
+            )
         if self.descriptors not in DESCRIPTORS:
             raise ValueError(
                 f"unknown descriptors {self.descriptors!r}; valid: {', '.join(DESCRIPTORS)}"
@@ -278,6 +304,14 @@ class FinetuneConfig:
         if (loss == "bce") != (task_type == "classification"):
             raise ValueError(f"loss {loss!r} does not fit a {task_type} task")
         return loss
+
+    def val_metric_for(self, task_type: TaskType) -> str:
+        """The name of the validation score :func:`fit` selects by (``info["val_metric"]``)."""
+        if self.val_metric == "default":
+            return VAL_METRICS[task_type]
+        if task_type != "classification":
+            raise ValueError(f"val_metric {self.val_metric!r} needs a classification task")
+        return "1-rocauc"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -566,6 +600,11 @@ def fit(
         log.info("%s: class weights: positives x %s", name, pos_weight.tolist())
     elif config.class_weight != "none":
         raise ValueError(f"class_weight {config.class_weight!r} needs a classification task")
+    val_metric = config.val_metric_for(task_type)
+    if val_metric == "1-rocauc" and len(np.unique(y[val_index], axis=0)) < 2:
+        raise ValueError(
+            f"val_metric {config.val_metric!r} needs both classes in the validation split"
+        )
     if task_type == "classification" and config.threshold != "0.5":
         if not len(val_index):
             raise ValueError(f"threshold {config.threshold!r} needs a validation split")
@@ -584,16 +623,23 @@ def fit(
     def val_score(module: nn.Module, data: CompositionDataset) -> float:
         with torch.no_grad():
             module.eval()
-            tot, cnt = 0.0, 0
+            tot, cnt, probs, ys = 0.0, 0, [], []
             for batch in data.batches(1024):
                 out = module(batch)
                 if task_type == "regression":  # MAE in normalised units: the headline metric
                     tot += float((out["pred"] - batch.targets["y"]).abs().sum())
                     cnt += batch.targets["y"].numel()
+                elif val_metric == "1-rocauc":  # batches come sorted by element count
+                    probs.append(torch.sigmoid(out["pred"].float()).numpy())
+                    ys.append(batch.targets["y"].numpy())
                 else:
                     tot += float(out["loss"]) * len(batch)
                     cnt += len(batch)
             module.train()
+            if probs:
+                return validation_score(
+                    task_type, np.concatenate(ys), np.concatenate(probs), metric=val_metric
+                )
             return tot / max(1, cnt)
 
     train_cfg = replace(config.train, seed=seed)
@@ -623,7 +669,7 @@ def fit(
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "best_val": result.best_score if val_data is not None else None,
-        "val_metric": VAL_METRICS[task_type],
+        "val_metric": val_metric,
         "seconds": time.perf_counter() - t0,
         "machine": machine_description(),
         "git_sha": git_sha(),

@@ -604,6 +604,8 @@ def test_classweight_is_a_classification_only_variant_of_any_base() -> None:
     assert classification_only("dft+trunk+classweight")
     assert not classification_only("dft+trunk") and not classification_only("scratch+valthreshold")
     assert not repeats_base_model("scratch+classweight")  # its own model: trained, not relabelled
+    assert classification_only("dft+trunk+valauc+valthreshold")
+    assert not repeats_base_model("dft+trunk+valauc")
 
 
 def test_best_strategy_and_folds_better_follow_the_metric_direction() -> None:

@@ -27,7 +27,7 @@ TRAIN_FIELDS = (
 )  # fmt: skip
 #: FinetuneConfig fields that are options of ``finetune`` and ``ensemble``
 FINETUNE_FIELDS = ("init", "init_trunk", "allow_partial", "loss", "val_fraction", "threshold",
-                   "class_weight", "descriptors")  # fmt: skip
+                   "class_weight", "val_metric", "descriptors")  # fmt: skip
 TRAIN_HELP = {
     "batch_size": "compositions per step, over all processes under torchrun",
     "precision": "bf16: bfloat16 autocast (faster on GPUs and CPUs with native BF16; on a CPU "

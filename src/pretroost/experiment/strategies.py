@@ -105,6 +105,14 @@ FINETUNE_VARIANTS: dict[str, Variant[FinetuneConfig]] = {
         scratch=True,
         classification_only=True,
     ),
+    "valauc": Variant(
+        note="classification: the finetuning epoch is the one with the highest ROC-AUC of the "
+        "validation split's probabilities (`--val-metric rocauc`), not the lowest cross-entropy, "
+        "which rises once the model is over-confident while its ranking may still improve",
+        apply=lambda c: replace(c, val_metric="rocauc"),
+        scratch=True,
+        classification_only=True,
+    ),
     "magpie": Variant(
         note="the trunk also reads the composition's 144 Magpie attributes (clipped to their "
         "range in the training rows, then standardised on them) beside the material vector "
