@@ -129,7 +129,7 @@ def seed_ensembles(
     the seeds already run).
 
     Returns task -> strategy -> {"n": seeds, "folds": {fold: score}, "mean", "single",
-    "single_folds", "seed_sd", "by_size", "first_seeds"} for the strategies complete on every
+    "single_folds", "seed_sd", "by_size", "first_seeds", "minutes_per_model"} for the strategies complete on every
     fold (:func:`_complete`) with all their seeds' prediction files; ``single`` is the strategy's
     usual seed-averaged score (``single_folds`` per fold), ``seed_sd`` the seeds' standard
     deviation within a fold, averaged over the folds. ``by_size``: ensemble size k -> the mean
