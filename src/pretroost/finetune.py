@@ -601,9 +601,12 @@ def fit(
     elif config.class_weight != "none":
         raise ValueError(f"class_weight {config.class_weight!r} needs a classification task")
     val_metric = config.val_metric_for(task_type)
-    if val_metric == "1-rocauc" and len(np.unique(y[val_index], axis=0)) < 2:
+    if val_metric == "1-rocauc" and (
+        not len(val_index) or (y[val_index].min(axis=0) == y[val_index].max(axis=0)).any()
+    ):
         raise ValueError(
-            f"val_metric {config.val_metric!r} needs both classes in the validation split"
+            f"val_metric {config.val_metric!r} needs both classes of every target in the "
+            "validation split"
         )
     if task_type == "classification" and config.threshold != "0.5":
         if not len(val_index):
