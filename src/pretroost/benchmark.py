@@ -50,6 +50,8 @@ __all__ = [
     "run_matbench_task",
     "select_strategy",
     "selection_label",
+    "strategy_dir",
+    "strategy_folder",
     "submission_values",
     "training_subset",
     "validation_path",
@@ -58,10 +60,32 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+#: characters no strategy folder may hold (Windows forbids them in paths; "/" and "\\" would nest)
+_UNPORTABLE = frozenset('<>:"/\\|?*')
+
+
+def strategy_folder(strategy: str) -> str:
+    """The folder name of ``strategy``'s results: the name itself, with the ``|`` of a selection's
+    label (:func:`selection_label`) written ``,`` so that the tree checks out on every file
+    system (``select(a|b)`` -> ``select(a,b)``). Raises ValueError for a name with another
+    character some file system forbids (``<>:"/\\?*``) or a control character."""
+    folder = strategy.replace("|", ",")
+    bad = sorted({c for c in folder if c in _UNPORTABLE or ord(c) < 32})
+    if bad or not folder.strip(". "):
+        raise ValueError(f"strategy name {strategy!r} cannot name a folder (characters {bad})")
+    return folder
+
+
+def strategy_dir(results_dir: str | Path, strategy: str) -> Path:
+    """``<results_dir>/<strategy folder>``: where a strategy's predictions, validation records,
+    selection records and Matbench file live (:func:`strategy_folder`)."""
+    return Path(results_dir) / strategy_folder(strategy)
+
+
 def prediction_path(results_dir: Path, strategy: str, task: str, fold: int, seed: int = 0) -> Path:
     """Test predictions of one cell; seed 0 is ``fold_<k>.csv``, seed s > 0 ``fold_<k>_seed<s>.csv``."""
     name = f"fold_{fold}.csv" if seed == 0 else f"fold_{fold}_seed{seed}.csv"
-    return Path(results_dir) / strategy / "predictions" / task / name
+    return strategy_dir(results_dir, strategy) / "predictions" / task / name
 
 
 def cell_done(results_dir: Path, strategy: str, task: str, fold: int, seed: int = 0) -> bool:
@@ -329,7 +353,7 @@ def rebuild_results(
 ) -> Path | None:
     """(Re)write ``<results_dir>/<strategy>/results.json.gz`` from the stored fold predictions
     (classification folds with a ``threshold`` column as labels ``prediction > threshold``)."""
-    root = Path(results_dir) / strategy / "predictions"
+    root = strategy_dir(results_dir, strategy) / "predictions"
     if not root.is_dir():
         return None
     predictions: dict[str, list[pd.Series | None]] = {}
@@ -343,7 +367,7 @@ def rebuild_results(
             predictions[task_dir.name] = series
     if not predictions:
         return None
-    out = Path(results_dir) / strategy / "results.json.gz"
+    out = strategy_dir(results_dir, strategy) / "results.json.gz"
     write_matbench_results(
         out, predictions, authors="pretroost",
         algorithm_description=f"Roost ({strategy}) finetuned with pretroost",
@@ -359,7 +383,7 @@ def selection_label(candidates: Sequence[str]) -> str:
 
 def _cells(results_dir: Path, strategy: str, task: str) -> set[tuple[int, int]]:
     """(fold, seed) of every prediction CSV of ``strategy`` on ``task``."""
-    folder = Path(results_dir) / strategy / "predictions" / task
+    folder = strategy_dir(results_dir, strategy) / "predictions" / task
     out = set()
     for f in folder.glob("fold_*.csv") if folder.is_dir() else ():
         fold, _, seed = f.stem.removeprefix("fold_").partition("_seed")
@@ -403,6 +427,7 @@ def select_strategy(
     label = label or selection_label(candidates)
     if label in candidates:
         raise ValueError(f"the selection's label {label!r} is one of its candidates")
+    strategy_folder(label)  # refuse a label no file system can name, before any work
     ran = {c: _cells(results_dir, c, name) for c in candidates}
     common = set.intersection(*ran.values())
     partial = sorted(set.union(*ran.values()) - common)
@@ -436,7 +461,7 @@ def select_strategy(
             cell = {m["metric"]: m for m in latest.get(key, [])}
             cell[r["metric"]] = r  # the last row written per metric
             latest[key] = list(cell.values())
-    record_path = results_dir / label / "selection" / f"{name}.json"
+    record_path = strategy_dir(results_dir, label) / "selection" / f"{name}.json"
     previous = {}
     if record_path.is_file():
         previous = {(e["fold"], e["seed"]): e for e in json.loads(record_path.read_text())["folds"]}

@@ -4,6 +4,7 @@ results folder whose test scores disagree with the validation scores on purpose.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,6 +14,8 @@ from pretroost.benchmark import (
     rebuild_results,
     select_strategy,
     selection_label,
+    strategy_dir,
+    strategy_folder,
     validation_path,
 )
 from pretroost.cli import main
@@ -67,7 +70,9 @@ def test_pick_follows_validation_never_test(results) -> None:
     rows = select_strategy(results, TASK, ["A", "B"])
     label = selection_label(["A", "B"])
     assert label == "select(A|B)"
-    record = json.loads((results / label / "selection" / f"{TASK}.json").read_text())
+    # the folder writes "|" as ",", so that the results tree checks out on every file system
+    assert not (results / label).exists()
+    record = json.loads((results / "select(A,B)" / "selection" / f"{TASK}.json").read_text())
     picks = {e["fold"]: e["pick"] for e in record["folds"]}
     assert picks == {0: "A", 1: "B", 2: "A", 3: "B", 4: "A"}  # fold 4: a tie, the first listed
     assert record["folds"][1]["scores"] == {"A": 0.5, "B": 0.1}
@@ -82,7 +87,7 @@ def test_pick_follows_validation_never_test(results) -> None:
     csv = pd.read_csv(prediction_path(results, label, TASK, 1))
     assert csv.equals(pd.read_csv(prediction_path(results, "B", TASK, 1)))
     assert json.loads(validation_path(results, label, TASK, 1).read_text())["selected"] == "B"
-    assert (results / label / "results.json.gz").is_file()
+    assert (results / "select(A,B)" / "results.json.gz").is_file()
     # again: nothing changed, nothing appended; a user-given name
     assert select_strategy(results, TASK, ["A", "B"]) == []
     named = select_strategy(results, TASK, ["B", "A"], label="tuned")
@@ -101,6 +106,8 @@ def test_cells_without_validation_scores_are_named(results) -> None:
         select_strategy(results, TASK, ["A", "B"], label="A")
     with pytest.raises(ValueError, match="distinct"):
         select_strategy(results, TASK, ["A", "A"])
+    with pytest.raises(ValueError, match="cannot name a folder"):
+        select_strategy(results, TASK, ["A", "B"], label="a/b")
     with pytest.raises(ValueError, match="no fold has predictions"):
         select_strategy(results, TASK, ["A", "C"])
 
@@ -121,3 +128,20 @@ def test_bench_select_candidates_must_be_bench_strategies(tmp_path) -> None:
     with pytest.raises(ValueError, match="not among this run's strategies"):
         run_bench("smoke", strategies=["scratch"], select=["scratch", "ssl"], results_dir=tmp_path)
     assert not (tmp_path / "benchmark.jsonl").exists()  # checked before anything ran
+
+
+@pytest.mark.parametrize(
+    ("strategy", "folder"),
+    [("dft+trunk", "dft+trunk"), ("select(a|b+trunk)", "select(a,b+trunk)"), ("x y", "x y")],
+)
+def test_strategy_folder_is_portable(strategy: str, folder: str) -> None:
+    assert strategy_folder(strategy) == folder
+    assert strategy_dir("r", strategy) == Path("r") / folder
+
+
+@pytest.mark.parametrize(
+    "strategy", ["a:b", "a/b", "a\\b", "a?", "a*", '"a"', "<a>", "a\tb", "..", ""]
+)
+def test_strategy_folder_refuses_unportable_names(strategy: str) -> None:
+    with pytest.raises(ValueError, match="cannot name a folder"):
+        strategy_folder(strategy)

@@ -18,7 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pretroost.benchmark import prediction_path, read_prediction_file, submission_values
+from pretroost.benchmark import (
+    prediction_path,
+    read_prediction_file,
+    strategy_folder,
+    submission_values,
+)
 from pretroost.data.matbench import get_task, load_task
 from pretroost.experiment.scores import best_strategy, lower_is_better, paired_test
 from pretroost.experiment.strategies import repeats_base_model, strategy_order
@@ -181,7 +186,7 @@ def seed_ensembles(
 
 def seed_ensemble_results_path(results_dir: Path, strategy: str) -> Path:
     """The Matbench submission file of ``strategy``'s seed ensembles."""
-    return Path(results_dir) / "seed_ensembles" / strategy / "results.json.gz"
+    return Path(results_dir) / "seed_ensembles" / strategy_folder(strategy) / "results.json.gz"
 
 
 def write_seed_ensemble_results(results_dir: Path, ens: dict[str, dict]) -> list[Path]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pretroost.benchmark import strategy_dir, strategy_folder
 from pretroost.data.matbench import get_task
 from pretroost.experiment.encoder_probe import encoder_embeddings
 from pretroost.experiment.scores import lower_is_better, paired_test
@@ -150,7 +151,7 @@ def plot_parity_or_roc(results_dir: str | Path, strategy: str, task: str) -> Pat
     from pretroost.data.matbench import load_task
 
     results_dir = Path(results_dir)
-    files = sorted((results_dir / strategy / "predictions" / task).glob("fold_*.csv"))
+    files = sorted((strategy_dir(results_dir, strategy) / "predictions" / task).glob("fold_*.csv"))
     if not files:
         return None
     pred = pd.concat([pd.read_csv(f) for f in files]).set_index("id")
@@ -182,7 +183,8 @@ def plot_parity_or_roc(results_dir: str | Path, strategy: str, task: str) -> Pat
         kind = "roc"
     fig.tight_layout()
     path = save_figure(
-        fig, results_dir / "plots" / f"{task}_{strategy.replace('+', '_')}_{kind}.png"
+        fig,
+        results_dir / "plots" / f"{task}_{strategy_folder(strategy).replace('+', '_')}_{kind}.png",
     )
     return path
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pretroost.benchmark import strategy_dir
 from pretroost.data.matbench import get_task
 from pretroost.experiment.encoder_probe import encoder_embeddings, linear_probe
 from pretroost.experiment.ensembles import (
@@ -351,7 +352,7 @@ def _ensemble_lines(results_dir: Path, table: dict[str, dict[str, dict]]) -> lis
     for task in sorted(table):
         metric = HEADLINE[get_task(task).task_type]
         for strategy, cell in sorted(table[task].items(), key=lambda kv: strategy_order(kv[0])):
-            folder = results_dir / strategy / "predictions" / task
+            folder = strategy_dir(results_dir, strategy) / "predictions" / task
             records = [json.loads(f.read_text()) for f in sorted(folder.glob("fold_*.json"))]
             members = [
                 [m[metric] for m in r["member_scores"]] for r in records if r.get("member_scores")
