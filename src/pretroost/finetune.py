@@ -28,7 +28,9 @@ from pretroost.io import ArtefactError, load_artefact, load_encoder_weights, sav
 from pretroost.losses import RobustL1Loss
 from pretroost.metrics import CLF_THRESHOLD, balanced_accuracy_threshold, probability_rocauc
 from pretroost.models.roost import (
+    AMOUNT_ENCODINGS,
     DESCRIPTORS,
+    AmountEncoding,
     Descriptors,
     ModelConfig,
     RoostConfig,
@@ -262,6 +264,11 @@ class FinetuneConfig:
             standardised Magpie attributes beside the material vector; with ``init_trunk``, the
             pretrained trunk's first layer gets zero weights for them, so training starts from
             the pretrained function.
+        amount_encoding: ``None`` (the encoder's own: ``encoder.amount_encoding`` from scratch,
+            the artefact's with ``init``), or ``"none"`` / ``"fourier"``
+            (:func:`~pretroost.models.roost.amount_features`): a pretrained encoder without the
+            Fourier amount features gets them with zero weights, so finetuning starts from the
+            pretrained function; one pretrained with them cannot drop them.
         allow_partial: accept a pretrained encoder whose tensors do not match this model's keys
             exactly (missing ones keep their initial values); by default a partial load is an
             error, so that a failed load never trains as scratch.
@@ -279,6 +286,7 @@ class FinetuneConfig:
     class_weight: ClassWeight = "none"
     val_metric: ValMetric = "default"
     descriptors: Descriptors = "none"
+    amount_encoding: AmountEncoding | None = None
     allow_partial: bool = False
 
     def __post_init__(self) -> None:
@@ -297,6 +305,11 @@ class FinetuneConfig:
         if self.descriptors not in DESCRIPTORS:
             raise ValueError(
                 f"unknown descriptors {self.descriptors!r}; valid: {', '.join(DESCRIPTORS)}"
+            )
+        if self.amount_encoding is not None and self.amount_encoding not in AMOUNT_ENCODINGS:
+            raise ValueError(
+                f"unknown amount_encoding {self.amount_encoding!r}; "
+                f"valid: {', '.join(AMOUNT_ENCODINGS)} (or None: the encoder's own)"
             )
 
     def loss_for(self, task_type: TaskType) -> LossName:
@@ -413,6 +426,11 @@ def _model_card(fitted: FittedModel, extra: str) -> str:
             if fitted.model.config.descriptors != "none"
             else []
         ),
+        *(
+            [f"- amount encoding: {fitted.model.encoder.config.amount_encoding}"]
+            if fitted.model.encoder.config.amount_encoding != "none"
+            else []
+        ),
         f"- training rows: {info.get('n_train')}, validation rows: {info.get('n_val')}",
         f"- epochs run: {info.get('epochs_run')} (best epoch {info.get('best_epoch')})",
         f"- validation score (lower is better): {info.get('best_val')}",
@@ -478,6 +496,14 @@ def build_model(
     kind = "scratch"
     if config.init != "scratch":
         enc, state, kind = init_source(config.init)
+    wanted = config.amount_encoding
+    if wanted is not None and wanted != enc.amount_encoding:
+        if enc.amount_encoding != "none":
+            raise ValueError(
+                f"amount_encoding {wanted!r}: the encoder of {config.init} was trained with "
+                f"{enc.amount_encoding!r} and cannot drop it"
+            )
+        enc = replace(enc, amount_encoding=wanted)
     loss = config.loss_for(task_type)
     model = RoostModel(
         ModelConfig(
@@ -498,6 +524,7 @@ def build_model(
             if kind == "pretrained":
                 state.update(_pretrained_trunk(state))
             state.update(_widen_trunk_input(state, model))
+        state.update(_zero_amount_embedding(state, model))
         report = load_encoder_weights(
             model, state, prefixes=prefixes, allow_partial=config.allow_partial,
             source=config.init,
@@ -533,6 +560,17 @@ def _widen_trunk_input(state: dict[str, Tensor], model: RoostModel) -> dict[str,
         log.info("trunk: zero weights for the %d descriptors", own["trunk.fcs.0.weight"].shape[1]
                  - state["trunk.fcs.0.weight"].shape[1])  # fmt: skip
     return out
+
+
+def _zero_amount_embedding(state: dict[str, Tensor], model: RoostModel) -> dict[str, Tensor]:
+    """Zero weights for ``model``'s amount features where the pretrained ``state`` has none, so
+    that the encoder starts as the pretrained function; empty where there is nothing to add."""
+    key = "encoder.amount_embedding.weight"
+    own = model.state_dict()
+    if key not in own or key in state:
+        return {}
+    log.info("encoder: zero weights for the %d amount features", own[key].shape[1])
+    return {key: torch.zeros_like(own[key])}
 
 
 def _rule_thresholds(

@@ -27,7 +27,7 @@ TRAIN_FIELDS = (
 )  # fmt: skip
 #: FinetuneConfig fields that are options of ``finetune`` and ``ensemble``
 FINETUNE_FIELDS = ("init", "init_trunk", "allow_partial", "loss", "val_fraction", "threshold",
-                   "class_weight", "val_metric", "descriptors")  # fmt: skip
+                   "class_weight", "val_metric", "descriptors", "amount_encoding")  # fmt: skip
 TRAIN_HELP = {
     "batch_size": "compositions per step, over all processes under torchrun",
     "precision": "bf16: bfloat16 autocast (faster on GPUs and CPUs with native BF16; on a CPU "
@@ -69,6 +69,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     add_config_options(mdl, FinetuneConfig, FINETUNE_FIELDS, help={
         "init": "'scratch', or a folder whose encoder to start from: a pretrained encoder "
         "(pretroost pretrain --out), a finetuned model or an ensemble (its member 0)",
+        "amount_encoding": "'fourier': the encoder also reads sines and cosines of each "
+        "element's amount (a pretrained encoder without them gets zero weights for them); "
+        "'none': the paper's Roost; default: the encoder's own",
     })  # fmt: skip
     mdl.add_argument("--freeze-encoder", action="store_true", help="train only the output network")
     add_config_options(mdl, _train_class(), ("encoder_lr_scale", "freeze_encoder_epochs"))

@@ -121,6 +121,14 @@ FINETUNE_VARIANTS: dict[str, Variant[FinetuneConfig]] = {
         apply=lambda c: replace(c, descriptors="magpie"),
         scratch=True,
     ),
+    "fourier": Variant(
+        note="the encoder also reads Fourier features of each element's amount (sines and "
+        "cosines at 6 octaves, linear and log scale) through a learned map added to the element "
+        "embedding (`--amount-encoding fourier`); a pretrained encoder gets zero weights for "
+        "them at the start",
+        apply=lambda c: replace(c, amount_encoding="fourier"),
+        scratch=True,
+    ),
 }
 #: an encoder of its own, pretrained with one change
 PRETRAIN_VARIANTS: dict[str, Variant[PretrainConfig]] = {

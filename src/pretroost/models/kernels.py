@@ -301,7 +301,8 @@ def node_features(
 
     The input node features are ``x = [E f_z || w]``; the first message layer's first layer works
     on the U distinct (masked) elements of the batch instead of all B·N nodes
-    (``W x_i = W_E emb_z + w_i W_w``).
+    (``W x_i = W_E emb_z + w_i W_w``). With an amount encoding (``x = [E f_z + A phi(w) || w]``)
+    the rows differ per node and are computed per node.
     """
     z, w = batch.z, batch.weights
     key = z if input_mask is None else z.masked_fill(input_mask, -1)
@@ -310,9 +311,16 @@ def node_features(
     if input_mask is not None:
         fea = fea.masked_fill((uz < 0).unsqueeze(-1), 0.0)
     emb = encoder.embedding(fea)  # (U, F-1)
-    x = torch.cat([emb.float()[inv], w.unsqueeze(-1).float()], dim=-1)
+    first: tuple[Tensor, Tensor] | None = (emb, inv)
+    node_emb = emb.float()[inv]
+    if encoder.amount_embedding is not None:  # h^0 depends on the amount too: no factoring
+        from pretroost.models.roost import amount_features  # roost imports this module
+
+        node_emb = node_emb + encoder.amount_embedding(amount_features(w).float())
+        first = None
+    x = torch.cat([node_emb, w.unsqueeze(-1).float()], dim=-1)
     for k, layer in enumerate(encoder.graphs):
-        x = message_layer(layer, x, w, batch.mask, (emb, inv) if k == 0 else None)  # type: ignore[arg-type]
+        x = message_layer(layer, x, w, batch.mask, first if k == 0 else None)  # type: ignore[arg-type]
     return x
 
 

@@ -6,7 +6,12 @@ weighted by its fractional amount ``w_i``. Read top to bottom:
 
 1. **Element embedding.** ``h_i^0 = [E f_{z_i} || w_i]``: a fixed element vector (matscholar200 by
    default) through a learned linear map to ``elem_fea_len - 1`` numbers, with the fractional weight
-   appended (:class:`RoostEncoder`).
+   appended (:class:`RoostEncoder`). Optionally (``RoostConfig.amount_encoding="fourier"``, not
+   the paper's) ``h_i^0 = [E f_{z_i} + A phi(w_i) || w_i]``, ``phi`` sines and cosines of the
+   amount at several frequencies (:func:`amount_features`): Fourier features let an MLP fit
+   sharp functions of a low-dimensional input (Tancik et al., NeurIPS 2020), as CrabNet's
+   fractional encoding gives its attention the amounts at high resolution (Wang et al., npj
+   Comput. Mater. 7, 77, 2021).
 2. **Weighted soft-attention message passing** (Eq. 2-4 of the paper; :class:`MessageLayer`),
    ``n_graph`` times, each with ``elem_heads`` heads ``t`` and a residual update::
 
@@ -52,8 +57,10 @@ from pretroost.data.elements import ELEMENT_FEATURES, ElementFeatureName, elemen
 from pretroost.models import kernels
 
 __all__ = [
+    "AMOUNT_ENCODINGS",
     "DESCRIPTORS",
     "IMPLS",
+    "AmountEncoding",
     "Descriptors",
     "Impl",
     "MessageLayer",
@@ -64,6 +71,7 @@ __all__ = [
     "RoostEncoder",
     "RoostModel",
     "WeightedAttentionPooling",
+    "amount_features",
     "batch_compositions",
     "descriptor_values",
     "n_descriptors",
@@ -74,6 +82,25 @@ EPS = 1e-10  # softmax denominator guard, as in the reference implementation
 
 Impl = Literal["auto", "fast", "reference"]
 IMPLS: tuple[str, ...] = ("auto", "fast", "reference")
+AmountEncoding = Literal["none", "fourier"]
+AMOUNT_ENCODINGS: tuple[str, ...] = ("none", "fourier")
+#: frequencies of :func:`amount_features`: pi * 2^k, k = 0 .. AMOUNT_OCTAVES - 1, on each scale
+AMOUNT_OCTAVES = 6
+#: the log scale of :func:`amount_features` maps amounts 10^-AMOUNT_DECADES .. 1 onto 0 .. 1
+AMOUNT_DECADES = 4.0
+
+
+def amount_features(weights: Tensor) -> Tensor:
+    """(B, N) fractional amounts -> (B, N, 4 * AMOUNT_OCTAVES) Fourier features
+    ``[sin(pi 2^k s), cos(pi 2^k s)]`` of ``s = w`` (linear scale) and of
+    ``s = clip(1 + log10(w) / AMOUNT_DECADES, 0, 1)`` (log scale, for dopants), k = 0 .. 5.
+    Order: linear-scale sines, its cosines, log-scale sines, its cosines (k ascending in each).
+    The shortest period, 2^-4 of the scale, resolves differences of a few atomic percent.
+    Padding (w = 0) gives finite values (the encoder masks those nodes anyway)."""
+    freq = math.pi * 2.0 ** torch.arange(AMOUNT_OCTAVES, dtype=weights.dtype, device=weights.device)
+    log_scale = (1 + torch.log10(weights.clamp_min(1e-30)) / AMOUNT_DECADES).clamp(0, 1)
+    s = torch.stack([weights, log_scale], dim=-1).unsqueeze(-1) * freq  # (B, N, 2, K)
+    return torch.cat([s.sin(), s.cos()], dim=-1).flatten(-2)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,8 +116,16 @@ class RoostConfig:
     cry_heads: int = 3
     cry_gate: tuple[int, ...] = (256,)
     cry_msg: tuple[int, ...] = (256,)
+    #: ``"none"`` (the paper: the amount enters as one number per element and as the attention
+    #: weight) or ``"fourier"`` (also :func:`amount_features` through a learned linear map)
+    amount_encoding: AmountEncoding = "none"
 
     def __post_init__(self) -> None:
+        if self.amount_encoding not in AMOUNT_ENCODINGS:
+            raise ValueError(
+                f"unknown amount_encoding {self.amount_encoding!r}; "
+                f"valid: {', '.join(AMOUNT_ENCODINGS)}"
+            )
         if self.elem_embedding not in ELEMENT_FEATURES:
             raise ValueError(
                 f"unknown elem_embedding {self.elem_embedding!r}; valid: {', '.join(ELEMENT_FEATURES)}"
@@ -289,6 +324,12 @@ class RoostEncoder(nn.Module):
         table, _ = element_table(config.elem_embedding)
         self.register_buffer("element_table", torch.tensor(table), persistent=True)
         self.embedding = nn.Linear(table.shape[1], config.elem_fea_len - 1)
+        #: A of ``h^0 = [E f + A phi(w) || w]``; None without an amount encoding
+        self.amount_embedding: nn.Linear | None = None
+        if config.amount_encoding == "fourier":
+            self.amount_embedding = nn.Linear(
+                4 * AMOUNT_OCTAVES, config.elem_fea_len - 1, bias=False
+            )
         self.graphs = nn.ModuleList(
             MessageLayer(config.elem_fea_len, config.elem_heads, config.elem_gate, config.elem_msg)
             for _ in range(config.n_graph)
@@ -335,14 +376,18 @@ class RoostEncoder(nn.Module):
         """Node features after message passing: (B, N, F), plus weights and mask (B, N).
 
         ``input_mask`` (B, N) bool zeroes the input element vector of the marked nodes (their
-        fractional weights are kept) — the masking augmentation of the SSL objective.
+        fractional weights, and amount features, are kept) — the masking augmentation of the SSL
+        objective.
         """
         if self.uses_fast_path(batch.z.device):
             return kernels.node_features(self, batch, input_mask), batch.weights, batch.mask
         fea = self.element_table[batch.z]  # (B, N, D)
         if input_mask is not None:
             fea = fea.masked_fill(input_mask.unsqueeze(-1), 0.0)
-        x = torch.cat([self.embedding(fea), batch.weights.unsqueeze(-1)], dim=-1)  # h^0 (B, N, F)
+        emb = self.embedding(fea)  # (B, N, F-1)
+        if self.amount_embedding is not None:
+            emb = emb + self.amount_embedding(amount_features(batch.weights).to(emb.dtype))
+        x = torch.cat([emb, batch.weights.unsqueeze(-1)], dim=-1)  # h^0 (B, N, F)
         for layer in self.graphs:
             x = layer(x, batch.weights, batch.mask)
         return x, batch.weights, batch.mask
