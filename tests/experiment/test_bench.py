@@ -73,7 +73,9 @@ def test_bench_smoke_runs_resumes_and_reports(tmp_path, data_cache, monkeypatch)
     ens = records["scratch+ens5"]
     assert ens["n_members"] == 5 and len(ens["member_scores"]) == 5
     assert ens["member_best_val"][0] == pytest.approx(records["scratch"]["best_val"], rel=1e-4)
-    choice = json.loads((res / label / "selection" / "matbench_steels.json").read_text())
+    choice = json.loads(
+        (res / "select(scratch,fingerprint)" / "selection" / "matbench_steels.json").read_text()
+    )
     (fold0,) = choice["folds"]
     assert fold0["pick"] == min(("scratch", "fingerprint"), key=lambda s: records[s]["best_val"])
     mae = {r["strategy"]: r["value"] for r in rows if r["metric"] == "mae" and r["fold"] == 0}
