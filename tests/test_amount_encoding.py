@@ -131,6 +131,11 @@ def test_pretrained_encoder_with_zero_amount_weights_computes_the_pretrained_fun
         build_model(
             "regression", 1, _config(init=str(tmp_path / "fourier"), amount_encoding="none")
         )
+    # from scratch the option simply sets the encoder's
+    fresh, _ = build_model(
+        "regression", 1, replace(_config(amount_encoding="none"), encoder=FOURIER)
+    )
+    assert fresh.encoder.amount_embedding is None
     # None keeps the artefact's own
     kept, _ = build_model("regression", 1, _config(init=str(tmp_path / "fourier")))
     assert kept.encoder.config.amount_encoding == "fourier"

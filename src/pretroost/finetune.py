@@ -498,7 +498,7 @@ def build_model(
         enc, state, kind = init_source(config.init)
     wanted = config.amount_encoding
     if wanted is not None and wanted != enc.amount_encoding:
-        if enc.amount_encoding != "none":
+        if enc.amount_encoding != "none" and config.init != "scratch":
             raise ValueError(
                 f"amount_encoding {wanted!r}: the encoder of {config.init} was trained with "
                 f"{enc.amount_encoding!r} and cannot drop it"
