@@ -313,11 +313,9 @@ def node_features(
     emb = encoder.embedding(fea)  # (U, F-1)
     first: tuple[Tensor, Tensor] | None = (emb, inv)
     node_emb = emb.float()[inv]
-    if encoder.amount_embedding is not None:  # h^0 depends on the amount too: no factoring
-        from pretroost.models.roost import amount_features  # roost imports this module
-
-        node_emb = node_emb + encoder.amount_embedding(amount_features(w).float())
-        first = None
+    amount = encoder.amount_term(w)
+    if amount is not None:  # h^0 depends on the amount too: no factoring
+        node_emb, first = node_emb + amount.float(), None
     x = torch.cat([node_emb, w.unsqueeze(-1).float()], dim=-1)
     for k, layer in enumerate(encoder.graphs):
         x = message_layer(layer, x, w, batch.mask, first if k == 0 else None)  # type: ignore[arg-type]

@@ -385,12 +385,20 @@ class RoostEncoder(nn.Module):
         if input_mask is not None:
             fea = fea.masked_fill(input_mask.unsqueeze(-1), 0.0)
         emb = self.embedding(fea)  # (B, N, F-1)
-        if self.amount_embedding is not None:
-            emb = emb + self.amount_embedding(amount_features(batch.weights).to(emb.dtype))
+        amount = self.amount_term(batch.weights)
+        if amount is not None:
+            emb = emb + amount.to(emb.dtype)
         x = torch.cat([emb, batch.weights.unsqueeze(-1)], dim=-1)  # h^0 (B, N, F)
         for layer in self.graphs:
             x = layer(x, batch.weights, batch.mask)
         return x, batch.weights, batch.mask
+
+    def amount_term(self, weights: Tensor) -> Tensor | None:
+        """``A phi(w)`` (B, N, elem_fea_len - 1) added to the element embeddings, from the
+        (B, N) fractional weights; None without an amount encoding."""
+        if self.amount_embedding is None:
+            return None
+        return self.amount_embedding(amount_features(weights))
 
     def forward(self, batch: CompositionBatch, input_mask: Tensor | None = None) -> Tensor:
         """(B, N) batch -> (B, elem_fea_len) material vectors."""
