@@ -43,6 +43,7 @@ from pretroost.utils import atomic_path, atomic_write_json, git_sha, machine_des
 __all__ = [
     "SEED_STRIDE",
     "cell_done",
+    "cell_scores",
     "prediction_path",
     "read_prediction_file",
     "rebuild_results",
@@ -116,7 +117,7 @@ def validation_path(results_dir: Path, strategy: str, task: str, fold: int, seed
     return prediction_path(results_dir, strategy, task, fold, seed).with_suffix(".json")
 
 
-def _cell_scores(task_type: TaskType, y_test, values, threshold: float) -> dict[str, float]:
+def cell_scores(task_type: TaskType, y_test, values, threshold: float) -> dict[str, float]:
     """Matbench's scores of test predictions ``values`` (probabilities for classification, scored
     as labels ``> threshold``, plus ``rocauc_prob``)."""
     if task_type == "classification":
@@ -145,7 +146,7 @@ def _validation_record(fitted: Any, result: Any, task_type: TaskType) -> dict[st
         key = "prob" if task_type == "classification" else "mean"
         data = CompositionDataset(result.test_comps)
         record["member_scores"] = [
-            _cell_scores(
+            cell_scores(
                 task_type, result.test_y[:, 0], m.predict_dataset(data)[key][:, 0], m.threshold
             )
             for m in members
@@ -222,7 +223,7 @@ def run_matbench_task(
         y_test = result.test_y[:, 0]
         values = pred["prob"][:, 0] if task.task_type == "classification" else pred["mean"][:, 0]
         threshold = fitted.threshold  # Matbench scores labels: the model's threshold
-        scores = _cell_scores(task.task_type, y_test, values, threshold)
+        scores = cell_scores(task.task_type, y_test, values, threshold)
         # the validation record first: a CSV (a finished cell) always has its record
         atomic_write_json(
             validation_path(results_dir, strategy, task.name, k, seed),
@@ -324,7 +325,7 @@ def rethreshold_cells(
         if threshold != CLF_THRESHOLD:
             frame["threshold"] = threshold
         y_test = targets.loc[frame["id"]].to_numpy()
-        scores = _cell_scores(task.task_type, y_test, frame["prediction"].to_numpy(), threshold)
+        scores = cell_scores(task.task_type, y_test, frame["prediction"].to_numpy(), threshold)
         atomic_write_json(
             validation_path(results_dir, strategy, task.name, k, seed),
             {**record, "derived_from": base, "threshold_rule": rule},
@@ -349,10 +350,15 @@ def rethreshold_cells(
 
 
 def rebuild_results(
-    results_dir: str | Path, strategy: str, *, hyperparameters: dict | None = None
+    results_dir: str | Path,
+    strategy: str,
+    *,
+    hyperparameters: dict | None = None,
+    algorithm_description: str | None = None,
 ) -> Path | None:
     """(Re)write ``<results_dir>/<strategy>/results.json.gz`` from the stored fold predictions
-    (classification folds with a ``threshold`` column as labels ``prediction > threshold``)."""
+    (classification folds with a ``threshold`` column as labels ``prediction > threshold``).
+    ``algorithm_description`` defaults to Roost finetuned as ``strategy``."""
     root = strategy_dir(results_dir, strategy) / "predictions"
     if not root.is_dir():
         return None
@@ -370,7 +376,7 @@ def rebuild_results(
     out = strategy_dir(results_dir, strategy) / "results.json.gz"
     write_matbench_results(
         out, predictions, authors="pretroost",
-        algorithm_description=f"Roost ({strategy}) finetuned with pretroost",
+        algorithm_description=algorithm_description or f"Roost ({strategy}) finetuned with pretroost",
         hyperparameters=hyperparameters or {}, info={"strategy": strategy}, partial=True,
     )  # fmt: skip
     return out

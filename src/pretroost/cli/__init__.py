@@ -35,6 +35,7 @@ EXAMPLES = {
         "--select scratch fingerprint"
     ),
     "report": "pretroost report --results-dir results",
+    "trees": "pretroost trees --tasks matbench_steels --results-dir results",
     "select": "pretroost select --tasks matbench_steels --candidates scratch fingerprint",
     "demo": "pretroost demo\n  pretroost demo --task matbench_expt_gap --epochs 30",
     "ship": "pretroost ship runs/converged/fingerprint --name fingerprint-oqmd",
@@ -94,6 +95,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("select", "experiment", "cmd_select", "register_select",
             "Per task and fold, pick among bench strategies the one with the best validation score "
             "(training fold only) and record the picks as a strategy of their own."),
+    Command("trees", "experiment", "cmd_trees", "register_trees",
+            "Reference model: tree ensembles on composition features, chosen per official fold by "
+            "cross-validation on its training rows; cells written like the bench's."),
     Command("convergence", "experiment", "cmd_convergence", "register_convergence",
             "Check on validation data (one official training fold) that doubling a preset's "
         "finetuning epochs no longer improves scratch Roost beyond the seed spread."),

@@ -1,5 +1,5 @@
-"""The experiment's commands (``pretroost.experiment``): ``bench``, ``select``, ``report``,
-``convergence``, ``speed`` and ``teacher-probe``."""
+"""The experiment's commands (``pretroost.experiment``): ``bench``, ``select``, ``trees``,
+``report``, ``convergence``, ``speed`` and ``teacher-probe``."""
 
 from __future__ import annotations
 
@@ -115,6 +115,43 @@ def register_select(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--label", default=None, help="the selection's strategy name (default: select(...))"
     )
+
+
+def cmd_trees(args: argparse.Namespace) -> int:
+    from pretroost.data.matbench import get_task
+    from pretroost.trees import TreesConfig, run_trees_task
+
+    config = TreesConfig(
+        models=tuple(args.models), features=tuple(args.features), n_estimators=args.n_estimators,
+        inner_folds=args.inner_folds, seed=args.seed, n_jobs=args.jobs,
+    )  # fmt: skip
+    for task in args.tasks:
+        rows = run_trees_task(
+            task, config, results_dir=args.results_dir, strategy=args.strategy, folds=args.folds
+        )
+        name = get_task(task).name
+        picked = [r for r in rows if r["metric"] in ("mae", "rocauc")]
+        for r in picked:
+            sys.stdout.write(
+                f"{args.strategy} {name} fold {r['fold']}: {r['metric']} {r['value']:.4f}\n"
+            )
+    return 0
+
+
+def register_trees(p: argparse.ArgumentParser) -> None:
+    from pretroost.trees import FEATURE_SETS, TREE_MODELS, TreesConfig
+
+    default = TreesConfig()
+    p.add_argument("--tasks", nargs="+", required=True, help="Matbench tasks")
+    p.add_argument("--results-dir", default="results", help="where the cells go (bench layout)")
+    p.add_argument("--strategy", default="trees", help="the cells' strategy name")
+    p.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--models", nargs="+", choices=TREE_MODELS, default=list(default.models))
+    p.add_argument("--features", nargs="+", choices=FEATURE_SETS, default=list(default.features))
+    p.add_argument("--n-estimators", type=int, default=default.n_estimators)
+    p.add_argument("--inner-folds", type=int, default=default.inner_folds)
+    p.add_argument("--seed", type=int, default=default.seed)
+    p.add_argument("--jobs", type=int, default=None, help="forest worker threads (default: 1)")
 
 
 def cmd_convergence(args: argparse.Namespace) -> int:

@@ -1,0 +1,280 @@
+"""Tree ensembles on composition features: the reference a formula-only model must beat.
+
+Not Roost: scikit-learn's extremely randomised trees (Geurts et al., Mach. Learn. 63, 3, 2006),
+random forests (Breiman, Mach. Learn. 45, 5, 2001) and histogram gradient boosting on the
+composition's element fractions, alone or with its 144 Magpie attributes (Ward et al., npj Comput.
+Mater. 2, 16028, 2016). Random forests on Magpie attributes are Matbench's "RF-SCM/Magpie"
+baseline; here the model and features are chosen per official fold by cross-validation on that
+fold's training rows only (:func:`fit_trees`), and :func:`run_trees_task` writes the cells in the
+bench's format (:mod:`pretroost.benchmark`), so reports, ensembles and blends read them like any
+strategy's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from pretroost.data.composition import CompositionArray, parse_formulas
+from pretroost.metrics import CLF_THRESHOLD, HEADLINE, score, to_labels
+
+__all__ = [
+    "FEATURE_SETS",
+    "TREE_MODELS",
+    "FittedTrees",
+    "TreesConfig",
+    "composition_features",
+    "fit_trees",
+    "run_trees_task",
+]
+
+log = logging.getLogger(__name__)
+
+TreeModel = Literal["extratrees", "randomforest", "gradientboosting"]
+TREE_MODELS: tuple[str, ...] = ("extratrees", "randomforest", "gradientboosting")
+FeatureSet = Literal["fractions", "magpie", "fractions+magpie"]
+FEATURE_SETS: tuple[str, ...] = ("fractions", "magpie", "fractions+magpie")
+#: element fractions are columns Z = 1 … MAX_Z
+MAX_Z = 103
+
+
+def _check(name: str, values: Sequence[str], valid: Sequence[str]) -> None:
+    bad = [v for v in values if v not in valid]
+    if bad or not values:
+        raise ValueError(f"unknown {name} {bad or '(none given)'}; valid: {', '.join(valid)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TreesConfig:
+    """The candidates (every ``models`` × ``features`` pair) and how one is chosen.
+
+    ``inner_folds``-fold cross-validation on the training rows scores each candidate (MAE;
+    classification: Matbench's balanced accuracy of labels at 0.5); the best is refitted on all
+    training rows. ``n_estimators`` trees (boosting iterations for gradient boosting); scikit-learn's
+    defaults otherwise. ``n_jobs``: the forests' worker threads (None: scikit-learn's default, one).
+    """
+
+    models: tuple[str, ...] = TREE_MODELS
+    features: tuple[str, ...] = ("fractions", "fractions+magpie")
+    n_estimators: int = 500
+    inner_folds: int = 5
+    seed: int = 0
+    n_jobs: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", tuple(self.models))
+        object.__setattr__(self, "features", tuple(self.features))
+        _check("tree model", self.models, TREE_MODELS)
+        _check("feature set", self.features, FEATURE_SETS)
+        if self.inner_folds < 2:
+            raise ValueError(f"inner_folds must be at least 2, got {self.inner_folds}")
+        if self.n_estimators < 1:
+            raise ValueError(f"n_estimators must be positive, got {self.n_estimators}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def candidates(self) -> list[tuple[str, str]]:
+        """``(model, feature set)`` pairs, models first."""
+        return [(m, f) for m in self.models for f in self.features]
+
+
+def composition_features(comps: CompositionArray, name: str) -> np.ndarray:
+    """(n, d) float64 features of ``comps``: ``"fractions"`` (d = 103: the fraction of element Z
+    in column Z - 1), ``"magpie"`` (d = 144, :func:`~pretroost.data.fingerprint.magpie_fingerprint`)
+    or both side by side."""
+    _check("feature set", [name], FEATURE_SETS)
+    parts = []
+    if name in ("fractions", "fractions+magpie"):
+        if len(comps.z) and int(comps.z.max()) > MAX_Z:
+            raise ValueError(f"element fractions cover Z <= {MAX_Z}; got Z = {int(comps.z.max())}")
+        frac = np.zeros((len(comps), MAX_Z))
+        rows = np.repeat(np.arange(len(comps)), np.diff(comps.offsets))
+        frac[rows, comps.z - 1] = comps.frac
+        parts.append(frac)
+    if name in ("magpie", "fractions+magpie"):
+        from pretroost.data.fingerprint import magpie_fingerprint
+
+        parts.append(magpie_fingerprint(comps))
+    return np.hstack(parts)
+
+
+def _estimator(model: str, task_type: str, config: TreesConfig) -> Any:
+    from sklearn import ensemble
+
+    clf = task_type == "classification"
+    kw: dict[str, Any] = {"random_state": config.seed}
+    if model == "gradientboosting":
+        cls = (
+            ensemble.HistGradientBoostingClassifier
+            if clf
+            else ensemble.HistGradientBoostingRegressor
+        )
+        return cls(max_iter=config.n_estimators, learning_rate=0.05, **kw)
+    kw.update(n_estimators=config.n_estimators, n_jobs=config.n_jobs)
+    if model == "extratrees":
+        return (ensemble.ExtraTreesClassifier if clf else ensemble.ExtraTreesRegressor)(**kw)
+    return (ensemble.RandomForestClassifier if clf else ensemble.RandomForestRegressor)(**kw)
+
+
+def _predict(estimator: Any, x: np.ndarray, task_type: str) -> np.ndarray:
+    """(n,) predictions: values, or the probability of class 1."""
+    if task_type == "classification":
+        return estimator.predict_proba(x)[:, list(estimator.classes_).index(1)]
+    return estimator.predict(x)
+
+
+def _inner_score(task_type: str, y: np.ndarray, pred: np.ndarray) -> float:
+    """Lower is better: MAE, or minus the balanced accuracy of labels at 0.5."""
+    if task_type == "classification":
+        return -score(task_type, y, to_labels(pred, CLF_THRESHOLD))["balanced_accuracy"]
+    return float(np.mean(np.abs(pred - y)))
+
+
+@dataclass
+class FittedTrees:
+    """The chosen candidate, refitted on every training row, and the inner scores of all."""
+
+    estimator: Any
+    model: str
+    features: str
+    task_type: str
+    inner_scores: dict[str, float] = field(default_factory=dict)
+
+    def predict(self, comps: CompositionArray) -> np.ndarray:
+        """(n,) predictions for ``comps``: values, or the probability of class 1."""
+        return _predict(self.estimator, composition_features(comps, self.features), self.task_type)
+
+
+def fit_trees(
+    comps: CompositionArray, y: np.ndarray, task_type: str, config: TreesConfig | None = None
+) -> FittedTrees:
+    """Choose among ``config``'s candidates by cross-validation on (``comps``, ``y``), the
+    training rows (``y``: (n,); 0/1 for classification), and refit the best on all of them.
+
+    ``inner_scores``: candidate ``"<model>/<features>"`` -> its mean inner score, lower is better
+    (MAE, or minus the balanced accuracy at 0.5). Folds are stratified for classification.
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    config = config or TreesConfig()
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if len(y) != len(comps):
+        raise ValueError(f"{len(comps)} compositions but {len(y)} targets")
+    clf = task_type == "classification"
+    target = y.astype(int) if clf else y
+    splitter = (StratifiedKFold if clf else KFold)(
+        config.inner_folds, shuffle=True, random_state=config.seed
+    )
+    folds = list(splitter.split(np.zeros(len(y)), target))
+    features = {name: composition_features(comps, name) for name in config.features}
+    scores: dict[str, float] = {}
+    for model, feats in config.candidates():
+        x = features[feats]
+        per_fold = []
+        for tr, va in folds:
+            est = _estimator(model, task_type, config).fit(x[tr], target[tr])
+            per_fold.append(_inner_score(task_type, y[va], _predict(est, x[va], task_type)))
+        scores[f"{model}/{feats}"] = float(np.mean(per_fold))
+        log.debug("trees %s/%s: inner score %.4f", model, feats, scores[f"{model}/{feats}"])
+    best = min(scores, key=scores.__getitem__)
+    model, feats = best.split("/", 1)
+    est = _estimator(model, task_type, config).fit(features[feats], target)
+    return FittedTrees(est, model, feats, task_type, scores)
+
+
+def run_trees_task(
+    task_name: str,
+    config: TreesConfig | None = None,
+    *,
+    results_dir: str | Path = "results",
+    strategy: str = "trees",
+    folds: Sequence[int] = (0, 1, 2, 3, 4),
+    resume: bool = True,
+    source: str = "auto",
+) -> list[dict]:
+    """Fit :func:`fit_trees` on each official training fold of a task and score it on the test
+    fold; the cells are written like the bench's (:func:`pretroost.benchmark.prediction_path`,
+    its validation record holding ``selected`` and ``inner_scores``, rows in
+    ``benchmark.jsonl`` with ``epochs`` 0). Returns the benchmark rows written."""
+    from pretroost.benchmark import (
+        cell_done,
+        cell_scores,
+        prediction_path,
+        rebuild_results,
+        validation_path,
+    )
+    from pretroost.data.matbench import get_task, load_folds, load_task
+    from pretroost.results import append_benchmark_rows
+    from pretroost.utils import atomic_path, atomic_write_json, git_sha, machine_description
+
+    config = config or TreesConfig()
+    task = get_task(task_name)
+    results_dir = Path(results_dir)
+    df = load_task(task.name, source=source)
+    official = load_folds(task.name)
+    rows: list[dict] = []
+    for k in folds:
+        if not 0 <= k < len(official):
+            raise ValueError(f"fold {k} out of range 0..{len(official) - 1}")
+        if resume and cell_done(results_dir, strategy, task.name, k, config.seed):
+            log.info("%s %s fold %d: predictions exist, skipped", strategy, task.name, k)
+            continue
+        train_ids, test_ids = official[k]
+        t0 = time.perf_counter()
+        train = df.loc[train_ids]
+        fitted = fit_trees(
+            parse_formulas(train["formula"].tolist(), source=task.name),
+            train["target"].to_numpy(), task.task_type, config,
+        )  # fmt: skip
+        test = df.loc[test_ids]
+        values = fitted.predict(parse_formulas(test["formula"].tolist(), source=task.name))
+        seconds = time.perf_counter() - t0
+        scores = cell_scores(task.task_type, test["target"].to_numpy(), values, CLF_THRESHOLD)
+        best = f"{fitted.model}/{fitted.features}"
+        atomic_write_json(
+            validation_path(results_dir, strategy, task.name, k, config.seed),
+            {
+                "selected": best,
+                "inner_scores": fitted.inner_scores,
+                "val_metric": "inner_cv_" + (
+                    "minus_balanced_accuracy" if task.task_type == "classification" else "mae"
+                ),
+                "best_val": fitted.inner_scores[best],
+                "n_val": len(train_ids),
+                "n_members": 1,
+                "config": config.to_dict(),
+            },
+        )  # fmt: skip
+        path = prediction_path(results_dir, strategy, task.name, k, config.seed)
+        with atomic_path(path) as tmp:
+            pd.DataFrame({"id": test_ids, "prediction": values}).to_csv(tmp, index=False)
+        sha, machine = git_sha(), machine_description()
+        fold_rows = [
+            {
+                "strategy": strategy, "task": task.name, "fold": k, "seed": config.seed,
+                "metric": metric, "value": float(value), "n_train": len(train_ids), "epochs": 0,
+                "seconds": round(seconds, 2), "git_sha": sha, "machine": machine,
+            }
+            for metric, value in scores.items()
+        ]  # fmt: skip
+        append_benchmark_rows(results_dir / "benchmark.jsonl", fold_rows)
+        rows += fold_rows
+        headline = HEADLINE[task.task_type]
+        log.info(
+            "%s %s fold %d: %s = %.4f with %s (%.0f s)",
+            strategy, task.name, k, headline, scores[headline], best, seconds,
+        )  # fmt: skip
+    rebuild_results(
+        results_dir, strategy, hyperparameters=config.to_dict(),
+        algorithm_description="tree ensemble on composition features, chosen per fold by "
+        "cross-validation on the training rows (pretroost.trees)",
+    )  # fmt: skip
+    return rows
