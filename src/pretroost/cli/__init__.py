@@ -36,6 +36,7 @@ EXAMPLES = {
     ),
     "report": "pretroost report --results-dir results",
     "trees": "pretroost trees --tasks matbench_steels --results-dir results",
+    "blend": "pretroost blend dft+trunk trees --tasks matbench_steels --results-dir results",
     "select": "pretroost select --tasks matbench_steels --candidates scratch fingerprint",
     "demo": "pretroost demo\n  pretroost demo --task matbench_expt_gap --epochs 30",
     "ship": "pretroost ship runs/converged/fingerprint --name fingerprint-oqmd",
@@ -98,6 +99,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("trees", "experiment", "cmd_trees", "register_trees",
             "Reference model: tree ensembles on composition features, chosen per official fold by "
             "cross-validation on its training rows; cells written like the bench's."),
+    Command("blend", "experiment", "cmd_blend", "register_blend",
+            "Write a declared blend (per fold the weighted mean of strategies' test predictions) "
+            "as a strategy of its own, with its Matbench submission file."),
     Command("convergence", "experiment", "cmd_convergence", "register_convergence",
             "Check on validation data (one official training fold) that doubling a preset's "
         "finetuning epochs no longer improves scratch Roost beyond the seed spread."),

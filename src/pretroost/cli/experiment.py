@@ -1,4 +1,4 @@
-"""The experiment's commands (``pretroost.experiment``): ``bench``, ``select``, ``trees``,
+"""The experiment's commands (``pretroost.experiment``): ``bench``, ``select``, ``trees``, ``blend``,
 ``report``, ``convergence``, ``speed`` and ``teacher-probe``."""
 
 from __future__ import annotations
@@ -152,6 +152,31 @@ def register_trees(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inner-folds", type=int, default=default.inner_folds)
     p.add_argument("--seed", type=int, default=default.seed)
     p.add_argument("--jobs", type=int, default=None, help="forest worker threads (default: 1)")
+
+
+def cmd_blend(args: argparse.Namespace) -> int:
+    from pretroost.experiment.blend import blend_label, parse_part, write_blend
+
+    parts = [parse_part(p) for p in args.parts]
+    name = args.name or blend_label(parts)
+    rows = write_blend(args.results_dir, parts, args.tasks, name=name, folds=args.folds)
+    for r in rows:
+        if r["metric"] in ("mae", "rocauc"):
+            sys.stdout.write(
+                f"{name} {r['task']} fold {r['fold']}: {r['metric']} {r['value']:.4f}\n"
+            )
+    return 0
+
+
+def register_blend(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "parts", nargs="+",
+        help="STRATEGY[@SEEDS][=WEIGHT], e.g. dft+trunk trees, or dft+trunk@0-4=5 dft+trunk+fourier@0-2=3",
+    )  # fmt: skip
+    p.add_argument("--tasks", nargs="+", required=True, help="Matbench tasks")
+    p.add_argument("--results-dir", default="results", help="a bench's results (default: results)")
+    p.add_argument("--name", default=None, help="the blend's strategy name (default: blend(...))")
+    p.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
 
 
 def cmd_convergence(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ from pretroost.benchmark import (
 )
 from pretroost.data.matbench import get_task, load_task
 from pretroost.experiment.scores import best_strategy, lower_is_better, paired_test
-from pretroost.experiment.strategies import repeats_base_model, strategy_order
+from pretroost.experiment.strategies import parse_strategy, repeats_base_model, strategy_order
 from pretroost.metrics import HEADLINE, score, to_labels
 from pretroost.results import write_matbench_results
 
@@ -68,15 +68,25 @@ def _read_prediction(path: str, mtime_ns: int) -> tuple[pd.Series, float]:
 
 
 def _complete(cells: dict[str, dict]) -> dict[str, int]:
-    """strategy -> seeds per fold, for the strategies with the same number of seeds on every fold
-    and every fold that scratch has (all folds run when there is no scratch)."""
+    """strategy -> seeds per fold, for the Roost strategies (names :func:`~pretroost.experiment.
+    strategies.parse_strategy` reads: not ``select(...)`` or ``blend(...)``, which repeat others,
+    nor reference models such as ``trees``) with the same number of seeds on every fold and every
+    fold that scratch has (all folds run when there is no scratch)."""
     folds = set(cells["scratch"]["folds"]) if "scratch" in cells else set(range(5))
     out = {}
     for strategy, cell in cells.items():
         n = {len(v) for v in cell["seeds"].values()}
-        if len(n) == 1 and folds <= set(cell["folds"]) and not strategy.startswith("select("):
+        if len(n) == 1 and folds <= set(cell["folds"]) and _is_roost(strategy):
             out[strategy] = n.pop()
     return out
+
+
+def _is_roost(strategy: str) -> bool:
+    try:
+        parse_strategy(strategy)
+    except ValueError:
+        return False
+    return True
 
 
 def _ensemble_scores(

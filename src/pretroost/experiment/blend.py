@@ -1,0 +1,195 @@
+"""Declared blends: per fold, a weighted mean of strategies' test predictions, written as a
+strategy of its own (cells in the bench layout, a Matbench submission file, rows in
+``benchmark.jsonl``), so that a mixed ensemble declared before its scores were read is reported
+and submitted like any model.
+
+A part is ``STRATEGY[@SEEDS][=WEIGHT]``: ``dft+trunk`` (all the seeds it has on a fold, averaged),
+``dft+trunk@0-4`` (seeds 0 … 4), ``dft+trunk@0,2`` or ``dft+trunk@0-4=5`` (weight 5; default 1).
+Each part is first averaged over its seeds, then the parts are averaged with their weights, so
+``a@0-4=5 b@0-2=3`` weighs the eight models alike. Classification averages probabilities and labels
+the mean at the same weighted mean of the parts' thresholds (0.5 unless a part is a
+``+valthreshold`` strategy). Nothing is trained and nothing is chosen on a test fold: the parts and
+weights are given.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pretroost.benchmark import (
+    cell_done,
+    cell_scores,
+    prediction_path,
+    rebuild_results,
+    strategy_dir,
+    validation_path,
+)
+from pretroost.data.matbench import get_task, load_task
+from pretroost.metrics import CLF_THRESHOLD, HEADLINE
+from pretroost.results import append_benchmark_rows, read_benchmark_rows
+from pretroost.utils import atomic_path, atomic_write_json, git_sha, machine_description
+
+__all__ = ["BlendPart", "blend_label", "parse_part", "write_blend"]
+
+log = logging.getLogger(__name__)
+
+_PART = re.compile(r"^(?P<strategy>[^@=]+)(?:@(?P<seeds>[0-9,\-]+))?(?:=(?P<weight>[0-9.]+))?$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlendPart:
+    """One part of a blend: a strategy, the seeds it contributes (None: all it has on the fold)
+    and its weight."""
+
+    strategy: str
+    seeds: tuple[int, ...] | None = None
+    weight: float = 1.0
+    spec: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.weight > 0:
+            raise ValueError(f"blend part {self.spec or self.strategy!r}: weight must be > 0")
+
+
+def parse_part(text: str) -> BlendPart:
+    """:class:`BlendPart` of ``STRATEGY[@SEEDS][=WEIGHT]`` (module docstring); ValueError if
+    malformed."""
+    m = _PART.match(text.strip())
+    if m is None:
+        raise ValueError(
+            f"blend part {text!r}: expected STRATEGY[@SEEDS][=WEIGHT], e.g. dft+trunk@0-4=5"
+        )
+    seeds: tuple[int, ...] | None = None
+    if m["seeds"]:
+        out: list[int] = []
+        for item in m["seeds"].split(","):
+            lo, _, hi = item.partition("-")
+            if not lo.isdigit() or (hi and not hi.isdigit()) or (hi and int(hi) < int(lo)):
+                raise ValueError(f"blend part {text!r}: bad seeds {m['seeds']!r} (e.g. 0-4 or 0,2)")
+            out += range(int(lo), int(hi or lo) + 1)
+        seeds = tuple(dict.fromkeys(out))
+    weight = float(m["weight"]) if m["weight"] else 1.0
+    return BlendPart(strategy=m["strategy"], seeds=seeds, weight=weight, spec=text.strip())
+
+
+def blend_label(parts: Sequence[BlendPart]) -> str:
+    """The default name of a blend: ``blend(<part>|<part>|...)``, the parts as written."""
+    return "blend(" + "|".join(p.spec or p.strategy for p in parts) + ")"
+
+
+def _seeds_on(results_dir: Path, part: BlendPart, task: str, fold: int) -> list[int]:
+    """The seeds ``part`` contributes on one fold (all its prediction files if not given)."""
+    if part.seeds is not None:
+        return list(part.seeds)
+    folder = strategy_dir(results_dir, part.strategy) / "predictions" / task
+    seeds = []
+    for f in folder.glob(f"fold_{fold}*.csv") if folder.is_dir() else ():
+        rest = f.stem.removeprefix(f"fold_{fold}")
+        if rest == "":
+            seeds.append(0)
+        elif rest.startswith("_seed") and rest[5:].isdigit():
+            seeds.append(int(rest[5:]))
+    return sorted(seeds)
+
+
+def write_blend(
+    results_dir: str | Path,
+    parts: Sequence[BlendPart],
+    tasks: Sequence[str],
+    *,
+    name: str | None = None,
+    folds: Sequence[int] = (0, 1, 2, 3, 4),
+) -> list[dict]:
+    """Write the blend of ``parts`` on ``tasks`` as strategy ``name`` (default
+    :func:`blend_label`) in ``results_dir``: per fold a prediction file, a record
+    (``blend_of``: each part's strategy, seeds and weight) and benchmark rows whose ``seconds`` is
+    the parts' models' training time together. Folds where a part has no prediction file, or the
+    blend's own file exists, are skipped. Returns the rows written."""
+    from pretroost.experiment.ensembles import _mean_prediction
+
+    if len(parts) < 2:
+        raise ValueError("a blend needs at least two parts")
+    results_dir = Path(results_dir)
+    name = name or blend_label(parts)
+    rows_all = read_benchmark_rows(results_dir / "benchmark.jsonl")
+    written: list[dict] = []
+    for task_name in tasks:
+        task = get_task(task_name)
+        targets = load_task(task.name)["target"]
+        for fold in folds:
+            if cell_done(results_dir, name, task.name, fold):
+                log.info("%s %s fold %d: exists, skipped", name, task.name, fold)
+                continue
+            cells = []
+            for part in parts:
+                seeds = _seeds_on(results_dir, part, task.name, fold)
+                mean = _mean_prediction(results_dir, part.strategy, task.name, fold, seeds)
+                if not seeds or mean is None:
+                    break
+                cells.append((part, seeds, *mean))
+            if len(cells) < len(parts):
+                log.warning(
+                    "%s %s fold %d: a part's predictions are missing", name, task.name, fold
+                )
+                continue
+            total = sum(p.weight for p, *_ in cells)
+            order = cells[0][2].index  # the test fold's ids, in the first part's order
+            pred = (sum(p.weight * s for p, _, s, _ in cells) / total).loc[order]
+            threshold = float(sum(p.weight * t for p, _, _, t in cells) / total)
+            y_test = targets.loc[pred.index].to_numpy()
+            scores = cell_scores(task.task_type, y_test, pred.to_numpy(), threshold)
+            facts = [
+                r
+                for p, seeds, *_ in cells
+                for r in rows_all
+                if (r["strategy"], r["task"], r["fold"], r["metric"])
+                == (p.strategy, task.name, fold, HEADLINE[task.task_type])
+                and r.get("seed", 0) in seeds
+            ]
+            atomic_write_json(
+                validation_path(results_dir, name, task.name, fold),
+                {
+                    "blend_of": [
+                        {"strategy": p.strategy, "seeds": seeds, "weight": p.weight}
+                        for p, seeds, *_ in cells
+                    ],
+                    "n_members": sum(len(seeds) for _, seeds, *_ in cells),
+                },
+            )
+            frame = pd.DataFrame({"id": pred.index, "prediction": pred.to_numpy()})
+            if task.task_type == "classification" and threshold != CLF_THRESHOLD:
+                frame["threshold"] = threshold
+            with atomic_path(prediction_path(results_dir, name, task.name, fold)) as tmp:
+                frame.to_csv(tmp, index=False)
+            sha, machine = git_sha(), machine_description()
+            fold_rows = [
+                {
+                    "strategy": name, "task": task.name, "fold": fold, "seed": 0,
+                    "metric": metric, "value": float(value),
+                    "n_train": max((r["n_train"] for r in facts), default=0),
+                    "epochs": max((r["epochs"] for r in facts), default=0),
+                    "seconds": round(float(np.sum([r["seconds"] for r in facts])), 2),
+                    "git_sha": sha, "machine": machine,
+                }
+                for metric, value in scores.items()
+            ]  # fmt: skip
+            append_benchmark_rows(results_dir / "benchmark.jsonl", fold_rows)
+            written += fold_rows
+            log.info(
+                "%s %s fold %d: %s = %.4f", name, task.name, fold,
+                HEADLINE[task.task_type], scores[HEADLINE[task.task_type]],
+            )  # fmt: skip
+    rebuild_results(
+        results_dir, name,
+        hyperparameters={"blend_of": [p.spec or p.strategy for p in parts]},
+        algorithm_description="pretroost blend: per fold the weighted mean of the test "
+        "predictions of " + ", ".join(p.spec or p.strategy for p in parts),
+    )  # fmt: skip
+    return written

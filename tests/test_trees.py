@@ -1,0 +1,88 @@
+"""Tree reference models (pretroost.trees): features, choices, learning, cells in bench layout."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pretroost.data.composition import parse_formulas
+from pretroost.trees import MAX_Z, TreesConfig, composition_features, fit_trees
+
+TINY = {"n_estimators": 20, "inner_folds": 3}
+
+
+def _alloys(n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Random Fe–Ni–Cr–C alloys; the target is linear in the C and Cr fractions."""
+    rng = np.random.default_rng(seed)
+    x = rng.dirichlet([4.0, 2.0, 2.0, 1.0], size=n) + 1e-3
+    formulas = [f"Fe{a:.4f}Ni{b:.4f}Cr{c:.4f}C{d:.4f}" for a, b, c, d in x]
+    return formulas, 1000.0 * x[:, 3] + 200.0 * x[:, 2]
+
+
+def test_fractions_put_each_element_in_its_column() -> None:
+    comps = parse_formulas(["Fe2O3", "NaCl"])
+    x = composition_features(comps, "fractions")
+    assert x.shape == (2, MAX_Z)
+    assert x[0, 26 - 1] == pytest.approx(0.4) and x[0, 8 - 1] == pytest.approx(0.6)
+    assert x[1, 11 - 1] == pytest.approx(0.5) and x[1, 17 - 1] == pytest.approx(0.5)
+    np.testing.assert_allclose(x.sum(axis=1), 1.0)
+    both = composition_features(comps, "fractions+magpie")
+    np.testing.assert_array_equal(both[:, :MAX_Z], x)
+    assert both.shape[1] == MAX_Z + composition_features(comps, "magpie").shape[1]
+
+
+def test_unknown_choices_raise_listing_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="extratrees"):
+        TreesConfig(models=("xgboost",))
+    with pytest.raises(ValueError, match="fractions"):
+        TreesConfig(features=("oxidation",))
+    with pytest.raises(ValueError, match="fractions"):
+        composition_features(parse_formulas(["NaCl"]), "oxidation")
+
+
+def test_fit_trees_learns_a_regression_and_records_every_candidate() -> None:
+    formulas, y = _alloys(160)
+    comps = parse_formulas(formulas[:120])
+    fitted = fit_trees(comps, y[:120], "regression", TreesConfig(**TINY))
+    assert len(fitted.inner_scores) == len(TreesConfig().candidates())
+    assert fitted.inner_scores[f"{fitted.model}/{fitted.features}"] == min(
+        fitted.inner_scores.values()
+    )
+    pred = fitted.predict(parse_formulas(formulas[120:]))
+    baseline = np.abs(y[120:] - y[:120].mean()).mean()
+    assert np.abs(pred - y[120:]).mean() < 0.5 * baseline  # learns something
+
+
+def test_fit_trees_classifies_with_probabilities_of_class_one() -> None:
+    formulas, y = _alloys(160, seed=1)
+    labels = (y > np.median(y)).astype(float)
+    fitted = fit_trees(
+        parse_formulas(formulas[:120]), labels[:120], "classification",
+        TreesConfig(models=("randomforest",), features=("fractions",), **TINY),
+    )  # fmt: skip
+    assert -fitted.inner_scores["randomforest/fractions"] > 0.7  # inner balanced accuracy
+    prob = fitted.predict(parse_formulas(formulas[120:]))
+    assert ((prob >= 0) & (prob <= 1)).all()
+    assert ((prob > 0.5) == (labels[120:] == 1)).mean() > 0.7
+
+
+def test_run_trees_task_writes_a_bench_cell(tmp_path, data_cache, monkeypatch) -> None:
+    from pretroost.benchmark import prediction_path, validation_path
+    from pretroost.data.matbench import load_folds
+    from pretroost.results import read_benchmark_rows
+    from pretroost.trees import run_trees_task
+
+    monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
+    config = TreesConfig(models=("extratrees",), features=("fractions",), **TINY)
+    rows = run_trees_task("steels", config, results_dir=tmp_path, folds=[0])
+    assert {r["metric"] for r in rows} >= {"mae", "rmse"} and all(r["epochs"] == 0 for r in rows)
+    cell = prediction_path(tmp_path, "trees", "matbench_steels", 0)
+    record = json.loads(validation_path(tmp_path, "trees", "matbench_steels", 0).read_text())
+    assert record["selected"] == "extratrees/fractions"
+    assert list(record["inner_scores"]) == ["extratrees/fractions"]
+    assert cell.read_text().splitlines()[0] == "id,prediction"
+    assert len(cell.read_text().splitlines()) == 1 + len(load_folds("steels")[0][1])
+    assert len(read_benchmark_rows(tmp_path / "benchmark.jsonl")) == len(rows)
+    assert run_trees_task("steels", config, results_dir=tmp_path, folds=[0]) == []  # resumed
