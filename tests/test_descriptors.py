@@ -55,6 +55,28 @@ def test_model_reads_the_standardised_magpie_attributes() -> None:
     assert model(batch).shape == (len(comps), 2)
 
 
+def test_model_reads_the_element_fractions_of_the_batch() -> None:
+    """``descriptors="fractions"``: column Z - 1 is element Z's amount, standardised on the
+    training rows; an element absent from them stays at its (zero) mean."""
+    comps = parse_formulas(FORMULAS)
+    model = RoostModel(ModelConfig(encoder=TINY, descriptors="fractions"))
+    model.fit_descriptor_scaler(comps)
+    batch = CompositionDataset(comps).batch(np.arange(len(comps)))
+    d = model.descriptors(batch).double().numpy()
+    dense = comps.dense()
+    assert d.shape == (len(comps), 103)
+    for i in range(len(comps)):
+        z, f = comps[i]
+        np.testing.assert_allclose(dense[i, z - 1], f)
+    std = dense.std(axis=0)
+    present = std > 1e-8
+    expect = (dense - dense.mean(axis=0)) / np.where(present, std, 1.0)
+    # the batch's fractions are float32 (relative 2^-24), scaled by 1/std of up to ~ sqrt(n)
+    np.testing.assert_allclose(d[:, present], expect[:, present], rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(d[:, ~present], 0.0)
+    assert model(batch).shape == (len(comps), 2)
+
+
 def test_descriptors_outside_the_training_range_are_clipped_to_it() -> None:
     # a training set of oxides and one composition unlike any of them (expt_gap's Fe9Co7 gave
     # -3895 eV through an unclipped descriptor constant in its training rows)

@@ -93,12 +93,7 @@ def composition_features(comps: CompositionArray, name: str) -> np.ndarray:
     _check("feature set", [name], FEATURE_SETS)
     parts = []
     if name in ("fractions", "fractions+magpie"):
-        if len(comps.z) and int(comps.z.max()) > MAX_Z:
-            raise ValueError(f"element fractions cover Z <= {MAX_Z}; got Z = {int(comps.z.max())}")
-        frac = np.zeros((len(comps), MAX_Z))
-        rows = np.repeat(np.arange(len(comps)), np.diff(comps.offsets))
-        frac[rows, comps.z - 1] = comps.frac
-        parts.append(frac)
+        parts.append(comps.dense(MAX_Z))
     if name in ("magpie", "fractions+magpie"):
         from pretroost.data.fingerprint import magpie_fingerprint
 

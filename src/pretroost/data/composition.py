@@ -174,6 +174,14 @@ class CompositionArray:
         lo, hi = self.offsets[i], self.offsets[i + 1]
         return self.z[lo:hi], self.frac[lo:hi]
 
+    def dense(self, max_z: int = 103) -> np.ndarray:
+        """(n, max_z) float64 element fractions: column Z - 1 holds element Z's fraction."""
+        if len(self.z) and int(self.z.max()) > max_z:
+            raise ValueError(f"element fractions cover Z <= {max_z}; got Z = {int(self.z.max())}")
+        out = np.zeros((len(self), max_z))
+        out[self.owner, self.z - 1] = self.frac
+        return out
+
     def subset(self, index: Sequence[int] | np.ndarray) -> CompositionArray:
         """The compositions at ``index``, in that order."""
         index = np.asarray(index, dtype=np.int64)

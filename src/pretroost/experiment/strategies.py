@@ -121,6 +121,14 @@ FINETUNE_VARIANTS: dict[str, Variant[FinetuneConfig]] = {
         apply=lambda c: replace(c, descriptors="magpie"),
         scratch=True,
     ),
+    "fractions": Variant(
+        note="the trunk also reads the composition's 103 element fractions (clipped to their "
+        "range in the training rows, then standardised on them) beside the material vector "
+        "(`--descriptors fractions`), so that minor elements, which amount-weighted attention "
+        "pooling reads faintly, reach the head in full; with +trunk, zero weights at the start",
+        apply=lambda c: replace(c, descriptors="fractions"),
+        scratch=True,
+    ),
     "fourier": Variant(
         note="the encoder also reads Fourier features of each element's amount (sines and "
         "cosines at 6 octaves, linear and log scale) through a learned map added to the element "

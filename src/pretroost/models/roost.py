@@ -440,8 +440,10 @@ class ResidualNetwork(nn.Module):
 
 TaskType = Literal["regression", "classification"]
 TASK_TYPES: tuple[str, ...] = ("regression", "classification")
-Descriptors = Literal["none", "magpie"]
-DESCRIPTORS: tuple[str, ...] = ("none", "magpie")
+Descriptors = Literal["none", "magpie", "fractions"]
+DESCRIPTORS: tuple[str, ...] = ("none", "magpie", "fractions")
+#: the ``"fractions"`` descriptors: one column per element, Z = 1 … FRACTION_MAX_Z
+FRACTION_MAX_Z = 103
 
 
 def batch_compositions(batch: CompositionBatch) -> CompositionArray:
@@ -460,6 +462,8 @@ def descriptor_values(name: Descriptors, comps: CompositionArray) -> np.ndarray:
         from pretroost.data.fingerprint import magpie_fingerprint
 
         return magpie_fingerprint(comps)
+    if name == "fractions":
+        return comps.dense(FRACTION_MAX_Z)
     raise ValueError(f"unknown descriptors {name!r}; valid: {', '.join(DESCRIPTORS[1:])}")
 
 
@@ -467,6 +471,8 @@ def n_descriptors(name: Descriptors) -> int:
     """How many numbers ``name`` adds to the trunk's input (0 for ``"none"``)."""
     if name == "none":
         return 0
+    if name == "fractions":
+        return FRACTION_MAX_Z
     from pretroost.data.fingerprint import MAGPIE_FEATURE_NAMES
 
     return len(MAGPIE_FEATURE_NAMES)
@@ -478,9 +484,10 @@ class ModelConfig:
 
     ``robust`` (regression only) doubles the outputs: a mean and a log standard deviation per target
     (Roost's heteroscedastic "robust" L1 loss, Kendall & Gal 2017). Classification is binary, one logit.
-    ``descriptors``: ``"none"`` (Roost), or ``"magpie"``: the trunk reads the 144 Magpie attributes
+    ``descriptors``: ``"none"`` (Roost), ``"magpie"``: the trunk reads the 144 Magpie attributes
     of the composition, standardised with the training rows' mean and std, beside the material
-    vector.
+    vector; or ``"fractions"``: the same with the 103 element fractions (column Z - 1: element Z's
+    amount), which attention pooling weighted by amount reads only faintly for minor elements.
     """
 
     encoder: RoostConfig = field(default_factory=RoostConfig)
