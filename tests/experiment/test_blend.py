@@ -92,3 +92,10 @@ def test_pooled_ensembles_leave_out_reference_models_and_blends() -> None:
     cell = {"seeds": {k: [1.0] for k in range(5)}, "folds": dict.fromkeys(range(5), 1.0)}
     cells = {s: cell for s in ("scratch", "dft+trunk", "trees", "blend(dft+trunk|trees)")}
     assert set(_complete(cells)) == {"scratch", "dft+trunk"}
+
+
+def test_report_says_what_trees_and_blends_are() -> None:
+    from pretroost.experiment.report import _strategy_note
+
+    assert "not Roost" in _strategy_note("trees")
+    assert "`dft+trunk`, `trees`" in _strategy_note("blend(dft+trunk|trees)")

@@ -88,6 +88,19 @@ def _strategy_note(strategy: str) -> str:
             "of the training fold (`--select`; the test fold plays no part); its time is all "
             "candidates' together"
         )
+    if strategy == "trees":
+        return (
+            "not Roost: a reference model, tree ensembles on element fractions (and Magpie), "
+            "the model and features chosen per fold by cross-validation on the training rows "
+            "(`pretroost trees`)"
+        )
+    if strategy.startswith("blend(") and strategy.endswith(")"):
+        parts = ", ".join(f"`{p}`" for p in strategy[len("blend(") : -1].split("|"))
+        return (
+            f"per fold the mean of the test predictions of {parts}, each first averaged over "
+            "its seeds (`pretroost blend`; declared, nothing tuned); its time is the parts' "
+            "together"
+        )
     try:
         base, pre, post = parse_strategy(strategy)
     except ValueError:
