@@ -17,7 +17,9 @@ def test_parse_part_reads_seeds_and_weights() -> None:
     assert parse_part("trees").seeds is None and parse_part("trees").weight == 1.0
     assert parse_part("a@0,2").seeds == (0, 2)
     assert blend_label([parse_part("a@0-1"), parse_part("trees")]) == "blend(a@0-1|trees)"
-    for bad in ("a@x", "a@3-1", "a=0", "@0"):
+    nested = parse_part("blend(a@0-4=5|b@0-2=3)=2")
+    assert (nested.strategy, nested.seeds, nested.weight) == ("blend(a@0-4=5|b@0-2=3)", None, 2.0)
+    for bad in ("a@x", "a@3-1", "a=0", "@0", "a@0=x"):
         with pytest.raises(ValueError):
             parse_part(bad)
 
@@ -99,3 +101,4 @@ def test_report_says_what_trees_and_blends_are() -> None:
 
     assert "not Roost" in _strategy_note("trees")
     assert "`dft+trunk`, `trees`" in _strategy_note("blend(dft+trunk|trees)")
+    assert "`blend(a@0-4=5|b)`, `trees`" in _strategy_note("blend(blend(a@0-4=5|b)|trees)")

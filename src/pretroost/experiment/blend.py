@@ -4,7 +4,8 @@ strategy of its own (cells in the bench layout, a Matbench submission file, rows
 and submitted like any model.
 
 A part is ``STRATEGY[@SEEDS][=WEIGHT]``: ``dft+trunk`` (all the seeds it has on a fold, averaged),
-``dft+trunk@0-4`` (seeds 0 … 4), ``dft+trunk@0,2`` or ``dft+trunk@0-4=5`` (weight 5; default 1).
+``dft+trunk@0-4`` (seeds 0 … 4), ``dft+trunk@0,2`` or ``dft+trunk@0-4=5`` (weight 5; default 1); a
+blend written before is a strategy too (``blend(a@0-4=5|b@0-2=3)`` as one part).
 Each part is first averaged over its seeds, then the parts are averaged with their weights, so
 ``a@0-4=5 b@0-2=3`` weighs the eight models alike. Classification averages probabilities and labels
 the mean at the same weighted mean of the parts' thresholds (0.5 unless a part is a
@@ -36,11 +37,11 @@ from pretroost.metrics import CLF_THRESHOLD, HEADLINE
 from pretroost.results import append_benchmark_rows, read_benchmark_rows
 from pretroost.utils import atomic_path, atomic_write_json, git_sha, machine_description
 
-__all__ = ["BlendPart", "blend_label", "parse_part", "write_blend"]
+__all__ = ["BlendPart", "blend_label", "parse_part", "split_parts", "write_blend"]
 
 log = logging.getLogger(__name__)
 
-_PART = re.compile(r"^(?P<strategy>[^@=]+)(?:@(?P<seeds>[0-9,\-]+))?(?:=(?P<weight>[0-9.]+))?$")
+_PART = re.compile(r"^(?P<strategy>.+?)(?:@(?P<seeds>[0-9,\-]+))?(?:=(?P<weight>[0-9.]+))?$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,7 +63,8 @@ def parse_part(text: str) -> BlendPart:
     """:class:`BlendPart` of ``STRATEGY[@SEEDS][=WEIGHT]`` (module docstring); ValueError if
     malformed."""
     m = _PART.match(text.strip())
-    if m is None:
+    # "@" and "=" may appear only inside a nested blend's name, "blend(a@0-4=5|b)"
+    if m is None or (set("@=") & set(_outside_parentheses(m["strategy"]))):
         raise ValueError(
             f"blend part {text!r}: expected STRATEGY[@SEEDS][=WEIGHT], e.g. dft+trunk@0-4=5"
         )
@@ -77,6 +79,29 @@ def parse_part(text: str) -> BlendPart:
         seeds = tuple(dict.fromkeys(out))
     weight = float(m["weight"]) if m["weight"] else 1.0
     return BlendPart(strategy=m["strategy"], seeds=seeds, weight=weight, spec=text.strip())
+
+
+def _outside_parentheses(text: str) -> str:
+    """The characters of ``text`` at parenthesis depth 0."""
+    out, depth = [], 0
+    for c in text:
+        depth += c == "("
+        if depth == 0:
+            out.append(c)
+        depth -= c == ")"
+    return "".join(out)
+
+
+def split_parts(label: str) -> list[str]:
+    """The parts of a blend's name ``blend(<part>|<part>)`` as written, nested blends kept whole."""
+    inner = label[len("blend(") : -1] if label.startswith("blend(") else label
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(inner):
+        depth += (c == "(") - (c == ")")
+        if c == "|" and depth == 0:
+            parts.append(inner[start:i])
+            start = i + 1
+    return [*parts, inner[start:]]
 
 
 def blend_label(parts: Sequence[BlendPart]) -> str:

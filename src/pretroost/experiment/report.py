@@ -95,7 +95,9 @@ def _strategy_note(strategy: str) -> str:
             "(`pretroost trees`)"
         )
     if strategy.startswith("blend(") and strategy.endswith(")"):
-        parts = ", ".join(f"`{p}`" for p in strategy[len("blend(") : -1].split("|"))
+        from pretroost.experiment.blend import split_parts
+
+        parts = ", ".join(f"`{p}`" for p in split_parts(strategy))
         return (
             f"per fold the mean of the test predictions of {parts}, each first averaged over "
             "its seeds (`pretroost blend`; declared, nothing tuned); its time is the parts' "
