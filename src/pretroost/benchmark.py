@@ -460,6 +460,12 @@ def select_strategy(
             "records were kept, or trained without a shared validation split); delete their "
             f"prediction CSVs and rerun them: {', '.join(lacking)}"
         )
+    kinds = {r["val_metric"] for r in records.values() if r.get("val_metric") is not None}
+    if len(kinds) > 1:  # e.g. a finetuned cell's normalised MAE against a tree's inner-CV MAE
+        raise ValueError(
+            f"{name}: the candidates' validation scores are not comparable (val_metric "
+            f"{', '.join(sorted(kinds))}); select among strategies scored the same way"
+        )
     latest: dict[tuple[str, int, int], list[dict]] = {}
     for r in read_benchmark_rows(results_dir / "benchmark.jsonl"):
         if r["task"] == name and r["strategy"] in candidates:

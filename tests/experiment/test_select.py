@@ -112,6 +112,14 @@ def test_cells_without_validation_scores_are_named(results) -> None:
         select_strategy(results, TASK, ["A", "C"])
 
 
+def test_scores_of_different_kinds_are_not_compared(results) -> None:
+    """A tree cell's inner-CV MAE (MPa) and a finetuned cell's normalised MAE are not one scale."""
+    path = validation_path(results, "B", TASK, 2)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "val_metric": "inner_cv_mae"}))
+    with pytest.raises(ValueError, match=r"not comparable.*inner_cv_mae, normalised_mae"):
+        select_strategy(results, TASK, ["A", "B"])
+
+
 def test_select_command(results) -> None:
     argv = ["-q", "select", "--results-dir", str(results), "--tasks", "steels", "--candidates",
             "B", "A", "--label", "best"]  # fmt: skip
