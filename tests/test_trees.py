@@ -86,3 +86,23 @@ def test_run_trees_task_writes_a_bench_cell(tmp_path, data_cache, monkeypatch) -
     assert len(cell.read_text().splitlines()) == 1 + len(load_folds("steels")[0][1])
     assert len(read_benchmark_rows(tmp_path / "benchmark.jsonl")) == len(rows)
     assert run_trees_task("steels", config, results_dir=tmp_path, folds=[0]) == []  # resumed
+
+
+def test_trees_and_blend_commands(tmp_path, data_cache, monkeypatch, capsys) -> None:
+    """`pretroost trees` writes a cell; `pretroost blend` of it with itself reproduces it."""
+    from pretroost.cli import main
+
+    monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
+    argv = ["trees", "--tasks", "steels", "--results-dir", str(tmp_path), "--folds", "0",
+            "--models", "extratrees", "--features", "fractions", "--n-estimators", "5",
+            "--inner-folds", "2"]  # fmt: skip
+    assert main(argv) == 0
+    assert main([*argv[:5], "--strategy", "trees2", *argv[5:]]) == 0
+    out = capsys.readouterr().out
+    assert "trees matbench_steels fold 0: mae" in out
+    tree_mae = float(out.split()[-1])  # the line of trees2, the same model and seed
+    assert main(["blend", "trees", "trees2", "--tasks", "steels", "--results-dir", str(tmp_path),
+                 "--folds", "0"]) == 0  # fmt: skip
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("blend(trees|trees2) matbench_steels fold 0: mae")
+    assert float(line.split()[-1]) == pytest.approx(tree_mae)
