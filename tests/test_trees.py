@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from pretroost.data.composition import parse_formulas
-from pretroost.trees import MAX_Z, TreesConfig, composition_features, fit_trees
+from pretroost.data.composition import MAX_Z, parse_formulas
+from pretroost.trees import TreesConfig, composition_features, fit_trees
 
 TINY = {"n_estimators": 20, "inner_folds": 3}
 

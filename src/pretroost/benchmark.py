@@ -51,11 +51,13 @@ __all__ = [
     "run_matbench_task",
     "select_strategy",
     "selection_label",
+    "strategy_cells",
     "strategy_dir",
     "strategy_folder",
     "submission_values",
     "training_subset",
     "validation_path",
+    "write_cell",
 ]
 
 log = logging.getLogger(__name__)
@@ -154,6 +156,40 @@ def _validation_record(fitted: Any, result: Any, task_type: TaskType) -> dict[st
     return record
 
 
+def write_cell(
+    results_dir: Path,
+    strategy: str,
+    task: str,
+    fold: int,
+    seed: int,
+    *,
+    frame: pd.DataFrame,
+    record: dict[str, Any],
+    scores: dict[str, float],
+    n_train: int,
+    epochs: int,
+    seconds: float,
+) -> list[dict]:
+    """Write one finished cell of any model (a finetuned Roost, a tree reference, a blend): its
+    validation record first, then its prediction CSV ``frame`` (``id``, ``prediction``, optional
+    ``threshold`` / ``std``), whose existence marks the cell done (:func:`cell_done`), then one
+    ``benchmark.jsonl`` row per score, stamped with this revision and machine. Returns the rows."""
+    atomic_write_json(validation_path(results_dir, strategy, task, fold, seed), record)
+    with atomic_path(prediction_path(results_dir, strategy, task, fold, seed)) as tmp:
+        frame.to_csv(tmp, index=False)
+    sha, machine = git_sha(), machine_description()
+    rows = [
+        {
+            "strategy": strategy, "task": task, "fold": fold, "seed": seed, "metric": metric,
+            "value": float(value), "n_train": n_train, "epochs": epochs,
+            "seconds": round(float(seconds), 2), "git_sha": sha, "machine": machine,
+        }
+        for metric, value in scores.items()
+    ]  # fmt: skip
+    append_benchmark_rows(Path(results_dir) / "benchmark.jsonl", rows)
+    return rows
+
+
 def run_matbench_task(
     task_name: str,
     config: FinetuneConfig,
@@ -224,44 +260,24 @@ def run_matbench_task(
         values = pred["prob"][:, 0] if task.task_type == "classification" else pred["mean"][:, 0]
         threshold = fitted.threshold  # Matbench scores labels: the model's threshold
         scores = cell_scores(task.task_type, y_test, values, threshold)
-        # the validation record first: a CSV (a finished cell) always has its record
-        atomic_write_json(
-            validation_path(results_dir, strategy, task.name, k, seed),
-            _validation_record(fitted, result, task.task_type),
-        )
         frame = pd.DataFrame({"id": test_ids, "prediction": values})
         if task.task_type == "classification" and threshold != CLF_THRESHOLD:
             frame["threshold"] = threshold
         if "std" in pred:
             frame["std"] = pred["std"][:, 0]
-        with atomic_path(prediction_path(results_dir, strategy, task.name, k, seed)) as tmp:
-            frame.to_csv(tmp, index=False)
+        n_train, seconds = len(result.split.train), result.seconds
+        members = getattr(fitted, "members", [fitted])
+        fold_rows = write_cell(
+            results_dir, strategy, task.name, k, seed,
+            frame=frame, record=_validation_record(fitted, result, task.task_type), scores=scores,
+            n_train=n_train, epochs=max(int(m.info["epochs_run"]) for m in members),
+            seconds=seconds,
+        )  # fmt: skip
         if save_models is not None:
             fitted.info["task"] = task.name
             fitted.save(
                 Path(save_models) / (f"{task.name}_fold{k}" + (f"_seed{seed}" if seed else ""))
             )
-        sha, machine = git_sha(), machine_description()
-        n_train, seconds = len(result.split.train), result.seconds
-        members = getattr(fitted, "members", [fitted])
-        epochs = max(int(m.info["epochs_run"]) for m in members)
-        fold_rows = [
-            {
-                "strategy": strategy,
-                "task": task.name,
-                "fold": k,
-                "seed": seed,
-                "metric": metric,
-                "value": float(value),
-                "n_train": n_train,
-                "epochs": epochs,
-                "seconds": round(seconds, 2),
-                "git_sha": sha,
-                "machine": machine,
-            }
-            for metric, value in scores.items()
-        ]
-        append_benchmark_rows(results_dir / "benchmark.jsonl", fold_rows)
         rows += fold_rows
         headline = "mae" if task.task_type == "regression" else "rocauc"
         log.info(
@@ -387,7 +403,7 @@ def selection_label(candidates: Sequence[str]) -> str:
     return "select(" + "|".join(candidates) + ")"
 
 
-def _cells(results_dir: Path, strategy: str, task: str) -> set[tuple[int, int]]:
+def strategy_cells(results_dir: Path, strategy: str, task: str) -> set[tuple[int, int]]:
     """(fold, seed) of every prediction CSV of ``strategy`` on ``task``."""
     folder = strategy_dir(results_dir, strategy) / "predictions" / task
     out = set()
@@ -434,7 +450,7 @@ def select_strategy(
     if label in candidates:
         raise ValueError(f"the selection's label {label!r} is one of its candidates")
     strategy_folder(label)  # refuse a label no file system can name, before any work
-    ran = {c: _cells(results_dir, c, name) for c in candidates}
+    ran = {c: strategy_cells(results_dir, c, name) for c in candidates}
     common = set.intersection(*ran.values())
     partial = sorted(set.union(*ran.values()) - common)
     if partial:

@@ -41,8 +41,6 @@ TreeModel = Literal["extratrees", "randomforest", "gradientboosting"]
 TREE_MODELS: tuple[str, ...] = ("extratrees", "randomforest", "gradientboosting")
 FeatureSet = Literal["fractions", "magpie", "fractions+magpie"]
 FEATURE_SETS: tuple[str, ...] = ("fractions", "magpie", "fractions+magpie")
-#: element fractions are columns Z = 1 … MAX_Z
-MAX_Z = 103
 
 
 def _check(name: str, values: Sequence[str], valid: Sequence[str]) -> None:
@@ -87,13 +85,13 @@ class TreesConfig:
 
 
 def composition_features(comps: CompositionArray, name: str) -> np.ndarray:
-    """(n, d) float64 features of ``comps``: ``"fractions"`` (d = 103: the fraction of element Z
-    in column Z - 1), ``"magpie"`` (d = 144, :func:`~pretroost.data.fingerprint.magpie_fingerprint`)
+    """(n, d) float64 features of ``comps``: ``"fractions"`` (d = ``MAX_Z`` = 103: the fraction
+    of element Z in column Z - 1, :meth:`CompositionArray.dense`), ``"magpie"`` (d = 144, :func:`~pretroost.data.fingerprint.magpie_fingerprint`)
     or both side by side."""
     _check("feature set", [name], FEATURE_SETS)
     parts = []
     if name in ("fractions", "fractions+magpie"):
-        parts.append(comps.dense(MAX_Z))
+        parts.append(comps.dense())
     if name in ("magpie", "fractions+magpie"):
         from pretroost.data.fingerprint import magpie_fingerprint
 
@@ -199,16 +197,8 @@ def run_trees_task(
     fold; the cells are written like the bench's (:func:`pretroost.benchmark.prediction_path`,
     its validation record holding ``selected`` and ``inner_scores``, rows in
     ``benchmark.jsonl`` with ``epochs`` 0). Returns the benchmark rows written."""
-    from pretroost.benchmark import (
-        cell_done,
-        cell_scores,
-        prediction_path,
-        rebuild_results,
-        validation_path,
-    )
+    from pretroost.benchmark import cell_done, cell_scores, rebuild_results, write_cell
     from pretroost.data.matbench import get_task, load_folds, load_task
-    from pretroost.results import append_benchmark_rows
-    from pretroost.utils import atomic_path, atomic_write_json, git_sha, machine_description
 
     config = config or TreesConfig()
     task = get_task(task_name)
@@ -234,33 +224,17 @@ def run_trees_task(
         seconds = time.perf_counter() - t0
         scores = cell_scores(task.task_type, test["target"].to_numpy(), values, CLF_THRESHOLD)
         best = f"{fitted.model}/{fitted.features}"
-        atomic_write_json(
-            validation_path(results_dir, strategy, task.name, k, config.seed),
-            {
-                "selected": best,
-                "inner_scores": fitted.inner_scores,
-                "val_metric": "inner_cv_" + (
-                    "minus_balanced_accuracy" if task.task_type == "classification" else "mae"
-                ),
-                "best_val": fitted.inner_scores[best],
-                "n_val": len(train_ids),
-                "n_members": 1,
-                "config": config.to_dict(),
-            },
+        kind = "minus_balanced_accuracy" if task.task_type == "classification" else "mae"
+        record = {
+            "selected": best, "inner_scores": fitted.inner_scores, "val_metric": "inner_cv_" + kind,
+            "best_val": fitted.inner_scores[best], "n_val": len(train_ids), "n_members": 1,
+            "config": config.to_dict(),
+        }  # fmt: skip
+        fold_rows = write_cell(
+            results_dir, strategy, task.name, k, config.seed,
+            frame=pd.DataFrame({"id": test_ids, "prediction": values}), record=record,
+            scores=scores, n_train=len(train_ids), epochs=0, seconds=seconds,
         )  # fmt: skip
-        path = prediction_path(results_dir, strategy, task.name, k, config.seed)
-        with atomic_path(path) as tmp:
-            pd.DataFrame({"id": test_ids, "prediction": values}).to_csv(tmp, index=False)
-        sha, machine = git_sha(), machine_description()
-        fold_rows = [
-            {
-                "strategy": strategy, "task": task.name, "fold": k, "seed": config.seed,
-                "metric": metric, "value": float(value), "n_train": len(train_ids), "epochs": 0,
-                "seconds": round(seconds, 2), "git_sha": sha, "machine": machine,
-            }
-            for metric, value in scores.items()
-        ]  # fmt: skip
-        append_benchmark_rows(results_dir / "benchmark.jsonl", fold_rows)
         rows += fold_rows
         headline = HEADLINE[task.task_type]
         log.info(

@@ -17,6 +17,7 @@ import numpy as np
 from pymatgen.core import Composition, Element
 
 __all__ = [
+    "MAX_Z",
     "CompositionArray",
     "FormulaError",
     "normalise_formula",
@@ -26,6 +27,8 @@ __all__ = [
 
 # Strings that spreadsheets and pandas use for "no value". "NaN" is also sodium nitride for pymatgen,
 # but in a formula column it is far more likely a missing cell, so we refuse it with a clear reason.
+#: the heaviest element a dense element-fraction vector has a column for (Lr; column Z - 1)
+MAX_Z = 103
 _MISSING = {"", "nan", "none", "null", "na", "n/a"}
 _AMOUNT = re.compile(r"([A-Z][a-z]*|\))\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)")
 _SYMBOL = re.compile(r"[A-Z][a-z]*")
@@ -174,7 +177,7 @@ class CompositionArray:
         lo, hi = self.offsets[i], self.offsets[i + 1]
         return self.z[lo:hi], self.frac[lo:hi]
 
-    def dense(self, max_z: int = 103) -> np.ndarray:
+    def dense(self, max_z: int = MAX_Z) -> np.ndarray:
         """(n, max_z) float64 element fractions: column Z - 1 holds element Z's fraction."""
         if len(self.z) and int(self.z.max()) > max_z:
             raise ValueError(f"element fractions cover Z <= {max_z}; got Z = {int(self.z.max())}")

@@ -21,21 +21,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from pretroost.benchmark import (
     cell_done,
     cell_scores,
-    prediction_path,
     rebuild_results,
-    strategy_dir,
-    validation_path,
+    strategy_cells,
+    write_cell,
 )
 from pretroost.data.matbench import get_task, load_task
+from pretroost.experiment.scores import latest_rows
 from pretroost.metrics import CLF_THRESHOLD, HEADLINE
-from pretroost.results import append_benchmark_rows, read_benchmark_rows
-from pretroost.utils import atomic_path, atomic_write_json, git_sha, machine_description
+from pretroost.results import read_benchmark_rows
 
 __all__ = ["BlendPart", "blend_label", "parse_part", "split_parts", "write_blend"]
 
@@ -109,21 +107,6 @@ def blend_label(parts: Sequence[BlendPart]) -> str:
     return "blend(" + "|".join(p.spec or p.strategy for p in parts) + ")"
 
 
-def _seeds_on(results_dir: Path, part: BlendPart, task: str, fold: int) -> list[int]:
-    """The seeds ``part`` contributes on one fold (all its prediction files if not given)."""
-    if part.seeds is not None:
-        return list(part.seeds)
-    folder = strategy_dir(results_dir, part.strategy) / "predictions" / task
-    seeds = []
-    for f in folder.glob(f"fold_{fold}*.csv") if folder.is_dir() else ():
-        rest = f.stem.removeprefix(f"fold_{fold}")
-        if rest == "":
-            seeds.append(0)
-        elif rest.startswith("_seed") and rest[5:].isdigit():
-            seeds.append(int(rest[5:]))
-    return sorted(seeds)
-
-
 def write_blend(
     results_dir: str | Path,
     parts: Sequence[BlendPart],
@@ -143,18 +126,20 @@ def write_blend(
         raise ValueError("a blend needs at least two parts")
     results_dir = Path(results_dir)
     name = name or blend_label(parts)
-    rows_all = read_benchmark_rows(results_dir / "benchmark.jsonl")
+    latest = latest_rows(read_benchmark_rows(results_dir / "benchmark.jsonl"))
     written: list[dict] = []
     for task_name in tasks:
         task = get_task(task_name)
+        headline = HEADLINE[task.task_type]
         targets = load_task(task.name)["target"]
+        ran = {p.strategy: strategy_cells(results_dir, p.strategy, task.name) for p in parts}
         for fold in folds:
             if cell_done(results_dir, name, task.name, fold):
                 log.info("%s %s fold %d: exists, skipped", name, task.name, fold)
                 continue
             cells = []
             for part in parts:
-                seeds = _seeds_on(results_dir, part, task.name, fold)
+                seeds = list(part.seeds or sorted(s for f, s in ran[part.strategy] if f == fold))
                 mean = _mean_prediction(results_dir, part.strategy, task.name, fold, seeds)
                 if not seeds or mean is None:
                     break
@@ -171,46 +156,28 @@ def write_blend(
             y_test = targets.loc[pred.index].to_numpy()
             scores = cell_scores(task.task_type, y_test, pred.to_numpy(), threshold)
             facts = [
-                r
+                latest[key]
                 for p, seeds, *_ in cells
-                for r in rows_all
-                if (r["strategy"], r["task"], r["fold"], r["metric"])
-                == (p.strategy, task.name, fold, HEADLINE[task.task_type])
-                and r.get("seed", 0) in seeds
+                for key in ((p.strategy, task.name, fold, s, headline) for s in seeds)
+                if key in latest
             ]
-            atomic_write_json(
-                validation_path(results_dir, name, task.name, fold),
-                {
-                    "blend_of": [
-                        {"strategy": p.strategy, "seeds": seeds, "weight": p.weight}
-                        for p, seeds, *_ in cells
-                    ],
-                    "n_members": sum(len(seeds) for _, seeds, *_ in cells),
-                },
-            )
+            record = {
+                "blend_of": [
+                    {"strategy": p.strategy, "seeds": seeds, "weight": p.weight}
+                    for p, seeds, *_ in cells
+                ],
+                "n_members": sum(len(seeds) for _, seeds, *_ in cells),
+            }
             frame = pd.DataFrame({"id": pred.index, "prediction": pred.to_numpy()})
             if task.task_type == "classification" and threshold != CLF_THRESHOLD:
                 frame["threshold"] = threshold
-            with atomic_path(prediction_path(results_dir, name, task.name, fold)) as tmp:
-                frame.to_csv(tmp, index=False)
-            sha, machine = git_sha(), machine_description()
-            fold_rows = [
-                {
-                    "strategy": name, "task": task.name, "fold": fold, "seed": 0,
-                    "metric": metric, "value": float(value),
-                    "n_train": max((r["n_train"] for r in facts), default=0),
-                    "epochs": max((r["epochs"] for r in facts), default=0),
-                    "seconds": round(float(np.sum([r["seconds"] for r in facts])), 2),
-                    "git_sha": sha, "machine": machine,
-                }
-                for metric, value in scores.items()
-            ]  # fmt: skip
-            append_benchmark_rows(results_dir / "benchmark.jsonl", fold_rows)
-            written += fold_rows
-            log.info(
-                "%s %s fold %d: %s = %.4f", name, task.name, fold,
-                HEADLINE[task.task_type], scores[HEADLINE[task.task_type]],
+            written += write_cell(
+                results_dir, name, task.name, fold, 0, frame=frame, record=record, scores=scores,
+                n_train=max((r["n_train"] for r in facts), default=0),
+                epochs=max((r["epochs"] for r in facts), default=0),
+                seconds=sum(r["seconds"] for r in facts),
             )  # fmt: skip
+            log.info("%s %s fold %d: %s = %.4f", name, task.name, fold, headline, scores[headline])
     rebuild_results(
         results_dir, name,
         hyperparameters={"blend_of": [p.spec or p.strategy for p in parts]},

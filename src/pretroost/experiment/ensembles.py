@@ -26,7 +26,7 @@ from pretroost.benchmark import (
 )
 from pretroost.data.matbench import get_task, load_task
 from pretroost.experiment.scores import best_strategy, lower_is_better, paired_test
-from pretroost.experiment.strategies import parse_strategy, repeats_base_model, strategy_order
+from pretroost.experiment.strategies import is_strategy, repeats_base_model, strategy_order
 from pretroost.metrics import HEADLINE, score, to_labels
 from pretroost.results import write_matbench_results
 
@@ -76,17 +76,9 @@ def _complete(cells: dict[str, dict]) -> dict[str, int]:
     out = {}
     for strategy, cell in cells.items():
         n = {len(v) for v in cell["seeds"].values()}
-        if len(n) == 1 and folds <= set(cell["folds"]) and _is_roost(strategy):
+        if len(n) == 1 and folds <= set(cell["folds"]) and is_strategy(strategy):
             out[strategy] = n.pop()
     return out
-
-
-def _is_roost(strategy: str) -> bool:
-    try:
-        parse_strategy(strategy)
-    except ValueError:
-        return False
-    return True
 
 
 def _ensemble_scores(

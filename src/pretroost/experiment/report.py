@@ -39,6 +39,7 @@ from pretroost.experiment.scores import (
     paired_test,
 )
 from pretroost.experiment.strategies import (
+    is_strategy,
     repeats_base_model,
     scratch_counterpart,
     strategy_order,
@@ -66,22 +67,12 @@ STRATEGY_NOTES = {
 }
 
 
-def _known(strategy: str) -> bool:
-    from pretroost.experiment.strategies import parse_strategy
-
-    try:
-        parse_strategy(strategy)
-    except ValueError:
-        return False
-    return True
-
-
 def _strategy_note(strategy: str) -> str:
     """A bench strategy's meaning: its base's note, then each variant's change."""
     from pretroost.experiment.strategies import FINETUNE_VARIANTS, PRETRAIN_VARIANTS, parse_strategy
 
     names = strategy[len("select(") : -1].split("|")
-    if strategy.startswith("select(") and strategy.endswith(")") and all(map(_known, names)):
+    if strategy.startswith("select(") and strategy.endswith(")") and all(map(is_strategy, names)):
         candidates = ", ".join(f"`{c}`" for c in names)
         return (
             f"per task and fold, whichever of {candidates} scored best on the validation split "

@@ -13,10 +13,17 @@ import numpy as np
 from pretroost.data.matbench import get_task
 from pretroost.metrics import HEADLINE
 
-__all__ = ["best_strategy", "folds_better", "headline_table", "lower_is_better", "paired_test"]
+__all__ = [
+    "best_strategy",
+    "folds_better",
+    "headline_table",
+    "latest_rows",
+    "lower_is_better",
+    "paired_test",
+]
 
 
-def _latest(rows: list[dict]) -> dict[tuple[str, str, int, int, str], dict]:
+def latest_rows(rows: list[dict]) -> dict[tuple[str, str, int, int, str], dict]:
     """The last row written for each (strategy, task, fold, seed, metric)."""
     out: dict[tuple[str, str, int, int, str], dict] = {}
     for r in rows:
@@ -31,7 +38,7 @@ def headline_table(rows: list[dict], metric: str | None = None) -> dict[str, dic
 
     A fold's value is the mean over the seeds run on it, so strategies are compared fold by fold
     (paired) on their seed-averaged scores; ``std`` is over folds."""
-    latest = _latest(rows)
+    latest = latest_rows(rows)
     table: dict[str, dict[str, dict]] = defaultdict(dict)
     for (strategy, task, fold, _seed, name), r in sorted(latest.items()):
         if name != (metric or HEADLINE[get_task(task).task_type]):

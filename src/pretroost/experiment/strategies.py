@@ -23,6 +23,7 @@ __all__ = [
     "STRATEGIES",
     "Variant",
     "classification_only",
+    "is_strategy",
     "parse_strategy",
     "scratch_counterpart",
     "strategy_members",
@@ -228,6 +229,16 @@ def strategy_members(name: str) -> int:
     if len(members) > 1:
         raise ValueError(f"strategy {name!r}: more than one ensemble variant")
     return members[0] if members else 1
+
+
+def is_strategy(name: str) -> bool:
+    """Whether ``name`` is a Roost bench strategy (:func:`parse_strategy` reads it); False for
+    ``select(...)``, ``blend(...)`` and reference models such as ``trees``."""
+    try:
+        parse_strategy(name)
+    except ValueError:
+        return False
+    return True
 
 
 def strategy_order(strategy: str) -> tuple[bool, int, str]:

@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pretroost.data.batching import CompositionBatch
-from pretroost.data.composition import CompositionArray
+from pretroost.data.composition import MAX_Z, CompositionArray
 from pretroost.data.elements import ELEMENT_FEATURES, ElementFeatureName, element_table
 from pretroost.models import kernels
 
@@ -442,8 +442,6 @@ TaskType = Literal["regression", "classification"]
 TASK_TYPES: tuple[str, ...] = ("regression", "classification")
 Descriptors = Literal["none", "magpie", "fractions"]
 DESCRIPTORS: tuple[str, ...] = ("none", "magpie", "fractions")
-#: the ``"fractions"`` descriptors: one column per element, Z = 1 … FRACTION_MAX_Z
-FRACTION_MAX_Z = 103
 
 
 def batch_compositions(batch: CompositionBatch) -> CompositionArray:
@@ -463,7 +461,7 @@ def descriptor_values(name: Descriptors, comps: CompositionArray) -> np.ndarray:
 
         return magpie_fingerprint(comps)
     if name == "fractions":
-        return comps.dense(FRACTION_MAX_Z)
+        return comps.dense()
     raise ValueError(f"unknown descriptors {name!r}; valid: {', '.join(DESCRIPTORS[1:])}")
 
 
@@ -472,7 +470,7 @@ def n_descriptors(name: Descriptors) -> int:
     if name == "none":
         return 0
     if name == "fractions":
-        return FRACTION_MAX_Z
+        return MAX_Z
     from pretroost.data.fingerprint import MAGPIE_FEATURE_NAMES
 
     return len(MAGPIE_FEATURE_NAMES)
