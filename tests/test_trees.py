@@ -68,6 +68,32 @@ def test_fit_trees_classifies_with_probabilities_of_class_one() -> None:
     assert ((prob > 0.5) == (labels[120:] == 1)).mean() > 0.7
 
 
+def test_validation_threshold_is_chosen_on_out_of_fold_probabilities() -> None:
+    """An imbalanced task (about 80 % positive): the rule picks each candidate's threshold from
+    its inner folds' probabilities, and scores it there at least as well as at 0.5."""
+    from pretroost.metrics import score, to_labels
+
+    formulas, y = _alloys(200, seed=2)
+    labels = (y > np.quantile(y, 0.2)).astype(float)
+    comps = parse_formulas(formulas[:150])
+    kw = {"models": ("randomforest", "extratrees"), "features": ("fractions",), **TINY}
+    fixed = fit_trees(comps, labels[:150], "classification", TreesConfig(**kw))
+    chosen = fit_trees(
+        comps, labels[:150], "classification", TreesConfig(threshold="validation", **kw)
+    )
+    assert fixed.threshold == 0.5 and fixed.thresholds == {}
+    assert set(chosen.thresholds) == set(chosen.inner_scores) == set(fixed.inner_scores)
+    best = f"{chosen.model}/{chosen.features}"
+    assert chosen.threshold == chosen.thresholds[best] and 0 < chosen.threshold < 1
+    assert chosen.inner_scores[best] == min(chosen.inner_scores.values())
+    assert -chosen.inner_scores[best] > 0.7  # pooled out-of-fold balanced accuracy
+    prob = chosen.predict(parse_formulas(formulas[150:]))
+    ba = score("classification", labels[150:], to_labels(prob, chosen.threshold))
+    assert ba["balanced_accuracy"] > 0.6  # learns something on held-out rows
+    with pytest.raises(ValueError, match="valid: fixed, validation"):
+        TreesConfig(threshold="best")  # type: ignore[arg-type]
+
+
 def test_run_trees_task_writes_a_bench_cell(tmp_path, data_cache, monkeypatch) -> None:
     from pretroost.benchmark import prediction_path, validation_path
     from pretroost.data.matbench import load_folds
@@ -106,3 +132,34 @@ def test_trees_and_blend_commands(tmp_path, data_cache, monkeypatch, capsys) -> 
     line = capsys.readouterr().out.strip()
     assert line.startswith("blend(trees|trees2) matbench_steels fold 0: mae")
     assert float(line.split()[-1]) == pytest.approx(tree_mae)
+
+
+def test_trees_command_with_a_validation_threshold(tmp_path, data_cache, monkeypatch) -> None:
+    """`--threshold validation` names the cells trees+valthreshold, writes the threshold beside the
+    probabilities and scores Matbench's rocauc on labels at it."""
+    import pandas as pd
+
+    from pretroost.benchmark import prediction_path, validation_path
+    from pretroost.cli import main
+    from pretroost.data.matbench import load_task
+    from pretroost.metrics import score, to_labels
+    from pretroost.results import read_benchmark_rows
+
+    monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
+    argv = ["trees", "--tasks", "glass", "--results-dir", str(tmp_path), "--folds", "0",
+            "--models", "extratrees", "--features", "fractions", "--n-estimators", "5",
+            "--inner-folds", "2", "--threshold", "validation"]  # fmt: skip
+    assert main(argv) == 0
+    strategy = "trees+valthreshold"
+    record = json.loads(validation_path(tmp_path, strategy, "matbench_glass", 0).read_text())
+    frame = pd.read_csv(prediction_path(tmp_path, strategy, "matbench_glass", 0))
+    assert record["threshold"] == record["candidate_thresholds"]["extratrees/fractions"]
+    assert record["val_metric"] == "inner_cv_minus_balanced_accuracy_at_threshold"
+    assert (frame["threshold"] == record["threshold"]).all()
+    truth = load_task("glass").loc[frame["id"], "target"].to_numpy()
+    expected = score("classification", truth, to_labels(frame["prediction"], record["threshold"]))
+    (row,) = [
+        r for r in read_benchmark_rows(tmp_path / "benchmark.jsonl") if r["metric"] == "rocauc"
+    ]
+    assert row["strategy"] == strategy
+    assert row["value"] == pytest.approx(expected["rocauc"])

@@ -23,10 +23,17 @@ import numpy as np
 import pandas as pd
 
 from pretroost.data.composition import CompositionArray, parse_formulas
-from pretroost.metrics import CLF_THRESHOLD, HEADLINE, score, to_labels
+from pretroost.metrics import (
+    CLF_THRESHOLD,
+    HEADLINE,
+    balanced_accuracy_threshold,
+    score,
+    to_labels,
+)
 
 __all__ = [
     "FEATURE_SETS",
+    "THRESHOLD_RULES",
     "TREE_MODELS",
     "FittedTrees",
     "TreesConfig",
@@ -41,6 +48,8 @@ TreeModel = Literal["extratrees", "randomforest", "gradientboosting"]
 TREE_MODELS: tuple[str, ...] = ("extratrees", "randomforest", "gradientboosting")
 FeatureSet = Literal["fractions", "magpie", "fractions+magpie"]
 FEATURE_SETS: tuple[str, ...] = ("fractions", "magpie", "fractions+magpie")
+ThresholdRule = Literal["fixed", "validation"]
+THRESHOLD_RULES: tuple[str, ...] = ("fixed", "validation")
 
 
 def _check(name: str, values: Sequence[str], valid: Sequence[str]) -> None:
@@ -57,6 +66,13 @@ class TreesConfig:
     classification: Matbench's balanced accuracy of labels at 0.5); the best is refitted on all
     training rows. ``n_estimators`` trees (boosting iterations for gradient boosting); scikit-learn's
     defaults otherwise. ``n_jobs``: the forests' worker threads (None: scikit-learn's default, one).
+
+    ``threshold`` (classification only): ``"fixed"`` labels probabilities at Matbench's 0.5;
+    ``"validation"`` pools each candidate's out-of-fold probabilities over the inner folds, takes
+    the threshold that maximises their balanced accuracy
+    (:func:`~pretroost.metrics.balanced_accuracy_threshold`), scores the candidate by that balanced
+    accuracy, and keeps the chosen candidate's threshold for the test fold. Only training rows are
+    read either way.
     """
 
     models: tuple[str, ...] = TREE_MODELS
@@ -65,12 +81,14 @@ class TreesConfig:
     inner_folds: int = 5
     seed: int = 0
     n_jobs: int | None = None
+    threshold: ThresholdRule = "fixed"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))
         object.__setattr__(self, "features", tuple(self.features))
         _check("tree model", self.models, TREE_MODELS)
         _check("feature set", self.features, FEATURE_SETS)
+        _check("threshold rule", [self.threshold], THRESHOLD_RULES)
         if self.inner_folds < 2:
             raise ValueError(f"inner_folds must be at least 2, got {self.inner_folds}")
         if self.n_estimators < 1:
@@ -133,13 +151,19 @@ def _inner_score(task_type: str, y: np.ndarray, pred: np.ndarray) -> float:
 
 @dataclass
 class FittedTrees:
-    """The chosen candidate, refitted on every training row, and the inner scores of all."""
+    """The chosen candidate, refitted on every training row, and the inner scores of all.
+
+    ``threshold``: the decision threshold for labels ``p > threshold`` (classification; 0.5 unless
+    chosen on the inner folds); ``thresholds``: every candidate's, where chosen.
+    """
 
     estimator: Any
     model: str
     features: str
     task_type: str
     inner_scores: dict[str, float] = field(default_factory=dict)
+    threshold: float = CLF_THRESHOLD
+    thresholds: dict[str, float] = field(default_factory=dict)
 
     def predict(self, comps: CompositionArray) -> np.ndarray:
         """(n,) predictions for ``comps``: values, or the probability of class 1."""
@@ -152,8 +176,10 @@ def fit_trees(
     """Choose among ``config``'s candidates by cross-validation on (``comps``, ``y``), the
     training rows (``y``: (n,); 0/1 for classification), and refit the best on all of them.
 
-    ``inner_scores``: candidate ``"<model>/<features>"`` -> its mean inner score, lower is better
-    (MAE, or minus the balanced accuracy at 0.5). Folds are stratified for classification.
+    ``inner_scores``: candidate ``"<model>/<features>"`` -> its inner score, lower is better: the
+    mean over inner folds of the MAE or of minus the balanced accuracy at 0.5; with
+    ``config.threshold == "validation"``, minus the balanced accuracy of the pooled out-of-fold
+    probabilities at the candidate's best threshold. Folds are stratified for classification.
     """
     from sklearn.model_selection import KFold, StratifiedKFold
 
@@ -168,19 +194,28 @@ def fit_trees(
     )
     folds = list(splitter.split(np.zeros(len(y)), target))
     features = {name: composition_features(comps, name) for name in config.features}
+    choose_threshold = clf and config.threshold == "validation"
     scores: dict[str, float] = {}
+    thresholds: dict[str, float] = {}
     for model, feats in config.candidates():
-        x = features[feats]
-        per_fold = []
+        name, x = f"{model}/{feats}", features[feats]
+        oof, per_fold = np.empty(len(y)), []
         for tr, va in folds:
             est = _estimator(model, task_type, config).fit(x[tr], target[tr])
-            per_fold.append(_inner_score(task_type, y[va], _predict(est, x[va], task_type)))
-        scores[f"{model}/{feats}"] = float(np.mean(per_fold))
-        log.debug("trees %s/%s: inner score %.4f", model, feats, scores[f"{model}/{feats}"])
+            oof[va] = _predict(est, x[va], task_type)
+            per_fold.append(_inner_score(task_type, y[va], oof[va]))
+        if choose_threshold:
+            thresholds[name] = balanced_accuracy_threshold(target, oof)
+            labels = to_labels(oof, thresholds[name])
+            scores[name] = -score(task_type, y, labels)["balanced_accuracy"]
+        else:
+            scores[name] = float(np.mean(per_fold))
+        log.debug("trees %s: inner score %.4f", name, scores[name])
     best = min(scores, key=scores.__getitem__)
     model, feats = best.split("/", 1)
     est = _estimator(model, task_type, config).fit(features[feats], target)
-    return FittedTrees(est, model, feats, task_type, scores)
+    threshold = thresholds.get(best, CLF_THRESHOLD)
+    return FittedTrees(est, model, feats, task_type, scores, threshold, thresholds)
 
 
 def run_trees_task(
@@ -222,17 +257,24 @@ def run_trees_task(
         test = df.loc[test_ids]
         values = fitted.predict(parse_formulas(test["formula"].tolist(), source=task.name))
         seconds = time.perf_counter() - t0
-        scores = cell_scores(task.task_type, test["target"].to_numpy(), values, CLF_THRESHOLD)
+        threshold = fitted.threshold
+        scores = cell_scores(task.task_type, test["target"].to_numpy(), values, threshold)
         best = f"{fitted.model}/{fitted.features}"
         kind = "minus_balanced_accuracy" if task.task_type == "classification" else "mae"
+        if fitted.thresholds:
+            kind += "_at_threshold"
         record = {
             "selected": best, "inner_scores": fitted.inner_scores, "val_metric": "inner_cv_" + kind,
             "best_val": fitted.inner_scores[best], "n_val": len(train_ids), "n_members": 1,
             "config": config.to_dict(),
         }  # fmt: skip
+        frame = pd.DataFrame({"id": test_ids, "prediction": values})
+        if fitted.thresholds:
+            record.update(threshold=threshold, candidate_thresholds=fitted.thresholds)
+        if threshold != CLF_THRESHOLD:
+            frame["threshold"] = threshold
         fold_rows = write_cell(
-            results_dir, strategy, task.name, k, config.seed,
-            frame=pd.DataFrame({"id": test_ids, "prediction": values}), record=record,
+            results_dir, strategy, task.name, k, config.seed, frame=frame, record=record,
             scores=scores, n_train=len(train_ids), epochs=0, seconds=seconds,
         )  # fmt: skip
         rows += fold_rows

@@ -123,28 +123,40 @@ def cmd_trees(args: argparse.Namespace) -> int:
 
     config = TreesConfig(
         models=tuple(args.models), features=tuple(args.features), n_estimators=args.n_estimators,
-        inner_folds=args.inner_folds, seed=args.seed, n_jobs=args.jobs,
+        inner_folds=args.inner_folds, seed=args.seed, n_jobs=args.jobs, threshold=args.threshold,
     )  # fmt: skip
+    strategy = args.strategy or (
+        "trees+valthreshold" if args.threshold == "validation" else "trees"
+    )
     for task in args.tasks:
         rows = run_trees_task(
-            task, config, results_dir=args.results_dir, strategy=args.strategy, folds=args.folds
+            task, config, results_dir=args.results_dir, strategy=strategy, folds=args.folds
         )
         name = get_task(task).name
         picked = [r for r in rows if r["metric"] in ("mae", "rocauc")]
         for r in picked:
             sys.stdout.write(
-                f"{args.strategy} {name} fold {r['fold']}: {r['metric']} {r['value']:.4f}\n"
+                f"{strategy} {name} fold {r['fold']}: {r['metric']} {r['value']:.4f}\n"
             )
     return 0
 
 
 def register_trees(p: argparse.ArgumentParser) -> None:
-    from pretroost.trees import FEATURE_SETS, TREE_MODELS, TreesConfig
+    from pretroost.trees import FEATURE_SETS, THRESHOLD_RULES, TREE_MODELS, TreesConfig
 
     default = TreesConfig()
     p.add_argument("--tasks", nargs="+", required=True, help="Matbench tasks")
     p.add_argument("--results-dir", default="results", help="where the cells go (bench layout)")
-    p.add_argument("--strategy", default="trees", help="the cells' strategy name")
+    p.add_argument(
+        "--strategy", default=None,
+        help="the cells' strategy name (default: trees, or trees+valthreshold with "
+        "--threshold validation)",
+    )  # fmt: skip
+    p.add_argument(
+        "--threshold", choices=THRESHOLD_RULES, default=default.threshold,
+        help="classification: label at 0.5 (fixed) or at the threshold that maximises the "
+        "balanced accuracy of the inner folds' out-of-fold probabilities (validation)",
+    )  # fmt: skip
     p.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--models", nargs="+", choices=TREE_MODELS, default=list(default.models))
     p.add_argument("--features", nargs="+", choices=FEATURE_SETS, default=list(default.features))
