@@ -215,3 +215,23 @@ def test_combination_balances_its_losses_from_their_initial_size(tmp_path) -> No
     assert cfg["loss_shares"]["start"]["ssl"] > 0.9  # unbalanced: SSL dominates
     with pytest.raises(ValueError, match="valid: none, initial"):
         PretrainConfig(objective="ssl+dft", balance="auto")  # type: ignore[arg-type]
+
+
+def test_predict_dft_gives_each_composition_its_own_prediction() -> None:
+    """The shipped dft-oqmd's DFT head through predict_dft: one row per composition in input
+    order, in the labels' units (volumes positive), unchanged by batch size and input order; an
+    artefact without a dft head is refused."""
+    from pretroost.data.composition import parse_formulas
+    from pretroost.io import ArtefactError
+    from pretroost.objectives.dft import predict_dft
+
+    formulas = ["NaCl", "Fe2O3", "Cu0.5Zr0.5", "GaAs", "Li3PO4"]
+    values, props = predict_dft(parse_formulas(formulas))
+    assert props == list(DFT_PROPERTIES) and values.shape == (5, 4)
+    assert np.isfinite(values).all() and (values[:, props.index("Volume_per_atom")] > 0).all()
+    again, _ = predict_dft(parse_formulas(formulas[::-1]), batch_size=2)
+    # float32 forward passes over differently padded batches: equal to float32 rounding, scaled
+    # by the property's std (volumes ~8 A^3/atom)
+    np.testing.assert_allclose(again[::-1], values, rtol=1e-4, atol=1e-3)
+    with pytest.raises(ArtefactError, match="no dft head"):
+        predict_dft(parse_formulas(formulas), "fingerprint-oqmd")

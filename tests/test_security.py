@@ -105,6 +105,23 @@ def test_pickle_disguised_as_safetensors_is_refused(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+def test_pickle_disguised_as_a_trees_model_is_refused(tmp_path: Path) -> None:
+    """A trees folder's model.skops is read by skops with only scikit-learn/numpy types trusted:
+    a pickle in its place is refused and never runs."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    config = {"format_version": 1, "kind": "trees", "model": "extratrees", "features": "fractions",
+              "task_type": "regression"}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(config))
+    marker = tmp_path / "pwned"
+    (folder / "model.skops").write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(ArtefactError):
+        pretroost.load(folder)
+    (tmp_path / "in.csv").write_text("formula\nFe2O3\n")
+    assert main(["predict", "--model", str(folder), str(tmp_path / "in.csv")]) == 1
+    assert not marker.exists()
+
+
 def test_every_torch_load_is_weights_only_and_nothing_evaluates_text() -> None:
     offenders = []
     for f in SRC.rglob("*.py"):

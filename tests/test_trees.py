@@ -163,3 +163,59 @@ def test_trees_command_with_a_validation_threshold(tmp_path, data_cache, monkeyp
     ]
     assert row["strategy"] == strategy
     assert row["value"] == pytest.approx(expected["rocauc"])
+
+
+def test_saved_trees_load_and_predict_the_same(tmp_path) -> None:
+    """save_trees → pretroost.load gives the same predictions, keeps bad rows, and refuses a
+    model file that names a type outside scikit-learn/numpy."""
+    import fractions
+
+    import skops.io
+
+    import pretroost
+    from pretroost.io import ArtefactError
+    from pretroost.trees import TreesPredictor, save_trees
+
+    formulas, y = _alloys(120, seed=3)
+    labels = (y > np.quantile(y, 0.3)).astype(float)
+    config = TreesConfig(models=("extratrees",), features=("fractions+magpie",),
+                         threshold="validation", **TINY)  # fmt: skip
+    fitted = fit_trees(parse_formulas(formulas[:90]), labels[:90], "classification", config)
+    folder = save_trees(fitted, tmp_path / "m", config=config, data="alloys", n_train=90)
+    assert {p.name for p in folder.iterdir()} == {"config.json", "model.skops", "README.md"}
+    model = pretroost.load(folder)
+    assert isinstance(model, TreesPredictor) and model.threshold == fitted.threshold
+    out = model.predict([*formulas[90:], "Xx2O"])
+    prob = fitted.predict(parse_formulas(formulas[90:]))
+    np.testing.assert_array_equal(out["probability"].to_numpy()[:-1], prob)
+    assert (out["prediction"][:-1].astype(int) == (prob > fitted.threshold)).all()
+    assert out["error"].iloc[-1] and out["error"].iloc[:-1].isna().all()
+    with pytest.raises(ValueError, match="no encoder"):
+        model.embed(["Fe"])
+    skops.io.dump({"x": fractions.Fraction(1, 3)}, folder / "model.skops")
+    with pytest.raises(ArtefactError, match="outside scikit-learn"):
+        pretroost.load(folder)
+
+
+def test_trees_command_saves_a_model_that_predict_reads(tmp_path, capsys) -> None:
+    from pretroost.cli import main
+
+    formulas, y = _alloys(60, seed=4)
+    data = tmp_path / "alloys.csv"
+    data.write_text(
+        "formula,ys\n" + "".join(f"{f},{v}\n" for f, v in zip(formulas, y, strict=True))
+    )
+    out = tmp_path / "model"
+    argv = ["trees", "--data", str(data), "--target-col", "ys", "--out", str(out),
+            "--models", "extratrees", "--features", "fractions", "--n-estimators", "10",
+            "--inner-folds", "2"]  # fmt: skip
+    assert main(argv) == 0
+    assert "extratrees/fractions" in capsys.readouterr().out
+    assert main(argv) != 0  # an existing --out is refused...
+    assert main([*argv, "--overwrite"]) == 0  # ...unless asked
+    queries = tmp_path / "q.csv"
+    queries.write_text("formula\nFe0.7Ni0.1Cr0.15C0.05\n")
+    pred = tmp_path / "pred.csv"
+    assert main(["predict", "--model", str(out), str(queries), "-o", str(pred)]) == 0
+    lines = pred.read_text().splitlines()
+    assert lines[0].startswith("formula,prediction") and len(lines) == 2

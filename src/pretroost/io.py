@@ -1,5 +1,7 @@
 """Release artefacts, Hugging Face style: a folder with ``config.json``, ``model.safetensors`` (no
 pickle, ever), ``normaliser.json`` where there is a target scale, and a ``README.md`` model card.
+(The tree reference models of :mod:`pretroost.trees` keep their scikit-learn estimator in
+``model.skops`` instead, skops' pickle-free format, in a folder written the same way.)
 
 Folders are written to a temporary sibling and renamed into place, so a crash never leaves half an
 artefact; loading checks the format version and that every file is present and readable.
@@ -12,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,9 @@ __all__ = [
     "ArtefactError",
     "load_artefact",
     "load_encoder_weights",
+    "read_config",
     "save_artefact",
+    "write_folder",
 ]
 
 log = logging.getLogger(__name__)
@@ -46,32 +51,26 @@ class Artefact:
     path: Path
 
 
-def save_artefact(
+def write_folder(
     out: str | os.PathLike[str],
-    module: nn.Module,
     config: dict[str, Any],
     *,
     card: str,
+    fill: Callable[[Path], None],
     extra_files: dict[str, str] | None = None,
     overwrite: bool = True,
 ) -> Path:
-    """Write ``module``'s weights and ``config`` as a release folder, atomically.
-
-    Args:
-        out: destination folder (replaced if it exists and ``overwrite``).
-        module: its ``state_dict`` goes to ``model.safetensors`` (tensors made contiguous).
-        config: JSON-serialisable; ``format_version`` is added.
-        card: the model card text (``README.md``).
-        extra_files: more text files (name -> content), e.g. ``normaliser.json``.
-    """
+    """Write a release folder atomically: ``fill(folder)`` writes the weights, then
+    ``config.json`` (``config`` with ``format_version`` added), ``README.md`` (``card``) and
+    ``extra_files`` (name -> text) are added; the folder replaces ``out`` (if ``overwrite``) only
+    once complete."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        fill(tmp)
         full = {"format_version": FORMAT_VERSION, **config}
         (tmp / "config.json").write_text(json.dumps(full, indent=2) + "\n")
         (tmp / "README.md").write_text(card)
@@ -97,18 +96,38 @@ def save_artefact(
     return out
 
 
-def load_artefact(path: str | os.PathLike[str]) -> Artefact:
-    """Read a release folder, or a shipped encoder by name (``pretroost.pretrained``);
-    :class:`ArtefactError` says what is wrong with a bad one."""
-    from pretroost.pretrained import resolve, shipped
+def save_artefact(
+    out: str | os.PathLike[str],
+    module: nn.Module,
+    config: dict[str, Any],
+    *,
+    card: str,
+    extra_files: dict[str, str] | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write ``module``'s weights and ``config`` as a release folder, atomically.
 
-    path = resolve(path)
-    if not path.is_dir():
-        raise ArtefactError(
-            f"{path}: not a model folder (expected config.json + model.safetensors) nor a "
-            f"shipped encoder ({', '.join(shipped()) or 'none installed'})"
-        )
-    cfg_file, weights = path / "config.json", path / "model.safetensors"
+    Args:
+        out: destination folder (replaced if it exists and ``overwrite``).
+        module: its ``state_dict`` goes to ``model.safetensors`` (tensors made contiguous).
+        config: JSON-serialisable; ``format_version`` is added.
+        card: the model card text (``README.md``).
+        extra_files: more text files (name -> content), e.g. ``normaliser.json``.
+    """
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+    def fill(folder: Path) -> None:
+        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+    return write_folder(
+        out, config, card=card, fill=fill, extra_files=extra_files, overwrite=overwrite
+    )
+
+
+def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A release folder's ``config.json``, its ``format_version`` checked;
+    :class:`ArtefactError` if missing, not JSON or newer than this pretroost."""
+    cfg_file = Path(path) / "config.json"
     if not cfg_file.is_file():
         raise ArtefactError(f"{path}: config.json is missing")
     try:
@@ -123,6 +142,21 @@ def load_artefact(path: str | os.PathLike[str]) -> Artefact:
             f"{cfg_file}: format_version {version} is newer than this pretroost understands "
             f"({FORMAT_VERSION}); upgrade pretroost"
         )
+    return config
+
+
+def load_artefact(path: str | os.PathLike[str]) -> Artefact:
+    """Read a release folder, or a shipped encoder by name (``pretroost.pretrained``);
+    :class:`ArtefactError` says what is wrong with a bad one."""
+    from pretroost.pretrained import resolve, shipped
+
+    path = resolve(path)
+    if not path.is_dir():
+        raise ArtefactError(
+            f"{path}: not a model folder (expected config.json + model.safetensors) nor a "
+            f"shipped encoder ({', '.join(shipped()) or 'none installed'})"
+        )
+    config, weights = read_config(path), path / "model.safetensors"
     if not weights.is_file():
         raise ArtefactError(f"{path}: model.safetensors is missing")
     try:

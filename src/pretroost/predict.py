@@ -10,7 +10,9 @@ Three kinds of folders load (``config.json``'s ``"kind"``):
 - ``"ensemble"``: a deep ensemble (:mod:`pretroost.ensemble`); predictions carry total, aleatoric
   and epistemic stds;
 - ``"pretrained"``: an encoder only (``"encoder"`` config, tensors under ``encoder.``): ``embed``
-  works, ``predict`` does not (there is no property head).
+  works, ``predict`` does not (there is no property head);
+- ``"trees"``: a tree ensemble on composition features (:func:`pretroost.trees.save_trees`), loaded
+  as a :class:`~pretroost.trees.TreesPredictor` with the same ``predict``.
 
 Bad formulas never vanish: with ``errors="coerce"`` (the default) their row stays in place with NaN
 predictions (or a NaN embedding) and the reason in the ``error`` column; ``errors="raise"`` raises a
@@ -26,7 +28,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TextIO, cast
+from typing import TYPE_CHECKING, Literal, TextIO, cast
 
 import numpy as np
 import pandas as pd
@@ -37,9 +39,12 @@ from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import CompositionArray, FormulaError, parse_formula
 from pretroost.ensemble import Ensemble, combine_predictions
 from pretroost.finetune import FittedModel
-from pretroost.io import ArtefactError, load_artefact
+from pretroost.io import ArtefactError, load_artefact, read_config
 from pretroost.models.roost import RoostConfig, RoostEncoder, TaskType
 from pretroost.utils import atomic_path
+
+if TYPE_CHECKING:
+    from pretroost.trees import TreesPredictor
 
 __all__ = [
     "ERRORS",
@@ -58,7 +63,7 @@ log = logging.getLogger(__name__)
 
 Errors = Literal["coerce", "raise"]
 ERRORS: tuple[str, ...] = ("coerce", "raise")
-KINDS: tuple[str, ...] = ("finetuned", "ensemble", "pretrained")
+KINDS: tuple[str, ...] = ("finetuned", "ensemble", "pretrained", "trees")
 TABLE_SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".pq")
 _CHUNK = 4096  # rows per prediction chunk (one progress-bar step)
 
@@ -467,11 +472,13 @@ def _encoder_from_artefact(art) -> RoostEncoder:
     return encoder.eval()
 
 
-def load(path: str | Path) -> Predictor:
+def load(path: str | Path) -> Predictor | TreesPredictor:
     """Load an artefact folder (finetuned model, ensemble or pretrained encoder) as a
-    :class:`Predictor`. Raises :class:`~pretroost.io.ArtefactError` (a ``ValueError``) for a
-    folder that is not one of these. ``path`` may name a shipped encoder (``pretroost.pretrained``)."""
+    :class:`Predictor`, or a trees model as a :class:`~pretroost.trees.TreesPredictor`. Raises
+    :class:`~pretroost.io.ArtefactError` (a ``ValueError``) for a folder that is not one of these.
+    ``path`` may name a shipped encoder (``pretroost.pretrained``)."""
     from pretroost.pretrained import resolve
+    from pretroost.trees import TreesPredictor
 
     path = resolve(path)
     root = Path(path)
@@ -482,6 +489,8 @@ def load(path: str | Path) -> Predictor:
                 f"{root}: not a model folder, but it holds model folders ({', '.join(inner[:5])}"
                 f"{', ...' if len(inner) > 5 else ''}): load one of them"
             )
+    if (root / "config.json").is_file() and read_config(root).get("kind") == "trees":
+        return TreesPredictor.load(root)
     art = load_artefact(path)
     kind = art.config.get("kind")
     if kind == "finetuned":

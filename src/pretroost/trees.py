@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from pretroost.data.composition import CompositionArray, parse_formulas
+from pretroost.data.composition import MAX_Z, CompositionArray, parse_formulas
 from pretroost.metrics import (
     CLF_THRESHOLD,
     HEADLINE,
@@ -37,9 +37,12 @@ __all__ = [
     "TREE_MODELS",
     "FittedTrees",
     "TreesConfig",
+    "TreesPredictor",
     "composition_features",
     "fit_trees",
+    "load_trees",
     "run_trees_task",
+    "save_trees",
 ]
 
 log = logging.getLogger(__name__)
@@ -289,3 +292,175 @@ def run_trees_task(
         "cross-validation on the training rows (pretroost.trees)",
     )  # fmt: skip
     return rows
+
+
+# ------------------------------------------------------------------------------ saved models
+
+#: what a saved estimator may be built from: scikit-learn's and numpy's own types only
+_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.")
+
+
+def save_trees(
+    fitted: FittedTrees,
+    out: str | Path,
+    *,
+    config: TreesConfig,
+    data: str,
+    n_train: int,
+    overwrite: bool = True,
+) -> Path:
+    """Write ``fitted`` as a model folder: ``config.json`` (``"kind": "trees"``, the chosen
+    candidate, its threshold, every candidate's inner score, ``config``), ``model.skops`` (the
+    estimator in skops' format: arrays and JSON, no pickle) and a ``README.md`` model card saying
+    what it was trained on (``data``, ``n_train`` rows)."""
+    import sklearn
+    import skops.io
+
+    from pretroost import __version__
+    from pretroost.io import write_folder
+    from pretroost.utils import git_sha
+
+    best = f"{fitted.model}/{fitted.features}"
+    meta = {
+        "kind": "trees", "task_type": fitted.task_type, "model": fitted.model,
+        "features": fitted.features, "threshold": fitted.threshold,
+        "inner_scores": fitted.inner_scores, "candidate_thresholds": fitted.thresholds,
+        "trees_config": config.to_dict(), "data": data, "n_train": n_train,
+        "git_sha": git_sha(), "pretroost_version": __version__,
+        "sklearn_version": sklearn.__version__,
+    }  # fmt: skip
+    clf = fitted.task_type == "classification"
+    what, value = ("balanced accuracy", -fitted.inner_scores[best]) if clf else (
+        "MAE", fitted.inner_scores[best])  # fmt: skip
+    card = "\n".join([
+        f"# pretroost trees: {fitted.model} on {fitted.features}",
+        "",
+        f"A {fitted.task_type} model on composition features (`pretroost.trees`), not Roost.",
+        f"- Data: {data} ({n_train} rows, every one used for the final fit).",
+        f"- Chosen by {config.inner_folds}-fold cross-validation on those rows among "
+        f"{len(fitted.inner_scores)} candidate(s); inner {what} of the chosen one: {value:.4g}.",
+        *([f"- Decision threshold: {fitted.threshold:.4g} (labels `p > threshold`)."]
+          if clf else []),
+        f"- {config.n_estimators} trees, seed {config.seed}; scikit-learn {sklearn.__version__}; "
+        f"pretroost {__version__} ({meta['git_sha']}).",
+        "",
+        "Load with `pretroost.load(folder)` or `pretroost predict --model folder formulas.csv`.",
+        "",
+    ])  # fmt: skip
+
+    def fill(folder: Path) -> None:
+        skops.io.dump(fitted.estimator, folder / "model.skops")
+
+    return write_folder(out, meta, card=card, fill=fill, overwrite=overwrite)
+
+
+def load_trees(path: str | Path) -> tuple[FittedTrees, dict[str, Any]]:
+    """Read a folder written by :func:`save_trees`: the model and its ``config.json``.
+
+    The estimator is rebuilt by skops only from scikit-learn, numpy and builtin types; a file
+    naming any other type is refused (:class:`~pretroost.io.ArtefactError`), so loading never
+    runs code from the file."""
+    import skops.io
+
+    from pretroost.io import ArtefactError, read_config
+
+    path = Path(path)
+    meta = read_config(path)
+    if meta.get("kind") != "trees":
+        raise ArtefactError(f"{path}: not a trees model (kind {meta.get('kind')!r})")
+    file = path / "model.skops"
+    if not file.is_file():
+        raise ArtefactError(f"{path}: model.skops is missing")
+    try:
+        types = skops.io.get_untrusted_types(file=file)
+    except Exception as exc:  # a zip that skops cannot read: say so, whatever its error type
+        raise ArtefactError(f"{file}: unreadable ({exc})") from None
+    foreign = [t for t in types if not t.startswith(_TRUSTED_PREFIXES)]
+    if foreign:
+        raise ArtefactError(f"{file}: refers to types outside scikit-learn/numpy: {foreign}")
+    estimator = skops.io.load(file, trusted=types)
+    fitted = FittedTrees(
+        estimator, meta["model"], meta["features"], meta["task_type"],
+        dict(meta.get("inner_scores", {})), float(meta.get("threshold", CLF_THRESHOLD)),
+        dict(meta.get("candidate_thresholds", {})),
+    )  # fmt: skip
+    return fitted, meta
+
+
+class TreesPredictor:
+    """A saved trees model behind :func:`pretroost.load`'s interface: :meth:`predict` takes
+    formulas and returns the same columns as a single Roost model's (no ``std``: NaN)."""
+
+    kind = "trees"
+
+    def __init__(self, fitted: FittedTrees, meta: dict[str, Any], path: Path | None = None):
+        self.fitted, self.meta, self.path = fitted, meta, path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TreesPredictor:
+        fitted, meta = load_trees(path)
+        return cls(fitted, meta, Path(path))
+
+    def __repr__(self) -> str:
+        return (
+            f"TreesPredictor({self.fitted.model}/{self.fitted.features}, "
+            f"task_type={self.task_type!r}, path={str(self.path)!r})"
+        )
+
+    @property
+    def task_type(self) -> str:
+        return self.fitted.task_type
+
+    @property
+    def threshold(self) -> float:
+        return self.fitted.threshold
+
+    @property
+    def columns(self) -> list[str]:
+        return ["prediction", "probability" if self.task_type == "classification" else "std"]
+
+    def predict(
+        self,
+        formulas: object,
+        *,
+        errors: str = "coerce",
+        batch_size: int = 1024,
+        progress: bool | None = None,
+    ) -> pd.DataFrame:
+        """One row per input, in input order: ``formula``, ``prediction`` (classification: the
+        label ``probability > threshold``), ``probability`` or ``std`` (NaN: a tree model here
+        gives no uncertainty), ``error``. ``batch_size`` and ``progress`` are accepted for the
+        Roost predictor's signature and unused."""
+        from pretroost.predict import as_formula_list, parse_for_model
+
+        del batch_size, progress
+        values, index = as_formula_list(formulas)
+        known = np.zeros(MAX_Z + 1, dtype=bool)
+        known[1:] = True
+        parsed = parse_for_model(
+            values,
+            known,
+            elem_embedding="composition feature",
+            errors=errors,  # type: ignore[arg-type]
+        )
+        out = np.full(len(values), np.nan)
+        if len(parsed.comps):
+            out[parsed.good] = self.fitted.predict(parsed.comps)
+        frame: dict[str, object] = {"formula": values}
+        if self.task_type == "classification":
+            label = pd.array(
+                np.where(parsed.good, out > self.threshold, False).astype(int), "Int64"
+            )
+            label[~parsed.good] = pd.NA
+            frame |= {"prediction": label, "probability": out}
+        else:
+            frame |= {"prediction": out, "std": np.full(len(values), np.nan)}
+        frame["error"] = parsed.errors
+        return pd.DataFrame(frame, index=index)
+
+    def embed(self, *args: object, **kwargs: object) -> np.ndarray:
+        raise ValueError(
+            f"{self.path}: a trees model has no encoder to embed formulas with; use a Roost model"
+        )
+
+    embed_frame = embed

@@ -125,6 +125,10 @@ def cmd_trees(args: argparse.Namespace) -> int:
         models=tuple(args.models), features=tuple(args.features), n_estimators=args.n_estimators,
         inner_folds=args.inner_folds, seed=args.seed, n_jobs=args.jobs, threshold=args.threshold,
     )  # fmt: skip
+    if args.data or args.out:
+        return _save_trees(args, config)
+    if not args.tasks:
+        raise SystemExit("trees: give --tasks (Matbench folds), or --data CSV --out DIR")
     strategy = args.strategy or (
         "trees+valthreshold" if args.threshold == "validation" else "trees"
     )
@@ -141,11 +145,64 @@ def cmd_trees(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save_trees(args: argparse.Namespace, config) -> int:
+    """``--out``: one model on every row of ``--data`` (your CSV) or of each of ``--tasks`` (a
+    Matbench dataset, saved to OUT/<task>); no test score (the inner folds choose the model)."""
+    from pretroost.cli.common import _check_out
+    from pretroost.data.composition import parse_formulas
+    from pretroost.data.matbench import get_task, load_task
+    from pretroost.data.tables import read_training_table
+    from pretroost.trees import fit_trees, save_trees
+
+    if not args.out or bool(args.data) == bool(args.tasks):
+        raise SystemExit("trees --out DIR needs exactly one of --data CSV or --tasks")
+    jobs = []
+    if args.data:
+        _, comps, y = read_training_table(
+            args.data, formula_col=args.formula_col, target_col=args.target_col,
+            id_col=args.id_col, task_type=args.task_type,
+        )  # fmt: skip
+        jobs.append((Path(args.out), args.data, comps, y[:, 0], args.task_type))
+    else:
+        for name in args.tasks:
+            task = get_task(name)
+            df = load_task(task.name)
+            comps = parse_formulas(df["formula"].tolist(), source=task.name)
+            data = f"{task.name}, Matbench v0.1"
+            out = Path(args.out) / task.name
+            jobs.append((out, data, comps, df["target"].to_numpy(), task.task_type))
+    for out, data, comps, y, task_type in jobs:
+        _check_out(out, args.overwrite)
+        fitted = fit_trees(comps, y, task_type, config)
+        save_trees(fitted, out, config=config, data=str(data), n_train=len(y))
+        best = f"{fitted.model}/{fitted.features}"
+        sys.stdout.write(
+            f"{out}: {best}, inner score {fitted.inner_scores[best]:.4g}"
+            + (f", threshold {fitted.threshold:.4g}" if task_type == "classification" else "")
+            + "\n"
+        )
+    return 0
+
+
 def register_trees(p: argparse.ArgumentParser) -> None:
+    from pretroost.cli.common import _add_overwrite_arg
     from pretroost.trees import FEATURE_SETS, THRESHOLD_RULES, TREE_MODELS, TreesConfig
 
+    p.description = (
+        "Tree ensembles on composition features, the candidate chosen by cross-validation on\n"
+        "the training rows. With --tasks: per official Matbench fold, cells in the bench layout\n"
+        "under --results-dir. With --out: one model on every row of --data (your CSV) or of each\n"
+        "task, saved as a folder that `pretroost predict --model` and pretroost.load() read."
+    )
     default = TreesConfig()
-    p.add_argument("--tasks", nargs="+", required=True, help="Matbench tasks")
+    p.add_argument("--tasks", nargs="+", default=[], help="Matbench tasks")
+    p.add_argument("--out", default=None, help="save a model trained on every row here")
+    p.add_argument("--data", default=None, help="your CSV of formulas and targets (with --out)")
+    p.add_argument("--formula-col", default="formula", help="--data: formula column")
+    p.add_argument("--target-col", default="target", help="--data: target column")
+    p.add_argument("--id-col", default=None, help="--data: id column (checked for duplicates)")
+    p.add_argument("--task-type", default="regression", choices=["regression", "classification"])
+    _add_overwrite_arg(p)
     p.add_argument("--results-dir", default="results", help="where the cells go (bench layout)")
     p.add_argument(
         "--strategy", default=None,

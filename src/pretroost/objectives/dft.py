@@ -29,9 +29,10 @@ from pretroost.models.roost import RoostEncoder
 from pretroost.objectives.base import RegressionObjective
 
 if TYPE_CHECKING:
+    from pretroost.data.composition import CompositionArray
     from pretroost.data.corpus import Corpus
 
-__all__ = ["DFTConfig", "DFTObjective"]
+__all__ = ["DFTConfig", "DFTObjective", "predict_dft"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,3 +103,43 @@ class DFTObjective(RegressionObjective):
             limit=config.limit,
         )
         return {"dft": labels, "dft_mask": np.isfinite(labels).any(axis=1)}
+
+
+def predict_dft(
+    comps: CompositionArray, artefact: str | Path = "dft-oqmd", *, batch_size: int = 1024
+) -> tuple[np.ndarray, list[str]]:
+    """What a DFT-pretrained artefact (encoder + its ``dft`` head) predicts for ``comps``:
+    (n, P) float64 in the labels' units (the head's standardisation undone), and the P property
+    names (OQMD's, e.g. ``Bandgap`` in eV). ``artefact``: a folder or a shipped encoder's name.
+
+    The shipped ``dft-oqmd`` was pretrained on a corpus with every Matbench composition removed,
+    so for a Matbench composition these are predictions, not looked-up labels.
+    """
+    import torch
+
+    from pretroost.data.batching import CompositionDataset
+    from pretroost.io import ArtefactError, load_artefact
+    from pretroost.objectives.base import ProjectionHead
+    from pretroost.predict import _encoder_from_artefact
+
+    art = load_artefact(artefact)
+    cfg = (art.config.get("objectives") or {}).get("dft")
+    prefix = "parts.dft."
+    if not isinstance(cfg, dict) or f"{prefix}target_mean" not in art.state_dict:
+        raise ArtefactError(f"{art.path}: no dft head (pretrain with --objective dft)")
+    props = list(cfg["properties"])
+    encoder = _encoder_from_artefact(art)
+    head = ProjectionHead(encoder.out_dim, len(props), cfg["trunk_hidden"], cfg["trunk_out"])
+    head.load_state_dict(
+        {k.removeprefix(prefix + "head."): v.float() for k, v in art.state_dict.items()
+         if k.startswith(prefix + "head.")}
+    )  # fmt: skip
+    mean = art.state_dict[f"{prefix}target_mean"].double().numpy()
+    std = art.state_dict[f"{prefix}target_std"].double().numpy()
+    head.eval()
+    out = np.zeros((len(comps), len(props)))
+    data = CompositionDataset(comps)
+    with torch.no_grad():
+        for idx in data.batch_indices(batch_size):
+            out[idx] = head(encoder(data.batch(idx))).double().numpy()
+    return out * std + mean, props
