@@ -620,3 +620,11 @@ def test_best_strategy_and_folds_better_follow_the_metric_direction() -> None:
     a, b = {0: 1.0, 1: 3.0, 2: 2.0}, {0: 2.0, 1: 2.0, 2: 2.0, 3: 0.0}
     assert folds_better(a, b, lower_better=True) == (1, 3)  # ties are not wins; fold 3 not shared
     assert folds_better(a, b, lower_better=False) == (1, 3)
+
+
+def test_report_explains_the_tree_strategies() -> None:
+    from pretroost.experiment.report import _strategy_note
+
+    assert "not Roost" in _strategy_note("trees")
+    note = _strategy_note("trees+valthreshold")
+    assert "not Roost" in note and "out-of-fold probabilities" in note

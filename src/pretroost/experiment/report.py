@@ -86,12 +86,18 @@ def _strategy_note(strategy: str) -> str:
             "of the training fold (`--select`; the test fold plays no part); its time is all "
             "candidates' together"
         )
-    if strategy == "trees":
-        return (
+    if strategy in ("trees", "trees+valthreshold"):
+        note = (
             "not Roost: a reference model, tree ensembles on element fractions (and Magpie), "
             "the model and features chosen per fold by cross-validation on the training rows "
             "(`pretroost trees`)"
         )
+        if strategy == "trees+valthreshold":
+            note += (
+                "; classification labelled at the threshold that maximises the balanced accuracy "
+                "of the inner folds' out-of-fold probabilities (`--threshold validation`)"
+            )
+        return note
     if strategy.startswith("blend(") and strategy.endswith(")"):
         from pretroost.experiment.blend import split_parts
 
@@ -140,7 +146,7 @@ def _leaderboard_lines(task: str) -> list[str]:
     for name, table in (("Roost", PUBLISHED_ROOST), ("CrabNet", PUBLISHED_CRABNET)):
         if task in table:  # the papers' own runs: 300 epochs, near-official folds
             lines.append(
-                f"| *{name}* (published, Wang et al. 2021) | {table[task]:.4g} | | | | | |"
+                f"| *{name}* (published, Wang et al. 2021) | {table[task]:.4g} | | | | | | |"
             )
     for label, entry in (
         ("leader", board.leader), ("MODNet", board.modnet),
@@ -149,10 +155,10 @@ def _leaderboard_lines(task: str) -> list[str]:
         if entry is not None and (label == "leader" or entry != board.leader):
             std = f" ± {entry.std:.4g}" if entry.std is not None else ""
             name = entry.algorithm if label == "leader" else label
-            lines.append(f"| *{name}* (leaderboard) | {entry.mean:.4g}{std} | | | | | |")
+            lines.append(f"| *{name}* (leaderboard) | {entry.mean:.4g}{std} | | | | | | |")
     for entry in board.also:
         std = f" ± {entry.std:.4g}" if entry.std is not None else ""
-        lines.append(f"| *{entry.algorithm}* (leaderboard) | {entry.mean:.4g}{std} | | | | | |")
+        lines.append(f"| *{entry.algorithm}* (leaderboard) | {entry.mean:.4g}{std} | | | | | | |")
     lines.append(
         f"\nLeaderboard source: {board.source}. ¹ Against the leaderboard's own fold scores "
         "(the same official folds; `leaderboard.against_leaderboard`): on how many folds this "
@@ -481,7 +487,7 @@ def _seed_ensemble_lines(ens: dict[str, dict]) -> list[str]:
                 + (f"{vs_base['mean_diff']:+.4g} ({p(vs_base)})" if vs_base else "")
                 + (f" vs {_md_cell(ref)}" if vs_base and ref != "scratch" else "")
                 + (f", {size} seeds each" if vs_base and size != cell["n"] else "")
-                + " |"
+                + f" | {_vs_board(task, against_leaderboard(task, cell['folds']))} |"
             )
     if not out:
         return []
@@ -504,11 +510,14 @@ def _seed_ensemble_lines(ens: dict[str, dict]) -> list[str]:
         "`+valthreshold` strategy's ensemble is compared with scratch+valthreshold's (the same "
         "threshold rule) where that has one. Each "
         "strategy's seed ensembles are a Matbench submission file, "
-        "`seed_ensembles/<strategy>/results.json.gz`.",
+        "`seed_ensembles/<strategy>/results.json.gz`. Last column: on how many folds the "
+        "ensemble beats MODNet (v0.1.12) and the leaderboard's leader, fold by fold, with the "
+        "paired t-test's p (as in the per-task tables).",
         "",
         "| task | strategy | seeds | seed sd | single | seed ensemble | by size (1 → n) "
-        "| cost (min per fold, 1 → n) | p vs single | ensemble vs scratch's ensemble (p) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| cost (min per fold, 1 → n) | p vs single | ensemble vs scratch's ensemble (p) "
+        "| folds better than MODNet · leader (p) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *out,
         "",
     ]
