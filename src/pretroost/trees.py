@@ -297,7 +297,7 @@ def run_trees_task(
 # ------------------------------------------------------------------------------ saved models
 
 #: what a saved estimator may be built from: scikit-learn's and numpy's own types only
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.")
+_TRUSTED_PREFIXES = ("sklearn.", "numpy.")
 
 
 def save_trees(
@@ -357,7 +357,7 @@ def save_trees(
 def load_trees(path: str | Path) -> tuple[FittedTrees, dict[str, Any]]:
     """Read a folder written by :func:`save_trees`: the model and its ``config.json``.
 
-    The estimator is rebuilt by skops only from scikit-learn, numpy and builtin types; a file
+    The estimator is rebuilt by skops only from scikit-learn and numpy types; a file
     naming any other type is refused (:class:`~pretroost.io.ArtefactError`), so loading never
     runs code from the file."""
     import skops.io
@@ -423,7 +423,7 @@ class TreesPredictor:
         self,
         formulas: object,
         *,
-        errors: str = "coerce",
+        errors: Literal["coerce", "raise"] = "coerce",
         batch_size: int = 1024,
         progress: bool | None = None,
     ) -> pd.DataFrame:
@@ -437,12 +437,7 @@ class TreesPredictor:
         values, index = as_formula_list(formulas)
         known = np.zeros(MAX_Z + 1, dtype=bool)
         known[1:] = True
-        parsed = parse_for_model(
-            values,
-            known,
-            elem_embedding="composition feature",
-            errors=errors,  # type: ignore[arg-type]
-        )
+        parsed = parse_for_model(values, known, elem_embedding="element-fraction", errors=errors)
         out = np.full(len(values), np.nan)
         if len(parsed.comps):
             out[parsed.good] = self.fitted.predict(parsed.comps)
