@@ -154,7 +154,9 @@ def _save_trees(args: argparse.Namespace, config) -> int:
     from pretroost.data.tables import read_training_table
     from pretroost.trees import fit_trees, save_trees
 
-    if not args.out or bool(args.data) == bool(args.tasks):
+    if not args.out:
+        raise SystemExit("trees --data CSV needs --out DIR, the folder for the model")
+    if bool(args.data) == bool(args.tasks):
         raise SystemExit("trees --out DIR needs exactly one of --data CSV or --tasks")
     jobs = []
     if args.data:
