@@ -219,3 +219,17 @@ def test_trees_command_saves_a_model_that_predict_reads(tmp_path, capsys) -> Non
     assert main(["predict", "--model", str(out), str(queries), "-o", str(pred)]) == 0
     lines = pred.read_text().splitlines()
     assert lines[0].startswith("formula,prediction") and len(lines) == 2
+
+
+def test_a_forest_reports_the_spread_of_its_trees() -> None:
+    formulas, y = _alloys(100, seed=5)
+    comps = parse_formulas(formulas[:80])
+    kw = {"features": ("fractions",), **TINY}
+    forest = fit_trees(comps, y[:80], "regression", TreesConfig(models=("extratrees",), **kw))
+    test = parse_formulas(formulas[80:])
+    std = forest.predict_std(test)
+    per_tree = np.stack([t.predict(test.dense()) for t in forest.estimator.estimators_])
+    np.testing.assert_allclose(per_tree.mean(axis=0), forest.predict(test), rtol=1e-10)
+    assert std.shape == (20,) and (std >= 0).all() and std.max() > 0
+    boost = fit_trees(comps, y[:80], "regression", TreesConfig(models=("gradientboosting",), **kw))
+    assert np.isnan(boost.predict_std(test)).all()

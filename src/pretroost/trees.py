@@ -172,6 +172,16 @@ class FittedTrees:
         """(n,) predictions for ``comps``: values, or the probability of class 1."""
         return _predict(self.estimator, composition_features(comps, self.features), self.task_type)
 
+    def predict_std(self, comps: CompositionArray) -> np.ndarray:
+        """(n,) standard deviation of a forest's trees' predictions for ``comps`` (regression):
+        how much the trees disagree, a rough epistemic uncertainty (not calibrated); NaN for
+        gradient boosting, whose trees are summed rather than averaged, and for classification."""
+        trees = getattr(self.estimator, "estimators_", None)
+        if self.task_type != "regression" or trees is None:
+            return np.full(len(comps), np.nan)
+        x = composition_features(comps, self.features)
+        return np.stack([t.predict(x) for t in trees]).std(axis=0)
+
 
 def fit_trees(
     comps: CompositionArray, y: np.ndarray, task_type: str, config: TreesConfig | None = None
@@ -389,7 +399,7 @@ def load_trees(path: str | Path) -> tuple[FittedTrees, dict[str, Any]]:
 
 class TreesPredictor:
     """A saved trees model behind :func:`pretroost.load`'s interface: :meth:`predict` takes
-    formulas and returns the same columns as a single Roost model's (no ``std``: NaN)."""
+    formulas and returns the same columns as a single Roost model's."""
 
     kind = "trees"
 
@@ -428,8 +438,8 @@ class TreesPredictor:
         progress: bool | None = None,
     ) -> pd.DataFrame:
         """One row per input, in input order: ``formula``, ``prediction`` (classification: the
-        label ``probability > threshold``), ``probability`` or ``std`` (NaN: a tree model here
-        gives no uncertainty), ``error``. ``batch_size`` and ``progress`` are accepted for the
+        label ``probability > threshold``), ``probability`` or ``std`` (a forest's spread over its
+        trees, :meth:`FittedTrees.predict_std`; NaN for gradient boosting), ``error``. ``batch_size`` and ``progress`` are accepted for the
         Roost predictor's signature and unused."""
         from pretroost.predict import as_formula_list, parse_for_model
 
@@ -449,7 +459,10 @@ class TreesPredictor:
             label[~parsed.good] = pd.NA
             frame |= {"prediction": label, "probability": out}
         else:
-            frame |= {"prediction": out, "std": np.full(len(values), np.nan)}
+            std = np.full(len(values), np.nan)
+            if len(parsed.comps):
+                std[parsed.good] = self.fitted.predict_std(parsed.comps)
+            frame |= {"prediction": out, "std": std}
         frame["error"] = parsed.errors
         return pd.DataFrame(frame, index=index)
 
