@@ -212,17 +212,18 @@ def fit_trees(
     thresholds: dict[str, float] = {}
     for model, feats in config.candidates():
         name, x = f"{model}/{feats}", features[feats]
-        oof, per_fold = np.empty(len(y)), []
+        oof = np.empty(len(y))  # each row predicted by the model not trained on it
         for tr, va in folds:
             est = _estimator(model, task_type, config).fit(x[tr], target[tr])
             oof[va] = _predict(est, x[va], task_type)
-            per_fold.append(_inner_score(task_type, y[va], oof[va]))
         if choose_threshold:
             thresholds[name] = balanced_accuracy_threshold(target, oof)
             labels = to_labels(oof, thresholds[name])
             scores[name] = -score(task_type, y, labels)["balanced_accuracy"]
         else:
-            scores[name] = float(np.mean(per_fold))
+            scores[name] = float(
+                np.mean([_inner_score(task_type, y[va], oof[va]) for _, va in folds])
+            )
         log.debug("trees %s: inner score %.4f", name, scores[name])
     best = min(scores, key=scores.__getitem__)
     model, feats = best.split("/", 1)

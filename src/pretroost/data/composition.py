@@ -25,10 +25,10 @@ __all__ = [
     "parse_formulas",
 ]
 
-# Strings that spreadsheets and pandas use for "no value". "NaN" is also sodium nitride for pymatgen,
-# but in a formula column it is far more likely a missing cell, so we refuse it with a clear reason.
 #: the heaviest element a dense element-fraction vector has a column for (Lr; column Z - 1)
 MAX_Z = 103
+# Strings that spreadsheets and pandas use for "no value". "NaN" is also sodium nitride for pymatgen,
+# but in a formula column it is far more likely a missing cell, so we refuse it with a clear reason.
 _MISSING = {"", "nan", "none", "null", "na", "n/a"}
 _AMOUNT = re.compile(r"([A-Z][a-z]*|\))\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)")
 _SYMBOL = re.compile(r"[A-Z][a-z]*")

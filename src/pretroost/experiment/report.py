@@ -151,14 +151,12 @@ def _leaderboard_lines(task: str) -> list[str]:
     for label, entry in (
         ("leader", board.leader), ("MODNet", board.modnet),
         ("CrabNet", board.crabnet), ("RF-SCM/Magpie", board.rf_scm_magpie),
+        *((e.algorithm, e) for e in board.also),
     ):  # fmt: skip
         if entry is not None and (label == "leader" or entry != board.leader):
             std = f" ± {entry.std:.4g}" if entry.std is not None else ""
             name = entry.algorithm if label == "leader" else label
             lines.append(f"| *{name}* (leaderboard) | {entry.mean:.4g}{std} | | | | | | |")
-    for entry in board.also:
-        std = f" ± {entry.std:.4g}" if entry.std is not None else ""
-        lines.append(f"| *{entry.algorithm}* (leaderboard) | {entry.mean:.4g}{std} | | | | | | |")
     lines.append(
         f"\nLeaderboard source: {board.source}. ¹ Against the leaderboard's own fold scores "
         "(the same official folds; `leaderboard.against_leaderboard`): on how many folds this "
