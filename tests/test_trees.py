@@ -92,6 +92,19 @@ def test_validation_threshold_is_chosen_on_out_of_fold_probabilities() -> None:
     assert ba["balanced_accuracy"] > 0.6  # learns something on held-out rows
     with pytest.raises(ValueError, match="valid: fixed, validation"):
         TreesConfig(threshold="best")  # type: ignore[arg-type]
+    formulas, y = _alloys(40)
+    with pytest.raises(ValueError, match="needs a classification task"):  # no silent no-op
+        fit_trees(parse_formulas(formulas), y, "regression", TreesConfig(threshold="validation"))
+
+
+def test_trees_command_refuses_a_threshold_on_regression_tasks(tmp_path) -> None:
+    """Checked before any fold is fitted, naming the regression tasks."""
+    from pretroost.cli import main
+
+    argv = ["trees", "--tasks", "glass", "steels", "--results-dir", str(tmp_path),
+            "--threshold", "validation"]  # fmt: skip
+    assert main(argv) == 1
+    assert not (tmp_path / "benchmark.jsonl").exists()
 
 
 def test_run_trees_task_writes_a_bench_cell(tmp_path, data_cache, monkeypatch) -> None:

@@ -52,6 +52,7 @@ __all__ = [
     "ParsedFormulas",
     "Predictor",
     "as_formula_list",
+    "encoder_from_artefact",
     "from_pretrained",
     "load",
     "parse_for_model",
@@ -456,7 +457,10 @@ class Predictor:
 # ---------------------------------------------------------------------------------- loading
 
 
-def _encoder_from_artefact(art) -> RoostEncoder:
+def encoder_from_artefact(art) -> RoostEncoder:
+    """The Roost encoder of a loaded artefact (``io.load_artefact``; any model folder whose
+    ``config.json`` has an ``"encoder"`` config and whose weights hold ``encoder.*`` tensors), in
+    eval mode. Raises ``ArtefactError`` if either is missing or they do not fit."""
     enc_cfg = art.config.get("encoder")
     if not isinstance(enc_cfg, dict):
         raise ArtefactError(f"{art.path}: config.json has no 'encoder' config")
@@ -498,7 +502,7 @@ def load(path: str | Path) -> Predictor | TreesPredictor:
     elif kind == "ensemble":
         model = Ensemble.from_artefact(art)
     elif kind == "pretrained":
-        model = _encoder_from_artefact(art)
+        model = encoder_from_artefact(art)
     else:
         raise ArtefactError(f"{path}: unknown artefact kind {kind!r}; valid: {', '.join(KINDS)}")
     log.debug("loaded %s model from %s", kind, path)

@@ -70,7 +70,8 @@ class TreesConfig:
     training rows. ``n_estimators`` trees (boosting iterations for gradient boosting); scikit-learn's
     defaults otherwise. ``n_jobs``: the forests' worker threads (None: scikit-learn's default, one).
 
-    ``threshold`` (classification only): ``"fixed"`` labels probabilities at Matbench's 0.5;
+    ``threshold`` (classification only; :func:`fit_trees` refuses another rule on regression):
+    ``"fixed"`` labels probabilities at Matbench's 0.5;
     ``"validation"`` pools each candidate's out-of-fold probabilities over the inner folds, takes
     the threshold that maximises their balanced accuracy
     (:func:`~pretroost.metrics.balanced_accuracy_threshold`), scores the candidate by that balanced
@@ -201,6 +202,10 @@ def fit_trees(
     if len(y) != len(comps):
         raise ValueError(f"{len(comps)} compositions but {len(y)} targets")
     clf = task_type == "classification"
+    if config.threshold != "fixed" and not clf:
+        raise ValueError(
+            f"threshold rule {config.threshold!r} needs a classification task, not {task_type!r}"
+        )
     target = y.astype(int) if clf else y
     splitter = (StratifiedKFold if clf else KFold)(
         config.inner_folds, shuffle=True, random_state=config.seed

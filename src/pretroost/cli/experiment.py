@@ -125,6 +125,12 @@ def cmd_trees(args: argparse.Namespace) -> int:
         models=tuple(args.models), features=tuple(args.features), n_estimators=args.n_estimators,
         inner_folds=args.inner_folds, seed=args.seed, n_jobs=args.jobs, threshold=args.threshold,
     )  # fmt: skip
+    regression = [t for t in args.tasks if get_task(t).task_type != "classification"]
+    if args.threshold != "fixed" and regression:
+        raise ValueError(
+            f"trees: --threshold {args.threshold} is for classification; regression tasks "
+            f"given: {', '.join(regression)}"
+        )
     if args.data or args.out:
         return _save_trees(args, config)
     if not args.tasks:

@@ -120,7 +120,7 @@ def predict_dft(
     from pretroost.data.batching import CompositionDataset
     from pretroost.io import ArtefactError, load_artefact
     from pretroost.objectives.base import ProjectionHead
-    from pretroost.predict import _encoder_from_artefact
+    from pretroost.predict import encoder_from_artefact
 
     art = load_artefact(artefact)
     cfg = (art.config.get("objectives") or {}).get("dft")
@@ -128,7 +128,7 @@ def predict_dft(
     if not isinstance(cfg, dict) or f"{prefix}target_mean" not in art.state_dict:
         raise ArtefactError(f"{art.path}: no dft head (pretrain with --objective dft)")
     props = list(cfg["properties"])
-    encoder = _encoder_from_artefact(art)
+    encoder = encoder_from_artefact(art)
     head = ProjectionHead(encoder.out_dim, len(props), cfg["trunk_hidden"], cfg["trunk_out"])
     head.load_state_dict(
         {k.removeprefix(prefix + "head."): v.float() for k, v in art.state_dict.items()
