@@ -37,6 +37,7 @@ EXAMPLES = {
     "report": "pretroost report --results-dir results",
     "trees": "pretroost trees --tasks matbench_steels --results-dir results",
     "blend": "pretroost blend dft+trunk trees --tasks matbench_steels --results-dir results",
+    "hurdle": "pretroost hurdle dft+trunk@0-9 trees --tasks matbench_expt_gap --results-dir results",
     "select": "pretroost select --tasks matbench_steels --candidates scratch fingerprint",
     "demo": "pretroost demo\n  pretroost demo --task matbench_expt_gap --epochs 30",
     "ship": "pretroost ship runs/converged/fingerprint --name fingerprint-oqmd",
@@ -102,6 +103,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("blend", "experiment", "cmd_blend", "register_blend",
             "Write a declared blend (per fold the weighted mean of strategies' test predictions) "
             "as a strategy of its own, with its Matbench submission file."),
+    Command("hurdle", "experiment", "cmd_hurdle", "register_hurdle",
+            "Set a regression strategy's test predictions to 0 where a tree classifier of target "
+            "== 0, fitted on the training fold, says P > 0.5 (expt_gap's metals)."),
     Command("convergence", "experiment", "cmd_convergence", "register_convergence",
             "Check on validation data (one official training fold) that doubling a preset's "
         "finetuning epochs no longer improves scratch Roost beyond the seed spread."),

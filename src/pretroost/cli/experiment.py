@@ -119,12 +119,9 @@ def register_select(p: argparse.ArgumentParser) -> None:
 
 def cmd_trees(args: argparse.Namespace) -> int:
     from pretroost.data.matbench import get_task
-    from pretroost.trees import TreesConfig, run_trees_task
+    from pretroost.trees import run_trees_task
 
-    config = TreesConfig(
-        models=tuple(args.models), features=tuple(args.features), n_estimators=args.n_estimators,
-        inner_folds=args.inner_folds, seed=args.seed, n_jobs=args.jobs, threshold=args.threshold,
-    )  # fmt: skip
+    config = _trees_config(args, threshold=args.threshold)
     regression = [t for t in args.tasks if get_task(t).task_type != "classification"]
     if args.threshold != "fixed" and regression:
         raise ValueError(
@@ -194,7 +191,7 @@ def _save_trees(args: argparse.Namespace, config) -> int:
 
 def register_trees(p: argparse.ArgumentParser) -> None:
     from pretroost.cli.common import _add_overwrite_arg
-    from pretroost.trees import FEATURE_SETS, THRESHOLD_RULES, TREE_MODELS, TreesConfig
+    from pretroost.trees import THRESHOLD_RULES, TreesConfig
 
     p.description = (
         "Tree ensembles on composition features, the candidate chosen by cross-validation on\n"
@@ -223,12 +220,30 @@ def register_trees(p: argparse.ArgumentParser) -> None:
         "balanced accuracy of the inner folds' out-of-fold probabilities (validation)",
     )  # fmt: skip
     p.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    _add_tree_options(p)
+
+
+def _add_tree_options(p: argparse.ArgumentParser) -> None:
+    """The candidates and inner cross-validation of :class:`~pretroost.trees.TreesConfig`."""
+    from pretroost.trees import FEATURE_SETS, TREE_MODELS, TreesConfig
+
+    default = TreesConfig()
     p.add_argument("--models", nargs="+", choices=TREE_MODELS, default=list(default.models))
     p.add_argument("--features", nargs="+", choices=FEATURE_SETS, default=list(default.features))
     p.add_argument("--n-estimators", type=int, default=default.n_estimators)
     p.add_argument("--inner-folds", type=int, default=default.inner_folds)
     p.add_argument("--seed", type=int, default=default.seed)
     p.add_argument("--jobs", type=int, default=None, help="forest worker threads (default: 1)")
+
+
+def _trees_config(args: argparse.Namespace, **extra):
+    """:class:`~pretroost.trees.TreesConfig` from :func:`_add_tree_options`' flags."""
+    from pretroost.trees import TreesConfig
+
+    return TreesConfig(
+        models=tuple(args.models), features=tuple(args.features), n_estimators=args.n_estimators,
+        inner_folds=args.inner_folds, seed=args.seed, n_jobs=args.jobs, **extra,
+    )  # fmt: skip
 
 
 def cmd_blend(args: argparse.Namespace) -> int:
@@ -254,6 +269,37 @@ def register_blend(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results-dir", default="results", help="a bench's results (default: results)")
     p.add_argument("--name", default=None, help="the blend's strategy name (default: blend(...))")
     p.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+
+
+def cmd_hurdle(args: argparse.Namespace) -> int:
+    from pretroost.experiment.blend import parse_part
+    from pretroost.experiment.hurdle import write_hurdle
+
+    config = _trees_config(args)
+    for part in [parse_part(p) for p in args.parts]:
+        rows = write_hurdle(args.results_dir, part, args.tasks, folds=args.folds, config=config)
+        for r in rows:
+            if r["metric"] == "mae":
+                sys.stdout.write(
+                    f"{r['strategy']} {r['task']} fold {r['fold']}: mae {r['value']:.4f}\n"
+                )
+    return 0
+
+
+def register_hurdle(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Per official fold, a tree classifier of target == 0 is fitted on the training rows\n"
+        "(pretroost trees' candidates, chosen by inner cross-validation); each part's test\n"
+        "predictions (its seeds averaged) are set to 0 where its probability exceeds 0.5, and\n"
+        "written as strategy hurdle(<part>). For targets with exact zeros (expt_gap's metals)."
+    )
+    p.add_argument(
+        "parts", nargs="+", help="STRATEGY[@SEEDS], one hurdle each, e.g. dft+trunk@0-9 trees"
+    )
+    p.add_argument("--tasks", nargs="+", required=True, help="Matbench regression tasks")
+    p.add_argument("--results-dir", default="results", help="a bench's results (default: results)")
+    p.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    _add_tree_options(p)  # the classifier's candidates, as for `pretroost trees`
 
 
 def cmd_convergence(args: argparse.Namespace) -> int:

@@ -35,7 +35,15 @@ from pretroost.experiment.scores import latest_rows
 from pretroost.metrics import CLF_THRESHOLD, HEADLINE
 from pretroost.results import read_benchmark_rows
 
-__all__ = ["BlendPart", "blend_label", "parse_part", "split_parts", "write_blend"]
+__all__ = [
+    "BlendPart",
+    "blend_label",
+    "parse_part",
+    "part_prediction",
+    "split_parts",
+    "training_facts",
+    "write_blend",
+]
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +115,30 @@ def blend_label(parts: Sequence[BlendPart]) -> str:
     return "blend(" + "|".join(p.spec or p.strategy for p in parts) + ")"
 
 
+def part_prediction(
+    results_dir: Path, part: BlendPart, task: str, fold: int
+) -> tuple[list[int], pd.Series, float] | None:
+    """A part's seeds on one fold (its own, or every seed the fold has), the mean of their test
+    predictions (indexed by Matbench id) and of their thresholds; None if a prediction is
+    missing."""
+    from pretroost.experiment.ensembles import _mean_prediction
+
+    ran = strategy_cells(results_dir, part.strategy, task)
+    seeds = list(part.seeds or sorted(s for f, s in ran if f == fold))
+    mean = _mean_prediction(results_dir, part.strategy, task, fold, seeds) if seeds else None
+    return None if mean is None else (seeds, *mean)
+
+
+def training_facts(
+    latest: dict, strategy: str, task: str, fold: int, seeds: Sequence[int]
+) -> list[dict]:
+    """The headline benchmark rows (``latest``: :func:`~pretroost.experiment.scores.latest_rows`)
+    of a strategy's seeds on one fold: their ``n_train``, ``epochs`` and ``seconds``."""
+    headline = HEADLINE[get_task(task).task_type]
+    keys = ((strategy, task, fold, s, headline) for s in seeds)
+    return [latest[key] for key in keys if key in latest]
+
+
 def write_blend(
     results_dir: str | Path,
     parts: Sequence[BlendPart],
@@ -120,8 +152,6 @@ def write_blend(
     (``blend_of``: each part's strategy, seeds and weight) and benchmark rows whose ``seconds`` is
     the parts' models' training time together. Folds where a part has no prediction file, or the
     blend's own file exists, are skipped. Returns the rows written."""
-    from pretroost.experiment.ensembles import _mean_prediction
-
     if len(parts) < 2:
         raise ValueError("a blend needs at least two parts")
     results_dir = Path(results_dir)
@@ -132,18 +162,16 @@ def write_blend(
         task = get_task(task_name)
         headline = HEADLINE[task.task_type]
         targets = load_task(task.name)["target"]
-        ran = {p.strategy: strategy_cells(results_dir, p.strategy, task.name) for p in parts}
         for fold in folds:
             if cell_done(results_dir, name, task.name, fold):
                 log.info("%s %s fold %d: exists, skipped", name, task.name, fold)
                 continue
             cells = []
             for part in parts:
-                seeds = list(part.seeds or sorted(s for f, s in ran[part.strategy] if f == fold))
-                mean = _mean_prediction(results_dir, part.strategy, task.name, fold, seeds)
-                if not seeds or mean is None:
+                mean = part_prediction(results_dir, part, task.name, fold)
+                if mean is None:
                     break
-                cells.append((part, seeds, *mean))
+                cells.append((part, *mean))
             if len(cells) < len(parts):
                 log.warning(
                     "%s %s fold %d: a part's predictions are missing", name, task.name, fold
@@ -156,10 +184,9 @@ def write_blend(
             y_test = targets.loc[pred.index].to_numpy()
             scores = cell_scores(task.task_type, y_test, pred.to_numpy(), threshold)
             facts = [
-                latest[key]
+                fact
                 for p, seeds, *_ in cells
-                for key in ((p.strategy, task.name, fold, s, headline) for s in seeds)
-                if key in latest
+                for fact in training_facts(latest, p.strategy, task.name, fold, seeds)
             ]
             record = {
                 "blend_of": [
