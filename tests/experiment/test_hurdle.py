@@ -100,3 +100,10 @@ def test_hurdle_command(tmp_path, data_cache, monkeypatch, capsys) -> None:
             "--inner-folds", "2"]  # fmt: skip
     assert main(argv) == 0
     assert "hurdle(a) matbench_expt_gap fold 0: mae" in capsys.readouterr().out
+
+
+def test_report_says_what_a_hurdle_is() -> None:
+    from pretroost.experiment.report import _strategy_note
+
+    note = _strategy_note("hurdle(dft+trunk@0-9)")
+    assert "`dft+trunk@0-9`" in note and "set to 0" in note

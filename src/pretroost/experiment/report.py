@@ -107,6 +107,13 @@ def _strategy_note(strategy: str) -> str:
             "its seeds (`pretroost blend`; declared, nothing tuned); its time is the parts' "
             "together"
         )
+    if strategy.startswith("hurdle(") and strategy.endswith(")"):
+        return (
+            f"the test predictions of `{strategy[len('hurdle(') : -1]}` (its seeds averaged), set "
+            "to 0 where a tree classifier of target = 0, fitted on the training fold, gives a "
+            "probability above 0.5, where the median, the MAE's best prediction, is 0 "
+            "(`pretroost hurdle`; declared, nothing tuned); its time adds the classifier's fit"
+        )
     try:
         base, pre, post = parse_strategy(strategy)
     except ValueError:
