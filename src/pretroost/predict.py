@@ -44,6 +44,7 @@ from pretroost.models.roost import RoostConfig, RoostEncoder, TaskType
 from pretroost.utils import atomic_path
 
 if TYPE_CHECKING:
+    from pretroost.hurdle import HurdlePredictor
     from pretroost.trees import TreesPredictor
 
 __all__ = [
@@ -64,7 +65,7 @@ log = logging.getLogger(__name__)
 
 Errors = Literal["coerce", "raise"]
 ERRORS: tuple[str, ...] = ("coerce", "raise")
-KINDS: tuple[str, ...] = ("finetuned", "ensemble", "pretrained", "trees")
+KINDS: tuple[str, ...] = ("finetuned", "ensemble", "pretrained", "trees", "hurdle")
 TABLE_SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".pq")
 _CHUNK = 4096  # rows per prediction chunk (one progress-bar step)
 
@@ -476,9 +477,10 @@ def encoder_from_artefact(art) -> RoostEncoder:
     return encoder.eval()
 
 
-def load(path: str | Path) -> Predictor | TreesPredictor:
+def load(path: str | Path) -> Predictor | TreesPredictor | HurdlePredictor:
     """Load an artefact folder (finetuned model, ensemble or pretrained encoder) as a
-    :class:`Predictor`, or a trees model as a :class:`~pretroost.trees.TreesPredictor`. Raises
+    :class:`Predictor`, a trees model as a :class:`~pretroost.trees.TreesPredictor`, or a hurdle
+    as a :class:`~pretroost.hurdle.HurdlePredictor`. Raises
     :class:`~pretroost.io.ArtefactError` (a ``ValueError``) for a folder that is not one of these.
     ``path`` may name a shipped encoder (``pretroost.pretrained``)."""
     from pretroost.pretrained import resolve
@@ -493,8 +495,13 @@ def load(path: str | Path) -> Predictor | TreesPredictor:
                 f"{root}: not a model folder, but it holds model folders ({', '.join(inner[:5])}"
                 f"{', ...' if len(inner) > 5 else ''}): load one of them"
             )
-    if (root / "config.json").is_file() and read_config(root).get("kind") == "trees":
+    folder_kind = read_config(root).get("kind") if (root / "config.json").is_file() else None
+    if folder_kind == "trees":
         return TreesPredictor.load(root)
+    if folder_kind == "hurdle":
+        from pretroost.hurdle import HurdlePredictor
+
+        return HurdlePredictor.load(root)
     art = load_artefact(path)
     kind = art.config.get("kind")
     if kind == "finetuned":

@@ -37,7 +37,11 @@ EXAMPLES = {
     "report": "pretroost report --results-dir results",
     "trees": "pretroost trees --tasks matbench_steels --results-dir results",
     "blend": "pretroost blend dft+trunk trees --tasks matbench_steels --results-dir results",
-    "hurdle": "pretroost hurdle dft+trunk@0-9 trees --tasks matbench_expt_gap --results-dir results",
+    "hurdle": (
+        "pretroost hurdle dft+trunk@0-9 trees --tasks matbench_expt_gap --results-dir results\n"
+        "  pretroost hurdle --data gaps.csv --target-col gap --regressor models/gap "
+        "--out models/gap_hurdle"
+    ),
     "select": "pretroost select --tasks matbench_steels --candidates scratch fingerprint",
     "demo": "pretroost demo\n  pretroost demo --task matbench_expt_gap --epochs 30",
     "ship": "pretroost ship runs/converged/fingerprint --name fingerprint-oqmd",
@@ -104,8 +108,8 @@ COMMANDS: tuple[Command, ...] = (
             "Write a declared blend (per fold the weighted mean of strategies' test predictions) "
             "as a strategy of its own, with its Matbench submission file."),
     Command("hurdle", "experiment", "cmd_hurdle", "register_hurdle",
-            "Set a regression strategy's test predictions to 0 where a tree classifier of target "
-            "== 0, fitted on the training fold, says P > 0.5 (expt_gap's metals)."),
+            "Set a regressor's predictions to 0 where a tree classifier of target == 0 says "
+            "P > 0.5 (band gaps of metals): on Matbench folds, or as a model folder."),
     Command("convergence", "experiment", "cmd_convergence", "register_convergence",
             "Check on validation data (one official training fold) that doubling a preset's "
         "finetuning epochs no longer improves scratch Roost beyond the seed spread."),

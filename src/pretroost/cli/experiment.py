@@ -276,6 +276,13 @@ def cmd_hurdle(args: argparse.Namespace) -> int:
     from pretroost.experiment.hurdle import write_hurdle
 
     config = _trees_config(args)
+    if args.out or args.data or args.regressor:
+        return _save_hurdle(args, config)
+    if not args.parts or not args.tasks:
+        raise ValueError(
+            "hurdle: give strategies and --tasks (Matbench folds), or --data CSV --regressor DIR "
+            "--out DIR (a model)"
+        )
     for part in [parse_part(p) for p in args.parts]:
         rows = write_hurdle(args.results_dir, part, args.tasks, folds=args.folds, config=config)
         for r in rows:
@@ -286,19 +293,58 @@ def cmd_hurdle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save_hurdle(args: argparse.Namespace, config) -> int:
+    """``--out``: the zero classifier fitted on every row of ``--data`` and saved with a copy of
+    the ``--regressor`` folder (trained on the same rows) as one hurdle model."""
+    from pretroost.cli.common import _check_out
+    from pretroost.data.tables import read_training_table
+    from pretroost.hurdle import fit_zero_classifier, save_hurdle
+
+    if not (args.out and args.data and args.regressor) or args.parts or args.tasks:
+        raise ValueError("hurdle: a model needs --data CSV, --regressor DIR and --out DIR only")
+    _check_out(Path(args.out), args.overwrite)
+    _, comps, y = read_training_table(
+        args.data, formula_col=args.formula_col, target_col=args.target_col,
+        id_col=args.id_col, task_type="regression",
+    )  # fmt: skip
+    fitted = fit_zero_classifier(comps, y[:, 0], config)
+    save_hurdle(
+        args.out, regressor=args.regressor, classifier=fitted, config=config,
+        data=str(args.data), n_train=len(y),
+    )  # fmt: skip
+    best = f"{fitted.model}/{fitted.features}"
+    sys.stdout.write(
+        f"{args.out}: zero classifier {best}, inner balanced accuracy "
+        f"{-fitted.inner_scores[best]:.4g}\n"
+    )
+    return 0
+
+
 def register_hurdle(p: argparse.ArgumentParser) -> None:
+    from pretroost.cli.common import _add_overwrite_arg
+
     p.description = (
-        "Per official fold, a tree classifier of target == 0 is fitted on the training rows\n"
-        "(pretroost trees' candidates, chosen by inner cross-validation); each part's test\n"
-        "predictions (its seeds averaged) are set to 0 where its probability exceeds 0.5, and\n"
-        "written as strategy hurdle(<part>). For targets with exact zeros (expt_gap's metals)."
+        "A tree classifier of target == 0 (pretroost trees' candidates, chosen by inner\n"
+        "cross-validation) sets a regressor's predictions to 0 where its probability exceeds\n"
+        "0.5, where the median, the MAE's best prediction, is 0 (band gaps of metals).\n"
+        "With strategies and --tasks: per official fold, fitted on the training rows, each\n"
+        "strategy's test predictions (seeds averaged) written as strategy hurdle(<part>).\n"
+        "With --data CSV --regressor DIR --out DIR: a model folder holding both, for\n"
+        "`pretroost predict --model` and pretroost.load() (train the regressor on the same CSV)."
     )
     p.add_argument(
-        "parts", nargs="+", help="STRATEGY[@SEEDS], one hurdle each, e.g. dft+trunk@0-9 trees"
+        "parts", nargs="*", help="STRATEGY[@SEEDS], one hurdle each, e.g. dft+trunk@0-9 trees"
     )
-    p.add_argument("--tasks", nargs="+", required=True, help="Matbench regression tasks")
+    p.add_argument("--tasks", nargs="+", default=[], help="Matbench regression tasks")
     p.add_argument("--results-dir", default="results", help="a bench's results (default: results)")
     p.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--data", default=None, help="your CSV of formulas and targets (with --out)")
+    p.add_argument("--regressor", default=None, help="a regression model folder (with --out)")
+    p.add_argument("--out", default=None, help="the hurdle model's folder")
+    p.add_argument("--formula-col", default="formula", help="--data: formula column")
+    p.add_argument("--target-col", default="target", help="--data: target column")
+    p.add_argument("--id-col", default=None, help="--data: id column (checked for duplicates)")
+    _add_overwrite_arg(p)
     _add_tree_options(p)  # the classifier's candidates, as for `pretroost trees`
 
 

@@ -1,19 +1,12 @@
-"""The hurdle: exact zeros for a target with a point mass at zero, as the mean absolute error wants.
+"""The hurdle on Matbench folds (:mod:`pretroost.hurdle` says why): a declared regression
+strategy's test predictions (its seeds averaged first, as in :mod:`~pretroost.experiment.blend`)
+set to 0 where a classifier of ``target == 0``, fitted on the training fold's rows only
+(:func:`~pretroost.hurdle.fit_zero_classifier`), gives a probability above 0.5.
 
-matbench_expt_gap's band gaps are 0 for 53 % of its compositions (the metals). Under the MAE the
-best point prediction is the median of the predictive distribution, and that median is exactly 0
-wherever P(target = 0) > 0.5. A regressor fitted to the mean (extra trees), or an average of
-models (a seed ensemble), sits above 0 there. The hurdle (the two-part model of Cragg,
-*Econometrica* 39, 829, 1971) adds a classifier of ``target == 0``, fitted on the training fold's
-rows only, and predicts 0 where its probability exceeds 0.5; elsewhere it keeps the prediction of
-a declared regression strategy (its seeds averaged first, as in :mod:`~pretroost.experiment.blend`).
-Nothing is tuned: 0.5 is where the median moves to 0.
-
-The classifier is :func:`pretroost.trees.fit_trees` (the candidates chosen by inner
-cross-validation on the training rows, labels at 0.5). Its test-fold probabilities are cached per
-fold under ``<results_dir>/zero_classifier/<task>/`` (CSV + JSON record), so hurdles over several
-strategies fit it once. A hurdle is written like a blend: per fold a prediction file (with the
-classifier's ``p_zero``), a record, benchmark rows and a Matbench submission file.
+The classifier's test-fold probabilities are cached per fold under
+``<results_dir>/zero_classifier/<task>/`` (CSV + JSON record), so hurdles over several strategies
+fit it once. A hurdle is written like a blend: per fold a prediction file (with the classifier's
+``p_zero``), a record, benchmark rows and a Matbench submission file.
 """
 
 from __future__ import annotations
@@ -32,25 +25,14 @@ from pretroost.data.composition import parse_formulas
 from pretroost.data.matbench import get_task, load_folds, load_task
 from pretroost.experiment.blend import BlendPart, part_prediction, training_facts
 from pretroost.experiment.scores import latest_rows
+from pretroost.hurdle import ZERO_PROBABILITY, apply_hurdle, fit_zero_classifier
 from pretroost.results import read_benchmark_rows
-from pretroost.trees import TreesConfig, fit_trees
+from pretroost.trees import TreesConfig
 from pretroost.utils import atomic_path, atomic_write_json
 
-__all__ = ["ZERO_PROBABILITY", "apply_hurdle", "hurdle_label", "write_hurdle", "zero_probabilities"]
+__all__ = ["hurdle_label", "write_hurdle", "zero_probabilities"]
 
 log = logging.getLogger(__name__)
-
-ZERO_PROBABILITY = 0.5  # predict 0 where P(target = 0) exceeds this: where the median is 0
-
-
-def apply_hurdle(values: np.ndarray, p_zero: np.ndarray) -> np.ndarray:
-    """``values`` (n,) with 0 where ``p_zero`` (n,), the probability that the target is exactly
-    0, exceeds :data:`ZERO_PROBABILITY`."""
-    values = np.asarray(values, dtype=np.float64)
-    p_zero = np.asarray(p_zero, dtype=np.float64)
-    if values.shape != p_zero.shape:
-        raise ValueError(f"{values.shape} predictions but {p_zero.shape} probabilities")
-    return np.where(p_zero > ZERO_PROBABILITY, 0.0, values)
 
 
 def hurdle_label(part: BlendPart) -> str:
@@ -83,16 +65,12 @@ def zero_probabilities(
     df = load_task(task.name)
     train_ids, test_ids = load_folds(task.name)[fold]
     y = df.loc[train_ids, "target"].to_numpy(dtype=np.float64)
-    if (y < 0).any() or not (y == 0).any():
-        raise ValueError(
-            f"{task.name} fold {fold}: a hurdle needs targets >= 0 with exact zeros among them "
-            f"(training fold: min {y.min():.4g}, {int((y == 0).sum())} zeros)"
-        )
     t0 = time.perf_counter()
-    fitted = fit_trees(
-        parse_formulas(df.loc[train_ids, "formula"].tolist(), source=task.name),
-        (y == 0).astype(np.float64), "classification", config,
-    )  # fmt: skip
+    comps = parse_formulas(df.loc[train_ids, "formula"].tolist(), source=task.name)
+    try:
+        fitted = fit_zero_classifier(comps, y, config)
+    except ValueError as exc:
+        raise ValueError(f"{task.name} fold {fold}: {exc}") from None
     prob = fitted.predict(parse_formulas(df.loc[test_ids, "formula"].tolist(), source=task.name))
     best = f"{fitted.model}/{fitted.features}"
     record = {

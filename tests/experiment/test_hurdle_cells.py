@@ -9,20 +9,12 @@ import pandas as pd
 import pytest
 
 from pretroost.experiment.blend import parse_part
-from pretroost.experiment.hurdle import apply_hurdle, write_hurdle, zero_probabilities
+from pretroost.experiment.hurdle import write_hurdle, zero_probabilities
 from pretroost.trees import TreesConfig
 
 TINY = TreesConfig(
     models=("randomforest",), features=("fractions",), n_estimators=10, inner_folds=2
 )
-
-
-def test_apply_hurdle_zeros_where_a_zero_is_more_likely_than_not() -> None:
-    values = np.array([0.4, 1.2, 2.0, 0.1])
-    p_zero = np.array([0.9, 0.5, 0.2, 0.51])
-    np.testing.assert_array_equal(apply_hurdle(values, p_zero), [0.0, 1.2, 2.0, 0.0])
-    with pytest.raises(ValueError, match="probabilities"):
-        apply_hurdle(values, p_zero[:3])
 
 
 def _part(tmp_path, task: str, offset: float, seeds=(0, 1)) -> None:
@@ -76,7 +68,7 @@ def test_hurdle_sets_likely_zeros_to_zero_and_caches_its_classifier(
     def refit(*args, **kwargs):
         raise AssertionError("the cached classifier should have been reused")
 
-    monkeypatch.setattr("pretroost.experiment.hurdle.fit_trees", refit)
+    monkeypatch.setattr("pretroost.experiment.hurdle.fit_zero_classifier", refit)
     again = write_hurdle(tmp_path, parse_part("a@0"), [task], folds=[0], config=TINY)
     assert {r["strategy"] for r in again} == {"hurdle(a@0)"}
     assert write_hurdle(tmp_path, parse_part("a"), [task], folds=[0], config=TINY) == []  # done
