@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 
 TreeModel = Literal["extratrees", "randomforest", "gradientboosting"]
 TREE_MODELS: tuple[str, ...] = ("extratrees", "randomforest", "gradientboosting")
-FeatureSet = Literal["fractions", "magpie", "fractions+magpie"]
-FEATURE_SETS: tuple[str, ...] = ("fractions", "magpie", "fractions+magpie")
+FeatureSet = Literal["fractions", "magpie", "fractions+magpie", "fractions+magpie+pbe"]
+FEATURE_SETS: tuple[str, ...] = ("fractions", "magpie", "fractions+magpie", "fractions+magpie+pbe")
 ThresholdRule = Literal["fixed", "validation"]
 THRESHOLD_RULES: tuple[str, ...] = ("fixed", "validation")
 
@@ -108,16 +108,23 @@ class TreesConfig:
 
 def composition_features(comps: CompositionArray, name: str) -> np.ndarray:
     """(n, d) float64 features of ``comps``: ``"fractions"`` (d = ``MAX_Z`` = 103: the fraction
-    of element Z in column Z - 1, :meth:`CompositionArray.dense`), ``"magpie"`` (d = 144, :func:`~pretroost.data.fingerprint.magpie_fingerprint`)
-    or both side by side."""
+    of element Z in column Z - 1, :meth:`CompositionArray.dense`), ``"magpie"`` (d = 144,
+    :func:`~pretroost.data.fingerprint.magpie_fingerprint`), both side by side, or both and a
+    last column ``"pbe"``, a PBE band-gap teacher's prediction
+    (:func:`~pretroost.data.pbe_gap.pbe_gap_feature`: Materials Project gaps, the experimental
+    tasks' compositions removed)."""
     _check("feature set", [name], FEATURE_SETS)
     parts = []
-    if name in ("fractions", "fractions+magpie"):
+    if name.startswith("fractions"):
         parts.append(comps.dense())
-    if name in ("magpie", "fractions+magpie"):
+    if "magpie" in name:
         from pretroost.data.fingerprint import magpie_fingerprint
 
         parts.append(magpie_fingerprint(comps))
+    if name.endswith("+pbe"):
+        from pretroost.data.pbe_gap import pbe_gap_feature
+
+        parts.append(pbe_gap_feature(comps, np.hstack(parts)))
     return np.hstack(parts)
 
 
@@ -357,6 +364,9 @@ def save_trees(
         f"{len(fitted.inner_scores)} candidate(s); inner {what} of the chosen one: {value:.4g}.",
         *([f"- Decision threshold: {fitted.threshold:.4g} (labels `p > threshold`)."]
           if clf else []),
+        *(["- Its last feature is a PBE band-gap teacher's prediction, refitted from the data "
+            "cache's mp_gap on first use (`pretroost.data.pbe_gap`)."]
+          if fitted.features.endswith("+pbe") else []),
         f"- {config.n_estimators} trees, seed {config.seed}; scikit-learn {sklearn.__version__}; "
         f"pretroost {__version__} ({meta['git_sha']}).",
         "",

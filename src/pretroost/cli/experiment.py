@@ -283,8 +283,12 @@ def cmd_hurdle(args: argparse.Namespace) -> int:
             "hurdle: give strategies and --tasks (Matbench folds), or --data CSV --regressor DIR "
             "--out DIR (a model)"
         )
+    if args.name and len(args.parts) != 1:
+        raise ValueError("hurdle: --name names one hurdle; give one strategy with it")
     for part in [parse_part(p) for p in args.parts]:
-        rows = write_hurdle(args.results_dir, part, args.tasks, folds=args.folds, config=config)
+        rows = write_hurdle(
+            args.results_dir, part, args.tasks, name=args.name, folds=args.folds, config=config
+        )
         for r in rows:
             if r["metric"] == "mae":
                 sys.stdout.write(
@@ -338,6 +342,11 @@ def register_hurdle(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", nargs="+", default=[], help="Matbench regression tasks")
     p.add_argument("--results-dir", default="results", help="a bench's results (default: results)")
     p.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument(
+        "--name",
+        default=None,
+        help="the hurdle's strategy name (one strategy; default: hurdle(...))",
+    )
     p.add_argument("--data", default=None, help="your CSV of formulas and targets (with --out)")
     p.add_argument("--regressor", default=None, help="a regression model folder (with --out)")
     p.add_argument("--out", default=None, help="the hurdle model's folder")

@@ -3,14 +3,14 @@ strategy's test predictions (its seeds averaged first, as in :mod:`~pretroost.ex
 set to 0 where a classifier of ``target == 0``, fitted on the training fold's rows only
 (:func:`~pretroost.hurdle.fit_zero_classifier`), gives a probability above 0.5.
 
-The classifier's test-fold probabilities are cached per fold under
-``<results_dir>/zero_classifier/<task>/`` (CSV + JSON record), so hurdles over several strategies
-fit it once. A hurdle is written like a blend: per fold a prediction file (with the classifier's
+The classifier's test-fold probabilities are cached per fold and classifier config
+(:func:`classifier_dir`; CSV + JSON record), so hurdles over several strategies fit it once. A hurdle is written like a blend: per fold a prediction file (with the classifier's
 ``p_zero``), a record, benchmark rows and a Matbench submission file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -30,7 +30,7 @@ from pretroost.results import read_benchmark_rows
 from pretroost.trees import TreesConfig
 from pretroost.utils import atomic_path, atomic_write_json
 
-__all__ = ["hurdle_label", "write_hurdle", "zero_probabilities"]
+__all__ = ["classifier_dir", "hurdle_label", "write_hurdle", "zero_probabilities"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,18 @@ log = logging.getLogger(__name__)
 def hurdle_label(part: BlendPart) -> str:
     """The default strategy name of a hurdle over ``part``: ``hurdle(<part as written>)``."""
     return f"hurdle({part.spec or part.strategy})"
+
+
+def _settings(config: dict) -> dict:
+    """What decides a zero classifier's predictions: its config without ``n_jobs``."""
+    return {k: v for k, v in config.items() if k != "n_jobs"}
+
+
+def classifier_dir(results_dir: str | Path, task: str, config: TreesConfig) -> Path:
+    """Where a task's zero classifiers of one config are cached:
+    ``<results_dir>/zero_classifier/<task>/<10 hex digits of the config's sha1>/``."""
+    digest = hashlib.sha1(json.dumps(_settings(config.to_dict()), sort_keys=True).encode())
+    return Path(results_dir) / "zero_classifier" / task / digest.hexdigest()[:10]
 
 
 def zero_probabilities(
@@ -55,11 +67,11 @@ def zero_probabilities(
     task = get_task(task_name)
     if task.task_type != "regression":
         raise ValueError(f"a hurdle needs a regression task, not {task.name} ({task.task_type})")
-    folder = Path(results_dir) / "zero_classifier" / task.name
+    folder = classifier_dir(results_dir, task.name, config)
     csv, meta = folder / f"fold_{fold}.csv", folder / f"fold_{fold}.json"
     if csv.is_file() and meta.is_file():
         record = json.loads(meta.read_text())
-        if record.get("config") == config.to_dict():
+        if _settings(record.get("config", {})) == _settings(config.to_dict()):
             frame = pd.read_csv(csv)
             return pd.Series(frame["p_zero"].to_numpy(), index=frame["id"].astype(str)), record
     df = load_task(task.name)
@@ -131,7 +143,9 @@ def write_hurdle(
                 "n_members": len(seeds),
                 "zero_probability": ZERO_PROBABILITY,
                 "n_set_to_zero": int((p_zero.to_numpy() > ZERO_PROBABILITY).sum()),
-                "zero_classifier": {k: classifier[k] for k in ("selected", "inner_scores")},
+                "zero_classifier": {
+                    k: classifier[k] for k in ("selected", "inner_scores", "config")
+                },
             }
             frame = pd.DataFrame(
                 {"id": before.index, "prediction": pred, "before": before.to_numpy(),
