@@ -99,3 +99,21 @@ def test_report_says_what_a_hurdle_is() -> None:
 
     note = _strategy_note("hurdle(dft+trunk@0-9)")
     assert "`dft+trunk@0-9`" in note and "set to 0" in note
+
+
+def test_hurdle_command_names_only_one_hurdle(tmp_path) -> None:
+    from pretroost.cli import main
+
+    argv = [
+        "hurdle",
+        "a",
+        "b",
+        "--name",
+        "x",
+        "--tasks",
+        "expt_gap",
+        "--results-dir",
+        str(tmp_path),
+    ]
+    assert main(argv) == 1
+    assert main(["hurdle", "--results-dir", str(tmp_path)]) == 1  # neither mode's arguments

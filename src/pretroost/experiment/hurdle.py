@@ -26,6 +26,7 @@ from pretroost.data.matbench import get_task, load_folds, load_task
 from pretroost.experiment.blend import BlendPart, part_prediction, training_facts
 from pretroost.experiment.scores import latest_rows
 from pretroost.hurdle import ZERO_PROBABILITY, apply_hurdle, fit_zero_classifier
+from pretroost.metrics import CLF_THRESHOLD
 from pretroost.results import read_benchmark_rows
 from pretroost.trees import TreesConfig
 from pretroost.utils import atomic_path, atomic_write_json
@@ -136,7 +137,7 @@ def write_hurdle(
             p_zero = p_zero.loc[before.index]
             pred = apply_hurdle(before.to_numpy(), p_zero.to_numpy())
             y_test = targets.loc[before.index].to_numpy()
-            scores = cell_scores(task.task_type, y_test, pred, 0.5)
+            scores = cell_scores(task.task_type, y_test, pred, CLF_THRESHOLD)  # regression: unused
             facts = training_facts(latest, part.strategy, task.name, fold, seeds)
             record = {
                 "hurdle_of": {"strategy": part.strategy, "seeds": seeds},
@@ -160,7 +161,10 @@ def write_hurdle(
             log.info("%s %s fold %d: mae = %.4f", name, task.name, fold, scores["mae"])
     rebuild_results(
         results_dir, name,
-        hyperparameters={"hurdle_of": part.spec or part.strategy, "zero_probability": 0.5},
+        hyperparameters={
+            "hurdle_of": part.spec or part.strategy, "zero_probability": ZERO_PROBABILITY,
+            "zero_classifier": _settings((config or TreesConfig()).to_dict()),
+        },
         algorithm_description="pretroost hurdle: per fold the test predictions of "
         f"{part.spec or part.strategy}, set to 0 where a tree classifier of target == 0 (fitted "
         "on the training fold, chosen by inner cross-validation) gives a probability above 0.5",
