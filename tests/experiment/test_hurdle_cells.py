@@ -98,7 +98,10 @@ def test_report_says_what_a_hurdle_is() -> None:
     from pretroost.experiment.report import _strategy_note
 
     note = _strategy_note("hurdle(dft+trunk@0-9)")
-    assert "`dft+trunk@0-9`" in note and "set to 0" in note
+    assert "`dft+trunk@0-9`" in note and "set to 0" in note and "PBE" not in note
+    note = _strategy_note("hurdle+pbe(blend(a|b))")
+    assert "`blend(a|b)`" in note and "PBE gap teacher" in note
+    assert "PBE band-gap teacher" in _strategy_note("trees+pbe")
 
 
 def test_hurdle_command_names_only_one_hurdle(tmp_path) -> None:

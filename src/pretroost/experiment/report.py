@@ -86,12 +86,18 @@ def _strategy_note(strategy: str) -> str:
             "of the training fold (`--select`; the test fold plays no part); its time is all "
             "candidates' together"
         )
-    if strategy in ("trees", "trees+valthreshold"):
+    if strategy in ("trees", "trees+valthreshold", "trees+pbe"):
         note = (
             "not Roost: a reference model, tree ensembles on element fractions (and Magpie), "
             "the model and features chosen per fold by cross-validation on the training rows "
             "(`pretroost trees`)"
         )
+        if strategy == "trees+pbe":
+            note += (
+                ", here the three models on fractions, Magpie and a PBE band-gap teacher's "
+                "prediction (`--features fractions+magpie+pbe`; the teacher is fitted on Matbench "
+                "mp_gap's compositions minus every composition of the experimental tasks)"
+            )
         if strategy == "trees+valthreshold":
             note += (
                 "; classification labelled at the threshold that maximises the balanced accuracy "
@@ -107,12 +113,18 @@ def _strategy_note(strategy: str) -> str:
             "its seeds (`pretroost blend`; declared, nothing tuned); its time is the parts' "
             "together"
         )
-    if strategy.startswith("hurdle(") and strategy.endswith(")"):
+    if strategy.startswith(("hurdle(", "hurdle+pbe(")) and strategy.endswith(")"):
+        pbe = strategy.startswith("hurdle+pbe(")
         return (
-            f"the test predictions of `{strategy[len('hurdle(') : -1]}` (its seeds averaged), set "
-            "to 0 where a tree classifier of target = 0, fitted on the training fold, gives a "
-            "probability above 0.5, where the median, the MAE's best prediction, is 0 "
-            "(`pretroost hurdle`; declared, nothing tuned); its time adds the classifier's fit"
+            f"the test predictions of `{strategy[strategy.index('(') + 1 : -1]}` (its seeds "
+            "averaged), set to 0 where a tree classifier of target = 0, fitted on the training "
+            + (
+                "fold on fractions, Magpie and the PBE gap teacher (`--features fractions+magpie+pbe`), "
+                if pbe
+                else "fold, "
+            )
+            + "gives a probability above 0.5, where the median, the MAE's best prediction, is 0 "
+            "(`pretroost hurdle`; nothing tuned); its time adds the classifier's fit"
         )
     try:
         base, pre, post = parse_strategy(strategy)
