@@ -137,3 +137,30 @@ def test_magpie_variant_applies_to_scratch_and_pretrained_strategies() -> None:
     assert parse_strategy("dft+trunk+magpie+valthreshold")[2] == ("trunk", "magpie", "valthreshold")
     config = FINETUNE_VARIANTS["magpie"].apply(FinetuneConfig())
     assert config == replace(FinetuneConfig(), descriptors="magpie")
+
+
+def test_model_reads_the_pbe_teachers_gap(monkeypatch, tmp_path) -> None:
+    """``descriptors="pbe"``: one column, the teacher's gap (a stand-in here: the mean atomic
+    number / 10), standardised on the training rows; fit -> save -> load predicts alike."""
+    from pretroost.data import pbe_gap
+
+    class Teacher:
+        def predict(self, x: np.ndarray) -> np.ndarray:
+            return x[:, :103] @ np.arange(1, 104) / 10.0
+
+    monkeypatch.setattr(pbe_gap, "_teacher", lambda: Teacher())
+    comps = parse_formulas(FORMULAS)
+    model = RoostModel(ModelConfig(encoder=TINY, descriptors="pbe"))
+    model.fit_descriptor_scaler(comps)
+    batch = CompositionDataset(comps).batch(np.arange(len(comps)))
+    d = model.descriptors(batch).double().numpy()
+    gap = comps.dense() @ np.arange(1, 104) / 10.0
+    assert d.shape == (len(comps), 1)
+    # float32 fractions in the batch (relative 2^-24) times Z / 10 <= 10.3, over a std of order 1
+    np.testing.assert_allclose(d[:, 0], (gap - gap.mean()) / gap.std(), rtol=0, atol=1e-5)
+    fitted = fit(comps, toy_target(FORMULAS), "regression", _config(descriptors="pbe"))
+    fitted.save(tmp_path / "m")
+    data = CompositionDataset(comps)
+    a = fitted.predict_dataset(data)["mean"]
+    assert np.array_equal(a, FittedModel.load(tmp_path / "m").predict_dataset(data)["mean"])
+    assert parse_strategy("dft+trunk+pbe") == ("dft", (), ("trunk", "pbe"))

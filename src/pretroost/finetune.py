@@ -260,9 +260,10 @@ class FinetuneConfig:
             (classification: the highest ROC-AUC of the validation probabilities; needs a
             validation split with both classes). The cross-entropy keeps rising once the model is
             over-confident, which can stop training while its ranking still improves.
-        descriptors: ``"none"``, ``"magpie"`` or ``"fractions"``: the trunk also reads the
-            composition's standardised Magpie attributes, or its element fractions
-            (:class:`~pretroost.models.roost.ModelConfig`), beside the material vector; with ``init_trunk``, the
+        descriptors: ``"none"``, ``"magpie"``, ``"fractions"`` or ``"pbe"``: the trunk also
+            reads the composition's standardised Magpie attributes, its element fractions, or a
+            teacher's PBE band gap (:class:`~pretroost.models.roost.ModelConfig`), beside the
+            material vector; with ``init_trunk``, the
             pretrained trunk's first layer gets zero weights for them, so training starts from
             the pretrained function.
         amount_encoding: ``None`` (the encoder's own: ``encoder.amount_encoding`` from scratch,

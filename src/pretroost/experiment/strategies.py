@@ -130,6 +130,14 @@ FINETUNE_VARIANTS: dict[str, Variant[FinetuneConfig]] = {
         apply=lambda c: replace(c, descriptors="fractions"),
         scratch=True,
     ),
+    "pbe": Variant(
+        note="the trunk also reads one number, a PBE band gap predicted by a teacher fitted on "
+        "Matbench mp_gap's compositions minus every composition of the experimental tasks "
+        "(standardised on the training rows; `--descriptors pbe`); with +trunk, zero weights "
+        "at the start",
+        apply=lambda c: replace(c, descriptors="pbe"),
+        scratch=True,
+    ),
     "fourier": Variant(
         note="the encoder also reads Fourier features of each element's amount (sines and "
         "cosines at 6 octaves, linear and log scale) through a learned map added to the element "

@@ -440,8 +440,8 @@ class ResidualNetwork(nn.Module):
 
 TaskType = Literal["regression", "classification"]
 TASK_TYPES: tuple[str, ...] = ("regression", "classification")
-Descriptors = Literal["none", "magpie", "fractions"]
-DESCRIPTORS: tuple[str, ...] = ("none", "magpie", "fractions")
+Descriptors = Literal["none", "magpie", "fractions", "pbe"]
+DESCRIPTORS: tuple[str, ...] = ("none", "magpie", "fractions", "pbe")
 
 
 def batch_compositions(batch: CompositionBatch) -> CompositionArray:
@@ -462,6 +462,10 @@ def descriptor_values(name: Descriptors, comps: CompositionArray) -> np.ndarray:
         return magpie_fingerprint(comps)
     if name == "fractions":
         return comps.dense()
+    if name == "pbe":
+        from pretroost.data.pbe_gap import pbe_gap_feature
+
+        return pbe_gap_feature(comps)
     raise ValueError(f"unknown descriptors {name!r}; valid: {', '.join(DESCRIPTORS[1:])}")
 
 
@@ -471,6 +475,8 @@ def n_descriptors(name: Descriptors) -> int:
         return 0
     if name == "fractions":
         return MAX_Z
+    if name == "pbe":
+        return 1
     from pretroost.data.fingerprint import MAGPIE_FEATURE_NAMES
 
     return len(MAGPIE_FEATURE_NAMES)
@@ -485,7 +491,9 @@ class ModelConfig:
     ``descriptors``: ``"none"`` (Roost), ``"magpie"``: the trunk reads the 144 Magpie attributes
     of the composition, standardised with the training rows' mean and std, beside the material
     vector; or ``"fractions"``: the same with the 103 element fractions (column Z - 1: element Z's
-    amount), which attention pooling weighted by amount reads only faintly for minor elements.
+    amount), which attention pooling weighted by amount reads only faintly for minor elements; or
+    ``"pbe"``: one number, a PBE band gap predicted by a teacher fitted on Materials Project gaps
+    (:mod:`pretroost.data.pbe_gap`; refitted from the data cache on first use in a process).
     """
 
     encoder: RoostConfig = field(default_factory=RoostConfig)
