@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from pretroost.benchmark import (
     strategy_cells,
     write_cell,
 )
-from pretroost.data.matbench import get_task, load_task
+from pretroost.data.matbench import MatbenchTask, get_task, load_task
 from pretroost.experiment.scores import latest_rows
 from pretroost.metrics import CLF_THRESHOLD, HEADLINE
 from pretroost.results import read_benchmark_rows
@@ -139,6 +139,22 @@ def training_facts(
     return [latest[key] for key in keys if key in latest]
 
 
+def pending_folds(
+    results_dir: Path, name: str, tasks: Sequence[str], folds: Sequence[int]
+) -> Iterator[tuple[MatbenchTask, pd.Series, int]]:
+    """(task, its targets indexed by Matbench id, fold) for each fold of ``tasks`` whose cell of
+    the derived strategy ``name`` (a blend, a hurdle) is not written yet; the others are logged
+    and skipped."""
+    for task_name in tasks:
+        task = get_task(task_name)
+        targets = load_task(task.name)["target"]
+        for fold in folds:
+            if cell_done(results_dir, name, task.name, fold):
+                log.info("%s %s fold %d: exists, skipped", name, task.name, fold)
+                continue
+            yield task, targets, fold
+
+
 def write_blend(
     results_dir: str | Path,
     parts: Sequence[BlendPart],
@@ -158,53 +174,45 @@ def write_blend(
     name = name or blend_label(parts)
     latest = latest_rows(read_benchmark_rows(results_dir / "benchmark.jsonl"))
     written: list[dict] = []
-    for task_name in tasks:
-        task = get_task(task_name)
+    for task, targets, fold in pending_folds(results_dir, name, tasks, folds):
         headline = HEADLINE[task.task_type]
-        targets = load_task(task.name)["target"]
-        for fold in folds:
-            if cell_done(results_dir, name, task.name, fold):
-                log.info("%s %s fold %d: exists, skipped", name, task.name, fold)
-                continue
-            cells = []
-            for part in parts:
-                mean = part_prediction(results_dir, part, task.name, fold)
-                if mean is None:
-                    break
-                cells.append((part, *mean))
-            if len(cells) < len(parts):
-                log.warning(
-                    "%s %s fold %d: a part's predictions are missing", name, task.name, fold
-                )
-                continue
-            total = sum(p.weight for p, *_ in cells)
-            order = cells[0][2].index  # the test fold's ids, in the first part's order
-            pred = (sum(p.weight * s for p, _, s, _ in cells) / total).loc[order]
-            threshold = float(sum(p.weight * t for p, _, _, t in cells) / total)
-            y_test = targets.loc[pred.index].to_numpy()
-            scores = cell_scores(task.task_type, y_test, pred.to_numpy(), threshold)
-            facts = [
-                fact
+        cells = []
+        for part in parts:
+            mean = part_prediction(results_dir, part, task.name, fold)
+            if mean is None:
+                break
+            cells.append((part, *mean))
+        if len(cells) < len(parts):
+            log.warning("%s %s fold %d: a part's predictions are missing", name, task.name, fold)
+            continue
+        total = sum(p.weight for p, *_ in cells)
+        order = cells[0][2].index  # the test fold's ids, in the first part's order
+        pred = (sum(p.weight * s for p, _, s, _ in cells) / total).loc[order]
+        threshold = float(sum(p.weight * t for p, _, _, t in cells) / total)
+        y_test = targets.loc[pred.index].to_numpy()
+        scores = cell_scores(task.task_type, y_test, pred.to_numpy(), threshold)
+        facts = [
+            fact
+            for p, seeds, *_ in cells
+            for fact in training_facts(latest, p.strategy, task.name, fold, seeds)
+        ]
+        record = {
+            "blend_of": [
+                {"strategy": p.strategy, "seeds": seeds, "weight": p.weight}
                 for p, seeds, *_ in cells
-                for fact in training_facts(latest, p.strategy, task.name, fold, seeds)
-            ]
-            record = {
-                "blend_of": [
-                    {"strategy": p.strategy, "seeds": seeds, "weight": p.weight}
-                    for p, seeds, *_ in cells
-                ],
-                "n_members": sum(len(seeds) for _, seeds, *_ in cells),
-            }
-            frame = pd.DataFrame({"id": pred.index, "prediction": pred.to_numpy()})
-            if task.task_type == "classification" and threshold != CLF_THRESHOLD:
-                frame["threshold"] = threshold
-            written += write_cell(
-                results_dir, name, task.name, fold, 0, frame=frame, record=record, scores=scores,
-                n_train=max((r["n_train"] for r in facts), default=0),
-                epochs=max((r["epochs"] for r in facts), default=0),
-                seconds=sum(r["seconds"] for r in facts),
-            )  # fmt: skip
-            log.info("%s %s fold %d: %s = %.4f", name, task.name, fold, headline, scores[headline])
+            ],
+            "n_members": sum(len(seeds) for _, seeds, *_ in cells),
+        }
+        frame = pd.DataFrame({"id": pred.index, "prediction": pred.to_numpy()})
+        if task.task_type == "classification" and threshold != CLF_THRESHOLD:
+            frame["threshold"] = threshold
+        written += write_cell(
+            results_dir, name, task.name, fold, 0, frame=frame, record=record, scores=scores,
+            n_train=max((r["n_train"] for r in facts), default=0),
+            epochs=max((r["epochs"] for r in facts), default=0),
+            seconds=sum(r["seconds"] for r in facts),
+        )  # fmt: skip
+        log.info("%s %s fold %d: %s = %.4f", name, task.name, fold, headline, scores[headline])
     rebuild_results(
         results_dir, name,
         hyperparameters={"blend_of": [p.spec or p.strategy for p in parts]},

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pretroost.benchmark import cell_done, cell_scores, rebuild_results, write_cell
+from pretroost.benchmark import cell_scores, rebuild_results, write_cell
 from pretroost.data.composition import parse_formulas
 from pretroost.data.matbench import get_task, load_folds, load_task
-from pretroost.experiment.blend import BlendPart, part_prediction, training_facts
+from pretroost.experiment.blend import BlendPart, part_prediction, pending_folds, training_facts
 from pretroost.experiment.scores import latest_rows
 from pretroost.hurdle import ZERO_PROBABILITY, apply_hurdle, fit_zero_classifier
 from pretroost.metrics import CLF_THRESHOLD
@@ -119,46 +119,36 @@ def write_hurdle(
     name = name or hurdle_label(part)
     latest = latest_rows(read_benchmark_rows(results_dir / "benchmark.jsonl"))
     written: list[dict] = []
-    for task_name in tasks:
-        task = get_task(task_name)
-        targets = load_task(task.name)["target"]
-        for fold in folds:
-            if cell_done(results_dir, name, task.name, fold):
-                log.info("%s %s fold %d: exists, skipped", name, task.name, fold)
-                continue
-            found = part_prediction(results_dir, part, task.name, fold)
-            if found is None:
-                log.warning(
-                    "%s %s fold %d: the part's predictions are missing", name, task.name, fold
-                )
-                continue
-            seeds, before, _ = found
-            p_zero, classifier = zero_probabilities(results_dir, task.name, fold, config)
-            p_zero = p_zero.loc[before.index]
-            pred = apply_hurdle(before.to_numpy(), p_zero.to_numpy())
-            y_test = targets.loc[before.index].to_numpy()
-            scores = cell_scores(task.task_type, y_test, pred, CLF_THRESHOLD)  # regression: unused
-            facts = training_facts(latest, part.strategy, task.name, fold, seeds)
-            record = {
-                "hurdle_of": {"strategy": part.strategy, "seeds": seeds},
-                "n_members": len(seeds),
-                "zero_probability": ZERO_PROBABILITY,
-                "n_set_to_zero": int((p_zero.to_numpy() > ZERO_PROBABILITY).sum()),
-                "zero_classifier": {
-                    k: classifier[k] for k in ("selected", "inner_scores", "config")
-                },
-            }
-            frame = pd.DataFrame(
-                {"id": before.index, "prediction": pred, "before": before.to_numpy(),
-                 "p_zero": p_zero.to_numpy()}
-            )  # fmt: skip
-            written += write_cell(
-                results_dir, name, task.name, fold, 0, frame=frame, record=record, scores=scores,
-                n_train=max((r["n_train"] for r in facts), default=classifier["n_train"]),
-                epochs=max((r["epochs"] for r in facts), default=0),
-                seconds=sum(r["seconds"] for r in facts) + classifier["seconds"],
-            )  # fmt: skip
-            log.info("%s %s fold %d: mae = %.4f", name, task.name, fold, scores["mae"])
+    for task, targets, fold in pending_folds(results_dir, name, tasks, folds):
+        found = part_prediction(results_dir, part, task.name, fold)
+        if found is None:
+            log.warning("%s %s fold %d: the part's predictions are missing", name, task.name, fold)
+            continue
+        seeds, before, _ = found
+        p_zero, classifier = zero_probabilities(results_dir, task.name, fold, config)
+        p_zero = p_zero.loc[before.index]
+        pred = apply_hurdle(before.to_numpy(), p_zero.to_numpy())
+        y_test = targets.loc[before.index].to_numpy()
+        scores = cell_scores(task.task_type, y_test, pred, CLF_THRESHOLD)  # regression: unused
+        facts = training_facts(latest, part.strategy, task.name, fold, seeds)
+        record = {
+            "hurdle_of": {"strategy": part.strategy, "seeds": seeds},
+            "n_members": len(seeds),
+            "zero_probability": ZERO_PROBABILITY,
+            "n_set_to_zero": int((p_zero.to_numpy() > ZERO_PROBABILITY).sum()),
+            "zero_classifier": {k: classifier[k] for k in ("selected", "inner_scores", "config")},
+        }
+        frame = pd.DataFrame(
+            {"id": before.index, "prediction": pred, "before": before.to_numpy(),
+             "p_zero": p_zero.to_numpy()}
+        )  # fmt: skip
+        written += write_cell(
+            results_dir, name, task.name, fold, 0, frame=frame, record=record, scores=scores,
+            n_train=max((r["n_train"] for r in facts), default=classifier["n_train"]),
+            epochs=max((r["epochs"] for r in facts), default=0),
+            seconds=sum(r["seconds"] for r in facts) + classifier["seconds"],
+        )  # fmt: skip
+        log.info("%s %s fold %d: mae = %.4f", name, task.name, fold, scores["mae"])
     rebuild_results(
         results_dir, name,
         hyperparameters={
