@@ -8,11 +8,11 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from pretroost.data.composition import MAX_Z, parse_formulas
 
 #: what the browser test types, and the order of magnitude of the toy target

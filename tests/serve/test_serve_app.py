@@ -14,15 +14,14 @@ import pytest
 
 pytest.importorskip("starlette", reason="the 'serve' extra is not installed")
 
-from starlette.testclient import TestClient  # noqa: E402
+from serving import toy_alloys
+from starlette.testclient import TestClient
 
-from pretroost.serve.app import create_app  # noqa: E402
-from pretroost.serve.config import ServeConfig  # noqa: E402
-from pretroost.serve.inputs import InputError, from_csv, from_text  # noqa: E402
-from pretroost.serve.models import ModelEntry, ModelRegistry, UnknownModelError  # noqa: E402
-from pretroost.serve.render import chart_svgs, nice_ticks  # noqa: E402
-
-from serving import toy_alloys  # noqa: E402
+from pretroost.serve.app import create_app
+from pretroost.serve.config import ServeConfig
+from pretroost.serve.inputs import InputError, from_csv, from_text
+from pretroost.serve.models import ModelEntry, ModelRegistry, UnknownModelError
+from pretroost.serve.render import chart_svgs, nice_ticks
 
 SMALL = ServeConfig(max_upload_bytes=20_000, max_rows=50, max_formula_chars=40)
 
@@ -94,7 +93,9 @@ def test_empty_input_and_too_many_rows_get_a_clear_message(client: TestClient) -
     assert r.status_code == 400 and "no formulas given" in r.text
     r = client.post("/", data={"model": "alloy-strength", "formulas": "Fe\n" * 51})
     assert r.status_code == 413 and "51 formulas: at most 50 per request" in r.text
-    r = client.post("/download", data={"model": "alloy-strength", "formulas": json.dumps(["Fe"] * 51)})
+    r = client.post(
+        "/download", data={"model": "alloy-strength", "formulas": json.dumps(["Fe"] * 51)}
+    )
     assert r.status_code == 413
     r = client.post("/download", data={"model": "alloy-strength", "formulas": "Fe, Ni"})
     assert r.status_code == 400 and "JSON list" in r.text
@@ -111,7 +112,9 @@ def test_oversized_bodies_are_refused_before_they_are_read(client: TestClient) -
         for _ in range(30):
             yield b"x" * 1000
 
-    r = client.post("/", content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"})
+    r = client.post(
+        "/", content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"}
+    )
     assert r.status_code == 413
 
 
@@ -182,7 +185,9 @@ def test_models_load_once_however_many_threads_ask() -> None:
 
     reg = ModelRegistry([ModelEntry("a", "a", ""), ModelEntry("b", "b", "")], loader=slow_loader)
     got: list[object] = []
-    threads = [threading.Thread(target=lambda n=n: got.append(reg.get("ab"[n % 2]))) for n in range(8)]
+    threads = [
+        threading.Thread(target=lambda n=n: got.append(reg.get("ab"[n % 2]))) for n in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -220,3 +225,27 @@ def test_input_readers() -> None:
     with pytest.raises(InputError, match="the file is empty"):
         from_csv(b"\n\n", "c.csv", max_rows=5)
     assert nice_ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+
+
+def test_the_command_binds_to_loopback_and_warns_otherwise(
+    trees_folder: Path, monkeypatch, caplog
+) -> None:
+    import uvicorn
+
+    from pretroost.cli import main
+    from tiny import capture_logs
+
+    served: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append({"app": app, **kw}))
+    capture_logs("pretroost.cli", caplog, monkeypatch)
+    assert main(["serve", "--model", str(trees_folder), "--port", "8123"]) == 0
+    assert served[-1]["host"] == "127.0.0.1" and served[-1]["port"] == 8123
+    client = TestClient(served[-1]["app"], base_url="http://127.0.0.1:8123")
+    assert client.get("/").status_code == 200
+    assert client.get("/", headers={"host": "example.org"}).status_code == 400
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert main(["serve", "--model", str(trees_folder), "--host", "0.0.0.0"]) == 0
+    assert served[-1]["host"] == "0.0.0.0"
+    assert any("open to every machine" in r.getMessage() for r in caplog.records)
+    assert main(["serve", "--model", "/no/such/folder"]) == 1
+    assert main(["serve", "--model", str(trees_folder), "--max-rows", "0"]) == 1

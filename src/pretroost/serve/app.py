@@ -63,7 +63,7 @@ class _BodyLimit:
         self.app, self.limit, self.page = app, limit, page
 
     def message(self) -> str:
-        return f"request too large: at most {self.limit:,} bytes (about {self.limit // 1000:,} kB)"
+        return f"request too large: at most {self.limit:,} bytes; split the list"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -173,9 +173,7 @@ def create_app(
             return predict_frame(model, formulas, max_formula_chars=config.max_formula_chars)
 
     async def read_form(request: Request) -> Any:
-        return await request.form(
-            max_files=1, max_fields=8, max_part_size=config.max_upload_bytes
-        )
+        return await request.form(max_files=1, max_fields=8, max_part_size=config.max_upload_bytes)
 
     async def index(request: Request) -> Response:
         return page(model=request.query_params.get("model"))

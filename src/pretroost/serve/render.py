@@ -18,7 +18,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["KNOWN_COLUMNS", "Cell", "Column", "Row", "chart_svgs", "columns_of", "rows_of"]
+__all__ = [
+    "KNOWN_COLUMNS",
+    "Cell",
+    "Chart",
+    "Column",
+    "Row",
+    "chart_svgs",
+    "columns_of",
+    "nice_ticks",
+    "rows_of",
+]
 
 #: column -> (header, format): "value" (4 significant digits), "prob" (0.00 to 1.00), "bool"
 #: (the in-domain flag), "list" ("a; b; c" shown as a list), "text"
@@ -289,7 +299,9 @@ def _histogram(s: _Series, title: str, bins: int = 24) -> str:
         if t > peak:
             continue
         y = bottom - plot_h * t / peak
-        out.append(f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}"/>')
+        out.append(
+            f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}"/>'
+        )
         out.append(f'<text class="tick" x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">'
                    f"{_fmt_tick(t)}</text>")  # fmt: skip
     bw = plot_w / bins
