@@ -21,7 +21,7 @@ from pretroost.serve.app import create_app
 from pretroost.serve.config import ServeConfig
 from pretroost.serve.inputs import InputError, from_csv, from_text
 from pretroost.serve.models import ModelEntry, ModelRegistry, UnknownModelError
-from pretroost.serve.render import chart_svgs, nice_ticks
+from pretroost.serve.render import chart_svgs
 
 SMALL = ServeConfig(max_upload_bytes=20_000, max_rows=50, max_formula_chars=40)
 
@@ -224,7 +224,6 @@ def test_input_readers() -> None:
     assert blank.formulas == ["Fe2O3", ""]  # an empty cell stays a row (its error is shown)
     with pytest.raises(InputError, match="the file is empty"):
         from_csv(b"\n\n", "c.csv", max_rows=5)
-    assert nice_ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 
 
 def test_the_command_binds_to_loopback_and_warns_otherwise(

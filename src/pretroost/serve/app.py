@@ -255,18 +255,19 @@ def create_app(
 def _result(
     registry: ModelRegistry, name: str, given: FormulaInput, frame: pd.DataFrame
 ) -> dict[str, Any]:
-    model = registry.get(name)
-    columns = columns_of(frame)
+    model, entry = registry.get(name), registry.entry(name)
+    task_type = getattr(model, "task_type", None)
+    columns = columns_of(frame, entry.unit, task_type)
     rows = rows_of(frame, columns)
     n_bad = sum(r.error is not None for r in rows)
     return {
-        "model": registry.entry(name),
-        "task_type": getattr(model, "task_type", None),
+        "model": entry,
+        "task_type": task_type,
         "source": given.source,
         "n": len(rows),
         "n_bad": n_bad,
         "columns": columns,
         "rows": rows,
-        "chart": chart_svgs(frame, getattr(model, "task_type", None)),
+        "chart": chart_svgs(frame, task_type, entry.unit),
         "formulas_json": json.dumps(given.formulas),
     }

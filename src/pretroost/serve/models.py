@@ -34,12 +34,19 @@ class UnknownModelError(ValueError):
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model on offer: its name in the chooser, what :func:`pretroost.load` is given, and the
-    first heading of its model card (``README.md``), if any."""
+    """One model on offer: its name in the chooser, what :func:`pretroost.load` is given, the
+    first heading of its model card (``README.md``) and the unit of its target (``config.json``'s
+    ``"unit"``), each '' where the folder has none."""
 
     name: str
     source: str
     title: str
+    unit: str = ""
+
+    @classmethod
+    def of_folder(cls, name: str, source: str, folder: Path) -> ModelEntry:
+        unit = _config(folder).get("unit")
+        return cls(name, source, card_title(folder), unit if isinstance(unit, str) else "")
 
 
 def card_title(folder: Path) -> str:
@@ -52,11 +59,13 @@ def card_title(folder: Path) -> str:
     return ""
 
 
-def _config_kind(folder: Path) -> str | None:
+def _config(folder: Path) -> dict[str, Any]:
+    """``folder/config.json`` ({} where it is missing or not a JSON object)."""
     try:
-        return json.loads((folder / "config.json").read_text()).get("kind")
-    except (OSError, ValueError, AttributeError):
-        return None
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 def _check_predicts(predictor: Any, source: str) -> Any:
@@ -128,15 +137,15 @@ class ModelRegistry:
             if name in names:
                 continue
             loaded[name] = _check_predicts(load(str(folder)), source)
-            entries.append(ModelEntry(name, str(folder), card_title(folder)))
+            entries.append(ModelEntry.of_folder(name, str(folder), folder))
             names.add(name)
         for name, folder in ready.items() if shipped else ():
             if name in names:
                 continue
-            if _config_kind(folder) in ENCODER_KINDS:
+            if _config(folder).get("kind") in ENCODER_KINDS:
                 log.debug("%s: an encoder without a property head, not offered", name)
                 continue
-            entries.append(ModelEntry(name, name, card_title(folder)))
+            entries.append(ModelEntry.of_folder(name, name, folder))
             names.add(name)
         return cls(entries, loader=load, loaded=loaded)
 

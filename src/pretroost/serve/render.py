@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html import escape
 from typing import Any
 
@@ -84,9 +84,14 @@ def _base(name: str) -> tuple[str, str]:
     return name, ""
 
 
-def columns_of(frame: pd.DataFrame) -> list[Column]:
+#: columns in the target's unit (regression)
+UNIT_COLUMNS = ("prediction", "std", "std_aleatoric", "std_epistemic")
+
+
+def columns_of(frame: pd.DataFrame, unit: str = "", task_type: str | None = None) -> list[Column]:
     """The frame's value columns (all but ``formula`` and ``error``) with header and format;
-    ``domain_reason`` follows ``in_domain`` in one cell when both are present."""
+    ``domain_reason`` follows ``in_domain`` in one cell when both are present; a regression's
+    values get ``unit`` in their header."""
     names = [c for c in frame.columns if c not in ("formula", "error")]
     out = []
     for name in names:
@@ -96,6 +101,8 @@ def columns_of(frame: pd.DataFrame) -> list[Column]:
         header, fmt = KNOWN_COLUMNS.get(base, (str(name), "text"))
         if suffix:
             header = f"{header} [{suffix[1:]}]"
+        if unit and task_type == "regression" and base in UNIT_COLUMNS:
+            header = f"{header} ({unit})"
         out.append(Column(str(name), header, fmt))
     return out
 
@@ -340,11 +347,13 @@ class Chart:
     has_domain: bool
 
 
-def chart_svgs(frame: pd.DataFrame, task_type: str | None) -> Chart | None:
+def chart_svgs(frame: pd.DataFrame, task_type: str | None, unit: str = "") -> Chart | None:
     """The chart of a prediction frame (None when no row has a value to draw)."""
     s = _series(frame, task_type)
     if s is None:
         return None
+    if unit and not s.bounded:
+        s = replace(s, label=f"{s.label} ({unit})")
     has_domain = s.in_domain is not None
     if len(s.value) > CHART_ROWS:
         return Chart("histogram", s.label, {"histogram": _histogram(s, s.label)}, has_domain)
