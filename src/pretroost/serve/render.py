@@ -43,7 +43,7 @@ KNOWN_COLUMNS: dict[str, tuple[str, str]] = {
     "label": ("Label", "text"),
     "in_domain": ("In domain", "bool"),
     "domain_reason": ("Domain", "text"),
-    "nearest": ("Nearest training compositions (recorded value, distance)", "list"),
+    "nearest": ("Nearest training compositions", "list"),
 }
 CHART_ROWS = 60  # up to this many predictions: one line each; more: a histogram
 LABEL_CHARS = 28  # formula labels in the chart are cut to this length
