@@ -1,4 +1,4 @@
-"""Helpers of the web page's tests: toy alloys, a model wrapper adding the domain columns the
+"""What the web page's tests share: toy alloys, a model wrapper adding the domain columns the
 shipped models have, and a real server on loopback."""
 
 from __future__ import annotations
