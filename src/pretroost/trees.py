@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -70,6 +70,12 @@ class TreesConfig:
     training rows. ``n_estimators`` trees (boosting iterations for gradient boosting); scikit-learn's
     defaults otherwise. ``n_jobs``: the forests' worker threads (None: scikit-learn's default, one).
 
+    ``min_samples_leaf`` and ``max_leaf_nodes`` cap the forests' trees (extra trees, random forest;
+    gradient boosting keeps scikit-learn's own, 20 and 31): an unpruned tree has about one leaf per
+    training row, so a forest of 500 on 4,000 rows is some 300 MB on disk. The defaults are
+    scikit-learn's (unpruned), those of every Matbench run; :meth:`for_saving` gives the caps
+    of a model saved for use (``pretroost trees --out``), measured in results/trees_size.md.
+
     ``threshold`` (classification only; :func:`fit_trees` refuses another rule on regression):
     ``"fixed"`` labels probabilities at Matbench's 0.5;
     ``"validation"`` pools each candidate's out-of-fold probabilities over the inner folds, takes
@@ -86,6 +92,17 @@ class TreesConfig:
     seed: int = 0
     n_jobs: int | None = None
     threshold: ThresholdRule = "fixed"
+    min_samples_leaf: int = 1
+    max_leaf_nodes: int | None = None
+
+    #: a saved model's defaults (:meth:`for_saving`), chosen in results/trees_size.md: no
+    #: measurable cost in inner cross-validated MAE on matbench_steels and matbench_expt_gap
+    SAVING: ClassVar[dict[str, Any]] = {"min_samples_leaf": 3, "n_estimators": 200}
+
+    @classmethod
+    def for_saving(cls, **changes: Any) -> TreesConfig:
+        """The config of a model saved for use: :data:`SAVING`'s caps, then ``changes``."""
+        return cls(**{**cls.SAVING, **changes})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))
@@ -97,6 +114,12 @@ class TreesConfig:
             raise ValueError(f"inner_folds must be at least 2, got {self.inner_folds}")
         if self.n_estimators < 1:
             raise ValueError(f"n_estimators must be positive, got {self.n_estimators}")
+        if self.min_samples_leaf < 1:
+            raise ValueError(f"min_samples_leaf must be positive, got {self.min_samples_leaf}")
+        if self.max_leaf_nodes is not None and self.max_leaf_nodes < 2:
+            raise ValueError(
+                f"max_leaf_nodes must be at least 2 or None, got {self.max_leaf_nodes}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -141,7 +164,10 @@ def _estimator(model: str, task_type: str, config: TreesConfig) -> Any:
             else ensemble.HistGradientBoostingRegressor
         )
         return cls(max_iter=config.n_estimators, learning_rate=0.05, **kw)
-    kw.update(n_estimators=config.n_estimators, n_jobs=config.n_jobs)
+    kw.update(
+        n_estimators=config.n_estimators, n_jobs=config.n_jobs,
+        min_samples_leaf=config.min_samples_leaf, max_leaf_nodes=config.max_leaf_nodes,
+    )  # fmt: skip
     if model == "extratrees":
         return (ensemble.ExtraTreesClassifier if clf else ensemble.ExtraTreesRegressor)(**kw)
     return (ensemble.RandomForestClassifier if clf else ensemble.RandomForestRegressor)(**kw)
@@ -389,7 +415,9 @@ def save_trees(
         *([f"- Its last feature is a PBE band-gap teacher's prediction (`pretroost.data.pbe_gap`, "
            f"fitted on Matbench's mp_gap), kept in `{TEACHER_FILE}` (config.json's `pbe_teacher`)."]
           if pbe else []),
-        f"- {config.n_estimators} trees, seed {config.seed}; scikit-learn {sklearn.__version__}; "
+        f"- {config.n_estimators} trees (forests: min_samples_leaf {config.min_samples_leaf}, "
+        f"max_leaf_nodes {config.max_leaf_nodes}), seed {config.seed}; "
+        f"scikit-learn {sklearn.__version__}; "
         f"pretroost {__version__} ({meta['git_sha']}).",
         "",
         "Load with `pretroost.load(folder)` or `pretroost predict --model folder formulas.csv`.",

@@ -476,3 +476,49 @@ def register_teacher_probe(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=None, help="only the first N structures")
     p.add_argument("--no-chgnet", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+
+
+def cmd_trees_size(args: argparse.Namespace) -> int:
+    from pretroost.experiment.trees_size import format_table, measure_trees_size
+    from pretroost.utils import atomic_write_json, atomic_write_text
+
+    doc = measure_trees_size(
+        args.tasks, fold=args.fold, min_samples_leaf=args.min_samples_leaf,
+        max_leaf_nodes=args.max_leaf_nodes, n_estimators=args.n_estimators, inner_folds=args.inner_folds, seed=args.seed,
+        n_jobs=args.jobs,
+    )  # fmt: skip
+    command = (
+        f"pretroost trees-size --tasks {' '.join(args.tasks)} --fold {args.fold} "
+        f"--min-samples-leaf {' '.join(map(str, args.min_samples_leaf))} "
+        f"--max-leaf-nodes {' '.join(map(str, args.max_leaf_nodes))} "
+        f"--n-estimators {' '.join(map(str, args.n_estimators))} --inner-folds "
+        f"{args.inner_folds} --seed {args.seed}" + (f" --jobs {args.jobs}" if args.jobs else "")
+    )
+    doc["command"] = command
+    out = Path(args.out)
+    atomic_write_json(out.with_suffix(".json"), doc)
+    table = format_table(doc, command)
+    atomic_write_text(out.with_suffix(".md"), table)
+    sys.stdout.write(table)
+    return 0
+
+
+def register_trees_size(p: argparse.ArgumentParser) -> None:
+    from pretroost.experiment.trees_size import CANDIDATES
+
+    p.description = (
+        "Inner cross-validated MAE vs size on disk of a saved forest, per min_samples_leaf and\n"
+        "number of trees, on one official fold's training rows (results/trees_size.{json,md})."
+    )
+    p.add_argument("--tasks", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    p.add_argument("--fold", type=int, default=0, help="official fold (its training rows only)")
+    p.add_argument("--min-samples-leaf", nargs="+", type=int, default=[1, 2])
+    p.add_argument(
+        "--max-leaf-nodes", nargs="*", type=int, default=[512, 1024],
+        help="caps of max_leaf_nodes (each with min_samples_leaf 1)",
+    )  # fmt: skip
+    p.add_argument("--n-estimators", nargs="+", type=int, default=[100, 200, 500])
+    p.add_argument("--inner-folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=None, help="forest worker threads (default: 1)")
+    p.add_argument("--out", default="results/trees_size", help="writes OUT.json and OUT.md")
