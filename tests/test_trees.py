@@ -246,3 +246,40 @@ def test_a_forest_reports_the_spread_of_its_trees() -> None:
     assert std.shape == (20,) and (std >= 0).all() and std.max() > 0
     boost = fit_trees(comps, y[:80], "regression", TreesConfig(models=("gradientboosting",), **kw))
     assert np.isnan(boost.predict_std(test)).all()
+
+
+def test_caps_reach_the_forests_and_a_saved_model_gets_the_saving_defaults(tmp_path) -> None:
+    """min_samples_leaf / max_leaf_nodes go to the forests (not to gradient boosting); `trees
+    --out` uses TreesConfig.for_saving's caps unless a flag says otherwise (none: no cap)."""
+    from pretroost.cli import main
+    from pretroost.trees import _estimator
+
+    config = TreesConfig(min_samples_leaf=3, max_leaf_nodes=64, n_estimators=7)
+    forest = _estimator("randomforest", "regression", config)
+    assert (forest.min_samples_leaf, forest.max_leaf_nodes, forest.n_estimators) == (3, 64, 7)
+    boost = _estimator("gradientboosting", "regression", config)
+    assert (boost.min_samples_leaf, boost.max_leaf_nodes) == (20, 31)  # scikit-learn's own
+    assert TreesConfig().min_samples_leaf == 1 and TreesConfig().max_leaf_nodes is None
+    saving = TreesConfig.for_saving(seed=2)
+    assert saving.seed == 2 and all(getattr(saving, k) == v for k, v in TreesConfig.SAVING.items())
+    with pytest.raises(ValueError, match="max_leaf_nodes"):
+        TreesConfig(max_leaf_nodes=1)
+    formulas, y = _alloys(40, seed=6)
+    data = tmp_path / "alloys.csv"
+    data.write_text(
+        "formula,ys\n" + "".join(f"{f},{v}\n" for f, v in zip(formulas, y, strict=True))
+    )
+    base = ["trees", "--data", str(data), "--target-col", "ys", "--models", "extratrees",
+            "--features", "fractions", "--inner-folds", "2"]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "a"), "--n-estimators", "3"]) == 0
+    saved = json.loads((tmp_path / "a" / "config.json").read_text())["trees_config"]
+    expected = {**TreesConfig.for_saving().to_dict(), "n_estimators": 3}
+    assert {k: saved[k] for k in ("n_estimators", "min_samples_leaf", "max_leaf_nodes")} == {
+        k: expected[k] for k in ("n_estimators", "min_samples_leaf", "max_leaf_nodes")
+    }
+    argv = [*base, "--out", str(tmp_path / "b"), "--n-estimators", "3", "--min-samples-leaf",
+            "2", "--max-leaf-nodes", "none"]  # fmt: skip
+    assert main(argv) == 0
+    saved = json.loads((tmp_path / "b" / "config.json").read_text())["trees_config"]
+    assert (saved["min_samples_leaf"], saved["max_leaf_nodes"]) == (2, None)
+    assert main([*argv[:-1], "lots", "--overwrite"]) == 1

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from zipfile import ZIP_DEFLATED
 
 import numpy as np
 import pandas as pd
@@ -95,9 +96,8 @@ class TreesConfig:
     min_samples_leaf: int = 1
     max_leaf_nodes: int | None = None
 
-    #: a saved model's defaults (:meth:`for_saving`), chosen in results/trees_size.md: no
-    #: measurable cost in inner cross-validated MAE on matbench_steels and matbench_expt_gap
-    SAVING: ClassVar[dict[str, Any]] = {"min_samples_leaf": 3, "n_estimators": 200}
+    #: a saved model's defaults (:meth:`for_saving`), to be chosen in results/trees_size.md
+    SAVING: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def for_saving(cls, **changes: Any) -> TreesConfig:
@@ -425,9 +425,10 @@ def save_trees(
     ])  # fmt: skip
 
     def fill(folder: Path) -> None:
-        skops.io.dump(fitted.estimator, folder / "model.skops")
+        # deflated: a forest's node arrays shrink some 5-fold (results/trees_size.md)
+        skops.io.dump(fitted.estimator, folder / "model.skops", compression=ZIP_DEFLATED)
         if pbe:
-            skops.io.dump(fitted.teacher, folder / TEACHER_FILE)
+            skops.io.dump(fitted.teacher, folder / TEACHER_FILE, compression=ZIP_DEFLATED)
 
     return write_folder(out, meta, card=card, fill=fill, overwrite=overwrite)
 

@@ -121,7 +121,7 @@ def cmd_trees(args: argparse.Namespace) -> int:
     from pretroost.data.matbench import get_task
     from pretroost.trees import run_trees_task
 
-    config = _trees_config(args, threshold=args.threshold)
+    config = _trees_config(args, threshold=args.threshold, saving=bool(args.out))
     regression = [t for t in args.tasks if get_task(t).task_type != "classification"]
     if args.threshold != "fixed" and regression:
         raise ValueError(
@@ -224,25 +224,52 @@ def register_trees(p: argparse.ArgumentParser) -> None:
 
 
 def _add_tree_options(p: argparse.ArgumentParser) -> None:
-    """The candidates and inner cross-validation of :class:`~pretroost.trees.TreesConfig`."""
+    """The candidates, caps and inner cross-validation of :class:`~pretroost.trees.TreesConfig`
+    (the caps' defaults: a saved model's, :meth:`TreesConfig.for_saving`, with ``--out``)."""
     from pretroost.trees import FEATURE_SETS, TREE_MODELS, TreesConfig
 
-    default = TreesConfig()
+    default, saving = TreesConfig(), TreesConfig.for_saving()
+
+    def both(name: str) -> str:
+        return f"default {getattr(default, name)}; a saved model (--out): {getattr(saving, name)}"
+
     p.add_argument("--models", nargs="+", choices=TREE_MODELS, default=list(default.models))
     p.add_argument("--features", nargs="+", choices=FEATURE_SETS, default=list(default.features))
-    p.add_argument("--n-estimators", type=int, default=default.n_estimators)
+    p.add_argument(
+        "--n-estimators", type=int, default=None,
+        help=f"trees per forest, iterations of gradient boosting ({both('n_estimators')})",
+    )  # fmt: skip
+    p.add_argument(
+        "--min-samples-leaf", type=int, default=None,
+        help=f"forests: fewest training rows in a leaf ({both('min_samples_leaf')})",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-leaf-nodes", default=None, metavar="N|none",
+        help=f"forests: most leaves per tree, none for no cap ({both('max_leaf_nodes')})",
+    )  # fmt: skip
     p.add_argument("--inner-folds", type=int, default=default.inner_folds)
     p.add_argument("--seed", type=int, default=default.seed)
     p.add_argument("--jobs", type=int, default=None, help="forest worker threads (default: 1)")
 
 
-def _trees_config(args: argparse.Namespace, **extra):
-    """:class:`~pretroost.trees.TreesConfig` from :func:`_add_tree_options`' flags."""
+def _trees_config(args: argparse.Namespace, *, saving: bool = False, **extra):
+    """:class:`~pretroost.trees.TreesConfig` from :func:`_add_tree_options`' flags; ``saving``:
+    a model saved for use, whose caps default to :meth:`TreesConfig.for_saving`'s."""
     from pretroost.trees import TreesConfig
 
-    return TreesConfig(
-        models=tuple(args.models), features=tuple(args.features), n_estimators=args.n_estimators,
-        inner_folds=args.inner_folds, seed=args.seed, n_jobs=args.jobs, **extra,
+    caps = {"n_estimators": args.n_estimators, "min_samples_leaf": args.min_samples_leaf}
+    given = {k: v for k, v in caps.items() if v is not None}
+    if args.max_leaf_nodes is not None:  # given: a number, or none (no cap)
+        text = str(args.max_leaf_nodes).lower()
+        if text != "none" and not text.isdigit():
+            raise ValueError(
+                f"--max-leaf-nodes takes a number or none, not {args.max_leaf_nodes!r}"
+            )
+        given["max_leaf_nodes"] = None if text == "none" else int(text)
+    make = TreesConfig.for_saving if saving else TreesConfig
+    return make(
+        models=tuple(args.models), features=tuple(args.features), inner_folds=args.inner_folds,
+        seed=args.seed, n_jobs=args.jobs, **given, **extra,
     )  # fmt: skip
 
 
@@ -275,7 +302,7 @@ def cmd_hurdle(args: argparse.Namespace) -> int:
     from pretroost.experiment.blend import parse_part
     from pretroost.experiment.hurdle import write_hurdle
 
-    config = _trees_config(args)
+    config = _trees_config(args, saving=bool(args.out))
     if args.out or args.data or args.regressor:
         return _save_hurdle(args, config)
     if not args.parts or not args.tasks:
