@@ -13,6 +13,7 @@ strategy's.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -227,7 +228,12 @@ class FittedTrees:
 
 
 def fit_trees(
-    comps: CompositionArray, y: np.ndarray, task_type: str, config: TreesConfig | None = None
+    comps: CompositionArray,
+    y: np.ndarray,
+    task_type: str,
+    config: TreesConfig | None = None,
+    *,
+    progress: bool | None = None,
 ) -> FittedTrees:
     """Choose among ``config``'s candidates by cross-validation on (``comps``, ``y``), the
     training rows (``y``: (n,); 0/1 for classification), and refit the best on all of them.
@@ -236,8 +242,12 @@ def fit_trees(
     mean over inner folds of the MAE or of minus the balanced accuracy at 0.5; with
     ``config.threshold == "validation"``, minus the balanced accuracy of the pooled out-of-fold
     probabilities at the candidate's best threshold. Folds are stratified for classification.
+
+    ``progress``: a bar over candidates × inner folds (None: when standard error is a terminal);
+    without one, a log line per candidate with its inner score and time.
     """
     from sklearn.model_selection import KFold, StratifiedKFold
+    from tqdm.auto import tqdm
 
     config = config or TreesConfig()
     y = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -257,12 +267,27 @@ def fit_trees(
     choose_threshold = clf and config.threshold == "validation"
     scores: dict[str, float] = {}
     thresholds: dict[str, float] = {}
-    for model, feats in config.candidates():
+    candidates = config.candidates()
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    what = "balanced accuracy" if clf else "MAE"
+    if not show_bar:
+        log.info(
+            "trees: %d candidate(s) x %d inner folds on %d rows",
+            len(candidates), len(folds), len(y),
+        )  # fmt: skip
+    bar = tqdm(
+        total=len(candidates) * len(folds), desc="trees", unit="fit", disable=not show_bar,
+        leave=False,
+    )  # fmt: skip
+    for i, (model, feats) in enumerate(candidates):
         name, x = f"{model}/{feats}", features[feats]
+        bar.set_postfix_str(name)
+        t0 = time.perf_counter()
         oof = np.empty(len(y))  # each row predicted by the model not trained on it
         for tr, va in folds:
             est = _estimator(model, task_type, config).fit(x[tr], target[tr])
             oof[va] = _predict(est, x[va], task_type)
+            bar.update()
         if choose_threshold:
             thresholds[name] = balanced_accuracy_threshold(target, oof)
             labels = to_labels(oof, thresholds[name])
@@ -271,9 +296,15 @@ def fit_trees(
             scores[name] = float(
                 np.mean([_inner_score(task_type, y[va], oof[va]) for _, va in folds])
             )
-        log.debug("trees %s: inner score %.4f", name, scores[name])
+        if not show_bar:
+            log.info(
+                "trees %d/%d %s: inner %s %.4g (%.0f s)", i + 1, len(candidates), name, what,
+                -scores[name] if clf else scores[name], time.perf_counter() - t0,
+            )  # fmt: skip
+    bar.close()
     best = min(scores, key=scores.__getitem__)
     model, feats = best.split("/", 1)
+    log.info("trees: %s chosen; refitting it on all %d rows", best, len(y))
     est = _estimator(model, task_type, config).fit(features[feats], target)
     threshold = thresholds.get(best, CLF_THRESHOLD)
     fitted = FittedTrees(est, model, feats, task_type, scores, threshold, thresholds)
@@ -370,12 +401,17 @@ def save_trees(
     config: TreesConfig,
     data: str,
     n_train: int,
+    id_col: str | None = None,
+    test: dict[str, Any] | None = None,
     overwrite: bool = True,
 ) -> Path:
     """Write ``fitted`` as a model folder: ``config.json`` (``"kind": "trees"``, the chosen
     candidate, its threshold, every candidate's inner score, ``config``), ``model.skops`` (the
     estimator in skops' format: arrays and JSON, no pickle) and a ``README.md`` model card saying
-    what it was trained on (``data``, ``n_train`` rows). With ``+pbe`` features the PBE gap
+    what it was trained on (``data``, ``n_train`` rows). ``id_col``: the training data's id
+    column, which ``pretroost predict`` carries into its output when the input has it;
+    ``test``: how it was tested (``{"data": where, "n_test": rows, "seed": ..., "scores":
+    {metric: value}}``), kept as ``config.json``'s ``test`` and on the card. With ``+pbe`` features the PBE gap
     teacher goes into the folder too (``pbe_teacher.skops``, what it is made of in
     ``config.json``'s ``pbe_teacher``), so that loading reads nothing from the data cache and
     fits nothing."""
@@ -391,7 +427,8 @@ def save_trees(
         "kind": "trees", "task_type": fitted.task_type, "model": fitted.model,
         "features": fitted.features, "threshold": fitted.threshold,
         "inner_scores": fitted.inner_scores, "candidate_thresholds": fitted.thresholds,
-        "trees_config": config.to_dict(), "data": data, "n_train": n_train,
+        "trees_config": config.to_dict(), "data": data, "n_train": n_train, "id_col": id_col,
+        "test": test,
         "git_sha": git_sha(), "pretroost_version": __version__,
         "sklearn_version": sklearn.__version__,
     }  # fmt: skip
@@ -408,6 +445,9 @@ def save_trees(
         "",
         f"A {fitted.task_type} model on composition features (`pretroost.trees`), not Roost.",
         f"- Data: {data} ({n_train} rows, every one used for the final fit).",
+        *([f"- Test: {test['data']} ({test['n_test']} rows): "
+           + ", ".join(f"{k} {v:.4g}" for k, v in test["scores"].items()) + "."]
+          if test and test.get("n_test") else []),
         f"- Chosen by {config.inner_folds}-fold cross-validation on those rows among "
         f"{len(fitted.inner_scores)} candidate(s); inner {what} of the chosen one: {value:.4g}.",
         *([f"- Decision threshold: {fitted.threshold:.4g} (labels `p > threshold`)."]
@@ -484,6 +524,11 @@ class TreesPredictor:
             f"TreesPredictor({self.fitted.model}/{self.fitted.features}, "
             f"task_type={self.task_type!r}, path={str(self.path)!r})"
         )
+
+    @property
+    def id_col(self) -> str | None:
+        """The id column of the data the model was trained on (None if it had none)."""
+        return self.meta.get("id_col")
 
     @property
     def task_type(self) -> str:
