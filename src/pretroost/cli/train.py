@@ -209,7 +209,9 @@ def _train_on_user_data(
             log.info(
                 "%s: test %s", name, ", ".join(f"{m}={v:.4f}" for m, v in report["scores"].items())
             )
-        fitted.info.update(source=str(args.data), n_test=n_test, test=where_test)
+        fitted.info.update(
+            source=str(args.data), target=args.target_col, n_test=n_test, test=where_test
+        )
         fitted.info["test_seed"] = args.seed
         if ctx.is_main:  # data parallel: rank 0 alone writes
             fitted.save(out if single else out / f"fold_{result.split.index}")
