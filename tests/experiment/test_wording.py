@@ -49,3 +49,22 @@ def test_code_blocks_are_not_read() -> None:
 @pytest.mark.parametrize("doc", ["README.md", "docs/findings.md"])
 def test_the_projects_own_results_text_passes(doc: str) -> None:
     check_equality_claims((ROOT / doc).read_text(), source=doc)
+
+
+def test_the_reports_own_explanations_pass() -> None:
+    """The generator's fixed text (statistics, selection) passes the check it applies."""
+    from pretroost.experiment.report import _statistics_lines
+    from pretroost.experiment.selection import selection_lines
+
+    rows = [{"git_sha": "abc+dirty", "task": "matbench_steels", "strategy": "scratch"}] * 2
+    summary = {
+        "matbench_steels": {
+            "n": 17, "best": "trees", "best_mean": 79.5, "second": "blend(a|b)", "lead": 1.5,
+            "noise_sd": 4.4, "noise_range": (2.5, 7.1), "expected_max_z": 1.79,
+            "chance_gain": 7.9,
+        }
+    }  # fmt: skip
+    text = "\n".join(_statistics_lines(rows) + selection_lines(summary))
+    check_equality_claims(text)
+    assert "2 of 2 rows (100 %)" in text and "| matbench_steels | 17 | trees (79.5) |" in text
+    assert "blend(a\\|b)" in text  # a table cell's | escaped
