@@ -263,7 +263,7 @@ def write_report(
             "",
             *_class_balance_lines(task, targets[task]),
             "| strategy | mean ± std | change vs scratch | folds better than scratch "
-            "| paired difference vs scratch (95 % CI) | p (paired t / corrected t² / Wilcoxon) "
+            "| paired difference vs scratch (95 % CI) | p (paired t / corrected t / Wilcoxon) "
             "| time (s, all folds) | folds better than MODNet · leader (p, paired t)¹ |",
             "|---|---|---|---|---|---|---|---|",
         ]
@@ -420,7 +420,7 @@ def _statistics_lines(rows: list[dict]) -> list[str]:
         "of its seeds): the mean difference with its 95 % t interval, the count of folds "
         "better, and three two-sided p-values. The paired t-test (p t) treats the five folds as "
         "independent samples, but their training sets share three quarters of their rows, so "
-        "it understates the variance; the corrected t² of Nadeau and Bengio (*Machine Learning* "
+        "it understates the variance; the corrected t of Nadeau and Bengio (*Machine Learning* "
         "52, 239, 2003) scales the variance of the mean difference by 1/k + n_test/n_train = "
         "1/5 + 1/4 instead of 1/5 (`pretroost.experiment.stats.corrected_paired_t`), which "
         "raises p. The Wilcoxon signed-rank test (and the sign test behind 'folds better') "
