@@ -181,8 +181,11 @@ def _save_trees(args: argparse.Namespace, config) -> int:
         fitted = fit_trees(comps, y, task_type, config)
         save_trees(fitted, out, config=config, data=str(data), n_train=len(y))
         best = f"{fitted.model}/{fitted.features}"
+        # inner_scores are minimised: classification stores minus the balanced accuracy
+        inner = fitted.inner_scores[best]
+        what = ("balanced accuracy", -inner) if task_type == "classification" else ("MAE", inner)
         sys.stdout.write(
-            f"{out}: {best}, inner score {fitted.inner_scores[best]:.4g}"
+            f"{out}: {best}, inner cross-validation {what[0]} {what[1]:.4g}"
             + (f", threshold {fitted.threshold:.4g}" if task_type == "classification" else "")
             + "\n"
         )
@@ -388,8 +391,8 @@ def register_convergence(p: argparse.ArgumentParser) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pretroost.experiment.demo import run_demo
 
-    text = run_demo(task=args.task, fold=args.fold, encoder=args.encoder, epochs=args.epochs,
-                    results_dir=args.results_dir)  # fmt: skip
+    text = run_demo(task=args.task, fold=args.fold, encoder=args.encoder, recipe=args.recipe,
+                    epochs=args.epochs, results_dir=args.results_dir)  # fmt: skip
     sys.stdout.write(text)
     return 0
 
@@ -400,7 +403,15 @@ def register_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--encoder", default=None, help="shipped encoder name or folder (default: first shipped)"
     )
-    p.add_argument("--epochs", type=int, default=100, help="finetuning epochs")
+    from pretroost.recipes import RECIPES  # light: no torch
+
+    p.add_argument(
+        "--recipe", default="quick", choices=list(RECIPES),
+        help="finetuning recipe (pretroost.recipes); default quick: a demo in minutes",
+    )  # fmt: skip
+    p.add_argument(
+        "--epochs", type=int, default=None, help="finetuning epochs (default: the recipe's)"
+    )
     p.add_argument("--results-dir", default="runs/demo")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 
