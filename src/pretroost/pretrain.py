@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,11 +28,13 @@ from pretroost.objectives import (
 )
 from pretroost.objectives.base import RegressionObjective
 from pretroost.train import TrainConfig, train
-from pretroost.utils import git_sha, machine_description, seed_everything
+from pretroost.utils import git_sha, machine_description, native_bf16, seed_everything
 
-__all__ = ["PretrainConfig", "encoder_card", "loss_terms", "pretrain"]
+__all__ = ["PretrainConfig", "encoder_card", "loss_terms", "pretrain", "resolved_train"]
 
 BALANCES = ("none", "initial")
+LR_SCALINGS = ("none", "sqrt", "linear")
+AUTOCASTS = ("off", "native_bf16")
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,15 @@ class PretrainConfig:
             are never rescaled.
         val_fraction: share of the corpus held out to monitor the loss (and pick the best epoch).
         max_compositions: pretrain on a random subset of this size (None: whole corpus).
+        lr_scaling: how ``train.lr`` follows ``train.batch_size``: ``"none"`` (as given),
+            ``"sqrt"`` (``lr * sqrt(batch_size / lr_reference_batch)``, the rule for Adam-type
+            optimisers; Malladi et al., NeurIPS 2022) or ``"linear"`` (``lr * batch_size /
+            lr_reference_batch``; Goyal et al., arXiv:1706.02677).
+        lr_reference_batch: the batch size ``train.lr`` is meant for under ``lr_scaling``.
+        autocast: ``"native_bf16"``: bfloat16 autocast where the training device runs bf16
+            natively (:func:`pretroost.utils.native_bf16`: a GPU, or a CPU listing
+            avx512_bf16/amx_bf16), fp32 elsewhere (detected, never assumed; the decision and its
+            evidence land in the artefact's config); ``"off"``: ``train.precision`` as given.
     """
 
     objective: str = "ssl"
@@ -67,17 +78,53 @@ class PretrainConfig:
     balance: Literal["none", "initial"] = "initial"
     val_fraction: float = 0.01
     max_compositions: int | None = None
+    lr_scaling: Literal["none", "sqrt", "linear"] = "none"
+    lr_reference_batch: int = 256
+    autocast: Literal["off", "native_bf16"] = "off"
 
     def __post_init__(self) -> None:
         parse_objective(self.objective)
         if self.balance not in BALANCES:
             raise ValueError(f"unknown balance {self.balance!r}; valid: {', '.join(BALANCES)}")
+        if self.lr_scaling not in LR_SCALINGS:
+            raise ValueError(
+                f"unknown lr_scaling {self.lr_scaling!r}; valid: {', '.join(LR_SCALINGS)}"
+            )
+        if self.autocast not in AUTOCASTS:
+            raise ValueError(f"unknown autocast {self.autocast!r}; valid: {', '.join(AUTOCASTS)}")
+        if self.lr_reference_batch < 1:
+            raise ValueError(f"lr_reference_batch must be >= 1, got {self.lr_reference_batch}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["encoder"] = self.encoder.to_dict()
         d["weights"] = dict(self.weights)
         return d
+
+
+def resolved_train(
+    config: PretrainConfig, device: str | torch.device = "cpu"
+) -> tuple[TrainConfig, dict[str, Any]]:
+    """The optimisation settings a pretraining run uses on ``device``: ``config.train`` with the
+    learning rate scaled by ``config.lr_scaling`` and the precision set by ``config.autocast``;
+    and a record of both decisions (with the BF16 evidence) for the artefact's config."""
+    t = config.train
+    ratio = t.batch_size / config.lr_reference_batch
+    power = {"none": 0.0, "sqrt": 0.5, "linear": 1.0}[config.lr_scaling]
+    lr = t.lr * ratio**power
+    precision = t.precision
+    note: dict[str, Any] = {
+        "lr_scaling": config.lr_scaling,
+        "lr_given": t.lr,
+        "lr_used": lr,
+        "autocast": config.autocast,
+    }
+    if config.autocast == "native_bf16":
+        native, reason = native_bf16(device)
+        precision = "bf16" if native else t.precision
+        note["bf16_native"], note["bf16_reason"] = native, reason
+    note["precision_used"] = precision
+    return replace(t, lr=lr, precision=precision), note
 
 
 def encoder_card(config: dict) -> str:
@@ -170,6 +217,9 @@ def pretrain(
 ) -> Path:
     """Pretrain an encoder on ``corpus`` and write the artefact folder ``out``."""
     t0 = time.perf_counter()
+    train_config, train_note = resolved_train(config, distributed.context(device).device)
+    if train_note["lr_used"] != config.train.lr or train_config.precision != config.train.precision:
+        log.info("pretraining settings resolved: %s", train_note)
     seed_everything(config.train.seed)
     names = parse_objective(config.objective)
     check_elements(corpus.comps, config.encoder.elem_embedding)
@@ -248,7 +298,7 @@ def pretrain(
     shares = {"start": _shares(module, start_terms)}
     log.info("pretraining %s on %d compositions (%d held out)", module.spec, len(train_idx), n_val)
     result = train(
-        module, train_data, config.train, val_data=val_data, checkpoint=checkpoint,
+        module, train_data, train_config, val_data=val_data, checkpoint=checkpoint,
         resume=resume, progress=progress, description=f"pretrain {module.spec}", device=device,
     )  # fmt: skip
     history = result.history
@@ -267,7 +317,8 @@ def pretrain(
         "loss_shares": shares,
         "target_dims": target_dims,
         "pretrain": config.to_dict(),
-        "train": config.train.to_dict(),
+        "train": train_config.to_dict(),
+        "train_resolved": train_note,
         "corpus": {k: v for k, v in corpus.info.items() if k != "exclusion_report"},
         "exclusion_report": corpus.info.get("exclusion_report", {}),
         "n_with_structure": n_struct,

@@ -530,13 +530,17 @@ def register_report(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_speed(args: argparse.Namespace) -> int:
-    from pretroost.experiment import speed
+    from pretroost.experiment import pretrain_speed, speed
 
+    assert pretrain_speed.VARIANTS  # imported for its measurements (dft_epoch, dft_heldout)
     return speed.main(args)
 
 
 #: ``pretroost.experiment.speed.MEASUREMENTS`` (named here: the parser loads no torch)
-MEASUREMENT_NAMES = ("machine", "train", "steels", "flops", "fingerprint", "ssl_epoch", "teachers")
+MEASUREMENT_NAMES = (
+    "machine", "train", "steels", "flops", "fingerprint", "ssl_epoch", "teachers", "dft_epoch",
+    "dft_heldout",
+)  # fmt: skip
 
 
 def register_speed(p: argparse.ArgumentParser) -> None:

@@ -354,12 +354,22 @@ def _default_corpus() -> Path:
 
 def cmd_corpus(args: argparse.Namespace) -> int:
     from pretroost.data.corpus import build_corpus
+    from pretroost.data.dft_corpus import EXCLUDED_TASKS, build_dft_corpus, dft_corpus_path
 
-    corpus = build_corpus(
-        oqmd=not args.no_oqmd, structures=args.structures, exclude=args.exclude or None,
-        include_matbench=args.include_matbench,
-    )  # fmt: skip
-    out = corpus.save(args.out or _default_corpus())
+    if args.labels == "oqmd4":
+        corpus = build_corpus(
+            oqmd=not args.no_oqmd, structures=args.structures, exclude=args.exclude or None,
+            include_matbench=args.include_matbench,
+        )  # fmt: skip
+        out = corpus.save(args.out or _default_corpus())
+    else:
+        if args.structures or args.no_oqmd or args.include_matbench:
+            raise SystemExit(
+                "--labels all: OQMD plus Matbench's DFT tasks only (no --structures, --no-oqmd "
+                "or --include-matbench)"
+            )
+        corpus = build_dft_corpus(args.labels, exclude=args.exclude or EXCLUDED_TASKS)
+        out = corpus.save(args.out or dft_corpus_path(args.labels))
     report = corpus.info.get("exclusion_report", {})
     if report:
         cols = sorted({c for row in report.values() for c in row})
@@ -380,6 +390,13 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 def register_corpus(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["build"])
     p.add_argument(
+        "--labels", default="oqmd4", choices=["oqmd4", "all", "all+perovskites"],
+        help="oqmd4: OQMD's compositions minus all 13 Matbench tasks' (OQMD's four DFT labels); "
+        "all: plus the compositions of matbench_mp_e_form/mp_gap/mp_is_metal (all+perovskites: "
+        "and matbench_perovskites), minus the evaluation and confirmation tasks' by key and "
+        "within 1e-3 on normalised fractions (default <cache>/corpus/dft-<labels>-leakfree.npz)",
+    )  # fmt: skip
+    p.add_argument(
         "--out", default=None, help="corpus file (default: <cache>/corpus/oqmd-leakfree.npz)"
     )
     p.add_argument(
@@ -394,6 +411,7 @@ def register_corpus(p: argparse.ArgumentParser) -> None:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from pretroost.data.corpus import Corpus, build_corpus
+    from pretroost.data.dft_labels import label_set
     from pretroost.objectives import DFTConfig, FingerprintConfig, SSLConfig, StructureConfig
     from pretroost.pretrain import PretrainConfig, pretrain
 
@@ -425,10 +443,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         ssl=config_from_args(SSLConfig, args, SSL_FIELDS, **head, **proj),
         fingerprint=FingerprintConfig(**head),
         structure=StructureConfig(teacher=args.teacher, **head),
-        dft=DFTConfig(**head),
+        dft=DFTConfig(properties=label_set(args.dft_labels), **head),
         weights=weights,
         balance=args.balance,
         max_compositions=args.max_compositions,
+        lr_scaling=args.lr_scaling,
+        lr_reference_batch=args.lr_reference_batch,
+        autocast=args.autocast,
     )
     checkpoint = (
         Path(args.checkpoint)
@@ -471,8 +492,18 @@ def register_pretrain(p: argparse.ArgumentParser) -> None:
         "at initialisation so that no objective dominates",
         "max_compositions": "pretrain on a random subset of this size",
     })  # fmt: skip
+    add_config_options(p, PretrainConfig, ("lr_scaling", "lr_reference_batch", "autocast"), help={
+        "lr_scaling": "scale --lr with --batch-size / --lr-reference-batch: none, sqrt or linear",
+        "autocast": "native_bf16: bfloat16 autocast where the device has native BF16 (detected), "
+        "fp32 elsewhere; off: --precision as given",
+    })  # fmt: skip
     add_config_options(p, SSLConfig, SSL_FIELDS)
     add_config_options(p, RoostConfig, ("elem_embedding",))
+    p.add_argument(
+        "--dft-labels", default="oqmd4", choices=["oqmd4", "all", "all+perovskites"],
+        help="--objective dft: the labels regressed: OQMD's four, or also Matbench's DFT tasks' "
+        "(use a corpus from `pretroost corpus build --labels all`)",
+    )  # fmt: skip
     p.add_argument("--checkpoint", default=None, help="resumable checkpoint (default: <out>.ckpt)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     _add_train_args(p, pretrain=True)

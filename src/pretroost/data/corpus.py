@@ -19,22 +19,28 @@ import numpy as np
 import pandas as pd
 
 from pretroost.data.composition import CompositionArray, FormulaError, parse_formula
+from pretroost.data.dft_labels import MATBENCH_DFT_PROPERTIES, OQMD_PROPERTIES, matbench_dft_labels
 from pretroost.paths import cache_dir
 from pretroost.utils import atomic_path, atomic_write_json
 
-__all__ = ["DFT_PROPERTIES", "Corpus", "build_corpus", "matbench_keys", "oqmd_labels"]
+__all__ = [
+    "ALL_DFT_PROPERTIES",
+    "DFT_PROPERTIES",
+    "Corpus",
+    "build_corpus",
+    "matbench_keys",
+    "oqmd_labels",
+]
 
 log = logging.getLogger(__name__)
 
 #: the DFT properties the cached OQMD files label (``OQMD_<property>_{train,val,test}.csv``, columns
 #: ``formula,target``): band gap (eV), formation enthalpy (eV/atom), total energy per atom
 #: (eV/atom), volume per atom (Å^3/atom)
-DFT_PROPERTIES: tuple[str, ...] = (
-    "Bandgap",
-    "Formation_Enthalpy",
-    "Energy_per_atom",
-    "Volume_per_atom",
-)
+DFT_PROPERTIES: tuple[str, ...] = OQMD_PROPERTIES
+#: every label the ``dft`` objective can regress: OQMD's four, then Matbench's DFT tasks'
+#: (:data:`pretroost.data.dft_labels.MATBENCH_DFT_PROPERTIES`: mean per reduced composition)
+ALL_DFT_PROPERTIES: tuple[str, ...] = (*OQMD_PROPERTIES, *MATBENCH_DFT_PROPERTIES)
 
 
 def _parse_many(formulas: Iterable[str], source: str) -> tuple[CompositionArray, list[int], int]:
@@ -179,14 +185,30 @@ class Corpus:
         limit: int | None = None,
     ) -> np.ndarray:
         """(n, P) float32 DFT labels of the corpus' compositions, joined by reduced composition
-        (:func:`oqmd_labels`: duplicates averaged), NaN where a property is not known. Being a
-        view of this corpus, it keeps the corpus' Matbench exclusion: no excluded composition
-        gets a row."""
-        table = oqmd_labels(properties, oqmd_dir=oqmd_dir, limit=limit)
-        out = table.reindex(self.comps.keys()).to_numpy(dtype=np.float32)
+        (OQMD's: :func:`oqmd_labels`; Matbench's DFT tasks':
+        :func:`pretroost.data.dft_labels.matbench_dft_labels`; duplicates averaged), NaN where a
+        property is not known. Being a view of this corpus, it keeps the corpus' Matbench
+        exclusion: no excluded composition gets a row. ``oqmd_dir`` and ``limit`` apply to the
+        OQMD files (``limit`` also to each Matbench task)."""
+        unknown = [p for p in properties if p not in ALL_DFT_PROPERTIES]
+        if unknown or not properties:
+            raise ValueError(
+                f"unknown DFT properties {unknown}; valid: {', '.join(ALL_DFT_PROPERTIES)}"
+            )
+        keys = self.comps.keys()
+        oqmd = [p for p in properties if p in OQMD_PROPERTIES]
+        mb = [p for p in properties if p in MATBENCH_DFT_PROPERTIES]
+        parts = []
+        if oqmd:
+            parts.append(oqmd_labels(oqmd, oqmd_dir=oqmd_dir, limit=limit).reindex(keys))
+        if mb:
+            parts.append(matbench_dft_labels(mb, limit=limit).reindex(keys))
+        table = pd.concat(parts, axis=1)[list(properties)]
+        out = table.to_numpy(dtype=np.float32)
         log.info(
-            "DFT labels: %d of %d compositions have at least one",
+            "DFT labels: %d of %d compositions have at least one; per property: %s",
             int(np.isfinite(out).any(axis=1).sum()), len(self),
+            {p: int(np.isfinite(out[:, j]).sum()) for j, p in enumerate(properties)},
         )  # fmt: skip
         return out
 

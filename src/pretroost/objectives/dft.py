@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from pretroost.data.corpus import DFT_PROPERTIES
+from pretroost.data.corpus import ALL_DFT_PROPERTIES, DFT_PROPERTIES
 from pretroost.losses import MaskedSmoothL1Loss
 from pretroost.models.roost import RoostEncoder
 from pretroost.objectives.base import RegressionObjective
@@ -40,8 +40,11 @@ class DFTConfig:
     """Settings of the ``dft`` objective.
 
     Attributes:
-        properties: the DFT properties regressed, a subset of
-            :data:`pretroost.data.corpus.DFT_PROPERTIES` (in this order: the head's outputs).
+        properties: the DFT labels regressed (in this order: the head's outputs), from
+            :data:`pretroost.data.corpus.ALL_DFT_PROPERTIES`: OQMD's four (the default) and
+            Matbench's DFT tasks' (``mp_e_form``, ``mp_gap``, ``mp_is_metal``, ``perovskites``;
+            :data:`pretroost.data.dft_labels.LABEL_SETS` names the usual sets). Each is
+            standardised on its own; a composition without a label contributes nothing to it.
         beta: the smooth-L1 transition, in standard deviations of each property (0: plain L1).
         oqmd_dir: folder of the labelled ``OQMD_*.csv`` files (None: the data cache's ``oqmd/``).
         limit: read at most this many rows of each label file (tests; None: all).
@@ -57,10 +60,11 @@ class DFTConfig:
     trunk_out: int = 256
 
     def __post_init__(self) -> None:
-        unknown = [p for p in self.properties if p not in DFT_PROPERTIES]
+        unknown = [p for p in self.properties if p not in ALL_DFT_PROPERTIES]
         if unknown or not self.properties or len(set(self.properties)) != len(self.properties):
             raise ValueError(
-                f"dft properties {self.properties!r}: each once, from {', '.join(DFT_PROPERTIES)}"
+                f"dft properties {self.properties!r}: each once, from "
+                f"{', '.join(ALL_DFT_PROPERTIES)}"
             )
         if self.beta < 0:
             raise ValueError(f"beta must be >= 0, got {self.beta}")
