@@ -122,10 +122,11 @@ def build_dft_corpus(
     removed = np.zeros(len(keep), dtype=bool)
     report: dict[str, dict[str, int]] = {}
     for task, tc in task_compositions(list(exclude), cache).items():
-        exact = np.isin(np.asarray(unique_keys, dtype=object), np.asarray(tc.keys(), dtype=object))
+        task_keys = set(tc.keys())
+        exact = np.fromiter((k in task_keys for k in unique_keys), bool, len(unique_keys))
         near = near_duplicates(unique_comps, tc, tol)
         report[task] = {
-            "task_compositions": len(set(tc.keys())),
+            "task_compositions": len(task_keys),
             "removed_exact": int(exact.sum()),
             "removed_near": int((near & ~exact).sum()),
         }
