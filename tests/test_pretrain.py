@@ -83,7 +83,12 @@ def test_dft_pretraining_interrupted_after_two_epochs_resumes_to_the_same_weight
         pretrain(corpus, config, tmp_path / "run", checkpoint=ckpt, progress=False)
     monkeypatch.setattr(train_module, "atomic_path", real)
     assert load_checkpoint(ckpt)["epoch"] == 1 and not (tmp_path / "run").exists()
+    stale = tmp_path / ".run.ckpt.k1ll3d.tmp"  # a checkpoint write cut short by a kill
+    stale.write_bytes(b"half")
+    other = tmp_path / ".run.ckpt.notes"
+    other.write_text("not ours")
     pretrain(corpus, config, tmp_path / "run", checkpoint=ckpt, resume=True, progress=False)
+    assert not stale.exists() and other.read_text() == "not ours"
     pretrain(corpus, config, tmp_path / "ref", progress=False)
     wa = load_file(tmp_path / "run" / "model.safetensors")
     wb = load_file(tmp_path / "ref" / "model.safetensors")

@@ -205,6 +205,14 @@ def _target_scalers(module: CombinedObjective, config: PretrainConfig) -> dict[s
     return out
 
 
+def _remove_stale_temporaries(checkpoint: Path) -> None:
+    """Delete the temporaries of atomic writes of ``checkpoint`` that a killed run left beside it
+    (``.<name>.*.tmp``, :func:`pretroost.utils.atomic_path`'s names): files of this run only."""
+    for tmp in checkpoint.parent.glob(f".{checkpoint.name}.*.tmp"):
+        log.info("removing %s, left by an interrupted checkpoint write", tmp)
+        tmp.unlink()
+
+
 def pretrain(
     corpus: Corpus,
     config: PretrainConfig,
@@ -297,6 +305,8 @@ def pretrain(
         )
     shares = {"start": _shares(module, start_terms)}
     log.info("pretraining %s on %d compositions (%d held out)", module.spec, len(train_idx), n_val)
+    if resume and checkpoint is not None:
+        _remove_stale_temporaries(Path(checkpoint))
     result = train(
         module, train_data, train_config, val_data=val_data, checkpoint=checkpoint,
         resume=resume, progress=progress, description=f"pretrain {module.spec}", device=device,
