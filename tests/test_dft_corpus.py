@@ -128,3 +128,8 @@ def test_tiny_pretraining_on_all_labels(tmp_path, small_corpus) -> None:
     assert cfg["target_scalers"]["dft"]["properties"] == list(LABEL_SETS["all"])
     assert set(cfg["n_with_dft_label"]) == set(LABEL_SETS["all"])
     assert all(np.isfinite(r["train_loss"]) for r in cfg["history"])
+    # Matbench labels on a corpus without their compositions: refused, not trained on NaN
+    y = corpus.dft_labels(LABEL_SETS["all"], limit=4000)
+    oqmd_only = corpus.subset(np.flatnonzero(np.isnan(y[:, 4:]).all(axis=1)))
+    with pytest.raises(ValueError, match="no corpus composition has a mp_e_form, mp_gap"):
+        pretrain(oqmd_only, config, tmp_path / "refused", progress=False)

@@ -267,6 +267,13 @@ def pretrain(
             targets = {k: v[keep] for k, v in targets.items()}
         if not targets["dft_mask"].any():
             raise ValueError("no corpus composition has a DFT label: check the OQMD label files")
+        empty = [p for p, k in n_dft.items() if k == 0]
+        if empty:
+            raise ValueError(
+                f"no corpus composition has a {', '.join(empty)} label: Matbench's DFT labels "
+                "need the corpus of `pretroost corpus build --labels all` (the OQMD corpus "
+                "excludes their compositions)"
+            )
     target_dims = {
         n: targets[OBJECTIVES[n].target_keys[0]].shape[1]
         for n in names
