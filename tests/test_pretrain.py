@@ -100,3 +100,31 @@ def test_dft_pretraining_interrupted_after_two_epochs_resumes_to_the_same_weight
         {k: v for k, v in r.items() if k not in strip} for r in hb["history"]
     ]
     assert ha["best_epoch"] == hb["best_epoch"]
+
+
+def test_cli_passes_the_pretraining_options(tmp_path, monkeypatch) -> None:
+    from pretroost.cli import main
+    from pretroost.data.composition import parse_formulas
+    from pretroost.data.corpus import Corpus
+    from pretroost.data.dft_labels import LABEL_SETS
+
+    forms = ["NaCl", "KBr"]
+    Corpus(parse_formulas(forms), forms).save(tmp_path / "c.npz")
+    seen = {}
+
+    def fake(corpus, config, out, **kw):
+        seen["config"] = config
+        return Path(out)
+
+    monkeypatch.setattr(pretrain_module, "pretrain", fake)
+    args = ["pretrain", "--objective", "dft", "--corpus", str(tmp_path / "c.npz"),
+            "--out", str(tmp_path / "out"), "--dft-labels", "all", "--autocast", "native_bf16",
+            "--lr-scaling", "sqrt", "--batch-size", "1024"]  # fmt: skip
+    assert main(args) == 0
+    config = seen["config"]
+    assert config.dft.properties == LABEL_SETS["all"]
+    assert (config.autocast, config.lr_scaling, config.train.batch_size) == (
+        "native_bf16",
+        "sqrt",
+        1024,
+    )
