@@ -5,8 +5,11 @@ e.g. the transfer learning of Jha et al., Nat. Commun. 10, 5316, 2019).
 
 Labels come from :meth:`pretroost.data.corpus.Corpus.dft_labels`: the leak-free corpus (every
 Matbench composition removed) joined with the OQMD files by reduced composition, duplicates
-averaged, NaN where a property is unknown. Each property is standardised with the statistics of
-the training part of the corpus (kept as buffers and written to the artefact's config).
+averaged, NaN where a property is unknown. With ``properties`` from the ``all`` label set
+(:data:`pretroost.data.dft_labels.LABEL_SETS`) the labels of Matbench's DFT tasks (mp_e_form,
+mp_gap, mp_is_metal) join too, on the corpus of ``pretroost corpus build --labels all``
+(:mod:`pretroost.data.dft_corpus`). Each property is standardised with the statistics of the
+training part of the corpus (kept as buffers and written to the artefact's config).
 
 Loss: a masked smooth L1 (Huber) on the standardised targets (:class:`MaskedSmoothL1Loss`),
 averaged over the labels present; a missing label contributes nothing. Band gaps have a large
