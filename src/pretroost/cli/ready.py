@@ -1,0 +1,49 @@
+"""``ready``: build the ready property models shipped in the package, and score their shipped
+forms on Matbench's official folds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def cmd_ready(args: argparse.Namespace) -> int:
+    from pretroost.ready import RECIPES
+
+    names = args.names or list(RECIPES)
+    if args.action == "list":
+        for name, recipe in RECIPES.items():
+            sys.stdout.write(f"{name}\t{recipe.task or '-'}\t{recipe.property}\n")
+        return 0
+    if args.action == "build":
+        from pretroost.experiment.ready_build import build_ready
+
+        for name in names:
+            out = build_ready(name, root=args.root, results_dir=args.results_dir)
+            sys.stdout.write(f"built {name} -> {out}\n")
+        return 0
+    from pretroost.experiment.ready_scores import score_ready, summarise
+
+    scored = [n for n in names if RECIPES[n].kind != "dft"] if not args.names else names
+    for name in scored:
+        score_ready(name, results_dir=args.results_dir, folds=args.folds)
+    report = summarise(args.results_dir, scored)
+    sys.stdout.write(json.dumps(report["models"], indent=1) + "\n")
+    return 0
+
+
+def register_ready(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Ready property models (pretroost.ready): 'build' trains each on every row of its\n"
+        "Matbench task and writes it into the package (src/pretroost/pretrained/NAME, atomically);\n"
+        "'score' fits the same recipe on each official training fold and scores it on the test\n"
+        "fold (scores and uncertainty calibration in --results-dir); 'list' names them."
+    )
+    p.add_argument("action", choices=["build", "score", "list"])
+    p.add_argument("names", nargs="*", help="ready models (default: all)")
+    p.add_argument("--root", default=None, help="build: destination (default: the package's)")
+    p.add_argument("--results-dir", default="results/ready",
+                   help="where the 5-fold scores are (written by score, read by build)")  # fmt: skip
+    p.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
+                   help="score: official folds")  # fmt: skip

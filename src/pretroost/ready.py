@@ -1,0 +1,599 @@
+"""Ready property models: trained on a whole Matbench task, shipped in the package, loaded by name.
+
+``pretroost predict --model expt-gap formulas.csv`` or ``pretroost.load("expt-gap")`` needs no
+data, no training and no network. Each model is one :class:`ReadyRecipe` of :data:`RECIPES` (a
+recipe whose official 5-fold score is on record in ``results/converged``, in the form that fits
+the package's size budget), built on every row of its Matbench task by ``pretroost ready build
+NAME`` into a folder ``pretrained/NAME/`` (``"kind": "ready"``) holding:
+
+- ``model.skops``: the fitted estimators in skops' format (arrays and JSON, no pickle), the PBE
+  band-gap teacher among them where the features need it (nothing is refitted at load);
+- ``domain.csv.gz``: the training compositions and their values, for the domain check
+  (:class:`DomainCheck`: nearest training compositions, ``in_domain``);
+- ``config.json`` (recipe, uncertainty scale, threshold, training facts, the shipped form's
+  5-fold score and calibration from ``results/ready``), ``README.md`` (model card) and
+  ``reference.json`` (predictions for a few formulas recorded at build, checked by the tests).
+
+Uncertainty (``std``): for a forest the spread of its trees' predictions times a factor fitted
+on out-of-fold predictions of the training rows (inner cross-validation), so that about 68 % of
+those rows fall within ±1 ``std``; for the band-gap hurdle the standard deviation of the mixture
+"0 with probability ``p_metal``, else Normal(regressor mean, regressor std)". Classifiers give
+the probability itself.
+
+``oqmd-dft`` is different: no training, the heads of the shipped ``dft-oqmd`` encoder (OQMD DFT
+labels; its folder holds only a config pointing at ``dft-oqmd``'s weights).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import shlex
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from pretroost.data.composition import MAX_Z, CompositionArray
+from pretroost.hurdle import ZERO_PROBABILITY
+from pretroost.metrics import CLF_THRESHOLD, balanced_accuracy_threshold
+from pretroost.trees import TREE_MODELS, TreesConfig, _estimator, composition_features
+
+__all__ = [
+    "COVERAGE_1SIGMA",
+    "DFT_COLUMNS",
+    "RECIPES",
+    "DomainCheck",
+    "FittedReady",
+    "ReadyPredictor",
+    "ReadyRecipe",
+    "fit_ready",
+    "fit_scale",
+    "get_recipe",
+    "mixture_std",
+    "predict_ready",
+]
+
+log = logging.getLogger(__name__)
+
+ReadyKind = Literal["trees", "hurdle", "dft"]
+READY_KINDS: tuple[str, ...] = ("trees", "hurdle", "dft")
+#: the fraction of a Normal within ±1 sigma: the coverage the fitted scale aims at
+COVERAGE_1SIGMA = 0.6826894921370859
+#: oqmd-dft's output columns: OQMD property -> (column, unit)
+DFT_COLUMNS: dict[str, tuple[str, str]] = {
+    "Formation_Enthalpy": ("formation_enthalpy_dft", "eV/atom"),
+    "Bandgap": ("band_gap_dft", "eV"),
+    "Energy_per_atom": ("energy_per_atom_dft", "eV/atom"),
+    "Volume_per_atom": ("volume_per_atom_dft", "Å³/atom"),
+}
+_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadyRecipe:
+    """One ready model: what it predicts, the estimator(s) and how they are fitted.
+
+    ``model``/``features``/``n_estimators``/``min_samples_leaf``: the fixed candidate (a tree
+    model of :mod:`pretroost.trees`; ``min_samples_leaf`` applies to forests, a size cap);
+    ``threshold``: ``"validation"`` picks the decision threshold on the inner folds' out-of-fold
+    probabilities of the training rows (balanced accuracy), ``"fixed"`` keeps 0.5.
+    ``zero_*``: the hurdle's classifier of ``target == 0``. ``labels``: class names (0, 1).
+    ``recorded``: the recorded strategy and score this recipe comes from; ``why``: the reason.
+    """
+
+    name: str
+    kind: ReadyKind
+    task: str = ""
+    property: str
+    unit: str = ""
+    model: str = ""
+    features: str = ""
+    n_estimators: int = 500
+    min_samples_leaf: int = 1
+    threshold: Literal["fixed", "validation"] = "fixed"
+    zero_model: str = ""
+    zero_features: str = ""
+    zero_n_estimators: int = 500
+    labels: tuple[str, str] = ("0", "1")
+    inner_folds: int = 5
+    seed: int = 0
+    recorded: str = ""
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in READY_KINDS:
+            raise ValueError(f"unknown ready kind {self.kind!r}; valid: {', '.join(READY_KINDS)}")
+        for m in (self.model, self.zero_model):
+            if m and m not in TREE_MODELS:
+                raise ValueError(f"unknown tree model {m!r}; valid: {', '.join(TREE_MODELS)}")
+
+    @property
+    def task_type(self) -> str:
+        return "classification" if self.kind == "trees" and self.unit == "" else "regression"
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.features.endswith("+pbe") or self.zero_features.endswith("+pbe")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+RECIPES: dict[str, ReadyRecipe] = {
+    r.name: r
+    for r in (
+        ReadyRecipe(
+            name="expt-gap", kind="hurdle", task="matbench_expt_gap",
+            property="experimental band gap", unit="eV",
+            model="extratrees", features="fractions+magpie+pbe", n_estimators=100,
+            min_samples_leaf=3, zero_model="gradientboosting",
+            zero_features="fractions+magpie+pbe",
+            labels=("non-metal", "metal"),
+            recorded="hurdle(trees+pbe), MAE 0.2991 eV (results/converged)",
+            why="the best recorded tree-based recipe on expt_gap (5/5 folds better than "
+            "hurdle(trees), level with the Roost ensembles under the hurdle that need 10 x 26 min "
+            "of training); its inner CV chose extratrees on fractions+Magpie+PBE on every fold, "
+            "and for the zero classifier gradient boosting on the same features; 100 trees with at "
+            "least 3 rows per leaf instead of 500 fully grown ones (7.5 MB per 100) to fit 10 MB",
+        ),
+        ReadyRecipe(
+            name="expt-is-metal", kind="trees", task="matbench_expt_is_metal",
+            property="metal (experimental band gap = 0)",
+            model="gradientboosting", features="fractions+magpie+pbe", n_estimators=500,
+            labels=("non-metal", "metal"),
+            recorded="trees+pbe, ROC-AUC 0.9315 (results/converged)",
+            why="the best recorded recipe on expt_is_metal (above every Roost strategy and "
+            "blend); its inner CV chose gradient boosting on fractions+Magpie+PBE on every fold",
+        ),
+        ReadyRecipe(
+            name="glass", kind="trees", task="matbench_glass",
+            property="glass forming (metallic glass by melt spinning)",
+            model="randomforest", features="fractions+magpie", n_estimators=200,
+            threshold="validation", labels=("no glass", "glass"),
+            recorded="trees+valthreshold, ROC-AUC 0.8805 (results/converged)",
+            why="the best recorded recipe on glass (above every Roost strategy and blend); its "
+            "inner CV chose a random forest on fractions+Magpie in 13 of 15 cells (gradient "
+            "boosting in 2); 200 trees instead of 500 to fit 10 MB",
+        ),
+        ReadyRecipe(
+            name="steels-yield", kind="trees", task="matbench_steels",
+            property="yield strength of steels", unit="MPa",
+            model="extratrees", features="fractions", n_estimators=500,
+            recorded="trees, MAE 79.51 MPa (results/converged)",
+            why="the best recorded recipe on steels (below every Roost strategy and blend); its "
+            "inner CV chose extratrees on fractions in all 15 cells, so the fixed candidate is "
+            "the recorded recipe",
+        ),
+        ReadyRecipe(
+            name="oqmd-dft", kind="dft", property="OQMD DFT properties (not experiment)",
+            recorded="the dft head of the shipped dft-oqmd encoder",
+            why="the shipped dft-oqmd encoder already predicts them; nothing trained",
+        ),
+    )
+}  # fmt: skip
+
+
+def get_recipe(name: str) -> ReadyRecipe:
+    if name not in RECIPES:
+        raise ValueError(f"unknown ready model {name!r}; valid: {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+# ------------------------------------------------------------------------------- uncertainty
+
+
+def fit_scale(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> float:
+    """The factor ``s`` such that a fraction :data:`COVERAGE_1SIGMA` of the rows have
+    ``|y - mean| <= s * std`` (out-of-fold predictions of the training rows); rows with a zero
+    or NaN ``std`` are left out."""
+    y, mean, std = (np.asarray(a, dtype=np.float64) for a in (y, mean, std))
+    ok = np.isfinite(std) & (std > 0)
+    if not ok.any():
+        raise ValueError("no row with a positive std to fit the scale on")
+    return float(np.quantile(np.abs(y[ok] - mean[ok]) / std[ok], COVERAGE_1SIGMA))
+
+
+def mixture_std(p_zero: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Standard deviation of "0 with probability ``p_zero``, else Normal(``mean``, ``std``)":
+    ``sqrt((1 - p)(std² + mean²) - ((1 - p) mean)²)``."""
+    q = 1.0 - np.asarray(p_zero, dtype=np.float64)
+    mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+    var = q * (std**2 + mean**2) - (q * mean) ** 2
+    return np.sqrt(np.maximum(var, 0.0))
+
+
+# ----------------------------------------------------------------------------------- fitting
+
+
+def _features(comps: CompositionArray, name: str, teacher: Any) -> np.ndarray:
+    """:func:`~pretroost.trees.composition_features` with the PBE teacher given, not refitted."""
+    if not name.endswith("+pbe"):
+        return composition_features(comps, name)
+    if teacher is None:
+        raise ValueError(f"feature set {name!r} needs the PBE teacher")
+    base = composition_features(comps, name.removesuffix("+pbe"))
+    return np.hstack([base, teacher.predict(base)[:, None]])
+
+
+def _make(model: str, task_type: str, n_estimators: int, min_samples_leaf: int, seed: int) -> Any:
+    est = _estimator(model, task_type, TreesConfig(models=(model,), n_estimators=n_estimators,
+                                                   seed=seed))  # fmt: skip
+    if min_samples_leaf != 1 and model != "gradientboosting":
+        est.set_params(min_samples_leaf=min_samples_leaf)
+    return est
+
+
+def _tree_mean_std(est: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    per_tree = np.stack([t.predict(x) for t in est.estimators_])
+    return per_tree.mean(axis=0), per_tree.std(axis=0)
+
+
+def _proba(est: Any, x: np.ndarray) -> np.ndarray:
+    return est.predict_proba(x)[:, list(est.classes_).index(1)]
+
+
+@dataclass
+class FittedReady:
+    """A recipe's estimators fitted on training rows: ``estimators`` (``"model"``, and for the
+    hurdle ``"zero_classifier"``; ``"teacher"`` where the features need it), the uncertainty
+    ``scale`` (regression), the decision ``threshold`` (classification), and ``inner``: what the
+    inner cross-validation of the training rows gave (out-of-fold scores)."""
+
+    recipe: ReadyRecipe
+    estimators: dict[str, Any]
+    scale: float = 1.0
+    threshold: float = CLF_THRESHOLD
+    inner: dict[str, float] | None = None
+
+
+def fit_ready(
+    recipe: ReadyRecipe, comps: CompositionArray, y: np.ndarray, *, teacher: Any = None
+) -> FittedReady:
+    """Fit ``recipe`` on (``comps``, ``y``), the training rows; only these rows are read. The
+    scale (regression) or the threshold (``"validation"`` rule) come from ``inner_folds``-fold
+    out-of-fold predictions of these rows; the final estimators are fitted on all of them."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if recipe.kind == "dft":
+        raise ValueError("oqmd-dft is not fitted: it is the dft-oqmd encoder's head")
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if len(y) != len(comps):
+        raise ValueError(f"{len(comps)} compositions but {len(y)} targets")
+    if recipe.uses_teacher and teacher is None:
+        raise ValueError(f"{recipe.name}: its features need the PBE teacher")
+    x = _features(comps, recipe.features, teacher)
+    tt = recipe.task_type
+    estimators: dict[str, Any] = {"teacher": teacher} if recipe.uses_teacher else {}
+    inner: dict[str, float] = {}
+    scale, threshold = 1.0, CLF_THRESHOLD
+
+    def make() -> Any:
+        return _make(recipe.model, tt, recipe.n_estimators, recipe.min_samples_leaf, recipe.seed)
+
+    if tt == "regression":
+        folds = KFold(recipe.inner_folds, shuffle=True, random_state=recipe.seed).split(x)
+        mean, std = np.empty(len(y)), np.empty(len(y))
+        for tr, va in folds:
+            mean[va], std[va] = _tree_mean_std(make().fit(x[tr], y[tr]), x[va])
+        scale = fit_scale(y, mean, std)
+        inner = {"mae": float(np.mean(np.abs(mean - y))), "raw_coverage_1sigma":
+                 float(np.mean(np.abs(y - mean) <= std))}  # fmt: skip
+    elif recipe.threshold == "validation":
+        target = y.astype(int)
+        folds = StratifiedKFold(recipe.inner_folds, shuffle=True, random_state=recipe.seed).split(
+            x, target
+        )
+        prob = np.empty(len(y))
+        for tr, va in folds:
+            prob[va] = _proba(make().fit(x[tr], target[tr]), x[va])
+        threshold = balanced_accuracy_threshold(target, prob)
+        inner = {"threshold": threshold}
+    estimators["model"] = make().fit(x, y.astype(int) if tt == "classification" else y)
+    if recipe.kind == "hurdle":
+        xz = _features(comps, recipe.zero_features, teacher)
+        zero = _make(recipe.zero_model, "classification", recipe.zero_n_estimators, 1, recipe.seed)
+        estimators["zero_classifier"] = zero.fit(xz, (y == 0).astype(int))
+    log.info("%s: fitted on %d rows (scale %.3g, threshold %.3g)", recipe.name, len(y), scale,
+             threshold)  # fmt: skip
+    return FittedReady(recipe, estimators, scale, threshold, inner)
+
+
+def predict_ready(fitted: FittedReady, comps: CompositionArray) -> dict[str, np.ndarray]:
+    """(n,) arrays for ``comps``: regression ``prediction`` and ``std`` (the hurdle adds
+    ``p_metal``, i.e. P(target = 0)); classification ``probability`` and ``prediction`` (0/1)."""
+    r, est = fitted.recipe, fitted.estimators
+    teacher = est.get("teacher")
+    x = _features(comps, r.features, teacher)
+    if r.task_type == "classification":
+        prob = _proba(est["model"], x)
+        return {"probability": prob, "prediction": (prob > fitted.threshold).astype(np.int64)}
+    mean, spread = _tree_mean_std(est["model"], x)
+    std = fitted.scale * spread
+    if r.kind != "hurdle":
+        return {"prediction": mean, "std": std}
+    mean = np.maximum(mean, 0.0)  # a gap is never negative
+    p = _proba(est["zero_classifier"], _features(comps, r.zero_features, teacher))
+    return {
+        "prediction": np.where(p > ZERO_PROBABILITY, 0.0, mean),
+        "std": mixture_std(p, mean, std),
+        "p_metal": p,
+    }
+
+
+# ------------------------------------------------------------------------------ domain check
+
+
+@dataclass
+class DomainCheck:
+    """Is a composition like the training rows? Its ``k`` nearest training compositions by the
+    L1 distance between element-fraction vectors (0: the same composition; 2: no element in
+    common), with their recorded values; ``in_domain`` is False when an element was never seen
+    in training, when it has more distinct elements than any training row, or when the nearest
+    training composition is farther than ``max_distance`` (the 99th percentile of the training
+    rows' distances to their nearest other training row)."""
+
+    formulas: list[str]
+    comps: CompositionArray
+    values: np.ndarray
+    max_distance: float
+    k: int = 3
+
+    @classmethod
+    def fit(
+        cls, formulas: Sequence[str], comps: CompositionArray, values: np.ndarray, k: int = 3
+    ) -> DomainCheck:
+        x = comps.dense()
+        near = _nearest(x, x, 2)[0][:, 1]  # the nearest other row (the first is the row itself)
+        return cls(list(formulas), comps, np.asarray(values, dtype=np.float64),
+                   float(np.quantile(near, 0.99)), k)  # fmt: skip
+
+    @property
+    def elements(self) -> np.ndarray:
+        seen = np.zeros(MAX_Z + 1, dtype=bool)
+        seen[np.unique(self.comps.z)] = True
+        return seen
+
+    @property
+    def max_elements(self) -> int:
+        return int(self.comps.n_elements.max())
+
+    def check(self, comps: CompositionArray) -> dict[str, list]:
+        """Per composition: ``in_domain`` (bool), ``domain_reason`` (None in domain) and
+        ``nearest`` ("formula (value, distance)" of the k nearest training compositions)."""
+        from pymatgen.core import Element
+
+        dist, idx = _nearest(comps.dense(), self.comps.dense(), self.k)
+        seen = self.elements
+        in_domain, reasons, nearest = [], [], []
+        for i in range(len(comps)):
+            z, _ = comps[i]
+            unseen = [Element.from_Z(int(a)).symbol for a in z if not seen[a]]
+            why = []
+            if unseen:
+                why.append(f"element(s) {', '.join(unseen)} not in the training data")
+            if len(z) > self.max_elements:
+                why.append(f"{len(z)} elements; training rows have at most {self.max_elements}")
+            if dist[i, 0] > self.max_distance:
+                why.append(f"nearest training composition at {dist[i, 0]:.2f} > "
+                           f"{self.max_distance:.2f}")  # fmt: skip
+            in_domain.append(not why)
+            reasons.append("; ".join(why) or None)
+            nearest.append("; ".join(
+                f"{self.formulas[j]} ({self.values[j]:.4g}, {d:.2f})"
+                for j, d in zip(idx[i], dist[i], strict=True)
+            ))  # fmt: skip
+        return {"in_domain": in_domain, "domain_reason": reasons, "nearest": nearest}
+
+    def to_csv(self) -> bytes:
+        frame = pd.DataFrame({"formula": self.formulas, "value": self.values})
+        return gzip.compress(frame.to_csv(index=False).encode(), mtime=0)
+
+    @classmethod
+    def from_csv(cls, data: bytes, max_distance: float, k: int = 3) -> DomainCheck:
+        from pretroost.data.composition import parse_formulas
+
+        frame = pd.read_csv(io.BytesIO(gzip.decompress(data)), keep_default_na=False)
+        formulas = frame["formula"].astype(str).tolist()
+        return cls(formulas, parse_formulas(formulas), frame["value"].to_numpy(np.float64),
+                   max_distance, k)  # fmt: skip
+
+
+def _nearest(x: np.ndarray, ref: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, k) L1 distances and indices of each row of ``x``'s ``k`` nearest rows of ``ref``."""
+    from sklearn.neighbors import NearestNeighbors
+
+    nn = NearestNeighbors(n_neighbors=min(k, len(ref)), metric="manhattan").fit(ref)
+    dist, idx = nn.kneighbors(x)
+    return dist, idx
+
+
+# ---------------------------------------------------------------------------------- predictor
+
+
+def _load_skops(file: Path) -> Any:
+    """Read a skops file built only from scikit-learn, numpy and builtin types; refuse others
+    (loading never runs code from the file)."""
+    import skops.io
+
+    from pretroost.io import ArtefactError
+
+    if not file.is_file():
+        raise ArtefactError(f"{file} is missing")
+    try:
+        types = skops.io.get_untrusted_types(file=file)
+    except Exception as exc:  # a zip that skops cannot read: say so, whatever its error type
+        raise ArtefactError(f"{file}: unreadable ({exc})") from None
+    foreign = [t for t in types if not t.startswith(_TRUSTED_PREFIXES)]
+    if foreign:
+        raise ArtefactError(f"{file}: refers to types outside scikit-learn/numpy: {foreign}")
+    return skops.io.load(file, trusted=types)
+
+
+class ReadyPredictor:
+    """A ready model behind :func:`pretroost.load`'s interface: :meth:`predict` takes formulas
+    and returns one row per input, bad rows kept with their ``error``."""
+
+    kind = "ready"
+
+    def __init__(
+        self,
+        recipe: ReadyRecipe,
+        meta: dict[str, Any],
+        *,
+        fitted: FittedReady | None = None,
+        domain: DomainCheck | None = None,
+        dft: Any = None,
+        path: Path | None = None,
+    ) -> None:
+        self.recipe, self.meta, self.fitted, self.domain = recipe, meta, fitted, domain
+        self.dft, self.path = dft, path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ReadyPredictor:
+        from pretroost.io import ArtefactError, read_config
+        from pretroost.objectives.dft import load_dft_head
+
+        root = Path(path)
+        meta = read_config(root)
+        if meta.get("kind") != "ready":
+            raise ArtefactError(f"{root}: not a ready model (kind {meta.get('kind')!r})")
+        recipe = ReadyRecipe(**{k: tuple(v) if isinstance(v, list) else v
+                                for k, v in meta["recipe"].items()})  # fmt: skip
+        if recipe.kind == "dft":
+            from pretroost.pretrained import shipped
+
+            weights = meta["weights"]  # a shipped encoder's name, never a path
+            if weights not in shipped():
+                raise ArtefactError(f"{root}: its weights {weights!r} are not shipped here")
+            return cls(recipe, meta, dft=load_dft_head(weights), path=root)
+        estimators = _load_skops(root / "model.skops")
+        fitted = FittedReady(recipe, estimators, float(meta["scale"]), float(meta["threshold"]))
+        d = meta["domain"]
+        domain = DomainCheck.from_csv((root / "domain.csv.gz").read_bytes(),
+                                      float(d["max_distance"]), int(d["k"]))  # fmt: skip
+        return cls(recipe, meta, fitted=fitted, domain=domain, path=root)
+
+    def __repr__(self) -> str:
+        return f"ReadyPredictor({self.recipe.name!r}, path={str(self.path)!r})"
+
+    @property
+    def task_type(self) -> str:
+        return self.recipe.task_type
+
+    @property
+    def threshold(self) -> float:
+        return self.fitted.threshold if self.fitted is not None else CLF_THRESHOLD
+
+    @property
+    def columns(self) -> list[str]:
+        r = self.recipe
+        if r.kind == "dft":
+            return [c for c, _ in DFT_COLUMNS.values()]
+        if r.kind == "hurdle":
+            return ["prediction", "std", "p_metal", "label"]
+        if r.task_type == "classification":
+            return ["prediction", "probability", "label"]
+        return ["prediction", "std"]
+
+    def predict(
+        self,
+        formulas: object,
+        *,
+        errors: Literal["coerce", "raise"] = "coerce",
+        batch_size: int = 1024,
+        progress: bool | None = None,
+    ) -> pd.DataFrame:
+        """One row per input, in input order: ``formula``, :attr:`columns`, then ``in_domain``,
+        ``domain_reason``, ``nearest`` and ``error`` (the reason a row could not be used; its
+        other columns empty)."""
+        from pretroost.predict import as_formula_list, parse_for_model
+
+        del progress
+        values, index = as_formula_list(formulas)
+        if self.dft is not None:
+            from pretroost.predict import _known_elements
+
+            known = _known_elements(self.dft.encoder)
+        else:
+            known = np.zeros(MAX_Z + 1, dtype=bool)
+            known[1:] = True
+        parsed = parse_for_model(values, known, elem_embedding="element", errors=errors)
+        good, n = parsed.good, len(values)
+        frame: dict[str, object] = {"formula": values}
+
+        def full(a: np.ndarray, dtype: Any = np.float64, fill: Any = np.nan) -> np.ndarray:
+            out = np.full(n, fill, dtype=dtype)
+            if len(a):
+                out[good] = a
+            return out
+
+        empty = not len(parsed.comps)
+        if self.dft is not None:
+            out = (np.zeros((0, len(self.dft.properties))) if empty
+                   else self.dft.predict(parsed.comps, batch_size=batch_size))  # fmt: skip
+            for j, prop in enumerate(self.dft.properties):
+                frame[DFT_COLUMNS[prop][0]] = full(out[:, j])
+            dom = self._dft_domain(parsed.comps)
+        else:
+            assert self.fitted is not None and self.domain is not None
+            res = {} if empty else predict_ready(self.fitted, parsed.comps)
+            names = self.recipe.labels
+            if "probability" in self.columns or self.recipe.kind == "hurdle":
+                p = res.get("p_metal" if self.recipe.kind == "hurdle" else "probability",
+                            np.zeros(0))  # fmt: skip
+                positive = p > (ZERO_PROBABILITY if self.recipe.kind == "hurdle"
+                                else self.threshold)  # fmt: skip
+                label = full(np.where(positive, names[1], names[0]).astype(object), object, None)
+            for col in self.columns:
+                if col == "label":
+                    frame[col] = label
+                elif col == "prediction" and self.task_type == "classification":
+                    lab = pd.array(full(res.get(col, np.zeros(0)), np.float64), "Float64")
+                    frame[col] = lab.astype("Int64")
+                else:
+                    frame[col] = full(res.get(col, np.zeros(0)))
+            dom = self.domain.check(parsed.comps) if not empty else {
+                "in_domain": [], "domain_reason": [], "nearest": []}  # fmt: skip
+        frame["in_domain"] = pd.array(full(np.asarray(dom["in_domain"], dtype=object), object,
+                                           None), "boolean")  # fmt: skip
+        frame["domain_reason"] = full(np.asarray(dom["domain_reason"], dtype=object), object, None)
+        frame["nearest"] = full(np.asarray(dom["nearest"], dtype=object), object, None)
+        frame["error"] = parsed.errors
+        return pd.DataFrame(frame, index=index)
+
+    def _dft_domain(self, comps: CompositionArray) -> dict[str, list]:
+        """oqmd-dft: elements and sizes seen in the pretraining corpus (the corpus itself is too
+        large to ship, so there are no nearest compositions)."""
+        from pymatgen.core import Element
+
+        seen = np.zeros(MAX_Z + 1, dtype=bool)
+        seen[self.meta["domain"]["elements"]] = True
+        most = int(self.meta["domain"]["max_elements"])
+        out: dict[str, list] = {"in_domain": [], "domain_reason": [], "nearest": []}
+        for i in range(len(comps)):
+            z, _ = comps[i]
+            why = []
+            rare = [Element.from_Z(int(a)).symbol for a in z if not seen[a]]
+            if rare:
+                why.append(f"element(s) {', '.join(rare)} rare or absent in the OQMD corpus")
+            if len(z) > most:
+                why.append(f"{len(z)} elements; the corpus has at most {most}")
+            out["in_domain"].append(not why)
+            out["domain_reason"].append("; ".join(why) or None)
+            out["nearest"].append(None)
+        return out
+
+    def embed(self, *args: object, **kwargs: object) -> np.ndarray:
+        raise ValueError(f"{self.path}: a ready model has no encoder to embed formulas with")
+
+    embed_frame = embed
+
+
+def command_line(name: str, root: str | None = None) -> str:
+    """The command that builds ready model ``name``."""
+    return "pretroost ready build " + shlex.join([name] + (["--root", root] if root else []))
