@@ -11,6 +11,8 @@ Three kinds of folders load (``config.json``'s ``"kind"``):
   and epistemic stds;
 - ``"pretrained"``: an encoder only (``"encoder"`` config, tensors under ``encoder.``): ``embed``
   works, ``predict`` does not (there is no property head);
+- ``"ready"``: a ready property model shipped in the package (:mod:`pretroost.ready`), e.g.
+  ``load("expt-gap")``;
 - ``"trees"``: a tree ensemble on composition features (:func:`pretroost.trees.save_trees`), loaded
   as a :class:`~pretroost.trees.TreesPredictor` with the same ``predict``.
 
@@ -45,6 +47,7 @@ from pretroost.utils import atomic_path
 
 if TYPE_CHECKING:
     from pretroost.hurdle import HurdlePredictor
+    from pretroost.ready import ReadyPredictor
     from pretroost.trees import TreesPredictor
 
 __all__ = [
@@ -65,7 +68,7 @@ log = logging.getLogger(__name__)
 
 Errors = Literal["coerce", "raise"]
 ERRORS: tuple[str, ...] = ("coerce", "raise")
-KINDS: tuple[str, ...] = ("finetuned", "ensemble", "pretrained", "trees", "hurdle")
+KINDS: tuple[str, ...] = ("finetuned", "ensemble", "pretrained", "trees", "hurdle", "ready")
 TABLE_SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".pq")
 _CHUNK = 4096  # rows per prediction chunk (one progress-bar step)
 
@@ -322,7 +325,9 @@ class Predictor:
             raise ValueError(
                 f"{where}: a pretrained encoder without a property head predicts nothing; embed "
                 f"formulas with it (`pretroost embed --model {where} INPUT`, or .embed()), or "
-                f"finetune it first (`pretroost finetune --init {where} --data ...`)"
+                f"finetune it first (`pretroost finetune --init {where} --data ...`); ready "
+                "property models load by name (`pretroost ready list`; oqmd-dft gives dft-oqmd's "
+                "OQMD DFT estimates)"
             )
         values, index, parsed = self.parse(formulas, errors=errors)
         n, t = len(values), self.n_targets
@@ -477,12 +482,12 @@ def encoder_from_artefact(art) -> RoostEncoder:
     return encoder.eval()
 
 
-def load(path: str | Path) -> Predictor | TreesPredictor | HurdlePredictor:
+def load(path: str | Path) -> Predictor | TreesPredictor | HurdlePredictor | ReadyPredictor:
     """Load an artefact folder (finetuned model, ensemble or pretrained encoder) as a
     :class:`Predictor`, a trees model as a :class:`~pretroost.trees.TreesPredictor`, or a hurdle
     as a :class:`~pretroost.hurdle.HurdlePredictor`. Raises
     :class:`~pretroost.io.ArtefactError` (a ``ValueError``) for a folder that is not one of these.
-    ``path`` may name a shipped encoder (``pretroost.pretrained``)."""
+    ``path`` may name a shipped encoder or ready model (``pretroost.pretrained``)."""
     from pretroost.pretrained import resolve
     from pretroost.trees import TreesPredictor
 
@@ -502,6 +507,10 @@ def load(path: str | Path) -> Predictor | TreesPredictor | HurdlePredictor:
         from pretroost.hurdle import HurdlePredictor
 
         return HurdlePredictor.load(root)
+    if folder_kind == "ready":
+        from pretroost.ready import ReadyPredictor
+
+        return ReadyPredictor.load(root)
     art = load_artefact(path)
     kind = art.config.get("kind")
     if kind == "finetuned":

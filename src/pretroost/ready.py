@@ -456,7 +456,6 @@ class ReadyPredictor:
     @classmethod
     def load(cls, path: str | Path) -> ReadyPredictor:
         from pretroost.io import ArtefactError, read_config
-        from pretroost.objectives.dft import load_dft_head
 
         root = Path(path)
         meta = read_config(root)
@@ -464,6 +463,14 @@ class ReadyPredictor:
             raise ArtefactError(f"{root}: not a ready model (kind {meta.get('kind')!r})")
         recipe = ReadyRecipe(**{k: tuple(v) if isinstance(v, list) else v
                                 for k, v in meta["recipe"].items()})  # fmt: skip
+        return cls.load_parts(recipe, meta, root)
+
+    @classmethod
+    def load_parts(cls, recipe: ReadyRecipe, meta: dict[str, Any], root: Path) -> ReadyPredictor:
+        """The model of folder ``root`` with its config ``meta`` already read."""
+        from pretroost.io import ArtefactError
+        from pretroost.objectives.dft import load_dft_head
+
         if recipe.kind == "dft":
             from pretroost.pretrained import shipped
 

@@ -16,12 +16,13 @@ def cmd_ready(args: argparse.Namespace) -> int:
         for name, recipe in RECIPES.items():
             sys.stdout.write(f"{name}\t{recipe.task or '-'}\t{recipe.property}\n")
         return 0
-    if args.action == "build":
-        from pretroost.experiment.ready_build import build_ready
+    if args.action in ("build", "card"):
+        from pretroost.experiment.ready_build import build_ready, refresh_card
 
+        make = build_ready if args.action == "build" else refresh_card
         for name in names:
-            out = build_ready(name, root=args.root, results_dir=args.results_dir)
-            sys.stdout.write(f"built {name} -> {out}\n")
+            out = make(name, root=args.root, results_dir=args.results_dir)
+            sys.stdout.write(f"{args.action} {name} -> {out}\n")
         return 0
     from pretroost.experiment.ready_scores import score_ready, summarise
 
@@ -38,9 +39,10 @@ def register_ready(p: argparse.ArgumentParser) -> None:
         "Ready property models (pretroost.ready): 'build' trains each on every row of its\n"
         "Matbench task and writes it into the package (src/pretroost/pretrained/NAME, atomically);\n"
         "'score' fits the same recipe on each official training fold and scores it on the test\n"
-        "fold (scores and uncertainty calibration in --results-dir); 'list' names them."
+        "fold (scores and uncertainty calibration in --results-dir); 'card' rewrites a built\n"
+        "folder's card and evaluation from --results-dir without refitting; 'list' names them."
     )
-    p.add_argument("action", choices=["build", "score", "list"])
+    p.add_argument("action", choices=["build", "score", "card", "list"])
     p.add_argument("names", nargs="*", help="ready models (default: all)")
     p.add_argument("--root", default=None, help="build: destination (default: the package's)")
     p.add_argument("--results-dir", default="results/ready",
