@@ -8,17 +8,19 @@ NAME`` into a folder ``pretrained/NAME/`` (``"kind": "ready"``) holding:
 
 - ``model.skops``: the fitted estimators in skops' format (arrays and JSON, no pickle), the PBE
   band-gap teacher among them where the features need it (nothing is refitted at load);
-- ``domain.csv.gz``: the training compositions and their values, for the domain check
-  (:class:`DomainCheck`: nearest training compositions, ``in_domain``);
+- ``domain.json`` and ``training.csv.gz``: the training compositions and their values, for the
+  domain check (:class:`~pretroost.domain.DomainIndex`: nearest training compositions,
+  ``in_domain``, ``domain_reason``);
 - ``config.json`` (recipe, uncertainty scale, threshold, training facts, the shipped form's
   5-fold score and calibration from ``results/ready``), ``README.md`` (model card) and
   ``reference.json`` (predictions for a few formulas recorded at build, checked by the tests).
 
 Uncertainty (``std``): for a forest the spread of its trees' predictions times a factor fitted
-on out-of-fold predictions of the training rows (inner cross-validation), so that about 68 % of
-those rows fall within ±1 ``std``; for the band-gap hurdle the standard deviation of the mixture
-"0 with probability ``p_metal``, else Normal(regressor mean, regressor std)". Classifiers give
-the probability itself.
+on out-of-fold predictions of the training rows (inner cross-validation,
+:func:`pretroost.uncertainty.fit_scale`), so that about 68 % of those rows fall within ±1
+``std``; for the band-gap hurdle the standard deviation of the mixture "0 with probability
+``p_metal``, else Normal(regressor mean, regressor std)" (:func:`pretroost.uncertainty.mixture_std`).
+Classifiers give the probability itself.
 
 ``oqmd-dft`` is different: no training, the heads of the shipped ``dft-oqmd`` encoder (OQMD DFT
 labels; its folder holds only a config pointing at ``dft-oqmd``'s weights).
@@ -26,11 +28,8 @@ labels; its folder holds only a config pointing at ``dft-oqmd``'s weights).
 
 from __future__ import annotations
 
-import gzip
-import io
 import logging
 import shlex
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -39,22 +38,20 @@ import numpy as np
 import pandas as pd
 
 from pretroost.data.composition import MAX_Z, CompositionArray
+from pretroost.domain import DomainIndex
 from pretroost.hurdle import ZERO_PROBABILITY
 from pretroost.metrics import CLF_THRESHOLD, balanced_accuracy_threshold
 from pretroost.trees import TREE_MODELS, TreesConfig, _estimator, composition_features
+from pretroost.uncertainty import fit_scale, mixture_std
 
 __all__ = [
-    "COVERAGE_1SIGMA",
     "DFT_COLUMNS",
     "RECIPES",
-    "DomainCheck",
     "FittedReady",
     "ReadyPredictor",
     "ReadyRecipe",
     "fit_ready",
-    "fit_scale",
     "get_recipe",
-    "mixture_std",
     "predict_ready",
 ]
 
@@ -62,8 +59,6 @@ log = logging.getLogger(__name__)
 
 ReadyKind = Literal["trees", "hurdle", "dft"]
 READY_KINDS: tuple[str, ...] = ("trees", "hurdle", "dft")
-#: the fraction of a Normal within ±1 sigma: the coverage the fitted scale aims at
-COVERAGE_1SIGMA = 0.6826894921370859
 #: oqmd-dft's output columns: OQMD property -> (column, unit)
 DFT_COLUMNS: dict[str, tuple[str, str]] = {
     "Formation_Enthalpy": ("formation_enthalpy_dft", "eV/atom"),
@@ -187,24 +182,11 @@ def get_recipe(name: str) -> ReadyRecipe:
 # ------------------------------------------------------------------------------- uncertainty
 
 
-def fit_scale(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> float:
-    """The factor ``s`` such that a fraction :data:`COVERAGE_1SIGMA` of the rows have
-    ``|y - mean| <= s * std`` (out-of-fold predictions of the training rows); rows with a zero
-    or NaN ``std`` are left out."""
-    y, mean, std = (np.asarray(a, dtype=np.float64) for a in (y, mean, std))
-    ok = np.isfinite(std) & (std > 0)
-    if not ok.any():
-        raise ValueError("no row with a positive std to fit the scale on")
-    return float(np.quantile(np.abs(y[ok] - mean[ok]) / std[ok], COVERAGE_1SIGMA))
-
-
-def mixture_std(p_zero: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Standard deviation of "0 with probability ``p_zero``, else Normal(``mean``, ``std``)":
-    ``sqrt((1 - p)(std² + mean²) - ((1 - p) mean)²)``."""
-    q = 1.0 - np.asarray(p_zero, dtype=np.float64)
-    mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
-    var = q * (std**2 + mean**2) - (q * mean) ** 2
-    return np.sqrt(np.maximum(var, 0.0))
+def _positive(std: np.ndarray) -> np.ndarray:
+    """``std`` with exact zeros (every tree agrees) raised to the smallest positive float, which
+    :mod:`pretroost.uncertainty` requires; as a limit it changes nothing (a row is then covered
+    exactly when its error is 0)."""
+    return np.maximum(std, np.finfo(np.float64).tiny)
 
 
 # ----------------------------------------------------------------------------------- fitting
@@ -280,7 +262,7 @@ def fit_ready(
         mean, std = np.empty(len(y)), np.empty(len(y))
         for tr, va in folds:
             mean[va], std[va] = _tree_mean_std(make().fit(x[tr], y[tr]), x[va])
-        scale = fit_scale(y, mean, std)
+        scale = fit_scale(y, mean, _positive(std))
         inner = {"mae": float(np.mean(np.abs(mean - y))), "raw_coverage_1sigma":
                  float(np.mean(np.abs(y - mean) <= std))}  # fmt: skip
     elif recipe.threshold == "validation":
@@ -320,99 +302,22 @@ def predict_ready(fitted: FittedReady, comps: CompositionArray) -> dict[str, np.
     p = _proba(est["zero_classifier"], _features(comps, r.zero_features, teacher))
     return {
         "prediction": np.where(p > ZERO_PROBABILITY, 0.0, mean),
-        "std": mixture_std(p, mean, std),
+        "std": mixture_std(p, mean, _positive(std)),
         "p_metal": p,
     }
 
 
-# ------------------------------------------------------------------------------ domain check
-
-
-@dataclass
-class DomainCheck:
-    """Is a composition like the training rows? Its ``k`` nearest training compositions by the
-    L1 distance between element-fraction vectors (0: the same composition; 2: no element in
-    common), with their recorded values; ``in_domain`` is False when an element was never seen
-    in training, when it has more distinct elements than any training row, or when the nearest
-    training composition is farther than ``max_distance`` (the 99th percentile of the training
-    rows' distances to their nearest other training row)."""
-
-    formulas: list[str]
-    comps: CompositionArray
-    values: np.ndarray
-    max_distance: float
-    k: int = 3
-
-    @classmethod
-    def fit(
-        cls, formulas: Sequence[str], comps: CompositionArray, values: np.ndarray, k: int = 3
-    ) -> DomainCheck:
-        x = comps.dense()
-        near = _nearest(x, x, 2)[0][:, 1]  # the nearest other row (the first is the row itself)
-        return cls(list(formulas), comps, np.asarray(values, dtype=np.float64),
-                   float(np.quantile(near, 0.99)), k)  # fmt: skip
-
-    @property
-    def elements(self) -> np.ndarray:
-        seen = np.zeros(MAX_Z + 1, dtype=bool)
-        seen[np.unique(self.comps.z)] = True
-        return seen
-
-    @property
-    def max_elements(self) -> int:
-        return int(self.comps.n_elements.max())
-
-    def check(self, comps: CompositionArray) -> dict[str, list]:
-        """Per composition: ``in_domain`` (bool), ``domain_reason`` (None in domain) and
-        ``nearest`` ("formula (value, distance)" of the k nearest training compositions)."""
-        from pymatgen.core import Element
-
-        dist, idx = _nearest(comps.dense(), self.comps.dense(), self.k)
-        seen = self.elements
-        in_domain, reasons, nearest = [], [], []
-        for i in range(len(comps)):
-            z, _ = comps[i]
-            unseen = [Element.from_Z(int(a)).symbol for a in z if not seen[a]]
-            why = []
-            if unseen:
-                why.append(f"element(s) {', '.join(unseen)} not in the training data")
-            if len(z) > self.max_elements:
-                why.append(f"{len(z)} elements; training rows have at most {self.max_elements}")
-            if dist[i, 0] > self.max_distance:
-                why.append(f"nearest training composition at {dist[i, 0]:.2f} > "
-                           f"{self.max_distance:.2f}")  # fmt: skip
-            in_domain.append(not why)
-            reasons.append("; ".join(why) or None)
-            nearest.append("; ".join(
-                f"{self.formulas[j]} ({self.values[j]:.4g}, {d:.2f})"
-                for j, d in zip(idx[i], dist[i], strict=True)
-            ))  # fmt: skip
-        return {"in_domain": in_domain, "domain_reason": reasons, "nearest": nearest}
-
-    def to_csv(self) -> bytes:
-        frame = pd.DataFrame({"formula": self.formulas, "value": self.values})
-        return gzip.compress(frame.to_csv(index=False).encode(), mtime=0)
-
-    @classmethod
-    def from_csv(cls, data: bytes, max_distance: float, k: int = 3) -> DomainCheck:
-        from pretroost.data.composition import parse_formulas
-
-        frame = pd.read_csv(io.BytesIO(gzip.decompress(data)), keep_default_na=False)
-        formulas = frame["formula"].astype(str).tolist()
-        return cls(formulas, parse_formulas(formulas), frame["value"].to_numpy(np.float64),
-                   max_distance, k)  # fmt: skip
-
-
-def _nearest(x: np.ndarray, ref: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n, k) L1 distances and indices of each row of ``x``'s ``k`` nearest rows of ``ref``."""
-    from sklearn.neighbors import NearestNeighbors
-
-    nn = NearestNeighbors(n_neighbors=min(k, len(ref)), metric="manhattan").fit(ref)
-    dist, idx = nn.kneighbors(x)
-    return dist, idx
-
-
 # ---------------------------------------------------------------------------------- predictor
+
+
+#: nearest training compositions listed per row
+DOMAIN_K = 3
+
+
+def _spread(values: list, good: np.ndarray) -> list:
+    """``values`` of the good rows placed at their rows, ``None`` at the bad ones."""
+    it = iter(values)
+    return [next(it) if g else None for g in good]
 
 
 def _load_skops(file: Path) -> Any:
@@ -446,7 +351,7 @@ class ReadyPredictor:
         meta: dict[str, Any],
         *,
         fitted: FittedReady | None = None,
-        domain: DomainCheck | None = None,
+        domain: DomainIndex | None = None,
         dft: Any = None,
         path: Path | None = None,
     ) -> None:
@@ -480,10 +385,7 @@ class ReadyPredictor:
             return cls(recipe, meta, dft=load_dft_head(weights), path=root)
         estimators = _load_skops(root / "model.skops")
         fitted = FittedReady(recipe, estimators, float(meta["scale"]), float(meta["threshold"]))
-        d = meta["domain"]
-        domain = DomainCheck.from_csv((root / "domain.csv.gz").read_bytes(),
-                                      float(d["max_distance"]), int(d["k"]))  # fmt: skip
-        return cls(recipe, meta, fitted=fitted, domain=domain, path=root)
+        return cls(recipe, meta, fitted=fitted, domain=DomainIndex.load(root), path=root)
 
     def __repr__(self) -> str:
         return f"ReadyPredictor({self.recipe.name!r}, path={str(self.path)!r})"
@@ -545,7 +447,7 @@ class ReadyPredictor:
                    else self.dft.predict(parsed.comps, batch_size=batch_size))  # fmt: skip
             for j, prop in enumerate(self.dft.properties):
                 frame[DFT_COLUMNS[prop][0]] = full(out[:, j])
-            dom = self._dft_domain(parsed.comps)
+            dom = {k: _spread(v, good) for k, v in self._dft_domain(parsed.comps).items()}
         else:
             assert self.fitted is not None and self.domain is not None
             res = {} if empty else predict_ready(self.fitted, parsed.comps)
@@ -564,12 +466,13 @@ class ReadyPredictor:
                     frame[col] = lab.astype("Int64")
                 else:
                     frame[col] = full(res.get(col, np.zeros(0)))
-            dom = self.domain.check(parsed.comps) if not empty else {
-                "in_domain": [], "domain_reason": [], "nearest": []}  # fmt: skip
-        frame["in_domain"] = pd.array(full(np.asarray(dom["in_domain"], dtype=object), object,
-                                           None), "boolean")  # fmt: skip
-        frame["domain_reason"] = full(np.asarray(dom["domain_reason"], dtype=object), object, None)
-        frame["nearest"] = full(np.asarray(dom["nearest"], dtype=object), object, None)
+            table = self.domain.check(parsed.comps, DOMAIN_K, good=good)
+            # bad rows: no domain verdict, the reason is in ``error``
+            dom = {c: [v if g else None for v, g in zip(table[c], good, strict=True)]
+                   for c in ("in_domain", "domain_reason", "nearest")}  # fmt: skip
+        frame["in_domain"] = pd.array(dom["in_domain"], "boolean")
+        frame["domain_reason"] = dom["domain_reason"]
+        frame["nearest"] = dom["nearest"]
         frame["error"] = parsed.errors
         return pd.DataFrame(frame, index=index)
 
@@ -591,8 +494,8 @@ class ReadyPredictor:
             if len(z) > most:
                 why.append(f"{len(z)} elements; the corpus has at most {most}")
             out["in_domain"].append(not why)
-            out["domain_reason"].append("; ".join(why) or None)
-            out["nearest"].append(None)
+            out["domain_reason"].append("; ".join(why))
+            out["nearest"].append("")
         return out
 
     def embed(self, *args: object, **kwargs: object) -> np.ndarray:

@@ -7,7 +7,8 @@ threshold from inner cross-validation of those rows) and scored on the test rows
 ``in_domain`` columns, a record per fold, rows in ``benchmark.jsonl`` and the Matbench submission
 ``<name>/results.json.gz``); folds already done are skipped. :func:`summarise` then measures the
 scores and the calibration of the uncertainty over the five test folds and writes
-``ready.json`` and ``README.md`` there.
+``ready.json`` and ``README.md`` there; in/out of domain
+(:class:`~pretroost.domain.DomainIndex` fitted on each training fold) is recomputed there.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from pretroost.benchmark import (
 )
 from pretroost.data.composition import parse_formulas
 from pretroost.data.matbench import get_task, load_folds, load_task
+from pretroost.domain import DomainIndex
 from pretroost.metrics import CLF_THRESHOLD, HEADLINE, PROB_ROCAUC
-from pretroost.ready import RECIPES, DomainCheck, fit_ready, get_recipe, predict_ready
+from pretroost.ready import RECIPES, fit_ready, get_recipe, predict_ready
+from pretroost.uncertainty import calibration_report
 from pretroost.utils import atomic_write_json, atomic_write_text, git_sha
 
 __all__ = ["calibration", "score_ready", "summarise", "teacher"]
@@ -80,7 +83,7 @@ def score_ready(
         test_comps = parse_formulas(test["formula"].tolist(), source=task.name)
         out = predict_ready(fitted, test_comps)
         seconds = time.perf_counter() - t0
-        domain = DomainCheck.fit(train["formula"].tolist(), comps, y).check(test_comps)
+        domain = DomainIndex.fit(comps, y, train["formula"].tolist()).check(test_comps)
         clf = task.task_type == "classification"
         values = out["probability"] if clf else out["prediction"]
         scores = cell_scores(task.task_type, test["target"].to_numpy(), values, fitted.threshold)
@@ -90,7 +93,7 @@ def score_ready(
                 frame[col] = out[col]
         if fitted.threshold != CLF_THRESHOLD:
             frame["threshold"] = fitted.threshold
-        frame["in_domain"] = domain["in_domain"]
+        frame["in_domain"] = domain["in_domain"].to_numpy()
         record = {
             "recipe": recipe.to_dict(), "scale": fitted.scale, "threshold": fitted.threshold,
             "inner": fitted.inner, "n_train": len(train_ids), "n_members": 1,
@@ -113,36 +116,28 @@ def calibration(
 ) -> dict[str, float]:
     """Scores and calibration of pooled test predictions ``frame`` against truth ``y``.
 
-    Regression: MAE, the fractions of rows within ±1 and ±2 ``std`` (a Normal would give 0.683
-    and 0.954), and the Spearman correlation of |error| with ``std``. Classification: ROC-AUC of
-    the probabilities, balanced accuracy of the labels, Brier score and the expected calibration
-    error over 10 equal-width probability bins.
+    Regression: MAE and :func:`pretroost.uncertainty.calibration_report` of ``std`` (fractions
+    of rows within ±1 and ±2 ``std``, a Normal giving 0.683 and 0.954, the Spearman correlation
+    of |error| with ``std``, the miscalibration area); the hurdle adds the accuracy of
+    ``p_metal > 0.5`` as "gap = 0". Classification: ROC-AUC of the probabilities, balanced
+    accuracy of the labels, Brier score and expected calibration error (10 bins).
     """
-    from scipy.stats import spearmanr
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
     pred = frame["prediction"].to_numpy(np.float64)
     if task_type == "classification":
         truth = y.astype(bool)
-        bins = np.minimum((pred * 10).astype(int), 9)
-        ece = sum(
-            abs(pred[bins == b].mean() - truth[bins == b].mean()) * (bins == b).mean()
-            for b in range(10) if (bins == b).any()
-        )  # fmt: skip
+        report = calibration_report(truth.astype(float), prob=pred)
         return {
             "rocauc": float(roc_auc_score(truth, pred)),
             "balanced_accuracy": float(balanced_accuracy_score(truth, pred > threshold)),
-            "brier": float(np.mean((pred - truth) ** 2)),
-            "ece": float(ece),
+            "brier": float(report["brier"]),
+            "ece": float(report["ece"]),
         }
-    err = np.abs(pred - y)
-    std = frame["std"].to_numpy(np.float64)
-    out = {
-        "mae": float(err.mean()),
-        "coverage_1sigma": float(np.mean(err <= std)),
-        "coverage_2sigma": float(np.mean(err <= 2 * std)),
-        "spearman_abs_error_std": float(spearmanr(err, std).statistic),
-    }
+    std = np.maximum(frame["std"].to_numpy(np.float64), np.finfo(np.float64).tiny)
+    report = calibration_report(y, pred=pred, std=std)
+    keys = ("coverage_1sigma", "coverage_2sigma", "spearman_abs_error_std", "miscalibration_area")
+    out = {"mae": float(np.mean(np.abs(pred - y))), **{k: float(report[k]) for k in keys}}
     if "p_metal" in frame:
         metal = frame["p_metal"].to_numpy(np.float64) > 0.5
         out["accuracy_zero_vs_nonzero"] = float(np.mean(metal == (y == 0)))
@@ -163,9 +158,18 @@ def summarise(results_dir: str | Path = DEFAULT_DIR, names: Sequence[str] = ()) 
             log.info("%s: not all 5 folds scored, left out of the summary", name)
             continue
         df = load_task(task.name)
+        official = load_folds(task.name)
         frames, fold_scores, records = [], [], []
         for k, f in enumerate(files):
             frame = pd.read_csv(f, dtype={"id": str})
+            train = df.loc[official[k][0]]
+            index = DomainIndex.fit(
+                parse_formulas(train["formula"].tolist()),
+                train["target"].to_numpy(),
+                train["formula"].tolist(),
+            )
+            test_comps = parse_formulas(df.loc[frame["id"], "formula"].tolist())
+            frame["in_domain"] = index.neighbours(test_comps).in_domain  # fmt: skip
             record = json.loads(validation_path(results_dir, name, task.name, k, 0).read_text())
             y = df.loc[frame["id"], "target"].to_numpy(np.float64)
             scores = cell_scores(task.task_type, y, frame["prediction"].to_numpy(),
@@ -211,7 +215,8 @@ def _table(models: dict[str, Any]) -> str:
         "cells in this folder; each fold fitted on its training rows only. Regression: the",
         "fraction of test rows within ±1σ / ±2σ of the prediction (a Normal: 0.683 / 0.954) and",
         "the Spearman correlation of |error| with σ; classification: Brier score and expected",
-        "calibration error (10 bins) of the probabilities.",
+        "calibration error (10 bins) of the probabilities. 'in domain': the share of test rows",
+        "that `pretroost.domain` fitted on the training fold calls in domain.",
         "",
         "| model | task | metric | mean (5 folds) | recorded recipe | ±1σ | ±2σ | Spearman "
         "|err|–σ | Brier | ECE | in domain |",
