@@ -77,14 +77,15 @@ class ReadyRecipe:
     model of :mod:`pretroost.trees`; ``min_samples_leaf`` applies to forests, a size cap);
     ``threshold``: ``"validation"`` picks the decision threshold on the inner folds' out-of-fold
     probabilities of the training rows (balanced accuracy), ``"fixed"`` keeps 0.5.
-    ``zero_*``: the hurdle's classifier of ``target == 0``. ``labels``: class names (0, 1).
+    ``quantity``: what it predicts, in words. ``zero_*``: the hurdle's classifier of
+    ``target == 0``. ``labels``: class names (0, 1).
     ``recorded``: the recorded strategy and score this recipe comes from; ``why``: the reason.
     """
 
     name: str
     kind: ReadyKind
     task: str = ""
-    property: str
+    quantity: str
     unit: str = ""
     model: str = ""
     features: str = ""
@@ -118,13 +119,20 @@ class ReadyRecipe:
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReadyRecipe:
+        """The recipe :meth:`to_dict` wrote (a model folder's ``config.json``)."""
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in data.items()}  # fmt: skip
+        return cls(**values)
+
 
 RECIPES: dict[str, ReadyRecipe] = {
     r.name: r
     for r in (
         ReadyRecipe(
             name="expt-gap", kind="hurdle", task="matbench_expt_gap",
-            property="experimental band gap", unit="eV",
+            quantity="experimental band gap", unit="eV",
             model="extratrees", features="fractions+magpie+pbe", n_estimators=100,
             min_samples_leaf=3, zero_model="gradientboosting",
             zero_features="fractions+magpie+pbe",
@@ -138,7 +146,7 @@ RECIPES: dict[str, ReadyRecipe] = {
         ),
         ReadyRecipe(
             name="expt-is-metal", kind="trees", task="matbench_expt_is_metal",
-            property="metal (experimental band gap = 0)",
+            quantity="metal (experimental band gap = 0)",
             model="gradientboosting", features="fractions+magpie+pbe", n_estimators=500,
             labels=("non-metal", "metal"),
             recorded="trees+pbe, ROC-AUC 0.9315 (results/converged)",
@@ -147,7 +155,7 @@ RECIPES: dict[str, ReadyRecipe] = {
         ),
         ReadyRecipe(
             name="glass", kind="trees", task="matbench_glass",
-            property="glass forming (metallic glass by melt spinning)",
+            quantity="glass forming (metallic glass by melt spinning)",
             model="randomforest", features="fractions+magpie", n_estimators=200,
             threshold="validation", labels=("no glass", "glass"),
             recorded="trees+valthreshold, ROC-AUC 0.8805 (results/converged)",
@@ -157,7 +165,7 @@ RECIPES: dict[str, ReadyRecipe] = {
         ),
         ReadyRecipe(
             name="steels-yield", kind="trees", task="matbench_steels",
-            property="yield strength of steels", unit="MPa",
+            quantity="yield strength of steels", unit="MPa",
             model="extratrees", features="fractions", n_estimators=500,
             recorded="trees, MAE 79.51 MPa (results/converged)",
             why="the best recorded recipe on steels (below every Roost strategy and blend); its "
@@ -165,7 +173,7 @@ RECIPES: dict[str, ReadyRecipe] = {
             "the recorded recipe",
         ),
         ReadyRecipe(
-            name="oqmd-dft", kind="dft", property="OQMD DFT properties (not experiment)",
+            name="oqmd-dft", kind="dft", quantity="OQMD DFT properties (not experiment)",
             recorded="the dft head of the shipped dft-oqmd encoder",
             why="the shipped dft-oqmd encoder already predicts them; nothing trained",
         ),
@@ -366,9 +374,7 @@ class ReadyPredictor:
         meta = read_config(root)
         if meta.get("kind") != "ready":
             raise ArtefactError(f"{root}: not a ready model (kind {meta.get('kind')!r})")
-        recipe = ReadyRecipe(**{k: tuple(v) if isinstance(v, list) else v
-                                for k, v in meta["recipe"].items()})  # fmt: skip
-        return cls.load_parts(recipe, meta, root)
+        return cls.load_parts(ReadyRecipe.from_dict(meta["recipe"]), meta, root)
 
     @classmethod
     def load_parts(cls, recipe: ReadyRecipe, meta: dict[str, Any], root: Path) -> ReadyPredictor:

@@ -14,7 +14,7 @@ def cmd_ready(args: argparse.Namespace) -> int:
     names = args.names or list(RECIPES)
     if args.action == "list":
         for name, recipe in RECIPES.items():
-            sys.stdout.write(f"{name}\t{recipe.task or '-'}\t{recipe.property}\n")
+            sys.stdout.write(f"{name}\t{recipe.task or '-'}\t{recipe.quantity}\n")
         return 0
     if args.action in ("build", "card"):
         from pretroost.experiment.ready_build import build_ready, refresh_card
@@ -24,11 +24,13 @@ def cmd_ready(args: argparse.Namespace) -> int:
             out = make(name, root=args.root, results_dir=args.results_dir)
             sys.stdout.write(f"{args.action} {name} -> {out}\n")
         return 0
-    from pretroost.experiment.ready_scores import score_ready, summarise
+    from pretroost.experiment.ready_scores import check_dft, score_ready, summarise
 
-    scored = [n for n in names if RECIPES[n].kind != "dft"] if not args.names else names
+    scored = [n for n in names if RECIPES[n].kind != "dft"]
     for name in scored:
         score_ready(name, results_dir=args.results_dir, folds=args.folds)
+    if "oqmd-dft" in names:
+        check_dft(args.results_dir)
     report = summarise(args.results_dir, scored)
     sys.stdout.write(json.dumps(report["models"], indent=1) + "\n")
     return 0
@@ -39,7 +41,8 @@ def register_ready(p: argparse.ArgumentParser) -> None:
         "Ready property models (pretroost.ready): 'build' trains each on every row of its\n"
         "Matbench task and writes it into the package (src/pretroost/pretrained/NAME, atomically);\n"
         "'score' fits the same recipe on each official training fold and scores it on the test\n"
-        "fold (scores and uncertainty calibration in --results-dir); 'card' rewrites a built\n"
+        "fold (scores and uncertainty calibration in --results-dir; oqmd-dft: compared with\n"
+        "Materials Project PBE values of mp_gap / mp_e_form); 'card' rewrites a built\n"
         "folder's card and evaluation from --results-dir without refitting; 'list' names them."
     )
     p.add_argument("action", choices=["build", "score", "card", "list"])

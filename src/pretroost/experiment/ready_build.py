@@ -57,7 +57,10 @@ def _evaluation(name: str, results_dir: str | Path) -> dict[str, Any] | None:
     path = Path(results_dir) / "ready.json"
     if not path.is_file():
         return None
-    return json.loads(path.read_text())["models"].get(name)
+    report = json.loads(path.read_text())
+    if get_recipe(name).kind == "dft":
+        return report.get("oqmd_dft_check")
+    return report.get("models", {}).get(name)
 
 
 def _reference(predictor: ReadyPredictor, extra: Sequence[str] = ()) -> dict[str, Any]:
@@ -84,7 +87,7 @@ def build_ready(
     evaluation = _evaluation(name, results_dir)
     command = command_line(name, None if root == ROOT else str(root))
     if recipe.kind == "dft":
-        return _build_dft(recipe, out, command)
+        return _build_dft(recipe, out, command, evaluation)
     task = get_task(recipe.task)
     df = load_task(task.name)
     formulas = df["formula"].tolist()
@@ -120,7 +123,9 @@ def build_ready(
     return write_folder(out, config, card=card, fill=fill)
 
 
-def _build_dft(recipe: ReadyRecipe, out: Path, command: str) -> Path:
+def _build_dft(
+    recipe: ReadyRecipe, out: Path, command: str, evaluation: dict[str, Any] | None
+) -> Path:
     """oqmd-dft: a config naming the shipped dft-oqmd encoder, the elements and sizes of its
     pretraining corpus (the domain check), reference predictions and the card."""
     from pretroost.io import read_config
@@ -133,7 +138,7 @@ def _build_dft(recipe: ReadyRecipe, out: Path, command: str) -> Path:
         "kind": "ready", "name": recipe.name, "recipe": recipe.to_dict(), "weights": DFT_WEIGHTS,
         "task_type": "regression", "corpus": {k: corpus_info.get(k) for k in ("size", "hash")},
         "domain": {"elements": seen, "max_elements": most, "min_compositions_per_element": 50},
-        "command": command, "git_sha": git_sha(),
+        "evaluation": evaluation, "command": command, "git_sha": git_sha(),
     }  # fmt: skip
 
     def fill(folder: Path) -> None:
@@ -152,6 +157,23 @@ def _corpus_domain(min_count: int = 50) -> tuple[list[int], int]:
     corpus = Corpus.load(cache_dir() / "corpus" / "oqmd-leakfree")
     counts = np.bincount(corpus.comps.z, minlength=MAX_Z + 1)
     return np.flatnonzero(counts >= min_count).tolist(), int(corpus.comps.n_elements.max())
+
+
+def _dft_check_lines(check: dict[str, Any] | None) -> list[str]:
+    if not check:
+        return ["- Not yet compared with Materials Project (`pretroost ready score oqmd-dft`)."]
+    parts = [
+        f"{prop}: MAE {c['mae']:.3g} vs {c['task'].removeprefix('matbench_')} (predicting the "
+        f"mean: {c['mae_of_the_mean']:.3g})"
+        for prop, c in check.items() if isinstance(c, dict)
+    ]  # fmt: skip
+    return [
+        f"- Checked against Materials Project PBE values on {check['n']} random rows of Matbench "
+        "mp_gap and mp_e_form (compositions absent from the pretraining corpus; OQMD's and "
+        "MP's settings differ, so this overstates the error against OQMD itself): "
+        + "; ".join(parts)
+        + " (`results/ready/ready.json`)."
+    ]
 
 
 def _symbols(zs: list[int]) -> str:
@@ -192,8 +214,8 @@ def model_card(
             f"- Trained on the leak-free OQMD corpus ({config['corpus'].get('size')} "
             "compositions, every Matbench composition removed; Kirklin et al., npj Comput. "
             "Mater. 1, 15010 (2015)); the pretraining objective is `pretroost.objectives.dft`.",
-            "- No uncertainty: one model, no spread to measure. Most OQMD compositions are "
-            "hypothetical metals, so the band-gap head is low for many insulators.",
+            *_dft_check_lines(config.get("evaluation")),
+            "- No uncertainty: one model, no spread to measure.",
             f"- Domain: elements in at least {dom['min_compositions_per_element']} corpus "
             f"compositions ({len(dom['elements'])}: {_symbols(dom['elements'])}); at most "
             f"{dom['max_elements']} elements per formula.",
@@ -279,7 +301,7 @@ def model_card(
         if train_sizes is not None else ""
     )  # fmt: skip
     return "\n".join([
-        f"# {name}: {r.property}{f' ({r.unit})' if r.unit else ''} from a formula",
+        f"# {name}: {r.quantity}{f' ({r.unit})' if r.unit else ''} from a formula",
         "",
         f"Not Roost: scikit-learn trees on composition features (`pretroost.ready`). The model: "
         f"{model}.",
