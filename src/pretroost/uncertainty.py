@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.stats import norm, spearmanr
 
 __all__ = [
@@ -55,8 +56,6 @@ __all__ = [
     "nominal_coverage",
     "spearman_abs_error_std",
 ]
-
-ArrayLike = np.ndarray | list[float] | float
 
 
 def nominal_coverage(k: float) -> float:
