@@ -66,7 +66,6 @@ DFT_COLUMNS: dict[str, tuple[str, str]] = {
     "Energy_per_atom": ("energy_per_atom_dft", "eV/atom"),
     "Volume_per_atom": ("volume_per_atom_dft", "Å³/atom"),
 }
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,13 +200,11 @@ def _positive(std: np.ndarray) -> np.ndarray:
 
 
 def _features(comps: CompositionArray, name: str, teacher: Any) -> np.ndarray:
-    """:func:`~pretroost.trees.composition_features` with the PBE teacher given, not refitted."""
-    if not name.endswith("+pbe"):
-        return composition_features(comps, name)
-    if teacher is None:
+    """:func:`~pretroost.trees.composition_features` with the PBE teacher given (the model's
+    own copy), never the data cache's."""
+    if name.endswith("+pbe") and teacher is None:
         raise ValueError(f"feature set {name!r} needs the PBE teacher")
-    base = composition_features(comps, name.removesuffix("+pbe"))
-    return np.hstack([base, teacher.predict(base)[:, None]])
+    return composition_features(comps, name, teacher=teacher)
 
 
 def _make(model: str, task_type: str, n_estimators: int, min_samples_leaf: int, seed: int) -> Any:
@@ -328,25 +325,6 @@ def _spread(values: list, good: np.ndarray) -> list:
     return [next(it) if g else None for g in good]
 
 
-def _load_skops(file: Path) -> Any:
-    """Read a skops file built only from scikit-learn, numpy and builtin types; refuse others
-    (loading never runs code from the file)."""
-    import skops.io
-
-    from pretroost.io import ArtefactError
-
-    if not file.is_file():
-        raise ArtefactError(f"{file} is missing")
-    try:
-        types = skops.io.get_untrusted_types(file=file)
-    except Exception as exc:  # a zip that skops cannot read: say so, whatever its error type
-        raise ArtefactError(f"{file}: unreadable ({exc})") from None
-    foreign = [t for t in types if not t.startswith(_TRUSTED_PREFIXES)]
-    if foreign:
-        raise ArtefactError(f"{file}: refers to types outside scikit-learn/numpy: {foreign}")
-    return skops.io.load(file, trusted=types)
-
-
 class ReadyPredictor:
     """A ready model behind :func:`pretroost.load`'s interface: :meth:`predict` takes formulas
     and returns one row per input, bad rows kept with their ``error``."""
@@ -379,7 +357,7 @@ class ReadyPredictor:
     @classmethod
     def load_parts(cls, recipe: ReadyRecipe, meta: dict[str, Any], root: Path) -> ReadyPredictor:
         """The model of folder ``root`` with its config ``meta`` already read."""
-        from pretroost.io import ArtefactError
+        from pretroost.io import ArtefactError, load_skops
         from pretroost.objectives.dft import load_dft_head
 
         if recipe.kind == "dft":
@@ -389,7 +367,7 @@ class ReadyPredictor:
             if weights not in shipped():
                 raise ArtefactError(f"{root}: its weights {weights!r} are not shipped here")
             return cls(recipe, meta, dft=load_dft_head(weights), path=root)
-        estimators = _load_skops(root / "model.skops")
+        estimators = load_skops(root / "model.skops")
         fitted = FittedReady(recipe, estimators, float(meta["scale"]), float(meta["threshold"]))
         return cls(recipe, meta, fitted=fitted, domain=DomainIndex.load(root), path=root)
 

@@ -26,14 +26,13 @@ from pretroost.data.composition import MAX_Z, parse_formulas
 from pretroost.data.matbench import get_task, load_task
 from pretroost.domain import DomainIndex
 from pretroost.experiment.ready_scores import DEFAULT_DIR, teacher
-from pretroost.io import write_folder
+from pretroost.io import load_skops, write_folder
 from pretroost.pretrained import REFERENCE_FORMULAS, ROOT
 from pretroost.ready import (
     DFT_COLUMNS,
     DOMAIN_K,
     ReadyPredictor,
     ReadyRecipe,
-    _load_skops,
     command_line,
     fit_ready,
     get_recipe,
@@ -342,8 +341,8 @@ def refresh_card(name: str, *, root: str | Path | None = None,
     folder = (Path(root) if root is not None else ROOT) / name
     config = {k: v for k, v in read_config(folder).items() if k != "format_version"}
     config["evaluation"] = _evaluation(name, results_dir)
-    stored = _load_skops(folder / "model.skops") if (folder / "model.skops").is_file() else None
-    del stored  # only checked to be readable
+    if (folder / "model.skops").is_file():
+        load_skops(folder / "model.skops")  # only checked to be readable
     sizes = parse_formulas(_domain_formulas(folder)).n_elements if recipe.kind != "dft" else None
 
     def fill(tmp: Path) -> None:
