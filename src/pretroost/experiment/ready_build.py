@@ -97,7 +97,8 @@ def build_ready(
     seen = np.flatnonzero(domain.seen).tolist()
     config: dict[str, Any] = {
         "kind": "ready", "name": name, "recipe": recipe.to_dict(), "task": task.name,
-        "task_type": recipe.task_type, "n_train": len(y), "scale": fitted.scale,
+        "task_type": recipe.task_type, "unit": recipe.unit, "n_train": len(y),
+        "scale": fitted.scale,
         "threshold": fitted.threshold, "inner": fitted.inner,
         "domain": {"threshold": domain.threshold, "k": DOMAIN_K, "elements": seen,
                    "max_elements": int(comps.n_elements.max()),
@@ -341,6 +342,7 @@ def refresh_card(name: str, *, root: str | Path | None = None,
     folder = (Path(root) if root is not None else ROOT) / name
     config = {k: v for k, v in read_config(folder).items() if k != "format_version"}
     config["evaluation"] = _evaluation(name, results_dir)
+    config["unit"] = recipe.unit  # the target's unit (pretroost serve's headers)
     if (folder / "model.skops").is_file():
         load_skops(folder / "model.skops")  # only checked to be readable
     sizes = parse_formulas(_domain_formulas(folder)).n_elements if recipe.kind != "dft" else None
