@@ -237,12 +237,16 @@ def model_card(
     else:
         folds = ", ".join(f"{v:.4g}" for v in ev["folds"])
         c = ev["calibration"]
-        what = "ROC-AUC (probabilities)" if clf else f"MAE ({recipe.unit})"
+        what = "ROC-AUC (Matbench's, of the labels)" if clf else f"MAE ({recipe.unit})"
         expected = [
             f"- Expected error: **{what} {ev['mean']:.4g}**, the mean over Matbench's 5 official "
             f"test folds of this recipe fitted on each training fold (folds: {folds}; "
             f"`results/ready/`); the recorded recipe it comes from: {ev['recorded']}.",
         ]
+        if clf:
+            expected.append(
+                f"- ROC-AUC of the probabilities: {ev['rocauc_prob_mean']:.4g} (mean over folds)."
+            )
         if clf:
             expected.append(
                 f"- Calibration on those test folds: Brier score {c['brier']:.3f}, expected "
