@@ -239,8 +239,14 @@ def model_card(
         c = ev["calibration"]
         what = "ROC-AUC (Matbench's, of the labels)" if clf else f"MAE ({recipe.unit})"
         expected = [
-            f"- Expected error: **{what} {ev['mean']:.4g}**, the mean over Matbench's 5 official "
-            f"test folds of this recipe fitted on each training fold (folds: {folds}; "
+            f"- Expected error: **{what} {ev['mean']:.4g}**, the mean over "
+            + (
+                "Matbench's 5 official test folds"
+                if len(ev["folds"]) == 5
+                else f"{len(ev['folds'])} of Matbench's 5 official test folds (folds "
+                f"{', '.join(map(str, ev['fold_ids']))}; the others not scored in time)"
+            )
+            + f" of this recipe fitted on each training fold (scores: {folds}; "
             f"`results/ready/`); the recorded recipe it comes from: {ev['recorded']}.",
         ]
         if clf:

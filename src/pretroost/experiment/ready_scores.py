@@ -151,7 +151,8 @@ def calibration(
 
 
 def summarise(results_dir: str | Path = DEFAULT_DIR, names: Sequence[str] = ()) -> dict:
-    """Per ready model with all five folds done: the per-fold headline scores, their mean, and
+    """Per ready model with folds done (all five, unless a run was cut short: ``fold_ids``): the
+    per-fold headline scores, their mean, and
     :func:`calibration` over the pooled test folds (all rows, and in/out of domain); written to
     ``<results_dir>/ready.json`` and ``README.md``. Returns the summary."""
     results_dir = Path(results_dir)
@@ -159,14 +160,15 @@ def summarise(results_dir: str | Path = DEFAULT_DIR, names: Sequence[str] = ()) 
     for name in names or [n for n, r in RECIPES.items() if r.kind != "dft"]:
         recipe = get_recipe(name)
         task = get_task(recipe.task)
-        files = [prediction_path(results_dir, name, task.name, k, 0) for k in range(5)]
-        if not all(f.is_file() for f in files):
-            log.info("%s: not all 5 folds scored, left out of the summary", name)
+        files = {k: prediction_path(results_dir, name, task.name, k, 0) for k in range(5)}
+        files = {k: f for k, f in files.items() if f.is_file()}
+        if not files:
+            log.info("%s: no fold scored yet", name)
             continue
         df = load_task(task.name)
         official = load_folds(task.name)
         frames, fold_scores, records = [], [], []
-        for k, f in enumerate(files):
+        for k, f in files.items():
             frame = pd.read_csv(f, dtype={"id": str})
             train = df.loc[official[k][0]]
             index = DomainIndex.fit(
@@ -190,7 +192,7 @@ def summarise(results_dir: str | Path = DEFAULT_DIR, names: Sequence[str] = ()) 
         metric = HEADLINE[task.task_type]
         domain = pooled["in_domain"].astype(bool).to_numpy()
         entry: dict[str, Any] = {
-            "task": task.name, "metric": metric,
+            "task": task.name, "metric": metric, "fold_ids": list(files),
             "folds": [s[metric] for s in fold_scores],
             "mean": float(np.mean([s[metric] for s in fold_scores])),
             "calibration": calibration(task.task_type, y, pooled, thr),
@@ -273,8 +275,10 @@ def _table(models: dict[str, Any]) -> str:
         def f(key: str, c: dict = c) -> str:
             return f"{c[key]:.3f}" if key in c else "–"
 
+        n = len(e["folds"])
+        mean = f"{e['mean']:.4g}" + ("" if n == 5 else f" ({n} of 5 folds)")
         lines.append(
-            f"| {name} | {e['task']} | {e['metric']} | {e['mean']:.4g} | {e['recorded']} | "
+            f"| {name} | {e['task']} | {e['metric']} | {mean} | {e['recorded']} | "
             f"{f('coverage_1sigma')} | {f('coverage_2sigma')} | {f('spearman_abs_error_std')} | "
             f"{f('brier')} | {f('ece')} | {e['in_domain_fraction']:.1%} |"
         )
