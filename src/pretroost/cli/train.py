@@ -137,25 +137,29 @@ def _test_splits(args: argparse.Namespace, n: int, *, k: int | None = None):
 
 
 def _test_report(fitted, pred: dict, comps, y: np.ndarray, task_type: str) -> dict:
-    """Test scores of a model or ensemble; ensembles add uncertainty calibration (regression)
+    """Test scores of a model or ensemble, each named for what it is
+    (:func:`pretroost.metrics.user_scores`); ensembles add uncertainty calibration (regression)
     and each member's headline score, so ``finetune --ensemble`` and ``ensemble`` report alike."""
     from pretroost.data.batching import CompositionDataset
     from pretroost.ensemble import Ensemble, uncertainty_scores
-    from pretroost.metrics import CLF_THRESHOLD, HEADLINE, score, to_labels
+    from pretroost.metrics import CLF_THRESHOLD, USER_HEADLINE, user_scores
 
     data = CompositionDataset(comps)
     key = "prob" if task_type == "classification" else "mean"
-    values = pred[key][:, 0]
-    if task_type == "classification":  # labels with the model's decision threshold
-        values = to_labels(values, getattr(fitted, "threshold", CLF_THRESHOLD))
-    scores = score(task_type, y[:, 0], values)
+    # classification: labels with the model's decision threshold, ROC AUC of the probabilities
+    threshold = getattr(fitted, "threshold", CLF_THRESHOLD)
+    scores, notes = user_scores(task_type, y[:, 0], pred[key][:, 0], threshold=threshold)
     report: dict[str, Any] = {"scores": scores}
+    if notes:
+        report["notes"] = notes
+        for note in notes:
+            log.info("%s", note)
     if isinstance(fitted, Ensemble):
         if task_type == "regression":
             scores.update(uncertainty_scores(y[:, 0], pred["mean"][:, 0], pred["std"][:, 0]))
-        head = HEADLINE[task_type]
+        head = USER_HEADLINE[task_type]
         members = [
-            score(task_type, y[:, 0], m.predict_dataset(data)[key][:, 0])[head]
+            user_scores(task_type, y[:, 0], m.predict_dataset(data)[key][:, 0])[0][head]
             for m in fitted.members
         ]
         report[f"member_{head}"] = members
@@ -205,7 +209,9 @@ def _train_on_user_data(
             log.info(
                 "%s: test %s", name, ", ".join(f"{m}={v:.4f}" for m, v in report["scores"].items())
             )
-        fitted.info.update(source=str(args.data), n_test=n_test, test=where_test)
+        fitted.info.update(
+            source=str(args.data), target=args.target_col, n_test=n_test, test=where_test
+        )
         fitted.info["test_seed"] = args.seed
         if ctx.is_main:  # data parallel: rank 0 alone writes
             fitted.save(out if single else out / f"fold_{result.split.index}")
@@ -216,7 +222,8 @@ def _train_on_user_data(
         return 0
     metrics: dict[str, Any] = reports[0]
     if len(reports) > 1:
-        names = reports[0]["scores"]
+        # a score some splits leave out (mape where a fold's targets hold a 0) has no summary
+        names = [m for m in reports[0]["scores"] if all(m in r["scores"] for r in reports)]
         metrics = {
             "splits": reports,
             "summary": {
@@ -237,12 +244,15 @@ def _train_on_user_data(
 
 def _remove_checkpoints(folder: Path, splits: list[int], n_members: int) -> None:
     """Delete the checkpoints ``finetune --data`` wrote (``split<i>.pt``, or
-    ``split<i>/member_<k>.pt``) and the folders they leave empty; nothing else."""
+    ``split<i>/member_<k>.pt``, and the temporaries of their atomic writes that a killed run
+    left: ``.split<i>.pt.*.tmp``) and the folders they leave empty; nothing else."""
     for i in splits:
-        files = [folder / f"split{i}.pt"]
-        files += [folder / f"split{i}" / f"member_{k}.pt" for k in range(n_members)]
-        for f in files:
-            f.unlink(missing_ok=True)
+        files = [(folder, f"split{i}.pt")]
+        files += [(folder / f"split{i}", f"member_{k}.pt") for k in range(n_members)]
+        for where, name in files:
+            (where / name).unlink(missing_ok=True)
+            for tmp in where.glob(f".{name}.*.tmp"):  # utils.atomic_path's names
+                tmp.unlink()
         for d in (folder / f"split{i}", folder):
             if d.is_dir() and not any(d.iterdir()):
                 d.rmdir()
