@@ -208,11 +208,11 @@ def _features(comps: CompositionArray, name: str, teacher: Any) -> np.ndarray:
 
 
 def _make(model: str, task_type: str, n_estimators: int, min_samples_leaf: int, seed: int) -> Any:
-    est = _estimator(model, task_type, TreesConfig(models=(model,), n_estimators=n_estimators,
-                                                   seed=seed))  # fmt: skip
-    if min_samples_leaf != 1 and model != "gradientboosting":
-        est.set_params(min_samples_leaf=min_samples_leaf)
-    return est
+    """The estimator :mod:`pretroost.trees` builds for ``model`` (``min_samples_leaf``: forests
+    only, :class:`~pretroost.trees.TreesConfig`'s cap)."""
+    config = TreesConfig(models=(model,), n_estimators=n_estimators, seed=seed,
+                         min_samples_leaf=min_samples_leaf)  # fmt: skip
+    return _estimator(model, task_type, config)
 
 
 def _tree_mean_std(est: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
