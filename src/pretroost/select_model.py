@@ -180,7 +180,7 @@ class FitConfig:
 
     def roost_config(self, n_train: int) -> FinetuneConfig:
         train = recipe_train_config(self.recipe, n_train)
-        train = replace(train, seed=self.seed, **({"epochs": self.epochs} if self.epochs else {}))
+        train = replace(train, seed=self.seed, epochs=self.epochs or train.epochs)
         return FinetuneConfig(train=train, init=ROOST_INIT, init_trunk=True)
 
 
@@ -552,7 +552,7 @@ def fit(
     elif test_fraction:
         split = holdout_split(len(y), test_fraction, config.seed)[0]
         test = (formulas[split.test], y[split.test],
-                f"{len(split.test)} rows of {source} held out at random (seed {config.seed})")  # fmt: skip
+                f"a random {test_fraction:g} of {source} (seed {config.seed})")  # fmt: skip
         comps, y = comps.subset(split.train), y[split.train]
         log.info("%s: held out %d rows as test (test_fraction %g, seed %d); choosing on the "
                  "other %d", source, len(split.test), test_fraction, config.seed, len(y))  # fmt: skip
@@ -681,7 +681,7 @@ def fit(
     try:
         final = staging / "model"
         data_label = f"{source} ({target_col})"
-        regressor = hurdle_base if chosen == "hurdle" else chosen
+        regressor = (hurdle_base or "") if chosen == "hurdle" else chosen
         needed = blend_members if regressor == "blend" else [regressor]
         saved: dict[str, Path] = {}
         for name in needed:
@@ -696,7 +696,6 @@ def fit(
                 staging / "parts" / "blend", [saved[n] for n in blend_members], data=data_label,
                 n_train=len(y),
             )  # fmt: skip
-        assert regressor is not None
         if chosen == "hurdle":
             log.info("fit: refitting the zero classifier on all %d training rows", len(y))
             classifier = fit_zero_classifier(comps, y, config.trees_config())
