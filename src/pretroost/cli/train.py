@@ -176,16 +176,17 @@ def _train_on_user_data(
 ) -> int:
     """The one user-data path of ``finetune --data`` and ``ensemble``: check everything, hold out
     the test rows (or read ``--test-data``), train, score, save and write ``metrics.json``."""
-    import shutil
-
     from pretroost.folds import run_splits
+    from pretroost.io import register_files, remove_written
     from pretroost.utils import atomic_write_json
 
+    out = _check_out(args.out, args.overwrite, inputs=(args.data, args.test_data))
     comps, y, test_set = _read_user_data(args, config)  # every check before anything is trained
-    out = _check_out(args.out, args.overwrite)
     splits = _test_splits(args, len(comps), k=k)
     ctx = _start_distributed(args)
     single = len(splits) == 1
+    if not single and ctx.is_main and out.exists():  # one folder per split: the old ones go
+        remove_written(out)
     names = [out.name if single else f"{out.name} fold {s.index}" for s in splits]
     reports: list[dict] = []
     for result in run_splits(
@@ -208,6 +209,8 @@ def _train_on_user_data(
         fitted.info["test_seed"] = args.seed
         if ctx.is_main:  # data parallel: rank 0 alone writes
             fitted.save(out if single else out / f"fold_{result.split.index}")
+            if not single:
+                register_files(out, [f"fold_{result.split.index}"])
         reports.append(report)
     if not ctx.is_main:
         return 0
@@ -225,16 +228,34 @@ def _train_on_user_data(
             },
         }
     atomic_write_json(out / "metrics.json", metrics)
+    register_files(out, ["metrics.json"])
     if checkpoint_dir is not None and remove_checkpoints:  # done: not needed any more
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        _remove_checkpoints(checkpoint_dir, [s.index for s in splits], n_members)
     sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
     return 0
 
 
+def _remove_checkpoints(folder: Path, splits: list[int], n_members: int) -> None:
+    """Delete the checkpoints ``finetune --data`` wrote (``split<i>.pt``, or
+    ``split<i>/member_<k>.pt``) and the folders they leave empty; nothing else."""
+    for i in splits:
+        files = [folder / f"split{i}.pt"]
+        files += [folder / f"split{i}" / f"member_{k}.pt" for k in range(n_members)]
+        for f in files:
+            f.unlink(missing_ok=True)
+        for d in (folder / f"split{i}", folder):
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+    if folder.exists():
+        log.warning("%s: kept, it holds files other than this run's checkpoints", folder)
+
+
 def _finetune_custom(args: argparse.Namespace, config) -> int:
+    from pretroost.io import check_out_path
+
     if args.out is None:
         raise SystemExit("finetune --data needs --out DIR for the trained model")
-    out = Path(args.out)
+    out = check_out_path(args.out)
     default_ckpt = out.with_name(out.name + ".ckpt")
     return _train_on_user_data(
         args, config, n_members=args.ensemble, k=args.k if args.split == "kfold" else None,

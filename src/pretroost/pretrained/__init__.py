@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -66,6 +65,7 @@ def ship(
     import torch
     from safetensors.torch import load_file, save_file
 
+    from pretroost.io import register_files, remove_written
     from pretroost.predict import load
     from pretroost.pretrain import encoder_card
 
@@ -80,7 +80,7 @@ def ship(
     if out.exists():
         if not overwrite:
             raise FileExistsError(f"{out} exists: pass overwrite=True (--overwrite) to replace it")
-        shutil.rmtree(out)
+        remove_written(out)  # only what pretroost wrote there; refused if it holds anything else
     out.mkdir(parents=True)
     cast = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     state = {
@@ -113,5 +113,6 @@ def ship(
         f"from those of the float32 weights by at most {deviation:.2g} of their largest value.\n\n"
     )
     (out / "README.md").write_text(card.replace("{deviation}", note))
+    register_files(out, ["model.safetensors", "config.json", "reference.json", "README.md"])
     log.info("shipped %s as %s (%s)", src, out, dtype)
     return out
