@@ -35,6 +35,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -51,6 +52,7 @@ from pretroost.finetune import FinetuneConfig, init_elem_embedding
 from pretroost.finetune import fit as fit_roost
 from pretroost.folds import holdout_split, kfold_splits
 from pretroost.hurdle import apply_hurdle, fit_zero_classifier, save_hurdle
+from pretroost.io import check_replaceable, register_files, remove_written
 from pretroost.metrics import CLF_THRESHOLD, probability_rocauc, score, to_labels
 from pretroost.train import TrainConfig
 from pretroost.trees import TreesConfig, fit_trees, save_trees
@@ -445,17 +447,19 @@ def _read(
 
 
 def _publish(staged: Path, out: Path, overwrite: bool) -> None:
-    """Move the finished folder ``staged`` onto ``out`` (replacing it only with ``overwrite``)."""
-    if out.exists():
-        if not overwrite:
-            raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
+    """Move the finished folder ``staged`` onto ``out``; an existing ``out`` is replaced only
+    with ``overwrite`` and only if it holds nothing pretroost did not write
+    (:func:`~pretroost.io.check_replaceable`), its files then removed one by one."""
+    if not out.exists():
         os.replace(staged, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staged, out)
+        return
+    if not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    check_replaceable(out)
+    old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+    os.replace(out, old)
+    os.replace(staged, out)
+    remove_written(old)
 
 
 def _score_test(model: Any, formulas: np.ndarray, y: np.ndarray, task_type: str) -> dict[str, Any]:
@@ -722,6 +726,7 @@ def fit(
         with (final / "README.md").open("a") as f:
             f.write(_card_section(report))
         atomic_write_json(final / "fit_report.json", report)
+        register_files(final, ["fit_report.json"])
         _publish(final, out, overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -9,7 +9,7 @@ import logging
 import sys
 import textwrap
 
-from pretroost.cli.common import _add_overwrite_arg
+from pretroost.cli.common import _add_overwrite_arg, _check_out
 from pretroost.cli.config_options import add_config_options, config_from_args
 
 log = logging.getLogger("pretroost.cli")
@@ -69,6 +69,7 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
 def cmd_fit(args: argparse.Namespace) -> int:
     from pretroost.select_model import fit
 
+    _check_out(args.out, args.overwrite, inputs=(args.data, args.test_data))
     result = fit(
         args.data, target_col=args.target_col, out=args.out, formula_col=args.formula_col,
         id_col=args.id_col, task_type=args.task_type, test_data=args.test_data,
