@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 import pretroost
+from pretroost import select_model
 from pretroost.blend import BlendPredictor, save_blend
 from pretroost.data.composition import parse_formulas
+from pretroost.hurdle import HurdlePredictor
 from pretroost.select_model import (
     CANDIDATES,
     FitConfig,
@@ -82,10 +84,20 @@ def test_refusals(tmp_path) -> None:
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    """The default candidates on 64 rows with zeros (16 held out as test), tiny settings."""
+    """The default candidates on 64 rows with zeros (16 held out as test), tiny settings, with
+    the choice forced to the deepest folder there is: a hurdle over the blend of Roost and
+    trees (the rule itself is tested above)."""
     out = tmp_path_factory.mktemp("fit") / "model"
-    result = pretroost.fit(zero_frame(), target_col="y", out=out, test_fraction=0.2,
-                           progress=False, **TINY)  # fmt: skip
+    rule = select_model.choose
+
+    def forced(errors, hurdle_base=None):
+        return "hurdle", rule(errors, hurdle_base)[1], "forced by the test"
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(select_model, "choose", forced)
+        mp.setattr(select_model, "hurdle_regressor", lambda errors: "blend")
+        result = pretroost.fit(zero_frame(), target_col="y", out=out, test_fraction=0.2,
+                               progress=False, **TINY)  # fmt: skip
     return result
 
 
@@ -99,7 +111,7 @@ def test_fit_scores_every_default_candidate_on_the_same_folds_and_saves_the_choi
     chosen = fitted.candidates[fitted.chosen]
     assert chosen.diff_mean == 0.0 and chosen.diff_vs_chosen == [0.0, 0.0, 0.0]
     assert fitted.candidates["blend"].detail == "mean of dft+trunk and trees"
-    assert fitted.candidates["hurdle"].detail.startswith("hurdle over ")
+    assert fitted.candidates["hurdle"].detail == "hurdle over blend"
     report = json.loads((fitted.path / "fit_report.json").read_text())
     assert report["chosen"] == fitted.chosen and set(report["candidates"]) == set(fitted.candidates)
     assert report["n_train"] == 64 and report["test"]["n_test"] == 16
@@ -112,6 +124,8 @@ def test_fit_scores_every_default_candidate_on_the_same_folds_and_saves_the_choi
 
 def test_the_saved_choice_predicts_like_any_model(fitted) -> None:
     model = pretroost.load(fitted.path)
+    assert isinstance(model, HurdlePredictor) and isinstance(model.regressor, BlendPredictor)
+    assert [m.kind for m in model.regressor.members] == ["finetuned", "trees"]
     pred = model.predict(["NaCl", "Fe2O3", "not a formula"])
     assert np.isfinite(pred["prediction"].iloc[:2]).all()
     assert pred["error"].iloc[2] is not None and pred["error"].iloc[:2].isna().all()

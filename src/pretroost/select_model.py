@@ -70,6 +70,7 @@ __all__ = [
     "estimate_seconds",
     "fit",
     "has_zero_mass",
+    "hurdle_regressor",
     "is_band_gap",
     "recipe_train_config",
 ]
@@ -244,6 +245,12 @@ def _rank(name: str, hurdle_base: str | None) -> float:
     if name == "hurdle":
         return CANDIDATES.index(hurdle_base or "blend") + 0.5
     return float(CANDIDATES.index(name))
+
+
+def hurdle_regressor(errors: dict[str, np.ndarray]) -> str:
+    """The regressor a hurdle wraps: the candidate with the lowest mean CV error (ties: the
+    simpler), among ``errors`` (candidate -> (k,) per-fold errors; the hurdle not among them)."""
+    return min(errors, key=lambda c: (float(np.mean(errors[c])), _rank(c, None)))
 
 
 def choose(errors: dict[str, np.ndarray], hurdle_base: str | None = None) -> tuple[str, str, str]:
@@ -639,7 +646,7 @@ def fit(
             detail["blend"] = f"mean of {roost} and {trees}"
         hurdle_base = None
         if "hurdle" in candidates:
-            hurdle_base = min(errors, key=lambda c: (errors[c].mean(), _rank(c, None)))
+            hurdle_base = hurdle_regressor(errors)
             p_zero = np.full(len(y), np.nan)
             for i, (tr, va) in enumerate(folds):
                 t0 = time.perf_counter()
