@@ -166,3 +166,23 @@ def test_a_saved_blend_predicts_the_mean_of_its_members(tmp_path) -> None:
 
 def test_candidates_are_listed_in_order_of_simplicity() -> None:
     assert CANDIDATES == ("trees", "trees+pbe", "dft+trunk", "blend", "hurdle")
+
+
+def test_classification_is_scored_by_the_roc_auc_of_probabilities(tmp_path) -> None:
+    t = toy_target(BINARY_FORMULAS)
+    frame = pd.DataFrame({"formula": BINARY_FORMULAS, "label": (t > np.median(t)).astype(int)})
+    frame = frame.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    result = pretroost.fit(frame.iloc[:64], target_col="label", out=tmp_path / "m",
+                           task_type="classification", test_data=frame.iloc[64:],
+                           candidates=("trees",), progress=False, **TINY)  # fmt: skip
+    assert result.metric == "1-rocauc" and 0 <= result.candidates["trees"].mean <= 1
+    assert {"rocauc", "rocauc_prob", "balanced_accuracy"} <= set(result.test_scores)
+    assert "probability" in result.model.predict(["NaCl"]).columns
+    rare = frame.assign(label=0)
+    rare.loc[:1, "label"] = 1
+    with pytest.raises(ValueError, match="at least 3 rows of each class"):
+        pretroost.fit(rare, target_col="label", out=tmp_path / "r", task_type="classification",
+                      candidates=("trees",), **TINY)  # fmt: skip
+    with pytest.raises(ValueError, match="for regression targets"):
+        pretroost.fit(frame, target_col="label", out=tmp_path / "h", task_type="classification",
+                      candidates=("trees", "hurdle"), **TINY)  # fmt: skip
