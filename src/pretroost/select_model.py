@@ -348,17 +348,26 @@ class FitResult:
     report: dict[str, Any]
 
     def table(self) -> str:
-        """The candidates' CV errors as printed by ``pretroost fit``."""
+        """The candidates' CV errors as printed by ``pretroost fit``: mean ± sd over the folds,
+        the paired per-fold differences from the chosen candidate (their mean ± standard error,
+        then each fold's), the training seconds over the folds."""
         k = len(next(iter(self.candidates.values())).fold_errors)
-        head = f"{'candidate':<12} {'CV ' + self.metric + f' (mean ± sd, {k} folds)':>32}  "
-        head += f"{'vs ' + self.chosen + ' (paired mean ± SE)':>34}  {'train s':>8}"
-        lines = [head]
+        rows = [("candidate", f"CV {self.metric} (mean ± sd, {k} folds)",
+                 f"- {self.chosen} (mean ± SE)", "per fold", "train s")]  # fmt: skip
         for c in self.candidates.values():
-            vs = "chosen" if c.name == self.chosen else f"{c.diff_mean:+.4g} ± {c.diff_se:.2g}"
-            lines.append(
-                f"{c.name:<12} {f'{c.mean:.4g} ± {c.sd:.2g}':>32}  {vs:>34}  {c.seconds:>8.0f}"
-            )
-        return "\n".join(lines)
+            chosen = c.name == self.chosen
+            rows.append((
+                c.name, f"{c.mean:.4g} ± {c.sd:.2g}",
+                "chosen" if chosen else f"{c.diff_mean:+.3g} ± {c.diff_se:.2g}",
+                "" if chosen else " ".join(f"{d:+.3g}" for d in c.diff_vs_chosen),
+                f"{c.seconds:.0f}",
+            ))  # fmt: skip
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        return "\n".join(
+            "  ".join(cell.ljust(w) if i in (0, 3) else cell.rjust(w)
+                      for i, (cell, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+            for r in rows
+        )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ training
