@@ -478,6 +478,27 @@ def _publish(staged: Path, out: Path, overwrite: bool) -> None:
     remove_written(old)
 
 
+def _cost_text(trained: list[str], candidates: list[str], n: int, k: int, config: FitConfig) -> str:
+    """The expected cost of :func:`fit`, in words (:func:`estimate_seconds`)."""
+    n_fold = int(round(n * (k - 1) / k))
+    parts, total = [], 0.0
+    for c in trained + (["hurdle"] if "hurdle" in candidates else []):
+        each = estimate_seconds("trees" if c == "hurdle" else c, n_fold, config)
+        what = "zero classifiers" if c == "hurdle" else f"{c} trainings"
+        if c in ROOST_CANDIDATES:
+            train = config.roost_config(n_fold).train
+            what += f" ({config.recipe} recipe, {train.epochs} epochs)"
+        parts.append(f"{k} {what} of about {each / 60:.1f} min each")
+        total += k * each
+    if "trees+pbe" in trained:
+        total += TEACHER_SECONDS
+    refit = max(estimate_seconds(c, n, config) for c in trained)  # the dearest, at most
+    return (
+        "; ".join(parts) + f"; then the refit on all rows (at most about {refit / 60:.1f} min): "
+        f"about {(total + refit) / 60:.0f} min in all"
+    )
+
+
 def _score_test(model: Any, formulas: np.ndarray, y: np.ndarray, task_type: str) -> dict[str, Any]:
     """Matbench's metrics of the saved ``model`` on test rows (classification: its labels, and
     the ROC-AUC of its probabilities as ``rocauc_prob``)."""
@@ -590,24 +611,9 @@ def fit(
     metric = "1-rocauc" if task_type == "classification" else "mae"
 
     # ------------------------------------------------------------------ the expected cost
-    n_fold_train = int(np.mean([len(tr) for tr, _ in folds]))
-    n_roost = sum(c in ROOST_CANDIDATES for c in trained_names)
-    estimate = sum(estimate_seconds(c, n_fold_train, config) for c in trained_names) * k
-    estimate += sum(estimate_seconds("trees", n_fold_train, config) for _ in range(k)) * (
-        "hurdle" in candidates
-    )
-    refit = max(
-        estimate_seconds(c, len(y), config) for c in trained_names
-    )  # the dearest refit, at most
-    if "trees+pbe" in trained_names:
-        estimate += TEACHER_SECONDS
-    log.info(
-        "fit: %d training rows, %d-fold CV, candidates %s; %d Roost trainings (%s recipe, "
-        "%d epochs each) + the refit: expected cost about %.0f min on one CPU thread "
-        "(rough: measured speeds of a 2-core machine; more threads or a GPU are faster)",
-        len(y), k, ", ".join(candidates), n_roost * k, config.recipe,
-        config.roost_config(n_fold_train).train.epochs, (estimate + refit) / 60,
-    )  # fmt: skip
+    log.info("fit: %d training rows, %d-fold CV, candidates %s", len(y), k, ", ".join(candidates))
+    log.info("fit: expected cost on one CPU thread (rough, from speeds measured on a 2-core "
+             "machine; more threads or a GPU are faster): %s", _cost_text(trained_names, candidates, len(y), k, config))  # fmt: skip
 
     # ------------------------------------------------------------------ out-of-fold predictions
     steps = len(trained_names) * k + (k if "hurdle" in candidates else 0)
