@@ -45,6 +45,7 @@ __all__ = [
     "check_replaceable",
     "load_artefact",
     "load_encoder_weights",
+    "load_skops",
     "read_config",
     "register_files",
     "remove_written",
@@ -348,6 +349,30 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"({FORMAT_VERSION}); upgrade pretroost"
         )
     return config
+
+
+#: what a skops file may be rebuilt from: scikit-learn's and numpy's own types only
+SKOPS_TRUSTED_PREFIXES = ("sklearn.", "numpy.")
+
+
+def load_skops(file: str | os.PathLike[str]) -> Any:
+    """The object in a skops file (``skops.io``: arrays and JSON, no pickle), rebuilt only from
+    scikit-learn and numpy types (:data:`SKOPS_TRUSTED_PREFIXES`): a file naming any other type,
+    missing or unreadable, is refused (:class:`ArtefactError`), so loading never runs code from
+    the file."""
+    import skops.io
+
+    file = Path(file)
+    if not file.is_file():
+        raise ArtefactError(f"{file} is missing")
+    try:
+        types = skops.io.get_untrusted_types(file=file)
+    except Exception as exc:  # a zip that skops cannot read: say so, whatever its error type
+        raise ArtefactError(f"{file}: unreadable ({exc})") from None
+    foreign = [t for t in types if not t.startswith(SKOPS_TRUSTED_PREFIXES)]
+    if foreign:
+        raise ArtefactError(f"{file}: refers to types outside scikit-learn/numpy: {foreign}")
+    return skops.io.load(file, trusted=types)
 
 
 def load_artefact(path: str | os.PathLike[str]) -> Artefact:
