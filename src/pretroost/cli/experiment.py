@@ -181,8 +181,11 @@ def _save_trees(args: argparse.Namespace, config) -> int:
         fitted = fit_trees(comps, y, task_type, config)
         save_trees(fitted, out, config=config, data=str(data), n_train=len(y))
         best = f"{fitted.model}/{fitted.features}"
+        # inner_scores are minimised: classification stores minus the balanced accuracy
+        inner = fitted.inner_scores[best]
+        what = ("balanced accuracy", -inner) if task_type == "classification" else ("MAE", inner)
         sys.stdout.write(
-            f"{out}: {best}, inner score {fitted.inner_scores[best]:.4g}"
+            f"{out}: {best}, inner cross-validation {what[0]} {what[1]:.4g}"
             + (f", threshold {fitted.threshold:.4g}" if task_type == "classification" else "")
             + "\n"
         )

@@ -137,25 +137,29 @@ def _test_splits(args: argparse.Namespace, n: int, *, k: int | None = None):
 
 
 def _test_report(fitted, pred: dict, comps, y: np.ndarray, task_type: str) -> dict:
-    """Test scores of a model or ensemble; ensembles add uncertainty calibration (regression)
+    """Test scores of a model or ensemble, each named for what it is
+    (:func:`pretroost.metrics.user_scores`); ensembles add uncertainty calibration (regression)
     and each member's headline score, so ``finetune --ensemble`` and ``ensemble`` report alike."""
     from pretroost.data.batching import CompositionDataset
     from pretroost.ensemble import Ensemble, uncertainty_scores
-    from pretroost.metrics import CLF_THRESHOLD, HEADLINE, score, to_labels
+    from pretroost.metrics import CLF_THRESHOLD, USER_HEADLINE, user_scores
 
     data = CompositionDataset(comps)
     key = "prob" if task_type == "classification" else "mean"
-    values = pred[key][:, 0]
-    if task_type == "classification":  # labels with the model's decision threshold
-        values = to_labels(values, getattr(fitted, "threshold", CLF_THRESHOLD))
-    scores = score(task_type, y[:, 0], values)
+    # classification: labels with the model's decision threshold, ROC AUC of the probabilities
+    threshold = getattr(fitted, "threshold", CLF_THRESHOLD)
+    scores, notes = user_scores(task_type, y[:, 0], pred[key][:, 0], threshold=threshold)
     report: dict[str, Any] = {"scores": scores}
+    if notes:
+        report["notes"] = notes
+        for note in notes:
+            log.info("%s", note)
     if isinstance(fitted, Ensemble):
         if task_type == "regression":
             scores.update(uncertainty_scores(y[:, 0], pred["mean"][:, 0], pred["std"][:, 0]))
-        head = HEADLINE[task_type]
+        head = USER_HEADLINE[task_type]
         members = [
-            score(task_type, y[:, 0], m.predict_dataset(data)[key][:, 0])[head]
+            user_scores(task_type, y[:, 0], m.predict_dataset(data)[key][:, 0])[0][head]
             for m in fitted.members
         ]
         report[f"member_{head}"] = members
@@ -216,7 +220,8 @@ def _train_on_user_data(
         return 0
     metrics: dict[str, Any] = reports[0]
     if len(reports) > 1:
-        names = reports[0]["scores"]
+        # a score some splits leave out (mape where a fold's targets hold a 0) has no summary
+        names = [m for m in reports[0]["scores"] if all(m in r["scores"] for r in reports)]
         metrics = {
             "splits": reports,
             "summary": {
