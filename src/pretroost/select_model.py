@@ -53,7 +53,7 @@ from pretroost.finetune import fit as fit_roost
 from pretroost.folds import holdout_split, kfold_splits
 from pretroost.hurdle import apply_hurdle, fit_zero_classifier, save_hurdle
 from pretroost.io import check_replaceable, register_files, remove_written
-from pretroost.metrics import CLF_THRESHOLD, probability_rocauc, score, to_labels
+from pretroost.metrics import CLF_THRESHOLD, probability_rocauc, user_scores
 from pretroost.train import TrainConfig
 from pretroost.trees import TreesConfig, fit_trees, save_trees
 from pretroost.utils import atomic_write_json, git_sha, machine_description
@@ -500,18 +500,16 @@ def _cost_text(trained: list[str], candidates: list[str], n: int, k: int, config
 
 
 def _score_test(model: Any, formulas: np.ndarray, y: np.ndarray, task_type: str) -> dict[str, Any]:
-    """Matbench's metrics of the saved ``model`` on test rows (classification: its labels, and
-    the ROC-AUC of its probabilities as ``rocauc_prob``)."""
+    """The saved ``model``'s scores on test rows (:func:`~pretroost.metrics.user_scores`:
+    classification scores its labels at the model's threshold and the ROC-AUC of its
+    probabilities) and the notes on what was left out."""
     frame = model.predict(list(formulas))
-    if task_type == "classification":
-        prob = frame["probability"].to_numpy(dtype=np.float64)
-        scores = score(
-            task_type, y, to_labels(prob, float(getattr(model, "threshold", CLF_THRESHOLD)))
-        )
-        scores["rocauc_prob"] = probability_rocauc(y, prob)
-    else:
-        scores = score(task_type, y, frame["prediction"].to_numpy(dtype=np.float64))
-    return {"scores": scores}
+    column = "probability" if task_type == "classification" else "prediction"
+    threshold = float(getattr(model, "threshold", CLF_THRESHOLD))
+    scores, notes = user_scores(
+        task_type, y, frame[column].to_numpy(dtype=np.float64), threshold=threshold
+    )
+    return {"scores": scores, "notes": notes}
 
 
 def _card_section(result: dict[str, Any]) -> str:

@@ -85,6 +85,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     ]
     if result.test_scores is not None:
         lines.append("test: " + json.dumps(result.test_scores))
+        lines += [f"  ({note})" for note in result.report["test"]["notes"]]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
