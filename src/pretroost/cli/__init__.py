@@ -56,7 +56,7 @@ EXAMPLES = {
     "speed": "pretroost speed --threads 1\n  pretroost speed --quick",
     "teacher-probe": "pretroost teacher-probe --n 256 --no-chgnet",
     "finetune": (
-        "pretroost finetune --task matbench_steels --folds 0 --epochs 50\n"
+        "pretroost finetune --task matbench_steels --folds 0 --recipe quick\n"
         "  pretroost finetune --task expt_gap --init runs/ssl --strategy ssl\n"
         "  pretroost finetune --data my.csv --target-col gap --task-type regression --out my_model"
     ),
@@ -69,7 +69,7 @@ EXAMPLES.update(
         ),
         "embed": "pretroost embed --model runs/ssl formulas.csv -o emb.parquet",
         "ensemble": (
-            "pretroost ensemble --data my.csv --target-col gap --n 5 --epochs 100 --out models/gap5"
+            "pretroost ensemble --data my.csv --target-col gap --n 5 --recipe quick --out models/gap5"
         ),
     }
 )

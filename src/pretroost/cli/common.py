@@ -4,10 +4,12 @@ user-data flags (their defaults read from the config dataclasses), the configs b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
-from pretroost.cli.config_options import add_config_options, config_from_args
+from pretroost.cli.config_options import add_config_options, attribute_docs, config_from_args
+from pretroost.recipes import DEFAULT_RECIPE, RECIPES, SMALL_ROWS, Recipe, get_recipe
 
 log = logging.getLogger("pretroost.cli")
 
@@ -36,12 +38,40 @@ TRAIN_HELP = {
 
 
 def _add_train_args(p: argparse.ArgumentParser, *, pretrain: bool = False) -> None:
-    """The optimisation flags, from ``TrainConfig`` (defaults: ``FinetuneConfig().train``, or
-    ``PretrainConfig().train`` with ``pretrain``)."""
+    """The optimisation flags, from ``TrainConfig``: for pretraining, with the defaults of
+    ``PretrainConfig().train``; for finetuning, ``--recipe`` (:mod:`pretroost.recipes`) and the
+    flags it sets default to the recipe's values (a flag given replaces the recipe's)."""
     g = p.add_argument_group("optimisation")
-    add_config_options(g, _train_class(), TRAIN_FIELDS, defaults=_default_train(pretrain),
-                       help=TRAIN_HELP)  # fmt: skip
+    if pretrain:
+        add_config_options(g, _train_class(), TRAIN_FIELDS, defaults=_default_train(pretrain),
+                           help=TRAIN_HELP)  # fmt: skip
+    else:
+        g.add_argument(
+            "--recipe", default=DEFAULT_RECIPE, choices=list(RECIPES),
+            help="the finetuning recipe, default converged: "
+            + "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values()),
+        )  # fmt: skip
+        docs = attribute_docs(_train_class())
+        recipe_help = {
+            f: f"{TRAIN_HELP.get(f) or docs.get(f, '').replace('%', '%%')} (default: the "
+            "recipe's: "
+            + ", ".join(f"{r.name} {_recipe_value(r, f)}" for r in RECIPES.values())
+            + ")"
+            for f in Recipe.TRAIN_FIELDS
+        }
+        defaults = argparse.Namespace(**vars(_default_train(pretrain)))
+        for f in Recipe.TRAIN_FIELDS:  # None: not given, the recipe's value
+            setattr(defaults, f, None)
+        add_config_options(g, _train_class(), TRAIN_FIELDS, defaults=defaults,
+                           help={**TRAIN_HELP, **recipe_help})  # fmt: skip
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def _recipe_value(recipe: Recipe, field: str) -> str:
+    value = getattr(recipe, field)
+    if field == "batch_size" and recipe.small_batch_size is not None:
+        return f"{value} ({recipe.small_batch_size} under {SMALL_ROWS} training rows)"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _train_class() -> type:
@@ -105,10 +135,17 @@ def _add_overwrite_arg(p) -> None:
 
 
 def _train_config(args: argparse.Namespace, *, pretrain: bool = False, **extra):
-    """The ``TrainConfig`` of the optimisation flags (others: the command's defaults)."""
-    return config_from_args(
-        _train_class(), args, TRAIN_FIELDS, base=_default_train(pretrain), **extra
-    )
+    """The ``TrainConfig`` of the optimisation flags (others: the command's defaults; for
+    finetuning, the ``--recipe``'s)."""
+    if pretrain:
+        return config_from_args(
+            _train_class(), args, TRAIN_FIELDS, base=_default_train(pretrain), **extra
+        )
+    from pretroost.finetune import FinetuneConfig
+
+    base = FinetuneConfig.from_recipe(getattr(args, "recipe", DEFAULT_RECIPE)).train
+    given = {f: getattr(args, f) for f in TRAIN_FIELDS if getattr(args, f, None) is not None}
+    return dataclasses.replace(base, **{**given, **extra})
 
 
 def _add_arch_args(p: argparse.ArgumentParser, *, pretrain: bool) -> None:
@@ -200,6 +237,10 @@ def _finetune_config(args: argparse.Namespace):
     train = _train_config(
         args, encoder_lr_scale=scale, freeze_encoder_epochs=args.freeze_encoder_epochs
     )
+    recipe = get_recipe(getattr(args, "recipe", DEFAULT_RECIPE))
+    # a batch size given by hand is used whatever the training-set size
+    small = recipe.small_batch_size if getattr(args, "batch_size", None) is None else None
     return config_from_args(
-        FinetuneConfig, args, FINETUNE_FIELDS, train=train, encoder=_encoder_config(args), **sizes
-    )
+        FinetuneConfig, args, FINETUNE_FIELDS, train=train, encoder=_encoder_config(args),
+        small_batch_size=small, **sizes,
+    )  # fmt: skip

@@ -391,8 +391,8 @@ def register_convergence(p: argparse.ArgumentParser) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pretroost.experiment.demo import run_demo
 
-    text = run_demo(task=args.task, fold=args.fold, encoder=args.encoder, epochs=args.epochs,
-                    results_dir=args.results_dir)  # fmt: skip
+    text = run_demo(task=args.task, fold=args.fold, encoder=args.encoder, recipe=args.recipe,
+                    epochs=args.epochs, results_dir=args.results_dir)  # fmt: skip
     sys.stdout.write(text)
     return 0
 
@@ -403,7 +403,15 @@ def register_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--encoder", default=None, help="shipped encoder name or folder (default: first shipped)"
     )
-    p.add_argument("--epochs", type=int, default=100, help="finetuning epochs")
+    from pretroost.recipes import RECIPES  # light: no torch
+
+    p.add_argument(
+        "--recipe", default="quick", choices=list(RECIPES),
+        help="finetuning recipe (pretroost.recipes); default quick: a demo in minutes",
+    )  # fmt: skip
+    p.add_argument(
+        "--epochs", type=int, default=None, help="finetuning epochs (default: the recipe's)"
+    )
     p.add_argument("--results-dir", default="runs/demo")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 
