@@ -8,7 +8,12 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from pretroost.cli.config_options import add_config_options, attribute_docs, config_from_args
+from pretroost.cli.config_options import (
+    add_config_options,
+    attribute_docs,
+    config_from_args,
+    static_config,
+)
 from pretroost.recipes import DEFAULT_RECIPE, RECIPES, SMALL_ROWS, Recipe, get_recipe
 
 log = logging.getLogger("pretroost.cli")
@@ -22,6 +27,11 @@ def _floats(text: str) -> list[float]:
     return [float(t) for t in text.split(",") if t.strip()]
 
 
+#: the config dataclasses whose fields finetune and ensemble declare as options, read from their
+#: source (config_options.static_config): their modules import torch, too slow for ``--help``
+TRAIN_CONFIG = "pretroost.train:TrainConfig"
+FINETUNE_CONFIG = "pretroost.finetune:FinetuneConfig"
+ROOST_CONFIG = "pretroost.models.roost:RoostConfig"
 #: TrainConfig fields that are options of every training command
 TRAIN_FIELDS = (
     "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup_epochs", "patience", "seed",
@@ -51,7 +61,7 @@ def _add_train_args(p: argparse.ArgumentParser, *, pretrain: bool = False) -> No
             help="the finetuning recipe, default converged: "
             + "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values()),
         )  # fmt: skip
-        docs = attribute_docs(_train_class())
+        docs = attribute_docs(TRAIN_CONFIG)
         recipe_help = {
             f: f"{TRAIN_HELP.get(f) or docs.get(f, '').replace('%', '%%')} (default: the "
             "recipe's: "
@@ -59,10 +69,12 @@ def _add_train_args(p: argparse.ArgumentParser, *, pretrain: bool = False) -> No
             + ")"
             for f in Recipe.TRAIN_FIELDS
         }
-        defaults = argparse.Namespace(**vars(_default_train(pretrain)))
-        for f in Recipe.TRAIN_FIELDS:  # None: not given, the recipe's value
+        # FinetuneConfig().train is TrainConfig's defaults with the recipe's fields set; those
+        # are None here (not given: the recipe's value)
+        defaults = argparse.Namespace(**static_config(TRAIN_CONFIG).defaults)
+        for f in Recipe.TRAIN_FIELDS:
             setattr(defaults, f, None)
-        add_config_options(g, _train_class(), TRAIN_FIELDS, defaults=defaults,
+        add_config_options(g, TRAIN_CONFIG, TRAIN_FIELDS, defaults=defaults,
                            help={**TRAIN_HELP, **recipe_help})  # fmt: skip
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 
@@ -91,12 +103,10 @@ def _default_train(pretrain: bool):
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    """Initialisation and loss flags shared by ``finetune`` and ``ensemble`` (``FinetuneConfig``)."""
-    from pretroost.finetune import FinetuneConfig
-    from pretroost.models.roost import RoostConfig
-
+    """Initialisation and loss flags shared by ``finetune`` and ``ensemble`` (``FinetuneConfig``,
+    read from its source: declaring them imports no torch)."""
     mdl = p.add_argument_group("model")
-    add_config_options(mdl, FinetuneConfig, FINETUNE_FIELDS, help={
+    add_config_options(mdl, FINETUNE_CONFIG, FINETUNE_FIELDS, help={
         "init": "'scratch', or a folder whose encoder to start from: a pretrained encoder "
         "(pretroost pretrain --out), a finetuned model or an ensemble (its member 0)",
         "amount_encoding": "'fourier': the encoder also reads sines and cosines of each "
@@ -104,8 +114,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         "'none': the paper's Roost; default: the encoder's own",
     })  # fmt: skip
     mdl.add_argument("--freeze-encoder", action="store_true", help="train only the output network")
-    add_config_options(mdl, _train_class(), ("encoder_lr_scale", "freeze_encoder_epochs"))
-    add_config_options(mdl, RoostConfig, ("elem_embedding",))
+    add_config_options(mdl, TRAIN_CONFIG, ("encoder_lr_scale", "freeze_encoder_epochs"))
+    add_config_options(mdl, ROOST_CONFIG, ("elem_embedding",))
 
 
 def _add_user_data_args(g, *, required: bool) -> None:
@@ -209,7 +219,7 @@ def _check_out(
     folder holding an input file (``inputs``); an existing, non-empty folder only with
     ``--overwrite``, and then only one that holds nothing but what pretroost wrote there
     (:func:`pretroost.io.check_replaceable` names anything else)."""
-    from pretroost.io import check_out_path, check_replaceable  # light: no torch
+    from pretroost.io import check_out_path, check_replaceable  # imports torch: at run time only
 
     out = check_out_path(out)
     for path in inputs:
