@@ -73,12 +73,14 @@ def save_hurdle(
     config: TreesConfig,
     data: str,
     n_train: int,
+    id_col: str | None = None,
     overwrite: bool = True,
 ) -> Path:
     """Write a hurdle folder: a copy of the ``regressor`` model folder (a regression model that
     :func:`pretroost.load` reads; train it on the same rows), ``classifier``
     (:func:`fit_zero_classifier`, saved with :func:`~pretroost.trees.save_trees`), a
-    ``config.json`` and a model card naming both and the data (``data``, ``n_train`` rows)."""
+    ``config.json`` and a model card naming both and the data (``data``, ``n_train`` rows;
+    ``id_col``: its id column, which ``pretroost predict`` carries into its output)."""
     from pretroost import __version__
     from pretroost.io import write_folder
     from pretroost.predict import load
@@ -93,7 +95,7 @@ def save_hurdle(
     best = f"{classifier.model}/{classifier.features}"
     meta = {
         "kind": "hurdle", "task_type": "regression", "zero_probability": ZERO_PROBABILITY,
-        "regressor_source": str(regressor), "data": data, "n_train": n_train,
+        "regressor_source": str(regressor), "data": data, "n_train": n_train, "id_col": id_col,
         "git_sha": git_sha(), "pretroost_version": __version__,
     }  # fmt: skip
     card = "\n".join([
@@ -116,7 +118,7 @@ def save_hurdle(
     def fill(folder: Path) -> None:
         shutil.copytree(regressor, folder / "regressor")
         save_trees(classifier, folder / "zero_classifier", config=config, data=data,
-                   n_train=n_train)  # fmt: skip
+                   n_train=n_train, id_col=id_col)  # fmt: skip
 
     return write_folder(out, meta, card=card, fill=fill, overwrite=overwrite)
 
@@ -152,6 +154,11 @@ class HurdlePredictor:
     @property
     def columns(self) -> list[str]:
         return [*self.regressor.columns, "p_zero"]
+
+    @property
+    def id_col(self) -> str | None:
+        """The id column of the data the zero classifier was trained on (None if it had none)."""
+        return self.classifier.id_col
 
     def predict(
         self,

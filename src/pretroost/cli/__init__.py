@@ -114,6 +114,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("trees", "experiment", "cmd_trees", "register_trees",
             "Reference model: tree ensembles on composition features, chosen per official fold by "
             "cross-validation on its training rows; cells written like the bench's."),
+    Command("trees-size", "experiment", "cmd_trees_size", "register_trees_size",
+            "Benchmark: what capping a saved forest's trees costs in inner-CV MAE vs file size."),
     Command("blend", "experiment", "cmd_blend", "register_blend",
             "Write a declared blend (per fold the weighted mean of strategies' test predictions) "
             "as a strategy of its own, with its Matbench submission file."),

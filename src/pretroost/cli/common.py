@@ -118,8 +118,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     add_config_options(mdl, ROOST_CONFIG, ("elem_embedding",))
 
 
-def _add_user_data_args(g, *, required: bool) -> None:
-    """Your own CSV: shared by ``finetune --data`` and ``ensemble``."""
+def _add_user_data_args(
+    g, *, required: bool, all_rows: str = "its validation split still picks the best epoch"
+) -> None:
+    """Your own CSV: shared by ``finetune --data``, ``ensemble`` and ``trees --data``
+    (``all_rows``: what still selects the model when every row trains)."""
     g.add_argument("--data", required=required, help="your CSV of formulas and targets")
     g.add_argument("--formula-col", default="formula", help="formula column")
     g.add_argument("--target-col", default="target", help="target column")
@@ -128,7 +131,7 @@ def _add_user_data_args(g, *, required: bool) -> None:
     g.add_argument(
         "--test-fraction", type=float, default=0.2,
         help="share of --data held out at random (--seed) as the test set; 0: train the final "
-        "model on every row (its validation split still picks the best epoch), no test score",
+        f"model on every row ({all_rows}), no test score",
     )  # fmt: skip
     g.add_argument(
         "--test-data", default=None, metavar="FILE",
