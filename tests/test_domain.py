@@ -40,8 +40,9 @@ def test_a_training_composition_is_at_distance_zero_and_in_domain(binaries: Doma
 
 
 def test_an_unseen_element_is_out_of_domain_and_named(binaries: DomainIndex) -> None:
-    table = binaries.check(parse_formulas(["PuO2", "PuAmO4", "NaCl"]))
-    assert table["in_domain"].tolist() == [False, False, True]
+    table = binaries.check(parse_formulas(["PuO2", "PuAmO4", "NaCl", "OgCl"]))
+    assert table["in_domain"].tolist() == [False, False, True, False]
+    assert table["domain_reason"][3].startswith("Og not in training data")  # beyond Lr too
     assert table["domain_reason"][0].startswith("Pu not in training data")
     assert table["domain_reason"][1].startswith("Pu, Am not in training data")
     nb = binaries.neighbours(parse_formulas(["PuO2"]), k=1)
@@ -152,7 +153,7 @@ def test_too_few_rows_or_a_bad_percentile_raise() -> None:
 
 # ----------------------------------------------------------------------------------- properties
 
-ZS = st.lists(st.integers(1, 103), min_size=1, max_size=5, unique=True)
+ZS = st.lists(st.integers(1, 118), min_size=1, max_size=5, unique=True)
 
 
 @st.composite

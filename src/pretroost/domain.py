@@ -56,7 +56,7 @@ from scipy import sparse
 from sklearn.metrics.pairwise import manhattan_distances
 from sklearn.neighbors import NearestNeighbors
 
-from pretroost.data.composition import MAX_Z, CompositionArray, parse_formulas
+from pretroost.data.composition import CompositionArray, parse_formulas
 
 __all__ = [
     "METRIC",
@@ -77,6 +77,9 @@ CONFIG_FILE = "domain.json"
 TRAINING_FILE = "training.csv.gz"
 TARGET_TYPES = ("float", "int", "bool", "str")
 MAX_DISTANCE = 2.0
+#: element-fraction vectors here have a column for every element pymatgen knows (up to Og), so a
+#: query with an element beyond any element table is reported as unseen, not refused
+MAX_ELEMENT_Z = 118
 #: distances within this of the threshold count as within it: sums of fractions that are equal on
 #: paper (a binary AB against AC: 1) differ in the last bit from one pair of rows to the next
 TOLERANCE = 1e-9
@@ -132,10 +135,11 @@ def _ordinal(x: float) -> str:
 
 
 def _sparse(comps: CompositionArray) -> sparse.csr_matrix:
-    """(n, MAX_Z) CSR element fractions, column Z - 1 (the sparse form of ``comps.dense()``)."""
-    if len(comps.z) and int(comps.z.max()) > MAX_Z:
-        raise ValueError(f"element fractions cover Z <= {MAX_Z}; got Z = {int(comps.z.max())}")
-    return sparse.csr_matrix((comps.frac, comps.z - 1, comps.offsets), shape=(len(comps), MAX_Z))
+    """(n, MAX_ELEMENT_Z) CSR element fractions, column Z - 1 (``comps.dense()``, sparse)."""
+    if len(comps.z) and int(comps.z.max()) > MAX_ELEMENT_Z:
+        raise ValueError(f"elements go up to Z = {MAX_ELEMENT_Z}; got Z = {int(comps.z.max())}")
+    shape = (len(comps), MAX_ELEMENT_Z)
+    return sparse.csr_matrix((comps.frac, comps.z - 1, comps.offsets), shape=shape)
 
 
 def composition_distance(a: CompositionArray, b: CompositionArray) -> np.ndarray:
@@ -209,7 +213,7 @@ class DomainIndex:
         self.formulas = formulas
         self.threshold = float(threshold)
         self.config = config
-        self.seen = np.zeros(MAX_Z + 1, dtype=bool)
+        self.seen = np.zeros(MAX_ELEMENT_Z + 1, dtype=bool)
         self.seen[comps.z] = True
         self._train = _sparse(comps)
         self._nn = NearestNeighbors(metric="manhattan", algorithm="brute", n_jobs=1)
