@@ -13,7 +13,7 @@ Candidates (:data:`CANDIDATES`):
 - ``trees+pbe``: the same on ``fractions+magpie+pbe`` (a PBE band-gap teacher's prediction as a
   feature); a default candidate only where the target is a band gap (:func:`is_band_gap`);
 - ``dft+trunk``: Roost finetuned from the shipped ``dft-oqmd`` encoder and its trunk
-  (``finetune --init dft-oqmd --init-trunk``) with a named recipe (:data:`RECIPES`);
+  (``finetune --init dft-oqmd --init-trunk``) with a named recipe (:mod:`pretroost.recipes`);
 - ``blend``: the mean of the best Roost candidate's and the best trees candidate's predictions
   (scored from their out-of-fold predictions: no training of its own);
 - ``hurdle``: the best other regressor with its predictions set to 0 where a tree classifier of
@@ -54,13 +54,12 @@ from pretroost.folds import holdout_split, kfold_splits
 from pretroost.hurdle import apply_hurdle, fit_zero_classifier, save_hurdle
 from pretroost.io import check_replaceable, register_files, remove_written
 from pretroost.metrics import CLF_THRESHOLD, probability_rocauc, user_scores
-from pretroost.train import TrainConfig
+from pretroost.recipes import DEFAULT_RECIPE, get_recipe
 from pretroost.trees import TreesConfig, fit_trees, save_trees
 from pretroost.utils import atomic_write_json, git_sha, machine_description
 
 __all__ = [
     "CANDIDATES",
-    "RECIPES",
     "RULE",
     "CandidateScores",
     "FitConfig",
@@ -72,7 +71,6 @@ __all__ = [
     "has_zero_mass",
     "hurdle_regressor",
     "is_band_gap",
-    "recipe_train_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -99,26 +97,6 @@ RULE = (
     "hurdle ranks just after the regressor it wraps."
 )
 
-# --------------------------------------------------------------------------------- recipes
-# PLACEHOLDER until the named recipe registry lands: the Roost recipe by name, as a function of
-# the training rows. "converged" is the converged bench preset's finetuning recipe (300 epochs,
-# constant rate, batch 128 or 32 below 1000 rows, best validation epoch); "quick" the same with
-# 30 epochs, for trials.
-RECIPES: tuple[str, ...] = ("converged", "quick")
-
-
-def recipe_train_config(name: str, n_train: int) -> TrainConfig:
-    """The optimisation recipe ``name`` (:data:`RECIPES`) for ``n_train`` training rows."""
-    from pretroost.experiment.presets import PRESETS
-
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; valid: {', '.join(RECIPES)}")
-    preset = PRESETS["converged"]
-    if name == "quick":
-        preset = replace(preset, finetune=replace(preset.finetune, epochs=30))
-    return preset.finetune_for(n_train)
-
-
 # ----------------------------------------------------------------------------------- config
 
 
@@ -131,7 +109,7 @@ class FitConfig:
             (:func:`default_candidates`).
         folds: k of the k-fold cross-validation on the training rows (the same folds for every
             candidate; stratified by class for classification).
-        recipe: the Roost recipe (:data:`RECIPES`).
+        recipe: the Roost recipe (:data:`pretroost.recipes.RECIPES`).
         epochs: override the recipe's epochs (trials and tests); None: the recipe's.
         seed: the folds, the Roost trainings and the trees.
         band_gap: whether the target is a band gap (adds ``trees+pbe``); None: decided from
@@ -142,7 +120,7 @@ class FitConfig:
 
     candidates: tuple[str, ...] | None = None
     folds: int = 5
-    recipe: str = "converged"
+    recipe: str = DEFAULT_RECIPE
     epochs: int | None = None
     seed: int = 0
     band_gap: bool | None = None
@@ -161,8 +139,7 @@ class FitConfig:
                 )
             if len(set(self.candidates)) != len(self.candidates):
                 raise ValueError(f"candidates listed twice: {list(self.candidates)}")
-        if self.recipe not in RECIPES:
-            raise ValueError(f"unknown recipe {self.recipe!r}; valid: {', '.join(RECIPES)}")
+        get_recipe(self.recipe)  # ValueError listing the valid ones
         if self.folds < 2:
             raise ValueError(f"k-fold cross-validation needs folds >= 2, got {self.folds}")
         if self.epochs is not None and self.epochs < 1:
@@ -181,10 +158,12 @@ class FitConfig:
             n_jobs=self.n_jobs, **kw,
         )  # fmt: skip
 
-    def roost_config(self, n_train: int) -> FinetuneConfig:
-        train = recipe_train_config(self.recipe, n_train)
-        train = replace(train, seed=self.seed, epochs=self.epochs or train.epochs)
-        return FinetuneConfig(train=train, init=ROOST_INIT, init_trunk=True)
+    def roost_config(self) -> FinetuneConfig:
+        """The Roost candidate's finetuning: the recipe (its batch rule applied to the rows each
+        training gets), ``epochs`` if given, from the shipped encoder and its trunk."""
+        fc = FinetuneConfig.from_recipe(self.recipe, init=ROOST_INIT, init_trunk=True)
+        train = replace(fc.train, seed=self.seed, epochs=self.epochs or fc.train.epochs)
+        return replace(fc, train=train)
 
 
 # ------------------------------------------------------------------------------ the rules
@@ -298,7 +277,7 @@ def estimate_seconds(candidate: str, n_train: int, config: FitConfig) -> float:
     (blend and hurdle: 0, their members are counted; the hurdle's classifier is counted as one
     ``trees`` fit)."""
     if candidate in ROOST_CANDIDATES:
-        train = config.roost_config(n_train).train
+        train = config.roost_config().train
         a, b = ROOST_SECONDS_PER_EPOCH
         return train.epochs * (a + b * 0.9 * n_train)  # 10 % of the rows validate
     if candidate in TREES_CANDIDATES:
@@ -408,7 +387,7 @@ def _train(
         tc = config.trees_config(name)
         return _Trained(name, fit_trees(comps, y, task_type, tc), tc)
     if name in ROOST_CANDIDATES:
-        fc = config.roost_config(len(y))
+        fc = config.roost_config()
         fitted = fit_roost(
             comps, y.reshape(-1, 1), task_type, fc, seed=config.seed, progress=progress,  # type: ignore[arg-type]
             name=label, device=config.device,
@@ -486,7 +465,7 @@ def _cost_text(trained: list[str], candidates: list[str], n: int, k: int, config
         each = estimate_seconds("trees" if c == "hurdle" else c, n_fold, config)
         what = "zero classifiers" if c == "hurdle" else f"{c} trainings"
         if c in ROOST_CANDIDATES:
-            train = config.roost_config(n_fold).train
+            train = config.roost_config().train
             what += f" ({config.recipe} recipe, {train.epochs} epochs)"
         parts.append(f"{k} {what} of about {each / 60:.1f} min each")
         total += k * each

@@ -36,7 +36,8 @@ def _fit_config(args: argparse.Namespace, **extra):
 
 
 def _add_fit_options(p: argparse.ArgumentParser) -> None:
-    from pretroost.select_model import CANDIDATES, RECIPES, FitConfig
+    from pretroost.recipes import RECIPES
+    from pretroost.select_model import CANDIDATES, FitConfig
 
     g = p.add_argument_group("choice")
     g.add_argument(
@@ -49,8 +50,8 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         "contains 'gap')",
     )  # fmt: skip
     add_config_options(g, FitConfig, FIT_FIELDS, help={
-        "recipe": f"the Roost recipe: {' | '.join(RECIPES)} (converged: the project's best-known, "
-        "slow on a CPU; quick: for trials)",
+        "recipe": "the Roost recipe: "
+        + "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values()),
         "epochs": "override the recipe's Roost epochs (trials; default: the recipe's)",
         "seed": "seeds the folds, the test split, the Roost trainings and the trees",
         "n_estimators": "trees per forest (boosting iterations) of the trees candidates",

@@ -85,7 +85,7 @@ def run_fit_task(
         }  # fmt: skip
         base = chosen.detail.removeprefix("hurdle over ") if result.chosen == "hurdle" else ""
         uses_roost = {result.chosen, base} & {*ROOST_CANDIDATES, "blend"}
-        epochs = config.roost_config(len(train_ids)).train.epochs if uses_roost else 0
+        epochs = config.roost_config().train.epochs if uses_roost else 0
         pred = pd.DataFrame({"id": test_ids, "prediction": values})
         if clf and threshold != 0.5:
             pred["threshold"] = threshold

@@ -103,7 +103,7 @@ def measure_trees_size(
         x = composition_features(parse_formulas(train["formula"].tolist(), source=task.name), feats)
         y = train["target"].to_numpy(dtype=np.float64)
         splits = list(KFold(inner_folds, shuffle=True, random_state=seed).split(x))
-        rows = []
+        rows: list[dict[str, Any]] = []
         # (min_samples_leaf, max_leaf_nodes, trees) -> per-inner-fold MAE
         errors: dict[tuple[int, int | None, int], np.ndarray] = {}
         for leaf, nodes in caps:
