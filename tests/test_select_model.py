@@ -80,6 +80,9 @@ def test_refusals(tmp_path) -> None:
     (tmp_path / "taken" / "x").write_text("mine")
     with pytest.raises(FileExistsError, match="--overwrite"):
         pretroost.fit(frame, target_col="y", out=tmp_path / "taken", candidates=("trees",))
+    with pytest.raises(FileExistsError, match="did not write there"):
+        pretroost.fit(frame, target_col="y", out=tmp_path / "taken", candidates=("trees",),
+                      overwrite=True)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,11 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from pretroost import __version__
+from pretroost.io import ArtefactError, read_config, write_folder
+from pretroost.predict import load
+from pretroost.utils import git_sha
+
 __all__ = ["MAX_MEMBERS", "BlendPredictor", "member_name", "save_blend"]
 
 log = logging.getLogger(__name__)
@@ -44,11 +49,6 @@ def save_blend(
     """Write a blend folder holding a copy of each model folder in ``members`` (2 to
     :data:`MAX_MEMBERS`, all regression or all classification; train them on the same rows:
     ``data``, ``n_train`` rows), a ``config.json`` and a model card (``card_extra`` appended)."""
-    from pretroost import __version__
-    from pretroost.io import write_folder
-    from pretroost.predict import load
-    from pretroost.utils import git_sha
-
     paths = [Path(m) for m in members]
     if not 2 <= len(paths) <= MAX_MEMBERS:
         raise ValueError(f"a blend needs 2 to {MAX_MEMBERS} members, got {len(paths)}")
@@ -98,9 +98,6 @@ class BlendPredictor:
 
     @classmethod
     def load(cls, path: str | Path) -> BlendPredictor:
-        from pretroost.io import ArtefactError, read_config
-        from pretroost.predict import load
-
         root = Path(path)
         meta = read_config(root)
         if meta.get("kind") != "blend":

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from pretroost.blend import save_blend
 from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import CompositionArray
 from pretroost.data.tables import check_training_frame, read_training_table
@@ -52,8 +53,9 @@ from pretroost.finetune import FinetuneConfig, init_elem_embedding
 from pretroost.finetune import fit as fit_roost
 from pretroost.folds import holdout_split, kfold_splits
 from pretroost.hurdle import apply_hurdle, fit_zero_classifier, save_hurdle
-from pretroost.io import check_replaceable, register_files, remove_written
+from pretroost.io import check_out_path, check_replaceable, register_files, remove_written
 from pretroost.metrics import CLF_THRESHOLD, probability_rocauc, user_scores
+from pretroost.predict import load
 from pretroost.recipes import DEFAULT_RECIPE, get_recipe
 from pretroost.trees import TreesConfig, fit_trees, save_trees
 from pretroost.utils import atomic_write_json, git_sha, machine_description
@@ -549,11 +551,13 @@ def fit(
     if task_type not in ("regression", "classification"):
         raise ValueError(f"unknown task_type {task_type!r}; valid: regression, classification")
     config = replace(config, **overrides) if config is not None else FitConfig(**overrides)
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(
-            f"{out} exists; pass --overwrite to replace it, or choose another --out"
-        )
+    out = check_out_path(out)
+    if out.exists():  # refused before anything trains
+        if not overwrite and (not out.is_dir() or any(out.iterdir())):
+            raise FileExistsError(
+                f"{out} exists; pass --overwrite to replace it, or choose another --out"
+            )
+        check_replaceable(out)
     source = "data frame" if isinstance(data, pd.DataFrame) else str(data)
     wants_roost = config.candidates is None or bool(set(config.candidates) & set(ROOST_CANDIDATES))
     elem = init_elem_embedding(FinetuneConfig(init=ROOST_INIT)) if wants_roost else None
@@ -693,8 +697,6 @@ def fit(
                            progress=progress)  # fmt: skip
             saved[name] = model.save(staging / "parts" / name, data=data_label, n_train=len(y))
         if regressor == "blend":
-            from pretroost.blend import save_blend
-
             saved["blend"] = save_blend(
                 staging / "parts" / "blend", [saved[n] for n in blend_members], data=data_label,
                 n_train=len(y),
@@ -714,8 +716,6 @@ def fit(
         }
         test_report = None
         if test is not None:
-            from pretroost.predict import load
-
             test_report = _score_test(load(final), test[0], test[1], task_type)
             test_report |= {"source": test[2], "n_test": len(test[1])}
             report["test"] = test_report
@@ -729,8 +729,6 @@ def fit(
         _publish(final, out, overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    from pretroost.predict import load
-
     return FitResult(
         chosen, out, load(out), scores, metric, RULE, reason,
         report["test"]["scores"] if test is not None else None, report,
