@@ -61,6 +61,8 @@ def test_the_rule_prefers_the_simpler_candidate_within_one_standard_error() -> N
     tie = {"blend": trees, "hurdle": trees.copy()}
     assert choose(tie, hurdle_base="trees")[0] == "hurdle"
     assert choose(tie, hurdle_base="blend")[0] == "blend"
+    # a candidate whose error is not finite (a diverged training) is never chosen
+    assert choose({"trees": trees, "dft+trunk": trees - np.r_[np.nan, 0, 0, 0, 0]})[0] == "trees"
 
 
 def test_refusals(tmp_path) -> None:

@@ -238,9 +238,14 @@ def choose(errors: dict[str, np.ndarray], hurdle_base: str | None = None) -> tup
     """Apply :data:`RULE` to ``errors`` (candidate -> (k,) per-fold errors, lower is better, on
     the same folds). Returns ``(chosen, lowest, reason)``."""
     means = {c: float(np.mean(e)) for c, e in errors.items()}
-    lowest = min(means, key=lambda c: (means[c], _rank(c, hurdle_base)))
+    finite = {c: e for c, e in errors.items() if np.isfinite(means[c])}
+    if not finite:
+        raise ValueError(f"no candidate has a finite CV error: {means}")
+    for c in set(errors) - set(finite):
+        log.warning("fit: %s has a non-finite CV error (%s): not eligible", c, means[c])
+    lowest = min(finite, key=lambda c: (means[c], _rank(c, hurdle_base)))
     eligible = []
-    for c, e in errors.items():
+    for c, e in finite.items():
         d = np.asarray(e) - np.asarray(errors[lowest])
         se = float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
         if float(d.mean()) <= se:
@@ -248,7 +253,7 @@ def choose(errors: dict[str, np.ndarray], hurdle_base: str | None = None) -> tup
     chosen = min(eligible, key=lambda c: (_rank(c, hurdle_base), means[c]))
     if chosen == lowest:
         reason = f"{chosen} has the lowest mean CV error ({means[chosen]:.4g})"
-        simpler = [c for c in errors if _rank(c, hurdle_base) < _rank(chosen, hurdle_base)]
+        simpler = [c for c in finite if _rank(c, hurdle_base) < _rank(chosen, hurdle_base)]
         if simpler:
             reason += "; no simpler candidate is within one standard error of it"
     else:
