@@ -401,6 +401,7 @@ def save_trees(
     config: TreesConfig,
     data: str,
     n_train: int,
+    target: str | None = None,
     id_col: str | None = None,
     test: dict[str, Any] | None = None,
     overwrite: bool = True,
@@ -408,7 +409,8 @@ def save_trees(
     """Write ``fitted`` as a model folder: ``config.json`` (``"kind": "trees"``, the chosen
     candidate, its threshold, every candidate's inner score, ``config``), ``model.skops`` (the
     estimator in skops' format: arrays and JSON, no pickle) and a ``README.md`` model card saying
-    what it was trained on (``data``, ``n_train`` rows). ``id_col``: the training data's id
+    what it was trained on (``data``, ``n_train`` rows; ``target``: the name of its target,
+    which ``pretroost hurdle --regressor`` checks). ``id_col``: the training data's id
     column, which ``pretroost predict`` carries into its output when the input has it;
     ``test``: how it was tested (``{"data": where, "n_test": rows, "seed": ..., "scores":
     {metric: value}}``), kept as ``config.json``'s ``test`` and on the card. With ``+pbe`` features the PBE gap
@@ -427,7 +429,8 @@ def save_trees(
         "kind": "trees", "task_type": fitted.task_type, "model": fitted.model,
         "features": fitted.features, "threshold": fitted.threshold,
         "inner_scores": fitted.inner_scores, "candidate_thresholds": fitted.thresholds,
-        "trees_config": config.to_dict(), "data": data, "n_train": n_train, "id_col": id_col,
+        "trees_config": config.to_dict(), "data": data, "n_train": n_train, "target": target,
+        "id_col": id_col,
         "test": test,
         "git_sha": git_sha(), "pretroost_version": __version__,
         "sklearn_version": sklearn.__version__,
@@ -444,7 +447,8 @@ def save_trees(
         f"# pretroost trees: {fitted.model} on {fitted.features}",
         "",
         f"A {fitted.task_type} model on composition features (`pretroost.trees`), not Roost.",
-        f"- Data: {data} ({n_train} rows, every one used for the final fit).",
+        f"- Data: {data} ({n_train} rows, every one used for the final fit)"
+        + (f"; target `{target}`." if target else "."),
         *([f"- Test: {test['data']} ({test['n_test']} rows): "
            + ", ".join(f"{k} {v:.4g}" for k, v in test["scores"].items()) + "."]
           if test and test.get("n_test") else []),

@@ -174,7 +174,7 @@ def _save_trees(args: argparse.Namespace, config) -> int:
         fitted = fit_trees(comps, df["target"].to_numpy(), task.task_type, config)
         save_trees(
             fitted, out, config=config, data=f"{task.name}, Matbench v0.1", n_train=len(df),
-            id_col="id",
+            target=task.target, id_col="id",
         )  # fmt: skip
         _print_saved(out, fitted)
     return 0
@@ -204,7 +204,7 @@ def _save_trees_on_data(args: argparse.Namespace, config) -> int:
     from pretroost.cli.train import _test_splits
     from pretroost.data.tables import read_training_table
     from pretroost.io import register_files
-    from pretroost.metrics import score, to_labels
+    from pretroost.metrics import user_scores
     from pretroost.trees import fit_trees, save_trees
     from pretroost.utils import atomic_write_json
 
@@ -222,17 +222,19 @@ def _save_trees_on_data(args: argparse.Namespace, config) -> int:
     where = args.test_data or (f"{n_test} held-out rows" if n_test else None)
     report: dict = {"n_train": len(split.train), "n_test": n_test, "test": where}
     if n_test:
-        values = fitted.predict(test_comps)
-        if args.task_type == "classification":
-            values = to_labels(values, fitted.threshold)
-        report["scores"] = score(args.task_type, test_y[:, 0], values)
+        values = fitted.predict(test_comps)  # classification: probabilities of class 1
+        report["scores"], notes = user_scores(
+            args.task_type, test_y[:, 0], values, threshold=fitted.threshold
+        )
+        if notes:
+            report["notes"] = notes
         log.info(
             "%s: test %s", out.name, ", ".join(f"{m}={v:.4f}" for m, v in report["scores"].items())
         )
     test = {"data": where, "n_test": n_test, "seed": args.seed, "scores": report.get("scores")}
     save_trees(
         fitted, out, config=config, data=str(args.data), n_train=len(split.train),
-        id_col=args.id_col, test=test,
+        target=args.target_col, id_col=args.id_col, test=test,
     )  # fmt: skip
     atomic_write_json(out / "metrics.json", report)
     register_files(out, ["metrics.json"])
@@ -381,11 +383,13 @@ def _save_hurdle(args: argparse.Namespace, config) -> int:
     the ``--regressor`` folder (trained on the same rows) as one hurdle model."""
     from pretroost.cli.common import _check_out
     from pretroost.data.tables import read_training_table
-    from pretroost.hurdle import fit_zero_classifier, save_hurdle
+    from pretroost.hurdle import check_regressor_target, fit_zero_classifier, save_hurdle
 
     if not (args.out and args.data and args.regressor) or args.parts or args.tasks:
         raise ValueError("hurdle: a model needs --data CSV, --regressor DIR and --out DIR only")
     _check_out(Path(args.out), args.overwrite)
+    allow = args.allow_unknown_target
+    check_regressor_target(args.regressor, args.target_col, allow_unknown_target=allow)
     _, comps, y = read_training_table(
         args.data, formula_col=args.formula_col, target_col=args.target_col,
         id_col=args.id_col, task_type="regression",
@@ -393,7 +397,8 @@ def _save_hurdle(args: argparse.Namespace, config) -> int:
     fitted = fit_zero_classifier(comps, y[:, 0], config)
     save_hurdle(
         args.out, regressor=args.regressor, classifier=fitted, config=config,
-        data=str(args.data), n_train=len(y), id_col=args.id_col,
+        data=str(args.data), n_train=len(y), target=args.target_col, allow_unknown_target=allow,
+        id_col=args.id_col,
     )  # fmt: skip
     best = f"{fitted.model}/{fitted.features}"
     sys.stdout.write(
@@ -427,7 +432,15 @@ def register_hurdle(p: argparse.ArgumentParser) -> None:
         help="the hurdle's strategy name (one strategy; default: hurdle(...))",
     )
     p.add_argument("--data", default=None, help="your CSV of formulas and targets (with --out)")
-    p.add_argument("--regressor", default=None, help="a regression model folder (with --out)")
+    p.add_argument(
+        "--regressor", default=None,
+        help="a regression model folder (with --out) trained on the same target (--target-col)",
+    )  # fmt: skip
+    p.add_argument(
+        "--allow-unknown-target", action="store_true",
+        help="accept a --regressor that records no target name (else refused: it cannot be "
+        "checked to predict --target-col)",
+    )  # fmt: skip
     p.add_argument("--out", default=None, help="the hurdle model's folder")
     p.add_argument("--formula-col", default="formula", help="--data: formula column")
     p.add_argument("--target-col", default="target", help="--data: target column")

@@ -299,7 +299,7 @@ def against_leaderboard(task: str, ours: dict[int, float]) -> list[dict[str, Any
     One dict per entry: ``algorithm``, ``ours`` and ``theirs`` (means over the common folds),
     ``better`` / ``n`` (on how many of ``n`` folds ours is better: lower MAE, higher ROC-AUC) and
     :func:`~pretroost.experiment.scores.paired_test`'s ``mean_diff`` (ours − theirs), ``ci95``,
-    ``p_t``, ``p_wilcoxon`` (absent with fewer than 3 common folds).
+    ``p_t``, ``p_corrected``, ``p_wilcoxon`` (absent with fewer than 3 common folds).
     """
     from pretroost.experiment.scores import folds_better, lower_is_better, paired_test
 
@@ -321,6 +321,6 @@ def against_leaderboard(task: str, ours: dict[int, float]) -> list[dict[str, Any
         }
         test = paired_test(ours, theirs)
         if test is not None:
-            row |= {k: test[k] for k in ("mean_diff", "ci95", "p_t", "p_wilcoxon")}
+            row |= {k: test[k] for k in ("mean_diff", "ci95", "p_t", "p_corrected", "p_wilcoxon")}
         out.append(row)
     return out
