@@ -43,12 +43,16 @@ def save_blend(
     *,
     data: str,
     n_train: int,
+    target: str | None = None,
+    id_col: str | None = None,
     card_extra: str = "",
     overwrite: bool = True,
 ) -> Path:
     """Write a blend folder holding a copy of each model folder in ``members`` (2 to
     :data:`MAX_MEMBERS`, all regression or all classification; train them on the same rows:
-    ``data``, ``n_train`` rows), a ``config.json`` and a model card (``card_extra`` appended)."""
+    ``data``, ``n_train`` rows, its target column ``target`` and id column ``id_col``, recorded
+    for ``pretroost hurdle`` and ``pretroost predict``), a ``config.json`` and a model card
+    (``card_extra`` appended)."""
     paths = [Path(m) for m in members]
     if not 2 <= len(paths) <= MAX_MEMBERS:
         raise ValueError(f"a blend needs 2 to {MAX_MEMBERS} members, got {len(paths)}")
@@ -63,6 +67,7 @@ def save_blend(
     meta = {
         "kind": "blend", "task_type": task_type, "n_members": len(paths),
         "members": [str(p) for p in paths], "data": data, "n_train": n_train,
+        "target": target, "id_col": id_col,
         "git_sha": git_sha(), "pretroost_version": __version__,
     }  # fmt: skip
     card = "\n".join([
@@ -92,8 +97,14 @@ class BlendPredictor:
 
     kind = "blend"
 
-    def __init__(self, members: list[Any], task_type: str, path: Path | None = None):
-        self.members, self.path = members, path
+    def __init__(
+        self,
+        members: list[Any],
+        task_type: str,
+        path: Path | None = None,
+        meta: dict[str, Any] | None = None,
+    ):
+        self.members, self.path, self.meta = members, path, dict(meta or {})
         self._task_type = task_type
 
     @classmethod
@@ -110,7 +121,7 @@ class BlendPredictor:
         types = {m.task_type for m in members}
         if types != {meta.get("task_type")}:
             raise ArtefactError(f"{root}: members' task types {types} differ from the blend's")
-        return cls(members, str(meta["task_type"]), root)
+        return cls(members, str(meta["task_type"]), root, meta)
 
     def __repr__(self) -> str:
         return f"BlendPredictor(members={len(self.members)}, path={str(self.path)!r})"
@@ -118,6 +129,12 @@ class BlendPredictor:
     @property
     def task_type(self) -> str:
         return self._task_type
+
+    @property
+    def id_col(self) -> str | None:
+        """The training data's id column (``pretroost predict`` carries it), if recorded."""
+        value = self.meta.get("id_col")
+        return None if value is None else str(value)
 
     @property
     def threshold(self) -> float:

@@ -372,12 +372,13 @@ class _Trained:
         pred = self.model.predict_dataset(CompositionDataset(comps))
         return np.asarray(pred["prob" if "prob" in pred else "mean"][:, 0], dtype=np.float64)
 
-    def save(self, out: Path, *, data: str, n_train: int, card_extra: str = "") -> Path:
+    def save(self, out: Path, *, data: str, n_train: int, target: str, id_col: str | None) -> Path:
+        """Save as a model folder recording the data, its target column and id column."""
         if self.trees_config is not None:
             return save_trees(self.model, out, config=self.trees_config, data=data,
-                              n_train=n_train)  # fmt: skip
-        self.model.info.update(source=data)
-        return Path(self.model.save(out, card_extra=card_extra))
+                              n_train=n_train, target=target, id_col=id_col)  # fmt: skip
+        self.model.info.update(source=data, target=target, id_col=id_col)
+        return Path(self.model.save(out))
 
 
 def _train(
@@ -700,18 +701,20 @@ def fit(
             log.info("fit: refitting %s on all %d training rows", name, len(y))
             model = _train(name, comps, y, task_type, config, label=f"{name} (all rows)",
                            progress=progress)  # fmt: skip
-            saved[name] = model.save(staging / "parts" / name, data=data_label, n_train=len(y))
+            saved[name] = model.save(staging / "parts" / name, data=data_label, n_train=len(y),
+                                     target=target_col, id_col=id_col)  # fmt: skip
         if regressor == "blend":
             saved["blend"] = save_blend(
                 staging / "parts" / "blend", [saved[n] for n in blend_members], data=data_label,
-                n_train=len(y),
+                n_train=len(y), target=target_col, id_col=id_col,
             )  # fmt: skip
         if chosen == "hurdle":
             log.info("fit: refitting the zero classifier on all %d training rows", len(y))
             classifier = fit_zero_classifier(comps, y, config.trees_config())
             save_hurdle(
                 final, regressor=saved[regressor], classifier=classifier,
-                config=config.trees_config(), data=data_label, n_train=len(y),
+                config=config.trees_config(), data=data_label, n_train=len(y), target=target_col,
+                id_col=id_col,
             )  # fmt: skip
         else:
             shutil.move(str(saved[regressor]), final)
