@@ -116,7 +116,9 @@ class FitConfig:
         seed: the folds, the Roost trainings and the trees.
         band_gap: whether the target is a band gap (adds ``trees+pbe``); None: decided from
             the target column's name (:func:`is_band_gap`).
-        n_estimators, inner_folds, n_jobs: the trees' (:class:`~pretroost.trees.TreesConfig`).
+        n_estimators, inner_folds, n_jobs: the trees' (:class:`~pretroost.trees.TreesConfig`);
+            None: those of a trees model saved for use (``TreesConfig.for_saving``), in the
+            cross-validation as in the refit.
         device: where Roost trains (None: CPU).
     """
 
@@ -126,8 +128,8 @@ class FitConfig:
     epochs: int | None = None
     seed: int = 0
     band_gap: bool | None = None
-    n_estimators: int = 500
-    inner_folds: int = 5
+    n_estimators: int | None = None
+    inner_folds: int | None = None
     n_jobs: int | None = None
     device: str | None = None
 
@@ -153,12 +155,17 @@ class FitConfig:
         return d
 
     def trees_config(self, candidate: str = "trees") -> TreesConfig:
-        features = ("fractions+magpie+pbe",) if candidate == "trees+pbe" else None
-        kw: dict[str, Any] = {"features": features} if features else {}
-        return TreesConfig(
-            n_estimators=self.n_estimators, inner_folds=self.inner_folds, seed=self.seed,
-            n_jobs=self.n_jobs, **kw,
-        )  # fmt: skip
+        """The trees candidate's config (``trees+pbe``: the ``fractions+magpie+pbe`` features
+        only): a saved model's defaults (:meth:`~pretroost.trees.TreesConfig.for_saving`) with
+        this config's trees settings."""
+        kw: dict[str, Any] = {"seed": self.seed, "n_jobs": self.n_jobs}
+        if candidate == "trees+pbe":
+            kw["features"] = ("fractions+magpie+pbe",)
+        if self.n_estimators is not None:
+            kw["n_estimators"] = self.n_estimators
+        if self.inner_folds is not None:
+            kw["inner_folds"] = self.inner_folds
+        return TreesConfig.for_saving(**kw)
 
     def roost_config(self) -> FinetuneConfig:
         """The Roost candidate's finetuning: the recipe (its batch rule applied to the rows each

@@ -54,8 +54,10 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         + "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values()),
         "epochs": "override the recipe's Roost epochs (trials; default: the recipe's)",
         "seed": "seeds the folds, the test split, the Roost trainings and the trees",
-        "n_estimators": "trees per forest (boosting iterations) of the trees candidates",
-        "inner_folds": "the trees' own inner cross-validation (its 6 models x feature sets)",
+        "n_estimators": "trees per forest (boosting iterations) of the trees candidates "
+        "(default: a saved trees model's, TreesConfig.for_saving)",
+        "inner_folds": "folds of the trees' own inner cross-validation among its models and "
+        "feature sets (default: TreesConfig's)",
         "n_jobs": "the forests' worker threads (default: scikit-learn's, one)",
         "device": "where Roost trains: cpu, cuda, ... (default: CPU)",
     })  # fmt: skip
