@@ -118,6 +118,8 @@ def test_fit_scores_every_default_candidate_on_the_same_folds_and_saves_the_choi
     assert fitted.candidates["blend"].detail == "mean of dft+trunk and trees"
     assert fitted.candidates["hurdle"].detail == "hurdle over blend"
     report = json.loads((fitted.path / "fit_report.json").read_text())
+    modes = {p.name: p.stat().st_mode & 0o777 for p in fitted.path.iterdir() if p.is_file()}
+    assert modes["fit_report.json"] == modes["config.json"]
     assert report["chosen"] == fitted.chosen and set(report["candidates"]) == set(fitted.candidates)
     assert report["n_train"] == 64 and report["test"]["n_test"] == 16
     assert set(report["times"]) == {"cv_seconds", "refit_seconds", "total_seconds"}

@@ -740,6 +740,9 @@ def fit(
         with (final / "README.md").open("a") as f:
             f.write(_card_section(report))
         atomic_write_json(final / "fit_report.json", report)
+        umask = os.umask(0)
+        os.umask(umask)
+        (final / "fit_report.json").chmod(0o666 & ~umask)  # as the folder's other files
         register_files(final, ["fit_report.json"])
         _publish(final, out, overwrite)
     finally:
