@@ -4,15 +4,20 @@
 >>> model = pretroost.load("models/demo")  # doctest: +SKIP
 >>> model.predict(["Fe2O3", "NaCl", "not a formula"])  # doctest: +SKIP
 
-Three kinds of folders load (``config.json``'s ``"kind"``):
+These kinds of folders load (``config.json``'s ``"kind"``):
 
 - ``"finetuned"``: one property model (:meth:`FittedModel.save`);
 - ``"ensemble"``: a deep ensemble (:mod:`pretroost.ensemble`); predictions carry total, aleatoric
   and epistemic stds;
 - ``"pretrained"``: an encoder only (``"encoder"`` config, tensors under ``encoder.``): ``embed``
   works, ``predict`` does not (there is no property head);
+- ``"ready"``: a ready property model shipped in the package (:mod:`pretroost.ready`), e.g.
+  ``load("expt-gap")``;
 - ``"trees"``: a tree ensemble on composition features (:func:`pretroost.trees.save_trees`), loaded
-  as a :class:`~pretroost.trees.TreesPredictor` with the same ``predict``.
+  as a :class:`~pretroost.trees.TreesPredictor` with the same ``predict``;
+- ``"hurdle"`` and ``"blend"``: folders of models (:mod:`pretroost.hurdle`,
+  :mod:`pretroost.blend`), loaded as :class:`~pretroost.hurdle.HurdlePredictor` and
+  :class:`~pretroost.blend.BlendPredictor`.
 
 Bad formulas never vanish: with ``errors="coerce"`` (the default) their row stays in place with NaN
 predictions (or a NaN embedding) and the reason in the ``error`` column; ``errors="raise"`` raises a
@@ -44,7 +49,9 @@ from pretroost.models.roost import RoostConfig, RoostEncoder, TaskType
 from pretroost.utils import atomic_path
 
 if TYPE_CHECKING:
+    from pretroost.blend import BlendPredictor
     from pretroost.hurdle import HurdlePredictor
+    from pretroost.ready import ReadyPredictor
     from pretroost.trees import TreesPredictor
 
 __all__ = [
@@ -65,7 +72,9 @@ log = logging.getLogger(__name__)
 
 Errors = Literal["coerce", "raise"]
 ERRORS: tuple[str, ...] = ("coerce", "raise")
-KINDS: tuple[str, ...] = ("finetuned", "ensemble", "pretrained", "trees", "hurdle")
+KINDS: tuple[str, ...] = (
+    "finetuned", "ensemble", "pretrained", "trees", "hurdle", "blend", "ready",
+)  # fmt: skip
 TABLE_SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".pq")
 _CHUNK = 4096  # rows per prediction chunk (one progress-bar step)
 
@@ -322,7 +331,9 @@ class Predictor:
             raise ValueError(
                 f"{where}: a pretrained encoder without a property head predicts nothing; embed "
                 f"formulas with it (`pretroost embed --model {where} INPUT`, or .embed()), or "
-                f"finetune it first (`pretroost finetune --init {where} --data ...`)"
+                f"finetune it first (`pretroost finetune --init {where} --data ...`); ready "
+                "property models load by name (`pretroost ready list`; oqmd-dft gives dft-oqmd's "
+                "OQMD DFT estimates)"
             )
         values, index, parsed = self.parse(formulas, errors=errors)
         n, t = len(values), self.n_targets
@@ -477,12 +488,15 @@ def encoder_from_artefact(art) -> RoostEncoder:
     return encoder.eval()
 
 
-def load(path: str | Path) -> Predictor | TreesPredictor | HurdlePredictor:
+def load(
+    path: str | Path,
+) -> Predictor | TreesPredictor | HurdlePredictor | BlendPredictor | ReadyPredictor:
     """Load an artefact folder (finetuned model, ensemble or pretrained encoder) as a
-    :class:`Predictor`, a trees model as a :class:`~pretroost.trees.TreesPredictor`, or a hurdle
-    as a :class:`~pretroost.hurdle.HurdlePredictor`. Raises
+    :class:`Predictor`, a trees model as a :class:`~pretroost.trees.TreesPredictor`, a hurdle
+    as a :class:`~pretroost.hurdle.HurdlePredictor`, or a blend as a
+    :class:`~pretroost.blend.BlendPredictor`. Raises
     :class:`~pretroost.io.ArtefactError` (a ``ValueError``) for a folder that is not one of these.
-    ``path`` may name a shipped encoder (``pretroost.pretrained``)."""
+    ``path`` may name a shipped encoder or ready model (``pretroost.pretrained``)."""
     from pretroost.pretrained import resolve
     from pretroost.trees import TreesPredictor
 
@@ -502,6 +516,14 @@ def load(path: str | Path) -> Predictor | TreesPredictor | HurdlePredictor:
         from pretroost.hurdle import HurdlePredictor
 
         return HurdlePredictor.load(root)
+    if folder_kind == "blend":
+        from pretroost.blend import BlendPredictor
+
+        return BlendPredictor.load(root)
+    if folder_kind == "ready":
+        from pretroost.ready import ReadyPredictor
+
+        return ReadyPredictor.load(root)
     art = load_artefact(path)
     kind = art.config.get("kind")
     if kind == "finetuned":

@@ -1,9 +1,10 @@
 """The ``pretroost`` command line: a thin layer over the library (``main(argv) -> exit code``).
 
 Each subcommand lives in a module of this package (``train``: data, corpus, pretrain, finetune,
-ensemble; ``predict``: predict, embed; ``serve``: serve; ``experiment``: bench, select, report, convergence, speed,
-teacher-probe) as ``cmd_<name>(args)`` and ``register_<name>(parser)``; :data:`COMMANDS` lists
-them. Options that set a config field are declared from the config dataclass itself
+ensemble; ``predict``: predict, embed; ``serve``: serve; ``fit``: fit, fit-bench;
+``experiment``: bench, select, report, convergence, speed, teacher-probe) as ``cmd_<name>(args)``
+and ``register_<name>(parser)``; :data:`COMMANDS` lists them. Options that set a config field are
+declared from the config dataclass itself
 (:mod:`pretroost.cli.config_options`), so each default is written once, in the dataclass.
 """
 
@@ -42,9 +43,17 @@ EXAMPLES = {
         "  pretroost hurdle --data gaps.csv --target-col gap --regressor models/gap "
         "--out models/gap_hurdle"
     ),
+    "fit": (
+        "pretroost fit --data my.csv --target-col gap --out models/gap\n"
+        "  pretroost fit --data my.csv --target-col y --recipe quick --folds 3 --out models/try"
+    ),
+    "fit-bench": (
+        "pretroost fit-bench --tasks matbench_steels --recipe quick --results-dir results/fit-quick"
+    ),
     "select": "pretroost select --tasks matbench_steels --candidates scratch fingerprint",
     "demo": "pretroost demo\n  pretroost demo --task matbench_expt_gap --epochs 30",
     "ship": "pretroost ship runs/converged/fingerprint --name fingerprint-oqmd",
+    "ready": "pretroost ready score expt-gap\n  pretroost ready build expt-gap\n  pretroost ready list",
     "convergence": "pretroost convergence --tasks matbench_steels --seeds 0 1 2 --schedules cosine",
     "speed": "pretroost speed --threads 1\n  pretroost speed --quick",
     "teacher-probe": "pretroost teacher-probe --n 256 --no-chgnet",
@@ -93,6 +102,9 @@ COMMANDS: tuple[Command, ...] = (
             "Fetch Matbench targets, official folds and the OQMD corpus into the cache."),
     Command("finetune", "train", "cmd_finetune", "register_finetune",
             "Train Roost (from scratch or a pretrained encoder) and score it."),
+    Command("fit", "fit", "cmd_fit", "register_fit",
+            "Choose a model for your CSV (trees, pretrained Roost, their blend, a hurdle) by "
+            "k-fold cross-validation on its training rows; refit and save the choice."),
     Command("corpus", "train", "cmd_corpus", "register_corpus",
             "Build the leak-free pretraining corpus (OQMD minus Matbench compositions)."),
     Command("pretrain", "train", "cmd_pretrain", "register_pretrain",
@@ -113,6 +125,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("hurdle", "experiment", "cmd_hurdle", "register_hurdle",
             "Set a regressor's predictions to 0 where a tree classifier of target == 0 says "
             "P > 0.5 (band gaps of metals): on Matbench folds, or as a model folder."),
+    Command("fit-bench", "fit", "cmd_fit_bench", "register_fit_bench",
+            "Run `pretroost fit` on each official training fold of Matbench tasks and score its "
+            "choice on the test fold; cells written like the bench's."),
     Command("convergence", "experiment", "cmd_convergence", "register_convergence",
             "Check on validation data (one official training fold) that doubling a preset's "
         "finetuning epochs no longer improves scratch Roost beyond the seed spread."),
@@ -129,6 +144,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("ship", "train", "cmd_ship", "register_ship",
             "Copy a pretrained encoder into the package (src/pretroost/pretrained/NAME) with its "
             "model card and reference embeddings, so that `--init NAME` works offline."),
+    Command("ready", "ready", "cmd_ready", "register_ready",
+            "Build the ready property models shipped in the package (expt-gap, glass, ...) and "
+            "score their shipped forms on the official folds."),
     Command("ensemble", "train", "cmd_ensemble", "register_ensemble",
             "Train a deep ensemble of Roost models on your CSV and save it as one model folder."),
     Command("serve", "serve", "cmd_serve", "register_serve",

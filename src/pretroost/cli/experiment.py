@@ -538,8 +538,8 @@ def cmd_speed(args: argparse.Namespace) -> int:
 
 #: ``pretroost.experiment.speed.MEASUREMENTS`` (named here: the parser loads no torch)
 MEASUREMENT_NAMES = (
-    "machine", "train", "steels", "flops", "fingerprint", "ssl_epoch", "teachers", "dft_epoch",
-    "dft_heldout",
+    "machine", "train", "steels", "flops", "fingerprint", "ssl_epoch", "teachers", "ready",
+    "dft_epoch", "dft_heldout",
 )  # fmt: skip
 
 

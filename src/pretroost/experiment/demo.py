@@ -33,7 +33,7 @@ def run_demo(
     from pretroost.benchmark import run_matbench_task
     from pretroost.pretrained import shipped
 
-    names = shipped()
+    names = shipped("pretrained")
     if encoder is None:
         if not names:
             raise ValueError("no shipped encoder in this installation: pass --encoder DIR")

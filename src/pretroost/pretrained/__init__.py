@@ -1,4 +1,5 @@
-"""Pretrained Roost encoders shipped inside the package, usable offline right after install.
+"""Pretrained Roost encoders and ready property models shipped inside the package, usable
+offline right after install (the ready models: :mod:`pretroost.ready`, ``pretroost ready list``).
 
 Each is a release folder ``pretrained/<name>/`` (``config.json``, ``model.safetensors``, model card
 ``README.md`` with the exact command that made it, and ``reference.json``: the embeddings of a few
@@ -29,15 +30,24 @@ REFERENCE_FORMULAS = (
 )  # fmt: skip
 StorageDtype = Literal["fp32", "bf16", "fp16"]
 DTYPES = ("fp32", "bf16", "fp16")
+SHIPPED_KINDS = ("pretrained", "ready")
 
 
-def shipped() -> dict[str, Path]:
-    """Name -> folder of every encoder shipped with this installation."""
-    return {p.parent.name: p.parent for p in sorted(ROOT.glob("*/config.json"))}
+def shipped(kind: str | None = None) -> dict[str, Path]:
+    """Name -> folder of every model shipped with this installation: the pretrained encoders
+    (``kind="pretrained"``) and the ready property models (``kind="ready"``,
+    :mod:`pretroost.ready`); ``None``: all."""
+    if kind not in (None, *SHIPPED_KINDS):
+        raise ValueError(f"unknown shipped kind {kind!r}; valid: {', '.join(SHIPPED_KINDS)}")
+    out = {}
+    for p in sorted(ROOT.glob("*/config.json")):
+        if kind is None or json.loads(p.read_text()).get("kind") == kind:
+            out[p.parent.name] = p.parent
+    return out
 
 
 def resolve(path: str | os.PathLike[str]) -> Path:
-    """``path`` itself when it exists, else the shipped encoder of that name, else ``path`` (the
+    """``path`` itself when it exists, else the shipped model of that name, else ``path`` (the
     caller's own error then names it, and the shipped names)."""
     p = Path(path)
     if p.exists():
