@@ -53,7 +53,7 @@ def test_blank_line_in_a_predict_csv_is_a_row_with_an_error(tmp_path, capsys) ->
     import torch
 
     from pretroost.cli import main
-    from pretroost.io import save_artefact
+    from pretroost.artefacts import save_artefact
     from pretroost.models.roost import RoostEncoder
     from tiny import TINY_ENCODER
 

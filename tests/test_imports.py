@@ -66,5 +66,5 @@ def test_moved_modules_import_alone() -> None:
     """The experiment and CLI modules (moved or split), each in a fresh interpreter."""
     code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n"
     moved = [m for m in _modules() if m.startswith(("pretroost.experiment", "pretroost.cli"))]
-    for module in [*moved, "pretroost.folds", "pretroost.benchmark"]:
+    for module in [*moved, "pretroost.folds", "pretroost.evaluation.matbench"]:
         subprocess.run([sys.executable, "-c", code, module], check=True, capture_output=True)

@@ -16,7 +16,7 @@ import pretroost
 from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import FormulaError, parse_formulas
 from pretroost.finetune import FinetuneConfig, FittedModel, fit
-from pretroost.io import ArtefactError, save_artefact
+from pretroost.artefacts import ArtefactError, save_artefact
 from pretroost.models.roost import RoostEncoder
 from pretroost.predict import Predictor, as_formula_list, load, read_formula_input, write_table
 from pretroost.train import TrainConfig

@@ -262,7 +262,7 @@ def test_init_from_pretrained_encoder(tmp_path):
     import torch
     from torch import nn
 
-    from pretroost.io import save_artefact
+    from pretroost.artefacts import save_artefact
     from pretroost.models.roost import RoostEncoder
 
     cfg = tiny_encoder(width=12, hidden=8)

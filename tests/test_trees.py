@@ -108,7 +108,7 @@ def test_trees_command_refuses_a_threshold_on_regression_tasks(tmp_path) -> None
 
 
 def test_run_trees_task_writes_a_bench_cell(tmp_path, data_cache, monkeypatch) -> None:
-    from pretroost.benchmark import prediction_path, validation_path
+    from pretroost.evaluation.matbench import prediction_path, validation_path
     from pretroost.data.matbench import load_folds
     from pretroost.results import read_benchmark_rows
     from pretroost.trees import run_trees_task
@@ -152,7 +152,7 @@ def test_trees_command_with_a_validation_threshold(tmp_path, data_cache, monkeyp
     probabilities and scores Matbench's rocauc on labels at it."""
     import pandas as pd
 
-    from pretroost.benchmark import prediction_path, validation_path
+    from pretroost.evaluation.matbench import prediction_path, validation_path
     from pretroost.cli import main
     from pretroost.data.matbench import load_task
     from pretroost.metrics import score, to_labels
@@ -186,7 +186,7 @@ def test_saved_trees_load_and_predict_the_same(tmp_path) -> None:
     import skops.io
 
     import pretroost
-    from pretroost.io import ArtefactError
+    from pretroost.artefacts import ArtefactError
     from pretroost.trees import TreesPredictor, save_trees
 
     formulas, y = _alloys(120, seed=3)

@@ -48,7 +48,7 @@ from pretroost.finetune import (
     validation_score,
     validation_split,
 )
-from pretroost.io import Artefact, ArtefactError, load_artefact, save_artefact
+from pretroost.artefacts import Artefact, ArtefactError, load_artefact, save_artefact
 from pretroost.metrics import CLF_THRESHOLD
 from pretroost.models.roost import ModelConfig, RoostModel, TaskType
 from pretroost.utils import git_sha, machine_description

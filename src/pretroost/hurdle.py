@@ -80,7 +80,7 @@ def save_hurdle(
     (:func:`fit_zero_classifier`, saved with :func:`~pretroost.trees.save_trees`), a
     ``config.json`` and a model card naming both and the data (``data``, ``n_train`` rows)."""
     from pretroost import __version__
-    from pretroost.io import write_folder
+    from pretroost.artefacts import write_folder
     from pretroost.predict import load
     from pretroost.utils import git_sha
 
@@ -133,7 +133,7 @@ class HurdlePredictor:
 
     @classmethod
     def load(cls, path: str | Path) -> HurdlePredictor:
-        from pretroost.io import ArtefactError, read_config
+        from pretroost.artefacts import ArtefactError, read_config
         from pretroost.predict import load
 
         root = Path(path)

@@ -39,7 +39,7 @@ from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import CompositionArray, FormulaError, parse_formula
 from pretroost.ensemble import Ensemble, combine_predictions
 from pretroost.finetune import FittedModel
-from pretroost.io import ArtefactError, load_artefact, read_config
+from pretroost.artefacts import ArtefactError, load_artefact, read_config
 from pretroost.models.roost import RoostConfig, RoostEncoder, TaskType
 from pretroost.utils import atomic_path
 
@@ -481,7 +481,7 @@ def load(path: str | Path) -> Predictor | TreesPredictor | HurdlePredictor:
     """Load an artefact folder (finetuned model, ensemble or pretrained encoder) as a
     :class:`Predictor`, a trees model as a :class:`~pretroost.trees.TreesPredictor`, or a hurdle
     as a :class:`~pretroost.hurdle.HurdlePredictor`. Raises
-    :class:`~pretroost.io.ArtefactError` (a ``ValueError``) for a folder that is not one of these.
+    :class:`~pretroost.artefacts.ArtefactError` (a ``ValueError``) for a folder that is not one of these.
     ``path`` may name a shipped encoder (``pretroost.pretrained``)."""
     from pretroost.pretrained import resolve
     from pretroost.trees import TreesPredictor

@@ -6,7 +6,7 @@ composition's element fractions, alone or with its 144 Magpie attributes (Ward e
 Mater. 2, 16028, 2016). Random forests on Magpie attributes are Matbench's "RF-SCM/Magpie"
 baseline; here the model and features are chosen per official fold by cross-validation on that
 fold's training rows only (:func:`fit_trees`), and :func:`run_trees_task` writes the cells in the
-bench's format (:mod:`pretroost.benchmark`), so reports, ensembles and blends read them like any
+bench's format (:mod:`pretroost.evaluation.matbench`), so reports, ensembles and blends read them like any
 strategy's.
 """
 
@@ -255,10 +255,10 @@ def run_trees_task(
     source: str = "auto",
 ) -> list[dict]:
     """Fit :func:`fit_trees` on each official training fold of a task and score it on the test
-    fold; the cells are written like the bench's (:func:`pretroost.benchmark.prediction_path`,
+    fold; the cells are written like the bench's (:func:`pretroost.evaluation.matbench.prediction_path`,
     its validation record holding ``selected`` and ``inner_scores``, rows in
     ``benchmark.jsonl`` with ``epochs`` 0). Returns the benchmark rows written."""
-    from pretroost.benchmark import cell_done, cell_scores, rebuild_results, write_cell
+    from pretroost.evaluation.matbench import cell_done, cell_scores, rebuild_results, write_cell
     from pretroost.data.matbench import get_task, load_folds, load_task
 
     config = config or TreesConfig()
@@ -340,7 +340,7 @@ def save_trees(
     import skops.io
 
     from pretroost import __version__
-    from pretroost.io import write_folder
+    from pretroost.artefacts import write_folder
     from pretroost.utils import git_sha
 
     best = f"{fitted.model}/{fitted.features}"
@@ -384,11 +384,11 @@ def load_trees(path: str | Path) -> tuple[FittedTrees, dict[str, Any]]:
     """Read a folder written by :func:`save_trees`: the model and its ``config.json``.
 
     The estimator is rebuilt by skops only from scikit-learn and numpy types; a file
-    naming any other type is refused (:class:`~pretroost.io.ArtefactError`), so loading never
+    naming any other type is refused (:class:`~pretroost.artefacts.ArtefactError`), so loading never
     runs code from the file."""
     import skops.io
 
-    from pretroost.io import ArtefactError, read_config
+    from pretroost.artefacts import ArtefactError, read_config
 
     path = Path(path)
     meta = read_config(path)

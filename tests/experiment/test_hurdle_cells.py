@@ -19,7 +19,7 @@ TINY = TreesConfig(
 
 def _part(tmp_path, task: str, offset: float, seeds=(0, 1)) -> None:
     """Cells of strategy "a" on fold 0: the target + ``offset`` (two seeds: their mean)."""
-    from pretroost.benchmark import prediction_path
+    from pretroost.evaluation.matbench import prediction_path
     from pretroost.data.matbench import load_folds, load_task
 
     target = load_task(task)["target"]
@@ -43,7 +43,7 @@ def test_hurdle_sets_likely_zeros_to_zero_and_caches_its_classifier(
     """A part off every target by +0.3 eV: where the classifier (fitted on the training fold)
     says "zero", the hurdle predicts 0, which is exact for every true metal; it learns something
     (MAE below the part's 0.3). A second hurdle reuses the cached classifier."""
-    from pretroost.benchmark import prediction_path, validation_path
+    from pretroost.evaluation.matbench import prediction_path, validation_path
     from pretroost.data.matbench import load_task
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pretroost.benchmark import (
+from pretroost.evaluation.matbench import (
     prediction_path,
     rebuild_results,
     select_strategy,

@@ -99,7 +99,7 @@ def register_bench(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from pretroost.benchmark import select_strategy
+    from pretroost.evaluation.matbench import select_strategy
 
     for task in args.tasks:
         select_strategy(args.results_dir, task, args.candidates, label=args.label)

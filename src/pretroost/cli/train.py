@@ -53,7 +53,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if (args.task is None) == (args.data is None):
         raise SystemExit("finetune: give exactly one of --task (Matbench) or --data (your CSV)")
     if args.task is not None:
-        from pretroost.benchmark import run_matbench_task
+        from pretroost.evaluation.matbench import run_matbench_task
 
         if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
             raise ValueError(

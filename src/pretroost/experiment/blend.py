@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pretroost.benchmark import (
+from pretroost.evaluation.matbench import (
     cell_done,
     cell_scores,
     rebuild_results,

@@ -30,7 +30,7 @@ def run_demo(
 ) -> str:
     """Finetune from scratch and from ``encoder`` (default: the first shipped one, with its
     pretraining head's trunk) on one official fold; returns the comparison as text."""
-    from pretroost.benchmark import run_matbench_task
+    from pretroost.evaluation.matbench import run_matbench_task
     from pretroost.pretrained import shipped
 
     names = shipped()

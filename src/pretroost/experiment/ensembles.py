@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pretroost.benchmark import (
+from pretroost.evaluation.matbench import (
     prediction_path,
     read_prediction_file,
     strategy_folder,
@@ -60,7 +60,7 @@ def _mean_prediction(
 
 @functools.lru_cache(maxsize=4096)
 def _read_prediction(path: str, mtime_ns: int) -> tuple[pd.Series, float]:
-    """:func:`~pretroost.benchmark.read_prediction_file`, cached on (path, modification time),
+    """:func:`~pretroost.evaluation.matbench.read_prediction_file`, cached on (path, modification time),
     since seed and pooled ensembles and their submission files read the same files (a rewritten
     file is read again)."""
     del mtime_ns  # part of the cache key only

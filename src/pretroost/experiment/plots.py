@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pretroost.benchmark import strategy_dir, strategy_folder
+from pretroost.evaluation.matbench import strategy_dir, strategy_folder
 from pretroost.data.matbench import get_task
 from pretroost.experiment.encoder_probe import encoder_embeddings
 from pretroost.experiment.scores import lower_is_better, paired_test

@@ -118,7 +118,7 @@ def predict_dft(
     import torch
 
     from pretroost.data.batching import CompositionDataset
-    from pretroost.io import ArtefactError, load_artefact
+    from pretroost.artefacts import ArtefactError, load_artefact
     from pretroost.objectives.base import ProjectionHead
     from pretroost.predict import encoder_from_artefact
 
