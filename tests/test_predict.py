@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 import pretroost
+from pretroost.artefacts import ArtefactError, save_artefact
 from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import FormulaError, parse_formulas
 from pretroost.finetune import FinetuneConfig, FittedModel, fit
-from pretroost.artefacts import ArtefactError, save_artefact
 from pretroost.models.roost import RoostEncoder
 from pretroost.predict import Predictor, as_formula_list, load, read_formula_input, write_table
 from pretroost.train import TrainConfig

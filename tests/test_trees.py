@@ -108,8 +108,8 @@ def test_trees_command_refuses_a_threshold_on_regression_tasks(tmp_path) -> None
 
 
 def test_run_trees_task_writes_a_bench_cell(tmp_path, data_cache, monkeypatch) -> None:
-    from pretroost.evaluation.matbench import prediction_path, validation_path
     from pretroost.data.matbench import load_folds
+    from pretroost.evaluation.matbench import prediction_path, validation_path
     from pretroost.results import read_benchmark_rows
     from pretroost.trees import run_trees_task
 
@@ -152,9 +152,9 @@ def test_trees_command_with_a_validation_threshold(tmp_path, data_cache, monkeyp
     probabilities and scores Matbench's rocauc on labels at it."""
     import pandas as pd
 
-    from pretroost.evaluation.matbench import prediction_path, validation_path
     from pretroost.cli import main
     from pretroost.data.matbench import load_task
+    from pretroost.evaluation.matbench import prediction_path, validation_path
     from pretroost.metrics import score, to_labels
     from pretroost.results import read_benchmark_rows
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from pretroost.artefacts import ArtefactError, load_encoder_weights, save_artefact
 from pretroost.cli import main
 from pretroost.finetune import FinetuneConfig, build_model
-from pretroost.artefacts import ArtefactError, load_encoder_weights, save_artefact
 from pretroost.models.roost import ModelConfig, RoostEncoder, RoostModel
 from tiny import BINARY_FORMULAS, tiny_encoder, toy_target
 

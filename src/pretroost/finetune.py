@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pretroost.artefacts import ArtefactError, load_artefact, load_encoder_weights, save_artefact
 from pretroost.data.batching import CompositionBatch, CompositionDataset, check_elements
 from pretroost.data.composition import CompositionArray
-from pretroost.artefacts import ArtefactError, load_artefact, load_encoder_weights, save_artefact
 from pretroost.losses import RobustL1Loss
 from pretroost.metrics import CLF_THRESHOLD, balanced_accuracy_threshold, probability_rocauc
 from pretroost.models.roost import (

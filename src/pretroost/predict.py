@@ -35,11 +35,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from pretroost.artefacts import ArtefactError, load_artefact, read_config
 from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import CompositionArray, FormulaError, parse_formula
 from pretroost.ensemble import Ensemble, combine_predictions
 from pretroost.finetune import FittedModel
-from pretroost.artefacts import ArtefactError, load_artefact, read_config
 from pretroost.models.roost import RoostConfig, RoostEncoder, TaskType
 from pretroost.utils import atomic_path
 

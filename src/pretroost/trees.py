@@ -258,8 +258,8 @@ def run_trees_task(
     fold; the cells are written like the bench's (:func:`pretroost.evaluation.matbench.prediction_path`,
     its validation record holding ``selected`` and ``inner_scores``, rows in
     ``benchmark.jsonl`` with ``epochs`` 0). Returns the benchmark rows written."""
-    from pretroost.evaluation.matbench import cell_done, cell_scores, rebuild_results, write_cell
     from pretroost.data.matbench import get_task, load_folds, load_task
+    from pretroost.evaluation.matbench import cell_done, cell_scores, rebuild_results, write_cell
 
     config = config or TreesConfig()
     task = get_task(task_name)

@@ -326,8 +326,8 @@ def test_data_efficiency_curves_average_only_folds_every_strategy_ran(tmp_path) 
 
 def test_seed_ensemble_averages_the_seeds_predictions(tmp_path, data_cache, monkeypatch) -> None:
     """Two seeds off the target by +e and -e: each alone has MAE e, their mean is exact."""
-    from pretroost.evaluation.matbench import prediction_path
     from pretroost.data.matbench import load_task
+    from pretroost.evaluation.matbench import prediction_path
     from pretroost.experiment.ensembles import seed_ensembles
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
@@ -353,8 +353,8 @@ def test_seed_ensemble_size_curve_averages_every_subset_of_the_seeds(
 ) -> None:
     """Three seeds off the target by +e, -e and 0: one model scores (e + e + 0) / 3 on average,
     two (0 + e/2 + e/2) / 3, three 0; seeds 0 and 1 alone already average to the target."""
-    from pretroost.evaluation.matbench import prediction_path
     from pretroost.data.matbench import load_task
+    from pretroost.evaluation.matbench import prediction_path
     from pretroost.experiment.ensembles import seed_ensembles
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
@@ -401,8 +401,8 @@ def test_seed_ensemble_table_compares_with_scratch_at_the_same_ensemble_size() -
 def test_strategy_ensemble_pools_every_complete_strategy(tmp_path, data_cache, monkeypatch) -> None:
     """scratch off by +e, ssl by -e on every fold: their ensemble is exact; a strategy missing a
     fold is not a member."""
-    from pretroost.evaluation.matbench import prediction_path
     from pretroost.data.matbench import load_task
+    from pretroost.evaluation.matbench import prediction_path
     from pretroost.experiment.ensembles import strategy_ensembles
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
@@ -433,8 +433,8 @@ def test_strategy_ensemble_averages_probabilities_on_classification(
     right half at 0.9 / 0.1: alone each scores balanced accuracy ~0.5, their mean probability is
     right on every row (rocauc 1). The ``+valthreshold`` cell, the same model re-thresholded, is
     not a member."""
-    from pretroost.evaluation.matbench import prediction_path
     from pretroost.data.matbench import load_task
+    from pretroost.evaluation.matbench import prediction_path
     from pretroost.experiment.ensembles import strategy_ensembles
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
@@ -467,8 +467,8 @@ def test_seed_ensemble_of_a_valthreshold_strategy_uses_the_seeds_mean_threshold(
     and 0.8, positives at probability 0.8 and negatives at 0.7: at the seeds' mean threshold,
     0.75, every row is labelled right (rocauc 1); the base strategy's files (no threshold column)
     are labelled at 0.5, where every row is positive (rocauc 0.5)."""
-    from pretroost.evaluation.matbench import prediction_path
     from pretroost.data.matbench import load_task
+    from pretroost.evaluation.matbench import prediction_path
     from pretroost.experiment.ensembles import seed_ensembles
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
@@ -499,8 +499,8 @@ def test_seed_ensembles_are_written_as_a_valid_matbench_submission(
     import gzip
     import json
 
-    from pretroost.evaluation.matbench import prediction_path
     from pretroost.data.matbench import load_folds, load_task
+    from pretroost.evaluation.matbench import prediction_path
     from pretroost.experiment.ensembles import (
         seed_ensemble_results_path,
         seed_ensembles,

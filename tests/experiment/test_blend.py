@@ -25,8 +25,8 @@ def test_parse_part_reads_seeds_and_weights() -> None:
 
 
 def _cells(tmp_path, strategy, task, offset, seeds=(0,), threshold=None, seconds=10.0):
-    from pretroost.evaluation.matbench import prediction_path
     from pretroost.data.matbench import load_folds, load_task
+    from pretroost.evaluation.matbench import prediction_path
 
     target = load_task(task)["target"]
     rows = []

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pretroost.cli import main
 from pretroost.evaluation.matbench import (
     prediction_path,
     rebuild_results,
@@ -18,7 +19,6 @@ from pretroost.evaluation.matbench import (
     strategy_folder,
     validation_path,
 )
-from pretroost.cli import main
 from pretroost.metrics import score
 from pretroost.results import append_benchmark_rows, read_benchmark_rows
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pretroost.data.matbench import MatbenchTask, get_task, load_task
 from pretroost.evaluation.matbench import (
     cell_done,
     cell_scores,
@@ -30,7 +31,6 @@ from pretroost.evaluation.matbench import (
     strategy_cells,
     write_cell,
 )
-from pretroost.data.matbench import MatbenchTask, get_task, load_task
 from pretroost.experiment.scores import latest_rows
 from pretroost.metrics import CLF_THRESHOLD, HEADLINE
 from pretroost.results import read_benchmark_rows

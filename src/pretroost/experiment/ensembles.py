@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pretroost.data.matbench import get_task, load_task
 from pretroost.evaluation.matbench import (
     prediction_path,
     read_prediction_file,
     strategy_folder,
     submission_values,
 )
-from pretroost.data.matbench import get_task, load_task
 from pretroost.experiment.scores import best_strategy, lower_is_better, paired_test
 from pretroost.experiment.strategies import is_strategy, repeats_base_model, strategy_order
 from pretroost.metrics import HEADLINE, score, to_labels

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pretroost.evaluation.matbench import cell_scores, rebuild_results, write_cell
 from pretroost.data.composition import parse_formulas
 from pretroost.data.matbench import get_task, load_folds, load_task
+from pretroost.evaluation.matbench import cell_scores, rebuild_results, write_cell
 from pretroost.experiment.blend import BlendPart, part_prediction, pending_folds, training_facts
 from pretroost.experiment.scores import latest_rows
 from pretroost.hurdle import ZERO_PROBABILITY, apply_hurdle, fit_zero_classifier

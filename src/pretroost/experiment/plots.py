@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pretroost.evaluation.matbench import strategy_dir, strategy_folder
 from pretroost.data.matbench import get_task
+from pretroost.evaluation.matbench import strategy_dir, strategy_folder
 from pretroost.experiment.encoder_probe import encoder_embeddings
 from pretroost.experiment.scores import lower_is_better, paired_test
 from pretroost.experiment.strategies import parse_strategy, strategy_order

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pretroost.evaluation.matbench import strategy_dir
 from pretroost.data.matbench import get_task
+from pretroost.evaluation.matbench import strategy_dir
 from pretroost.experiment.encoder_probe import encoder_embeddings, linear_probe
 from pretroost.experiment.ensembles import (
     seed_ensembles,

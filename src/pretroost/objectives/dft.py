@@ -117,8 +117,8 @@ def predict_dft(
     """
     import torch
 
-    from pretroost.data.batching import CompositionDataset
     from pretroost.artefacts import ArtefactError, load_artefact
+    from pretroost.data.batching import CompositionDataset
     from pretroost.objectives.base import ProjectionHead
     from pretroost.predict import encoder_from_artefact
 
