@@ -19,7 +19,7 @@ from pretroost.data.composition import FormulaError
 from pretroost.data.matbench import DataNotFetchedError
 from pretroost.data.structures import StructureError
 from pretroost.data.tables import TableError
-from pretroost.data.teachers.base import WeightsNotFoundError
+from pretroost.errors import WeightsNotFoundError
 from pretroost.models.roost import RoostConfig, RoostEncoder
 
 TINY_FLAGS = ["--epochs", "1", "--batch-size", "8", "--elem-fea-len", "8", "--n-graph", "1",

@@ -109,9 +109,8 @@ def test_trees_command_refuses_a_threshold_on_regression_tasks(tmp_path) -> None
 
 def test_run_trees_task_writes_a_bench_cell(tmp_path, data_cache, monkeypatch) -> None:
     from pretroost.data.matbench import load_folds
-    from pretroost.evaluation.matbench import prediction_path, validation_path
-    from pretroost.results import read_benchmark_rows
-    from pretroost.trees import run_trees_task
+    from pretroost.evaluation.trees import run_trees_task
+    from pretroost.results import prediction_path, read_benchmark_rows, validation_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
     config = TreesConfig(models=("extratrees",), features=("fractions",), **TINY)
@@ -154,9 +153,8 @@ def test_trees_command_with_a_validation_threshold(tmp_path, data_cache, monkeyp
 
     from pretroost.cli import main
     from pretroost.data.matbench import load_task
-    from pretroost.evaluation.matbench import prediction_path, validation_path
     from pretroost.metrics import score, to_labels
-    from pretroost.results import read_benchmark_rows
+    from pretroost.results import prediction_path, read_benchmark_rows, validation_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
     argv = ["trees", "--tasks", "glass", "--results-dir", str(tmp_path), "--folds", "0",

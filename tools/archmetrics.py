@@ -43,7 +43,8 @@ def _targets(node: ast.AST, module: str, is_pkg: bool, known: set[str]) -> set[s
             pkg = module.split(".") if is_pkg else module.split(".")[:-1]
             pkg = pkg[: len(pkg) - (node.level - 1)]
             base = ".".join([*pkg, *([base] if base else [])])
-        names = {base} | {f"{base}.{a.name}" for a in node.names}
+        subs = {f"{base}.{a.name}" for a in node.names}
+        names = {n for n in subs if n in known} or {base}
     found = set()
     for name in names:
         while name and name not in known:
@@ -82,8 +83,9 @@ def _is_type_checking(tree: ast.Module) -> set[int]:
 
 
 def import_graph(src: Path, nested: bool = True) -> dict[str, set[str]]:
-    """module → pretroost modules it imports (at module level, and inside functions if ``nested``).
-    A module importing ``a.b.c`` also imports the packages ``a.b`` and ``a`` (their ``__init__``)."""
+    """module → pretroost modules it imports (at module level, and inside functions if ``nested``),
+    as import-linter's graph has them: ``from a.b import c`` names module ``a.b.c`` when it is one,
+    else ``a.b``; the parent packages Python initialises on the way are not edges."""
     mods = modules(src)
     known = set(mods)
     graph: dict[str, set[str]] = {}
@@ -94,9 +96,7 @@ def import_graph(src: Path, nested: bool = True) -> dict[str, set[str]]:
         for node, inside in _walk(tree):
             if node.lineno in skip or (inside and not nested):
                 continue
-            for t in _targets(node, mod, path.name == "__init__.py", known):
-                parts = t.split(".")
-                deps |= {".".join(parts[:i]) for i in range(2, len(parts) + 1)}
+            deps |= _targets(node, mod, path.name == "__init__.py", known)
         deps &= known
         deps.discard(mod)
         graph[mod] = deps
@@ -146,11 +146,6 @@ def largest_scc(graph: dict[str, set[str]]) -> list[str]:
                     if len(comp) > len(best):
                         best = sorted(comp)
     return best
-
-
-def _package_files(src: Path, comp: list[str]) -> int:
-    """Files in a component: a package and its __init__ are one file, as are modules."""
-    return len(comp)
 
 
 def indented_imports(src: Path) -> list[tuple[str, int, str]]:

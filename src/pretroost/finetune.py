@@ -37,6 +37,7 @@ from pretroost.models.roost import (
     RoostModel,
     TaskType,
 )
+from pretroost.pretrained import resolve
 from pretroost.train import TrainConfig, TrainResult, train
 from pretroost.utils import git_sha, machine_description, seed_everything
 
@@ -452,7 +453,7 @@ def init_source(init: str | Path) -> tuple[RoostConfig, dict[str, Tensor], str]:
     ``"encoder"``; a finetuned model under ``"model"]["encoder"]``; an ensemble lends its first
     member (tensors renamed from ``members.0.*``). Anything else is an :class:`ArtefactError`.
     """
-    art = load_artefact(init)
+    art = load_artefact(resolve(init))
     kind = art.config.get("kind")
     state = dict(art.state_dict)
     try:

@@ -20,6 +20,7 @@ import numpy as np
 
 from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import CompositionArray
+from pretroost.ensemble import fit_ensemble
 from pretroost.finetune import FinetuneConfig, fit
 from pretroost.models.roost import TaskType
 
@@ -171,8 +172,6 @@ def run_splits(
             ``split<i>/member_<k>.pt`` (``split_subdirs``) or ``member_<k>.pt``.
         name: the run's name, or one per split (logs and model cards).
     """
-    from pretroost.ensemble import fit_ensemble
-
     y = np.asarray(y)
     y2 = y.reshape(len(y), -1)
     ckpt_root = Path(checkpoint_dir) if checkpoint_dir is not None else None

@@ -24,8 +24,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from pretroost import __version__
+from pretroost.artefacts import read_config, write_folder
 from pretroost.data.composition import CompositionArray
+from pretroost.errors import ArtefactError
+from pretroost.hub import load
 from pretroost.trees import FittedTrees, TreesConfig, TreesPredictor, fit_trees, save_trees
+from pretroost.utils import git_sha
 
 __all__ = [
     "ZERO_PROBABILITY",
@@ -79,11 +84,6 @@ def save_hurdle(
     :func:`pretroost.load` reads; train it on the same rows), ``classifier``
     (:func:`fit_zero_classifier`, saved with :func:`~pretroost.trees.save_trees`), a
     ``config.json`` and a model card naming both and the data (``data``, ``n_train`` rows)."""
-    from pretroost import __version__
-    from pretroost.artefacts import write_folder
-    from pretroost.predict import load
-    from pretroost.utils import git_sha
-
     regressor = Path(regressor)
     reg = load(regressor)
     if reg.task_type != "regression":
@@ -133,9 +133,6 @@ class HurdlePredictor:
 
     @classmethod
     def load(cls, path: str | Path) -> HurdlePredictor:
-        from pretroost.artefacts import ArtefactError, read_config
-        from pretroost.predict import load
-
         root = Path(path)
         if read_config(root).get("kind") != "hurdle":
             raise ArtefactError(f"{root}: not a hurdle folder (config.json kind)")

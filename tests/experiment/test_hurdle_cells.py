@@ -20,7 +20,7 @@ TINY = TreesConfig(
 def _part(tmp_path, task: str, offset: float, seeds=(0, 1)) -> None:
     """Cells of strategy "a" on fold 0: the target + ``offset`` (two seeds: their mean)."""
     from pretroost.data.matbench import load_folds, load_task
-    from pretroost.evaluation.matbench import prediction_path
+    from pretroost.results import prediction_path
 
     target = load_task(task)["target"]
     test = load_folds(task)[0][1]
@@ -44,7 +44,7 @@ def test_hurdle_sets_likely_zeros_to_zero_and_caches_its_classifier(
     says "zero", the hurdle predicts 0, which is exact for every true metal; it learns something
     (MAE below the part's 0.3). A second hurdle reuses the cached classifier."""
     from pretroost.data.matbench import load_task
-    from pretroost.evaluation.matbench import prediction_path, validation_path
+    from pretroost.results import prediction_path, validation_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
     task = "matbench_expt_gap"

@@ -119,7 +119,7 @@ def register_select(p: argparse.ArgumentParser) -> None:
 
 def cmd_trees(args: argparse.Namespace) -> int:
     from pretroost.data.matbench import get_task
-    from pretroost.trees import run_trees_task
+    from pretroost.evaluation.trees import run_trees_task
 
     config = _trees_config(args, threshold=args.threshold)
     regression = [t for t in args.tasks if get_task(t).task_type != "classification"]

@@ -452,7 +452,8 @@ def register_pretrain(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_ship(args: argparse.Namespace) -> int:
-    from pretroost.pretrained import ROOT, ship
+    from pretroost.pretrained import ROOT
+    from pretroost.shipping import ship
 
     command = "pretroost ship " + shlex.join(
         [args.src, "--name", args.name, "--dtype", args.dtype]

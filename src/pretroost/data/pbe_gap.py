@@ -24,8 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pretroost.data.composition import CompositionArray
-from pretroost.data.matbench import TASKS
+from pretroost.data.composition import CompositionArray, parse_formulas
+from pretroost.data.corpus import matbench_keys
+from pretroost.data.fingerprint import magpie_fingerprint
+from pretroost.data.matbench import TASKS, load_task
 
 __all__ = ["TEACHER_EXCLUDES", "TEACHER_SETTINGS", "pbe_gap_feature", "pbe_gap_table"]
 
@@ -46,9 +48,6 @@ def pbe_gap_table(
     """The teacher's data: each reduced composition of mp_gap (``frame``: its ``formula`` and
     ``target`` columns; default the data cache's) once, in order of first appearance, with the
     mean of its gaps (eV, shape (n,)); compositions of the tasks in ``exclude`` removed."""
-    from pretroost.data.composition import parse_formulas
-    from pretroost.data.corpus import matbench_keys
-    from pretroost.data.matbench import load_task
 
     frame = load_task("matbench_mp_gap") if frame is None else frame
     comps = parse_formulas(frame["formula"].tolist(), source="matbench_mp_gap")
@@ -64,8 +63,6 @@ def pbe_gap_table(
 def _teacher() -> Any:
     """The fitted teacher (cached per process)."""
     from sklearn.ensemble import HistGradientBoostingRegressor
-
-    from pretroost.data.fingerprint import magpie_fingerprint
 
     t0 = time.perf_counter()
     comps, y = pbe_gap_table()
@@ -84,7 +81,5 @@ def pbe_gap_feature(
     """(n, 1) float64: the teacher's PBE band gap (eV) of each composition. ``fractions_magpie``:
     the compositions' fractions + Magpie features if already computed ((n, 103 + 144))."""
     if fractions_magpie is None:
-        from pretroost.data.fingerprint import magpie_fingerprint
-
         fractions_magpie = np.hstack([comps.dense(), magpie_fingerprint(comps)])
     return _teacher().predict(fractions_magpie)[:, None]

@@ -37,8 +37,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pretroost.data.corpus import Corpus, build_corpus
-from pretroost.data.matbench import LARGE_TASKS, get_task
+from pretroost.data.matbench import LARGE_TASKS, TASKS, get_task
+from pretroost.evaluation.matbench import rethreshold_cells, run_matbench_task, select_strategy
 from pretroost.experiment.presets import PRESETS, BenchPreset
+from pretroost.experiment.report import write_report
 from pretroost.experiment.strategies import (
     EXTRA_STRATEGIES,
     FINETUNE_VARIANTS,
@@ -53,6 +55,7 @@ from pretroost.experiment.strategies import (
 from pretroost.finetune import FinetuneConfig
 from pretroost.paths import cache_dir, shared_data_dir
 from pretroost.pretrain import PretrainConfig, pretrain
+from pretroost.results import cell_done
 
 __all__ = [
     "EXTRA_STRATEGIES",
@@ -106,8 +109,6 @@ def _pretrained(
     preset = plan.preset
     uses_structure = "structure" in strategy
     if uses_structure:
-        from pretroost.data.matbench import TASKS
-
         exclude = [t for t in TASKS if t not in STRUCTURE_OVERLAP_TASKS]
         corpus = build_corpus(
             oqmd=strategy != "structure",
@@ -190,13 +191,6 @@ def run_bench(
     or ``select(<c1>|<c2>|...)``). ``seeds``: finetuning seeds per fold on every task of this run,
     instead of the preset's (e.g. more seeds on one task for a seed ensemble; seed 0 is every
     preset's first, so the cells already run are reused)."""
-    from pretroost.evaluation.matbench import (
-        cell_done,
-        rethreshold_cells,
-        run_matbench_task,
-        select_strategy,
-    )
-    from pretroost.experiment.report import write_report
 
     if isinstance(preset, str):
         if preset not in PRESETS:

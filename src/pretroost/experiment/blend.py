@@ -24,16 +24,17 @@ from pathlib import Path
 import pandas as pd
 
 from pretroost.data.matbench import MatbenchTask, get_task, load_task
-from pretroost.evaluation.matbench import (
+from pretroost.experiment.ensembles import _mean_prediction
+from pretroost.experiment.scores import latest_rows
+from pretroost.metrics import CLF_THRESHOLD, HEADLINE
+from pretroost.results import (
     cell_done,
     cell_scores,
+    read_benchmark_rows,
     rebuild_results,
     strategy_cells,
     write_cell,
 )
-from pretroost.experiment.scores import latest_rows
-from pretroost.metrics import CLF_THRESHOLD, HEADLINE
-from pretroost.results import read_benchmark_rows
 
 __all__ = [
     "BlendPart",
@@ -121,7 +122,6 @@ def part_prediction(
     """A part's seeds on one fold (its own, or every seed the fold has), the mean of their test
     predictions (indexed by Matbench id) and of their thresholds; None if a prediction is
     missing."""
-    from pretroost.experiment.ensembles import _mean_prediction
 
     ran = strategy_cells(results_dir, part.strategy, task)
     seeds = list(part.seeds or sorted(s for f, s in ran if f == fold))

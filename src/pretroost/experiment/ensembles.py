@@ -19,16 +19,16 @@ import numpy as np
 import pandas as pd
 
 from pretroost.data.matbench import get_task, load_task
-from pretroost.evaluation.matbench import (
+from pretroost.experiment.scores import best_strategy, lower_is_better, paired_test
+from pretroost.experiment.strategies import is_strategy, repeats_base_model, strategy_order
+from pretroost.metrics import HEADLINE, score, to_labels
+from pretroost.results import (
     prediction_path,
     read_prediction_file,
     strategy_folder,
     submission_values,
+    write_matbench_results,
 )
-from pretroost.experiment.scores import best_strategy, lower_is_better, paired_test
-from pretroost.experiment.strategies import is_strategy, repeats_base_model, strategy_order
-from pretroost.metrics import HEADLINE, score, to_labels
-from pretroost.results import write_matbench_results
 
 __all__ = [
     "seed_ensemble_results_path",

@@ -22,12 +22,11 @@ import pandas as pd
 
 from pretroost.data.composition import parse_formulas
 from pretroost.data.matbench import get_task, load_folds, load_task
-from pretroost.evaluation.matbench import cell_scores, rebuild_results, write_cell
 from pretroost.experiment.blend import BlendPart, part_prediction, pending_folds, training_facts
 from pretroost.experiment.scores import latest_rows
 from pretroost.hurdle import ZERO_PROBABILITY, apply_hurdle, fit_zero_classifier
 from pretroost.metrics import CLF_THRESHOLD
-from pretroost.results import read_benchmark_rows
+from pretroost.results import cell_scores, read_benchmark_rows, rebuild_results, write_cell
 from pretroost.trees import TreesConfig
 from pretroost.utils import atomic_path, atomic_write_json
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pretroost.data.matbench import get_task
-from pretroost.evaluation.matbench import strategy_dir
+from pretroost.experiment.blend import split_parts
 from pretroost.experiment.encoder_probe import encoder_embeddings, linear_probe
 from pretroost.experiment.ensembles import (
     seed_ensembles,
@@ -46,13 +46,16 @@ from pretroost.experiment.scores import (
     paired_test,
 )
 from pretroost.experiment.strategies import (
+    FINETUNE_VARIANTS,
+    PRETRAIN_VARIANTS,
     is_strategy,
+    parse_strategy,
     repeats_base_model,
     scratch_counterpart,
     strategy_order,
 )
 from pretroost.metrics import HEADLINE
-from pretroost.results import read_benchmark_rows
+from pretroost.results import read_benchmark_rows, strategy_dir
 from pretroost.utils import atomic_write_json, atomic_write_text
 
 __all__ = ["write_report"]
@@ -76,7 +79,6 @@ STRATEGY_NOTES = {
 
 def _strategy_note(strategy: str) -> str:
     """A bench strategy's meaning: its base's note, then each variant's change."""
-    from pretroost.experiment.strategies import FINETUNE_VARIANTS, PRETRAIN_VARIANTS, parse_strategy
 
     names = strategy[len("select(") : -1].split("|")
     if strategy.startswith("select(") and strategy.endswith(")") and all(map(is_strategy, names)):
@@ -105,8 +107,6 @@ def _strategy_note(strategy: str) -> str:
             )
         return note
     if strategy.startswith("blend(") and strategy.endswith(")"):
-        from pretroost.experiment.blend import split_parts
-
         parts = ", ".join(f"`{p}`" for p in split_parts(strategy))
         return (
             f"per fold the mean of the test predictions of {parts}, each first averaged over "

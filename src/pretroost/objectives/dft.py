@@ -22,11 +22,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import torch
 
+from pretroost.artefacts import load_artefact
+from pretroost.data.batching import CompositionDataset
 from pretroost.data.corpus import DFT_PROPERTIES
+from pretroost.errors import ArtefactError
 from pretroost.losses import MaskedSmoothL1Loss
-from pretroost.models.roost import RoostEncoder
-from pretroost.objectives.base import RegressionObjective
+from pretroost.models.roost import RoostEncoder, encoder_from_artefact
+from pretroost.objectives.base import ProjectionHead, RegressionObjective
+from pretroost.pretrained import resolve
 
 if TYPE_CHECKING:
     from pretroost.data.composition import CompositionArray
@@ -115,14 +120,7 @@ def predict_dft(
     The shipped ``dft-oqmd`` was pretrained on a corpus with every Matbench composition removed,
     so for a Matbench composition these are predictions, not looked-up labels.
     """
-    import torch
-
-    from pretroost.artefacts import ArtefactError, load_artefact
-    from pretroost.data.batching import CompositionDataset
-    from pretroost.objectives.base import ProjectionHead
-    from pretroost.predict import encoder_from_artefact
-
-    art = load_artefact(artefact)
+    art = load_artefact(resolve(artefact))
     cfg = (art.config.get("objectives") or {}).get("dft")
     prefix = "parts.dft."
     if not isinstance(cfg, dict) or f"{prefix}target_mean" not in art.state_dict:

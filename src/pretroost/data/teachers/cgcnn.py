@@ -47,12 +47,12 @@ from pymatgen.core import Structure
 from pretroost.data.structures import StructureError
 from pretroost.data.teachers.base import (
     StructureTeacher,
-    WeightsNotFoundError,
     file_sha256,
     load_state_dict_file,
     progress_bar,
 )
 from pretroost.data.teachers.networks.cgcnn import CGCNNConfig, CGCNNEncoder, config_from_state_dict
+from pretroost.errors import WeightsNotFoundError
 from pretroost.paths import SHARED_ENV, shared_data_dir
 
 __all__ = [
