@@ -72,3 +72,20 @@ def test_override_stores_the_diff(package: Path, tmp_path: Path, monkeypatch) ->
     rows = [json.loads(line) for line in (out / "benchmark.jsonl").read_text().splitlines()]
     assert rows[0]["diff_sha256"] == results.source_state(package).diff_sha256
     assert results.check_source(allow_dirty=True).sha.endswith("+dirty")
+
+
+def test_cli_refuses_then_allows(package: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """``pretroost select`` writes cells: refused from a modified package before any work;
+    ``--allow-dirty`` passes the check (here the selection then finds no cells)."""
+    from pretroost.cli import main
+
+    (package / "mod.py").write_text("x = 2\n")
+    argv = ["select", "--candidates", "a", "b", "--tasks", "matbench_steels",
+            "--results-dir", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 1
+    assert "uncommitted changes (src/pkg/mod.py)" in capsys.readouterr().err
+    monkeypatch.setenv(results.ALLOW_DIRTY_ENV, "0")  # restored after the test
+    assert main([*argv, "--allow-dirty"]) == 1
+    err = capsys.readouterr().err
+    assert "uncommitted changes" not in err
+    assert "no fold has predictions" in err

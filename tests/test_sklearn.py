@@ -277,6 +277,16 @@ def test_init_from_pretrained_encoder(tmp_path):
     torch.testing.assert_close(loaded, holder.encoder.embedding.weight)  # epochs=0: untouched
 
 
+def test_init_from_a_shipped_encoder_name():
+    """``init`` takes a shipped encoder's name like ``pretroost.load`` and ``--init`` do."""
+    from pretroost.artefacts import read_config
+    from pretroost.pretrained import shipped
+
+    config = read_config(shipped()["dft-oqmd"])
+    est = RoostRegressor(**{**TINY, "epochs": 0}, init="dft-oqmd").fit(FORMULAS[:8], Y[:8])
+    assert est.model_.model.config.encoder.elem_fea_len == config["encoder"]["elem_fea_len"]
+
+
 def test_threads_and_device_parameters():
     import torch
 

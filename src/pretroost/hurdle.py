@@ -29,6 +29,7 @@ from pretroost.artefacts import read_config, write_folder
 from pretroost.data.composition import CompositionArray
 from pretroost.errors import ArtefactError
 from pretroost.hub import load
+from pretroost.pretrained import resolve
 from pretroost.trees import FittedTrees, TreesConfig, TreesPredictor, fit_trees, save_trees
 from pretroost.utils import git_sha
 
@@ -84,7 +85,7 @@ def save_hurdle(
     :func:`pretroost.load` reads; train it on the same rows), ``classifier``
     (:func:`fit_zero_classifier`, saved with :func:`~pretroost.trees.save_trees`), a
     ``config.json`` and a model card naming both and the data (``data``, ``n_train`` rows)."""
-    regressor = Path(regressor)
+    regressor = resolve(regressor)  # a folder (or a shipped name, refused below: no regressor)
     reg = load(regressor)
     if reg.task_type != "regression":
         raise ValueError(f"{regressor}: a hurdle's regressor must be a regression model")

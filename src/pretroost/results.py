@@ -464,7 +464,7 @@ def check_source(allow_dirty: bool | None = None) -> SourceState:
     if allow_dirty is None:
         allow_dirty = os.environ.get(ALLOW_DIRTY_ENV, "") == "1"
     if state.dirty and not allow_dirty:
-        files = sorted({line[6:].split(" b/")[0] for line in state.diff.splitlines()
+        files = sorted({line.removeprefix("diff --git a/").split(" b/")[0] for line in state.diff.splitlines()
                         if line.startswith("diff --git a/")})  # fmt: skip
         raise DirtyTreeError(
             f"{SOURCE} has uncommitted changes ({', '.join(files)}): result cells are recorded "

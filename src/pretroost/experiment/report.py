@@ -290,6 +290,7 @@ def write_report(
             s: {k: v for k, v in c.items() if k != "folds"} | {"folds": c["folds"]}
             for s, c in cells.items()
         }
+    lines += modified_tree_lines(rows)
     lines += _ensemble_lines(results_dir, table)
     seed_ens = seed_ensembles(results_dir, table, targets)
     lines += _seed_ensemble_lines(seed_ens)
@@ -746,3 +747,30 @@ def _data_efficiency(results_dir: Path, main_rows: list[dict]) -> dict[str, dict
             "std": stats["std"],
         }
     return out
+
+
+def modified_tree_lines(rows: list[dict]) -> list[str]:
+    """A section listing the cells recorded from a modified package (``git_sha`` ending in
+    ``+dirty``: written with ``--allow-dirty``, the diff beside each cell); none: no section."""
+    cells: dict[tuple[str, str], set[str]] = {}
+    for r in rows:
+        if str(r.get("git_sha", "")).endswith("+dirty"):
+            key = (r["strategy"], r["task"])
+            cells.setdefault(key, set()).add(
+                f"{r['fold']}" + (f"/s{r['seed']}" if r.get("seed") else "")
+            )
+    if not cells:
+        return []
+    out = [
+        "## Cells recorded from a modified tree",
+        "",
+        "These rows' `git_sha` ends in `+dirty`: the package had uncommitted changes when they "
+        "were written (`--allow-dirty`; the `git diff` lies beside each cell, its sha256 in the "
+        "rows' `diff_sha256`). They cannot be reproduced from a commit alone.",
+        "",
+        "| strategy | task | folds |",
+        "|---|---|---|",
+    ]
+    for (strategy, task), folds in sorted(cells.items()):
+        out.append(f"| {_md_cell(strategy)} | {task} | {', '.join(sorted(folds))} |")
+    return [*out, ""]
