@@ -51,6 +51,7 @@ from pretroost.results import (
     validation_path,
     write_cell,
 )
+from pretroost.strategy_names import selection_label
 from pretroost.utils import atomic_path, atomic_write_json
 
 __all__ = [
@@ -265,11 +266,6 @@ def rethreshold_cells(
     if done:
         rebuild_results(results_dir, strategy)
     return done
-
-
-def selection_label(candidates: Sequence[str]) -> str:
-    """The default name of a selection among ``candidates``: ``select(<c1>|<c2>|...)``."""
-    return "select(" + "|".join(candidates) + ")"
 
 
 def select_strategy(

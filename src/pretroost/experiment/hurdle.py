@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pretroost import strategy_names as names
 from pretroost.data.composition import parse_formulas
 from pretroost.data.matbench import get_task, load_folds, load_task
 from pretroost.experiment.blend import BlendPart, part_prediction, pending_folds, training_facts
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 def hurdle_label(part: BlendPart) -> str:
     """The default strategy name of a hurdle over ``part``: ``hurdle(<part as written>)``."""
-    return f"hurdle({part.spec or part.strategy})"
+    return names.hurdle_label(part.spec or part.strategy)
 
 
 def _settings(config: dict) -> dict:

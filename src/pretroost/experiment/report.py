@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from pretroost.data.matbench import get_task
-from pretroost.experiment.blend import split_parts
 from pretroost.experiment.encoder_probe import encoder_embeddings, linear_probe
 from pretroost.experiment.ensembles import (
     seed_ensembles,
@@ -56,6 +55,7 @@ from pretroost.experiment.strategies import (
 )
 from pretroost.metrics import HEADLINE
 from pretroost.results import read_benchmark_rows, strategy_dir
+from pretroost.strategy_names import parse_combination
 from pretroost.utils import atomic_write_json, atomic_write_text
 
 __all__ = ["write_report"]
@@ -80,9 +80,10 @@ STRATEGY_NOTES = {
 def _strategy_note(strategy: str) -> str:
     """A bench strategy's meaning: its base's note, then each variant's change."""
 
-    names = strategy[len("select(") : -1].split("|")
-    if strategy.startswith("select(") and strategy.endswith(")") and all(map(is_strategy, names)):
-        candidates = ", ".join(f"`{c}`" for c in names)
+    combined = parse_combination(strategy)
+    kind = combined.kind if combined else ""
+    if kind == "select" and combined and all(map(is_strategy, combined.parts)):
+        candidates = ", ".join(f"`{c}`" for c in combined.parts)
         return (
             f"per task and fold, whichever of {candidates} scored best on the validation split "
             "of the training fold (`--select`; the test fold plays no part); its time is all "
@@ -106,17 +107,17 @@ def _strategy_note(strategy: str) -> str:
                 "of the inner folds' out-of-fold probabilities (`--threshold validation`)"
             )
         return note
-    if strategy.startswith("blend(") and strategy.endswith(")"):
-        parts = ", ".join(f"`{p}`" for p in split_parts(strategy))
+    if kind == "blend" and combined:
+        parts = ", ".join(f"`{p}`" for p in combined.parts)
         return (
             f"per fold the mean of the test predictions of {parts}, each first averaged over "
             "its seeds (`pretroost blend`; declared, nothing tuned); its time is the parts' "
             "together"
         )
-    if strategy.startswith(("hurdle(", "hurdle+pbe(")) and strategy.endswith(")"):
-        pbe = strategy.startswith("hurdle+pbe(")
+    if kind in ("hurdle", "hurdle+pbe") and combined:
+        pbe = kind == "hurdle+pbe"
         return (
-            f"the test predictions of `{strategy[strategy.index('(') + 1 : -1]}` (its seeds "
+            f"the test predictions of `{combined.parts[0]}` (its seeds "
             "averaged), set to 0 where a tree classifier of target = 0, fitted on the training "
             + (
                 "fold on fractions, Magpie and the PBE gap teacher (`--features fractions+magpie+pbe`), "
