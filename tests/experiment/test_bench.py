@@ -327,7 +327,7 @@ def test_data_efficiency_curves_average_only_folds_every_strategy_ran(tmp_path) 
 def test_seed_ensemble_averages_the_seeds_predictions(tmp_path, data_cache, monkeypatch) -> None:
     """Two seeds off the target by +e and -e: each alone has MAE e, their mean is exact."""
     from pretroost.data.matbench import load_task
-    from pretroost.experiment.ensembles import seed_ensembles
+    from pretroost.experiment.prediction_averages import seed_ensembles
     from pretroost.results import prediction_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
@@ -354,7 +354,7 @@ def test_seed_ensemble_size_curve_averages_every_subset_of_the_seeds(
     """Three seeds off the target by +e, -e and 0: one model scores (e + e + 0) / 3 on average,
     two (0 + e/2 + e/2) / 3, three 0; seeds 0 and 1 alone already average to the target."""
     from pretroost.data.matbench import load_task
-    from pretroost.experiment.ensembles import seed_ensembles
+    from pretroost.experiment.prediction_averages import seed_ensembles
     from pretroost.results import prediction_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
@@ -402,7 +402,7 @@ def test_strategy_ensemble_pools_every_complete_strategy(tmp_path, data_cache, m
     """scratch off by +e, ssl by -e on every fold: their ensemble is exact; a strategy missing a
     fold is not a member."""
     from pretroost.data.matbench import load_task
-    from pretroost.experiment.ensembles import strategy_ensembles
+    from pretroost.experiment.prediction_averages import strategy_ensembles
     from pretroost.results import prediction_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
@@ -434,7 +434,7 @@ def test_strategy_ensemble_averages_probabilities_on_classification(
     right on every row (rocauc 1). The ``+valthreshold`` cell, the same model re-thresholded, is
     not a member."""
     from pretroost.data.matbench import load_task
-    from pretroost.experiment.ensembles import strategy_ensembles
+    from pretroost.experiment.prediction_averages import strategy_ensembles
     from pretroost.results import prediction_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
@@ -468,7 +468,7 @@ def test_seed_ensemble_of_a_valthreshold_strategy_uses_the_seeds_mean_threshold(
     0.75, every row is labelled right (rocauc 1); the base strategy's files (no threshold column)
     are labelled at 0.5, where every row is positive (rocauc 0.5)."""
     from pretroost.data.matbench import load_task
-    from pretroost.experiment.ensembles import seed_ensembles
+    from pretroost.experiment.prediction_averages import seed_ensembles
     from pretroost.results import prediction_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
@@ -500,7 +500,7 @@ def test_seed_ensembles_are_written_as_a_valid_matbench_submission(
     import json
 
     from pretroost.data.matbench import load_folds, load_task
-    from pretroost.experiment.ensembles import (
+    from pretroost.experiment.prediction_averages import (
         seed_ensemble_results_path,
         seed_ensembles,
         write_seed_ensemble_results,

@@ -89,7 +89,7 @@ def test_blend_labels_at_the_weighted_mean_of_the_parts_thresholds(
 
 
 def test_pooled_ensembles_leave_out_reference_models_and_blends() -> None:
-    from pretroost.experiment.ensembles import _complete
+    from pretroost.experiment.prediction_averages import _complete
 
     cell = {"seeds": {k: [1.0] for k in range(5)}, "folds": dict.fromkeys(range(5), 1.0)}
     cells = {s: cell for s in ("scratch", "dft+trunk", "trees", "blend(dft+trunk|trees)")}

@@ -25,7 +25,7 @@ import pandas as pd
 
 from pretroost import strategy_names as names
 from pretroost.data.matbench import MatbenchTask, get_task, load_task
-from pretroost.experiment.ensembles import _mean_prediction
+from pretroost.experiment.prediction_averages import _mean_prediction
 from pretroost.experiment.scores import latest_rows
 from pretroost.metrics import CLF_THRESHOLD, HEADLINE
 from pretroost.results import (

@@ -17,12 +17,6 @@ import pandas as pd
 
 from pretroost.data.matbench import get_task
 from pretroost.experiment.encoder_probe import encoder_embeddings, linear_probe
-from pretroost.experiment.ensembles import (
-    seed_ensembles,
-    strategy_ensembles,
-    task_targets,
-    write_seed_ensemble_results,
-)
 from pretroost.experiment.leaderboard import (
     LEADERBOARD,
     PUBLISHED_CRABNET,
@@ -35,6 +29,12 @@ from pretroost.experiment.plots import (
     plot_embedding_map,
     plot_parity_or_roc,
     plot_vs_scratch,
+)
+from pretroost.experiment.prediction_averages import (
+    seed_ensembles,
+    strategy_ensembles,
+    task_targets,
+    write_seed_ensemble_results,
 )
 from pretroost.experiment.presets import PRESETS
 from pretroost.experiment.scores import (
