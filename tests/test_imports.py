@@ -80,9 +80,9 @@ def test_few_imports_inside_functions() -> None:
 
 
 def test_experiment_modules_do_not_import_each_other_in_a_cycle() -> None:
-    """bench imports report (lazily); report and the modules it is made of (scores, ensembles,
+    """bench imports report; report and the modules it is made of (scores, prediction_averages,
     plots, encoder_probe) read strategy names from ``strategies``, never bench or report."""
-    for name in ("report", "scores", "ensembles", "plots", "encoder_probe"):
+    for name in ("report", "scores", "prediction_averages", "plots", "encoder_probe"):
         text = (ROOT / "experiment" / f"{name}.py").read_text()
         assert "from pretroost.experiment.bench import" not in text, name
         if name != "report":
