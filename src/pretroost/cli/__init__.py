@@ -90,11 +90,11 @@ COMMANDS: tuple[Command, ...] = (
     Command("demo", "experiment", "cmd_demo", "register_demo",
             "Finetune from scratch and from a shipped pretrained encoder on one small task and "
             "fold; print both scores side by side (a few minutes on 2 cores)."),
-    Command("data", "train", "cmd_data", "register_data",
+    Command("data", "data", "cmd_data", "register_data",
             "Fetch Matbench targets, official folds and the OQMD corpus into the cache."),
     Command("finetune", "train", "cmd_finetune", "register_finetune",
             "Train Roost (from scratch or a pretrained encoder) and score it."),
-    Command("corpus", "train", "cmd_corpus", "register_corpus",
+    Command("corpus", "data", "cmd_corpus", "register_corpus",
             "Build the leak-free pretraining corpus (OQMD minus Matbench compositions)."),
     Command("pretrain", "train", "cmd_pretrain", "register_pretrain",
             "Pretrain a Roost encoder (ssl, fingerprint, structure, dft or a combination)."),
@@ -125,7 +125,7 @@ COMMANDS: tuple[Command, ...] = (
             "Predict a property for each formula with a trained model."),
     Command("embed", "predict", "cmd_embed", "register_embed",
             "Write the encoder's material vector for each formula."),
-    Command("ship", "train", "cmd_ship", "register_ship",
+    Command("ship", "ship", "cmd_ship", "register_ship",
             "Copy a pretrained encoder into the package (src/pretroost/pretrained/NAME) with its "
             "model card and reference embeddings, so that `--init NAME` works offline."),
     Command("ensemble", "train", "cmd_ensemble", "register_ensemble",

@@ -1,4 +1,4 @@
-"""``data``, ``corpus``, ``pretrain``, ``finetune`` and ``ensemble``."""
+"""``pretrain``, ``finetune`` and ``ensemble``: the commands that train."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,24 +27,11 @@ from pretroost.cli.common import (
     _train_config,
 )
 from pretroost.cli.config_options import add_config_options, config_from_args
+from pretroost.cli.data import default_corpus
 
 log = logging.getLogger("pretroost.cli")
 
 SSL_FIELDS = ("mask_fraction", "mask_both", "amount_noise")
-
-
-def cmd_data(args: argparse.Namespace) -> int:
-    from pretroost.data.fetch import fetch_all
-
-    path = fetch_all(wheel_dir=Path(args.wheel_dir) if args.wheel_dir else None, force=args.force)
-    log.info("data ready in %s", path)
-    return 0
-
-
-def register_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["fetch"])
-    p.add_argument("--wheel-dir", help="use already downloaded crabnet/matbench wheels from here")
-    p.add_argument("--force", action="store_true", help="re-extract even if the cache is complete")
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -318,52 +304,6 @@ def register_ensemble(p: argparse.ArgumentParser) -> None:
     _add_overwrite_arg(p)
 
 
-def _default_corpus() -> Path:
-    from pretroost.paths import cache_dir
-
-    return cache_dir() / "corpus" / "oqmd-leakfree.npz"
-
-
-def cmd_corpus(args: argparse.Namespace) -> int:
-    from pretroost.data.corpus import build_corpus
-
-    corpus = build_corpus(
-        oqmd=not args.no_oqmd, structures=args.structures, exclude=args.exclude or None,
-        include_matbench=args.include_matbench,
-    )  # fmt: skip
-    out = corpus.save(args.out or _default_corpus())
-    report = corpus.info.get("exclusion_report", {})
-    if report:
-        cols = sorted({c for row in report.values() for c in row})
-        lines = ["task".ljust(24) + "".join(c.rjust(max(14, len(c) + 2)) for c in cols)]
-        for task, row in report.items():
-            lines.append(
-                task.ljust(24)
-                + "".join(str(row.get(c, "")).rjust(max(14, len(c) + 2)) for c in cols)
-            )
-        sys.stdout.write("\n".join(lines) + "\n")
-    sys.stdout.write(
-        f"corpus: {len(corpus)} compositions, hash {corpus.info['hash']}, "
-        f"{corpus.info.get('removed_total', 0)} Matbench compositions removed -> {out}\n"
-    )
-    return 0
-
-
-def register_corpus(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["build"])
-    p.add_argument(
-        "--out", default=None, help="corpus file (default: <cache>/corpus/oqmd-leakfree.npz)"
-    )
-    p.add_argument(
-        "--exclude", nargs="*", default=None, help="Matbench tasks to exclude (default: all)"
-    )
-    p.add_argument("--include-matbench", action="store_true", help="exclude nothing")
-    p.add_argument(
-        "--structures", nargs="*", default=[], help="structure sets to add (CSV/json.gz/CIF dir)"
-    )
-    p.add_argument("--no-oqmd", action="store_true", help="only the structure sets")
-
-
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from pretroost.data.corpus import Corpus, build_corpus
     from pretroost.objectives import DFTConfig, FingerprintConfig, SSLConfig, StructureConfig
@@ -375,7 +315,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             oqmd=not args.no_oqmd, structures=args.structures, exclude=args.exclude or None
         )
     else:
-        corpus = Corpus.load(args.corpus or _default_corpus())
+        corpus = Corpus.load(args.corpus or default_corpus())
     weights = (
         tuple(
             (n, float(w))
@@ -449,35 +389,3 @@ def register_pretrain(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     _add_train_args(p, pretrain=True)
     _add_arch_args(p, pretrain=True)
-
-
-def cmd_ship(args: argparse.Namespace) -> int:
-    from pretroost.pretrained import ROOT
-    from pretroost.shipping import ship
-
-    command = "pretroost ship " + shlex.join(
-        [args.src, "--name", args.name, "--dtype", args.dtype]
-        + (["--root", args.root] if args.root else [])
-        + (["--pretrained-by", args.pretrained_by] if args.pretrained_by else [])
-    )
-    out = ship(
-        args.src, args.name, dtype=args.dtype, command=command, pretrained_by=args.pretrained_by,
-        root=args.root or ROOT, overwrite=args.overwrite,
-    )  # fmt: skip
-    sys.stdout.write(f"shipped encoder -> {out}\n")
-    return 0
-
-
-def register_ship(p: argparse.ArgumentParser) -> None:
-    p.add_argument("src", help="a pretrained artefact folder (pretroost pretrain / bench)")
-    p.add_argument("--name", required=True, help="the shipped name, e.g. fingerprint-oqmd")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="storage dtype of the weights")  # fmt: skip
-    p.add_argument("--root", default=None, help="destination folder (default: the package's)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing one")
-    p.add_argument(
-        "--pretrained-by",
-        "--made-by",  # the name the shipped fingerprint-oqmd card records
-        default="",
-        help="the command that pretrained SRC (for the card and config.json's shipped.pretrained_by)",
-    )
