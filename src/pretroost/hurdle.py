@@ -39,6 +39,7 @@ __all__ = [
     "apply_hurdle",
     "fit_zero_classifier",
     "save_hurdle",
+    "train_hurdle_model",
 ]
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,27 @@ def save_hurdle(
                    n_train=n_train)  # fmt: skip
 
     return write_folder(out, meta, card=card, fill=fill, overwrite=overwrite)
+
+
+def train_hurdle_model(
+    out: str | Path,
+    comps: CompositionArray,
+    y: np.ndarray,
+    *,
+    regressor: str | Path,
+    config: TreesConfig,
+    data: str,
+    overwrite: bool = True,
+) -> FittedTrees:
+    """The zero classifier fitted on every row (:func:`fit_zero_classifier`), saved to ``out`` with
+    a copy of the ``regressor`` folder (trained on the same rows) as one hurdle model
+    (:func:`save_hurdle`). Returns the classifier."""
+    fitted = fit_zero_classifier(comps, y, config)
+    save_hurdle(
+        out, regressor=regressor, classifier=fitted, config=config, data=data, n_train=len(y),
+        overwrite=overwrite,
+    )  # fmt: skip
+    return fitted
 
 
 class HurdlePredictor:

@@ -43,6 +43,7 @@ __all__ = [
     "fit_trees",
     "load_trees",
     "save_trees",
+    "train_trees_model",
 ]
 
 log = logging.getLogger(__name__)
@@ -287,6 +288,23 @@ def save_trees(
         skops.io.dump(fitted.estimator, folder / "model.skops")
 
     return write_folder(out, meta, card=card, fill=fill, overwrite=overwrite)
+
+
+def train_trees_model(
+    out: str | Path,
+    comps: CompositionArray,
+    y: np.ndarray,
+    task_type: str,
+    config: TreesConfig,
+    *,
+    data: str,
+    overwrite: bool = True,
+) -> FittedTrees:
+    """:func:`fit_trees` on every row (no test score: the inner folds choose the candidate), saved
+    to ``out`` (:func:`save_trees`, ``data`` naming the rows in its card). Returns the model."""
+    fitted = fit_trees(comps, y, task_type, config)
+    save_trees(fitted, out, config=config, data=data, n_train=len(y), overwrite=overwrite)
+    return fitted
 
 
 def load_trees(path: str | Path) -> tuple[FittedTrees, dict[str, Any]]:

@@ -152,10 +152,9 @@ def _save_trees(args: argparse.Namespace, config) -> int:
     """``--out``: one model on every row of ``--data`` (your CSV) or of each of ``--tasks`` (a
     Matbench dataset, saved to OUT/<task>); no test score (the inner folds choose the model)."""
     from pretroost.cli.common import _check_out
-    from pretroost.data.composition import parse_formulas
-    from pretroost.data.matbench import get_task, load_task
+    from pretroost.data.matbench import get_task, training_rows
     from pretroost.data.tables import read_training_table
-    from pretroost.trees import fit_trees, save_trees
+    from pretroost.trees import train_trees_model
 
     if not args.out:
         raise SystemExit("trees --data CSV needs --out DIR, the folder for the model")
@@ -171,15 +170,12 @@ def _save_trees(args: argparse.Namespace, config) -> int:
     else:
         for name in args.tasks:
             task = get_task(name)
-            df = load_task(task.name)
-            comps = parse_formulas(df["formula"].tolist(), source=task.name)
+            comps, y = training_rows(task.name)
             data = f"{task.name}, Matbench v0.1"
-            out = Path(args.out) / task.name
-            jobs.append((out, data, comps, df["target"].to_numpy(), task.task_type))
+            jobs.append((Path(args.out) / task.name, data, comps, y, task.task_type))
     for out, data, comps, y, task_type in jobs:
         _check_out(out, args.overwrite)
-        fitted = fit_trees(comps, y, task_type, config)
-        save_trees(fitted, out, config=config, data=str(data), n_train=len(y))
+        fitted = train_trees_model(out, comps, y, task_type, config, data=str(data))
         best = f"{fitted.model}/{fitted.features}"
         sys.stdout.write(
             f"{out}: {best}, inner score {fitted.inner_scores[best]:.4g}"
@@ -302,7 +298,7 @@ def _save_hurdle(args: argparse.Namespace, config) -> int:
     the ``--regressor`` folder (trained on the same rows) as one hurdle model."""
     from pretroost.cli.common import _check_out
     from pretroost.data.tables import read_training_table
-    from pretroost.hurdle import fit_zero_classifier, save_hurdle
+    from pretroost.hurdle import train_hurdle_model
 
     if not (args.out and args.data and args.regressor) or args.parts or args.tasks:
         raise ValueError("hurdle: a model needs --data CSV, --regressor DIR and --out DIR only")
@@ -311,11 +307,9 @@ def _save_hurdle(args: argparse.Namespace, config) -> int:
         args.data, formula_col=args.formula_col, target_col=args.target_col,
         id_col=args.id_col, task_type="regression",
     )  # fmt: skip
-    fitted = fit_zero_classifier(comps, y[:, 0], config)
-    save_hurdle(
-        args.out, regressor=args.regressor, classifier=fitted, config=config,
-        data=str(args.data), n_train=len(y),
-    )  # fmt: skip
+    fitted = train_hurdle_model(
+        args.out, comps, y[:, 0], regressor=args.regressor, config=config, data=str(args.data)
+    )
     best = f"{fitted.model}/{fitted.features}"
     sys.stdout.write(
         f"{args.out}: zero classifier {best}, inner balanced accuracy "

@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -89,66 +88,6 @@ def _read_user_data(args: argparse.Namespace, config):
     return comps, y, test
 
 
-def _test_splits(args: argparse.Namespace, n: int, *, k: int | None = None):
-    """The user-data splits (``pretroost.folds``): all rows with ``--test-data``, ``k``-fold, or a
-    random hold-out (``--test-fraction``, possibly 0: nothing held out); each decision is logged."""
-    from pretroost.folds import all_rows_split, holdout_split, kfold_splits
-
-    if args.test_data:
-        if k:
-            raise ValueError("--test-data and --split kfold exclude each other")
-        log.info("training on all %d rows of %s; testing on %s", n, args.data, args.test_data)
-        return all_rows_split(n)
-    if not 0.0 <= args.test_fraction < 1.0:
-        raise ValueError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
-    if k:
-        log.info(
-            "%s: %d-fold cross-validation over %d rows (--seed %d)", args.data, k, n, args.seed
-        )
-        return kfold_splits(n, k, args.seed)
-    splits = holdout_split(n, args.test_fraction, args.seed)
-    n_test = len(splits[0].test)
-    if n_test:
-        log.info(
-            "%s: held out %d rows (%.0f %%) as test (--test-fraction %g, --seed %d); training on "
-            "the other %d", args.data, n_test, 100 * n_test / n, args.test_fraction, args.seed,
-            n - n_test,
-        )  # fmt: skip
-    else:
-        log.info(
-            "%s: training on all %d rows (--test-fraction 0: no test score; a validation split "
-            "of them still picks the best epoch)", args.data, n,
-        )  # fmt: skip
-    return splits
-
-
-def _test_report(fitted, pred: dict, comps, y: np.ndarray, task_type: str) -> dict:
-    """Test scores of a model or ensemble; ensembles add uncertainty calibration (regression)
-    and each member's headline score, so ``finetune --ensemble`` and ``ensemble`` report alike."""
-    from pretroost.data.batching import CompositionDataset
-    from pretroost.ensemble import Ensemble, uncertainty_scores
-    from pretroost.metrics import CLF_THRESHOLD, HEADLINE, score, to_labels
-
-    data = CompositionDataset(comps)
-    key = "prob" if task_type == "classification" else "mean"
-    values = pred[key][:, 0]
-    if task_type == "classification":  # labels with the model's decision threshold
-        values = to_labels(values, getattr(fitted, "threshold", CLF_THRESHOLD))
-    scores = score(task_type, y[:, 0], values)
-    report: dict[str, Any] = {"scores": scores}
-    if isinstance(fitted, Ensemble):
-        if task_type == "regression":
-            scores.update(uncertainty_scores(y[:, 0], pred["mean"][:, 0], pred["std"][:, 0]))
-        head = HEADLINE[task_type]
-        members = [
-            score(task_type, y[:, 0], m.predict_dataset(data)[key][:, 0])[head]
-            for m in fitted.members
-        ]
-        report[f"member_{head}"] = members
-        report[f"member_{head}_mean"] = float(np.mean(members))
-    return report
-
-
 def _train_on_user_data(
     args: argparse.Namespace,
     config,
@@ -160,60 +99,29 @@ def _train_on_user_data(
     remove_checkpoints: bool,
     split_subdirs: bool = True,
 ) -> int:
-    """The one user-data path of ``finetune --data`` and ``ensemble``: check everything, hold out
-    the test rows (or read ``--test-data``), train, score, save and write ``metrics.json``."""
-    import shutil
-
-    from pretroost.folds import run_splits
-    from pretroost.utils import atomic_write_json
+    """``finetune --data`` and ``ensemble``: check everything (the data, ``--out``), then
+    :func:`pretroost.user_training.train_on_user_data`; prints ``metrics.json``."""
+    from pretroost.folds import user_splits
+    from pretroost.user_training import train_on_user_data
 
     comps, y, test_set = _read_user_data(args, config)  # every check before anything is trained
     out = _check_out(args.out, args.overwrite)
-    splits = _test_splits(args, len(comps), k=k)
+    if args.test_data and k:
+        raise ValueError("--test-data and --split kfold exclude each other")
+    splits = user_splits(
+        len(comps), source=str(args.data), test_data=args.test_data,
+        test_fraction=args.test_fraction, seed=args.seed, k=k,
+    )  # fmt: skip
     ctx = _start_distributed(args)
-    single = len(splits) == 1
-    names = [out.name if single else f"{out.name} fold {s.index}" for s in splits]
-    reports: list[dict] = []
-    for result in run_splits(
-        comps, y, args.task_type, splits, config, n_members=n_members, member_split=member_split,
-        test_set=test_set, checkpoint_dir=checkpoint_dir, split_subdirs=split_subdirs,
-        resume=args.resume, name=names, device=args.device,
-    ):  # fmt: skip
-        fitted, n_test, name = result.fitted, len(result.test_comps), names[result.split.index]
-        where_test = args.test_data or (f"{n_test} held-out rows" if n_test else None)
-        report: dict[str, Any] = {"n_train": len(result.split.train), "n_test": n_test}
-        report["test"] = where_test
-        if n_test:
-            report.update(
-                _test_report(fitted, result.pred, result.test_comps, result.test_y, args.task_type)
-            )
-            log.info(
-                "%s: test %s", name, ", ".join(f"{m}={v:.4f}" for m, v in report["scores"].items())
-            )
-        fitted.info.update(source=str(args.data), n_test=n_test, test=where_test)
-        fitted.info["test_seed"] = args.seed
-        if ctx.is_main:  # data parallel: rank 0 alone writes
-            fitted.save(out if single else out / f"fold_{result.split.index}")
-        reports.append(report)
-    if not ctx.is_main:
-        return 0
-    metrics: dict[str, Any] = reports[0]
-    if len(reports) > 1:
-        names = reports[0]["scores"]
-        metrics = {
-            "splits": reports,
-            "summary": {
-                m: {
-                    "mean": float(np.mean([r["scores"][m] for r in reports])),
-                    "std": float(np.std([r["scores"][m] for r in reports])),
-                }
-                for m in names
-            },
-        }
-    atomic_write_json(out / "metrics.json", metrics)
-    if checkpoint_dir is not None and remove_checkpoints:  # done: not needed any more
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
+    metrics = train_on_user_data(
+        comps, y, args.task_type, splits, config, out, test_set=test_set,
+        source=str(args.data), test_source=args.test_data, seed=args.seed, n_members=n_members,
+        member_split=member_split, checkpoint_dir=checkpoint_dir,
+        remove_checkpoints=remove_checkpoints, split_subdirs=split_subdirs, resume=args.resume,
+        device=args.device, write=ctx.is_main,
+    )  # fmt: skip
+    if ctx.is_main:
+        sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
     return 0
 
 
