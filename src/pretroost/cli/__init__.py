@@ -179,7 +179,10 @@ _RECORDS_WITH_TASKS = frozenset({"finetune", "trees", "hurdle"})
 def _records_cells(args: argparse.Namespace) -> bool:
     name = args.func.name
     tasks = getattr(args, "task", None) or getattr(args, "tasks", None)
-    return name in _RECORDS_ALWAYS or (name in _RECORDS_WITH_TASKS and bool(tasks))
+    model_only = name in ("trees", "hurdle") and getattr(args, "out", None)  # a model, no cells
+    return name in _RECORDS_ALWAYS or (
+        name in _RECORDS_WITH_TASKS and bool(tasks) and not model_only
+    )
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
