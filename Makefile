@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# the CPU build of torch; any torch >= 2.3 works (see pyproject)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[teachers,test]'
+	$(BIN)/pip install -q -e '.[teachers,test,serve]'
 	# matbench 0.6 pins packages that do not install on Python 3.11: its code is only used by tests
 	$(BIN)/pip install -q --no-deps matbench==0.6
 	touch $@

@@ -38,8 +38,39 @@ def test_subscripts_and_hydrate_notation_parse_as_the_plain_formula(text, plain)
 def test_decimal_points_stay_decimal_points() -> None:
     assert normalise_formula("Fe0.5O0.5") == "Fe0.5O0.5"
     _same("Li0.5CoO2", "LiCo2O4")
-    # a "." followed by a digit is pymatgen's decimal: CuSO4.5H2O is CuS O4.5 H2O (documented)
-    _same("CuSO4.5H2O", "Cu2S2O11H4")
+    # Matbench's own formulas with one decimal amount >= 1 followed by an element
+    _same("Cu1.8S1", "Cu9S5")
+    _same("Hg7.5As4Cl6", "Hg15As8Cl12")
+    _same("La5Cu6.33S7O4", "La500Cu633S700O400")
+    _same("H2OCaCl2.2", "H10O5Ca5Cl11")
+
+
+@pytest.mark.parametrize("text", ["CuSO4.5H2O", "CuSO4·5H2O", "CuSO4*5H2O", "CuSO4 . 5H2O"])
+def test_a_dot_before_a_count_is_a_hydrate_when_an_element_repeats(text) -> None:
+    """Read as a decimal, CuSO4.5H2O would name O twice: no one writes a decimal amount so."""
+    assert normalise_formula(text) == "(CuSO4)(H2O)5"
+    _same(text, "CuH10SO9")
+    _same("Ca(OH)2.5H2O", "CaO7H12")
+
+
+def test_a_decimal_or_a_count_before_water_is_refused_with_a_hint() -> None:
+    with pytest.raises(FormulaError, match="ambiguous") as info:
+        parse_formula("CaCl2.2H2O")
+    assert "'CaCl2·2H2O'" in info.value.reason and "'H2OCaCl2.2'" in info.value.reason
+
+
+@pytest.mark.parametrize("suffix", ["(s)", "(l)", "(g)", "(aq)", "(cr)", " (s)"])
+def test_state_suffixes_are_refused_with_a_hint(suffix) -> None:
+    with pytest.raises(FormulaError, match=r"state of matter.*write 'NaCl'"):
+        parse_formula(f"NaCl{suffix}")
+    _same("NaCl(S)", "NaClS")  # capital S: sulfur
+
+
+@pytest.mark.parametrize("text", ["H2O 1", "Fe 2 O 3", "NaCl 0.5", "CuSO4·5H2O 2"])
+def test_a_bare_number_after_a_space_is_refused_with_a_hint(text) -> None:
+    with pytest.raises(FormulaError, match="number after a space"):
+        parse_formula(text)
+    _same("Fe2 O3", "Fe2O3")  # pymatgen's own spacing stays fine
 
 
 @pytest.mark.parametrize("bad", ["NaCl·", "·H2O", "Fe*", "CuSO4·0H2O"])

@@ -91,3 +91,62 @@ def test_many_formulas_name_the_bad_row() -> None:
     with pytest.raises(FormulaError) as info:
         parse_formulas(["Fe2O3", "NaCl", "Fe2O3)"], source="x.csv")
     assert info.value.row == 2 and str(info.value).startswith("x.csv: row 2: formula 'Fe2O3)'")
+
+
+def _pymatgen(text: str) -> dict[int, float]:
+    from pymatgen.core import Composition
+
+    return {e.Z: float(v) for e, v in Composition(text).fractional_composition.items()}
+
+
+def _ours(text: str) -> dict[int, float]:
+    z, frac = parse_formula(text)
+    return dict(zip(z.tolist(), frac.tolist(), strict=True))
+
+
+positive = st.one_of(
+    st.integers(1, 99).map(str),
+    st.tuples(st.integers(0, 20), st.integers(1, 999)).map(lambda t: f"{t[0]}.{t[1]}"),
+)
+distinct = st.lists(st.sampled_from(SYMBOLS[:103]), min_size=1, max_size=6, unique=True)
+
+
+@SETTINGS
+@given(distinct.flatmap(lambda s: st.tuples(st.just(s), st.lists(positive, min_size=len(s),
+                                                                    max_size=len(s)))))  # fmt: skip
+@example((["Cu", "S"], ["1.8", "1"]))
+@example((["Ca", "Cl", "H", "O"], ["1", "2.2", "2", "1"]))
+def test_decimal_amounts_read_as_pymatgen_reads_them(case) -> None:
+    """Distinct elements with positive amounts, decimals >= 1 included: pymatgen's reading (the
+    reference: there is no adduct here), or refused as ambiguous only before a closing water."""
+    symbols, amounts = case
+    formula = "".join(f"{s}{a}" for s, a in zip(symbols, amounts, strict=True))
+    try:
+        ours = _ours(formula)
+    except FormulaError as err:
+        assert "ambiguous" in err.reason and formula.endswith("H2O"), err.reason
+        return
+    ref = _pymatgen(formula)
+    assert ours.keys() == ref.keys()
+    assert all(math.isclose(ours[k], ref[k], rel_tol=1e-9) for k in ref)
+
+
+units = st.lists(st.tuples(st.sampled_from(SYMBOLS[:103]), st.integers(1, 9)), min_size=1,
+                 max_size=4, unique_by=lambda t: t[0])  # fmt: skip
+
+
+@SETTINGS
+@given(units, st.integers(1, 12), units, st.sampled_from(["·", "*", " · ", "."]))
+@example([("Cu", 1), ("S", 1), ("O", 4)], 5, [("H", 2), ("O", 1)], ".")
+@example([("Fe", 2)], 5, [("O", 3)], ".")
+def test_adducts_read_as_x_plus_n_y(x, n: int, y, sep: str) -> None:
+    """``X<sep>nY`` is X + n·Y (pymatgen's ``(X)(Y)n``); a plain "." between digits only where X
+    and Y share an element, else it is a decimal point (pymatgen's reading of the text)."""
+    xs, ys = ("".join(f"{s}{k}" for s, k in unit) for unit in (x, y))
+    formula = f"{xs}{sep}{n}{ys}"
+    shared = {s for s, _ in x} & {s for s, _ in y}
+    adduct = sep != "." or bool(shared)
+    ref = _pymatgen(f"({xs})({ys}){n}" if adduct else formula)
+    ours = _ours(formula)
+    assert ours.keys() == ref.keys()
+    assert all(math.isclose(ours[k], ref[k], rel_tol=1e-9) for k in ref)

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from pretroost.artefacts import MANIFEST
 from pretroost.data.composition import MAX_Z, parse_formulas
 from pretroost.trees import TreesConfig, composition_features, fit_trees
 
@@ -193,7 +194,12 @@ def test_saved_trees_load_and_predict_the_same(tmp_path) -> None:
                          threshold="validation", **TINY)  # fmt: skip
     fitted = fit_trees(parse_formulas(formulas[:90]), labels[:90], "classification", config)
     folder = save_trees(fitted, tmp_path / "m", config=config, data="alloys", n_train=90)
-    assert {p.name for p in folder.iterdir()} == {"config.json", "model.skops", "README.md"}
+    assert {p.name for p in folder.iterdir()} == {
+        "config.json",
+        "model.skops",
+        "README.md",
+        MANIFEST,
+    }
     model = pretroost.load(folder)
     assert isinstance(model, TreesPredictor) and model.threshold == fitted.threshold
     out = model.predict([*formulas[90:], "Xx2O"])

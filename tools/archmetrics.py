@@ -189,7 +189,8 @@ def results_pulls_torch(src: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    src = Path(args[0]) if args else Path(__file__).resolve().parents[1] / "src"
+    paths = [a for a in args if not a.startswith("-")]
+    src = Path(paths[0]) if paths else Path(__file__).resolve().parents[1] / "src"
     knot = largest_scc(import_graph(src))
     print(f"knot: {len(knot)} files: {' '.join(m.removeprefix('pretroost.') for m in knot)}")
     found = indented_imports(src)

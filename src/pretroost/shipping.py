@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from pretroost.artefacts import register_files, remove_written
 from pretroost.hub import load
 from pretroost.pretrain import encoder_card
 from pretroost.pretrained import REFERENCE_FORMULAS, ROOT
@@ -54,7 +54,7 @@ def ship(
     if out.exists():
         if not overwrite:
             raise FileExistsError(f"{out} exists: pass overwrite=True (--overwrite) to replace it")
-        shutil.rmtree(out)
+        remove_written(out)  # only what pretroost wrote there; refused if it holds anything else
     out.mkdir(parents=True)
     cast = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     state = {
@@ -87,5 +87,6 @@ def ship(
         f"from those of the float32 weights by at most {deviation:.2g} of their largest value.\n\n"
     )
     (out / "README.md").write_text(card.replace("{deviation}", note))
+    register_files(out, ["model.safetensors", "config.json", "reference.json", "README.md"])
     log.info("shipped %s as %s (%s)", src, out, dtype)
     return out

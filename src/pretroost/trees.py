@@ -24,7 +24,8 @@ import sklearn
 import skops.io
 
 from pretroost import __version__
-from pretroost.artefacts import read_config, write_folder
+from pretroost.artefacts import load_skops, read_config, write_folder
+from pretroost.data import pbe_gap
 from pretroost.data.composition import MAX_Z, CompositionArray
 from pretroost.data.descriptors import descriptor_matrix
 from pretroost.errors import ArtefactError
@@ -107,15 +108,16 @@ class TreesConfig:
         return [(m, f) for m in self.models for f in self.features]
 
 
-def composition_features(comps: CompositionArray, name: str) -> np.ndarray:
+def composition_features(comps: CompositionArray, name: str, *, teacher: Any = None) -> np.ndarray:
     """(n, d) float64 features of ``comps``: ``"fractions"`` (d = ``MAX_Z`` = 103: the fraction
     of element Z in column Z - 1, :meth:`CompositionArray.dense`), ``"magpie"`` (d = 144,
     :func:`~pretroost.data.fingerprint.magpie_fingerprint`), both side by side, or both and a
     last column ``"pbe"``, a PBE band-gap teacher's prediction
     (:func:`~pretroost.data.pbe_gap.pbe_gap_feature`: Materials Project gaps, the experimental
-    tasks' compositions removed)."""
+    tasks' compositions removed; ``teacher``: the teacher to use, e.g. a saved model's own copy,
+    default the data cache's, :func:`~pretroost.data.pbe_gap.teacher`)."""
     _check("feature set", [name], FEATURE_SETS)
-    return descriptor_matrix(name.split("+"), comps)
+    return descriptor_matrix(name.split("+"), comps, pbe_model=teacher)
 
 
 def _estimator(model: str, task_type: str, config: TreesConfig) -> Any:
@@ -155,7 +157,9 @@ class FittedTrees:
     """The chosen candidate, refitted on every training row, and the inner scores of all.
 
     ``threshold``: the decision threshold for labels ``p > threshold`` (classification; 0.5 unless
-    chosen on the inner folds); ``thresholds``: every candidate's, where chosen.
+    chosen on the inner folds); ``thresholds``: every candidate's, where chosen. ``teacher``: for
+    ``+pbe`` features, the PBE gap teacher the features were made with (kept with a saved model),
+    and ``teacher_info`` what it is made of (:func:`~pretroost.data.pbe_gap.teacher_info`).
     """
 
     estimator: Any
@@ -165,10 +169,16 @@ class FittedTrees:
     inner_scores: dict[str, float] = field(default_factory=dict)
     threshold: float = CLF_THRESHOLD
     thresholds: dict[str, float] = field(default_factory=dict)
+    teacher: Any = None
+    teacher_info: dict[str, Any] = field(default_factory=dict)
+
+    def features_of(self, comps: CompositionArray) -> np.ndarray:
+        """(n, d) features of ``comps`` as the estimator reads them (with this model's teacher)."""
+        return composition_features(comps, self.features, teacher=self.teacher)
 
     def predict(self, comps: CompositionArray) -> np.ndarray:
         """(n,) predictions for ``comps``: values, or the probability of class 1."""
-        return _predict(self.estimator, composition_features(comps, self.features), self.task_type)
+        return _predict(self.estimator, self.features_of(comps), self.task_type)
 
     def predict_std(self, comps: CompositionArray) -> np.ndarray:
         """(n,) standard deviation of a forest's trees' predictions for ``comps`` (regression):
@@ -177,7 +187,7 @@ class FittedTrees:
         trees = getattr(self.estimator, "estimators_", None)
         if self.task_type != "regression" or trees is None:
             return np.full(len(comps), np.nan)
-        x = composition_features(comps, self.features)
+        x = self.features_of(comps)
         return np.stack([t.predict(x) for t in trees]).std(axis=0)
 
 
@@ -231,13 +241,16 @@ def fit_trees(
     model, feats = best.split("/", 1)
     est = _estimator(model, task_type, config).fit(features[feats], target)
     threshold = thresholds.get(best, CLF_THRESHOLD)
-    return FittedTrees(est, model, feats, task_type, scores, threshold, thresholds)
+    fitted = FittedTrees(est, model, feats, task_type, scores, threshold, thresholds)
+    if feats.endswith("+pbe"):  # the teacher its features came from, to keep with the model
+        fitted.teacher, fitted.teacher_info = pbe_gap.teacher(), pbe_gap.teacher_info()
+    return fitted
 
 
 # ------------------------------------------------------------------------------ saved models
 
-#: what a saved estimator may be built from: scikit-learn's and numpy's own types only
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.")
+#: the file of a saved model's own PBE gap teacher (``+pbe`` features)
+TEACHER_FILE = "pbe_teacher.skops"
 
 
 def save_trees(
@@ -252,7 +265,10 @@ def save_trees(
     """Write ``fitted`` as a model folder: ``config.json`` (``"kind": "trees"``, the chosen
     candidate, its threshold, every candidate's inner score, ``config``), ``model.skops`` (the
     estimator in skops' format: arrays and JSON, no pickle) and a ``README.md`` model card saying
-    what it was trained on (``data``, ``n_train`` rows)."""
+    what it was trained on (``data``, ``n_train`` rows). With ``+pbe`` features the PBE gap
+    teacher goes into the folder too (``pbe_teacher.skops``, what it is made of in
+    ``config.json``'s ``pbe_teacher``), so that loading reads nothing from the data cache and
+    fits nothing."""
     best = f"{fitted.model}/{fitted.features}"
     meta = {
         "kind": "trees", "task_type": fitted.task_type, "model": fitted.model,
@@ -262,6 +278,11 @@ def save_trees(
         "git_sha": git_sha(), "pretroost_version": __version__,
         "sklearn_version": sklearn.__version__,
     }  # fmt: skip
+    pbe = fitted.features.endswith("+pbe")
+    if pbe:
+        if fitted.teacher is None:
+            raise ValueError(f"{best} has +pbe features but no teacher to save with it")
+        meta["pbe_teacher"] = {"file": TEACHER_FILE, **fitted.teacher_info}
     clf = fitted.task_type == "classification"
     what, value = ("balanced accuracy", -fitted.inner_scores[best]) if clf else (
         "MAE", fitted.inner_scores[best])  # fmt: skip
@@ -274,9 +295,9 @@ def save_trees(
         f"{len(fitted.inner_scores)} candidate(s); inner {what} of the chosen one: {value:.4g}.",
         *([f"- Decision threshold: {fitted.threshold:.4g} (labels `p > threshold`)."]
           if clf else []),
-        *(["- Its last feature is a PBE band-gap teacher's prediction, refitted from the data "
-            "cache's mp_gap on first use (`pretroost.data.pbe_gap`)."]
-          if fitted.features.endswith("+pbe") else []),
+        *([f"- Its last feature is a PBE band-gap teacher's prediction (`pretroost.data.pbe_gap`, "
+           f"fitted on Matbench's mp_gap), kept in `{TEACHER_FILE}` (config.json's `pbe_teacher`)."]
+          if pbe else []),
         f"- {config.n_estimators} trees, seed {config.seed}; scikit-learn {sklearn.__version__}; "
         f"pretroost {__version__} ({meta['git_sha']}).",
         "",
@@ -286,6 +307,8 @@ def save_trees(
 
     def fill(folder: Path) -> None:
         skops.io.dump(fitted.estimator, folder / "model.skops")
+        if pbe:
+            skops.io.dump(fitted.teacher, folder / TEACHER_FILE)
 
     return write_folder(out, meta, card=card, fill=fill, overwrite=overwrite)
 
@@ -310,28 +333,29 @@ def train_trees_model(
 def load_trees(path: str | Path) -> tuple[FittedTrees, dict[str, Any]]:
     """Read a folder written by :func:`save_trees`: the model and its ``config.json``.
 
-    The estimator is rebuilt by skops only from scikit-learn and numpy types; a file
-    naming any other type is refused (:class:`~pretroost.artefacts.ArtefactError`), so loading never
-    runs code from the file."""
+    The estimator (and a ``+pbe`` model's own teacher) are rebuilt by skops only from
+    scikit-learn and numpy types; a file naming any other type is refused
+    (:class:`~pretroost.errors.ArtefactError`), so loading never runs code from the file. A
+    ``+pbe`` folder saved without its teacher (before it was kept there) uses the data cache's,
+    with a warning."""
     path = Path(path)
     meta = read_config(path)
     if meta.get("kind") != "trees":
         raise ArtefactError(f"{path}: not a trees model (kind {meta.get('kind')!r})")
-    file = path / "model.skops"
-    if not file.is_file():
-        raise ArtefactError(f"{path}: model.skops is missing")
-    try:
-        types = skops.io.get_untrusted_types(file=file)
-    except Exception as exc:  # a zip that skops cannot read: say so, whatever its error type
-        raise ArtefactError(f"{file}: unreadable ({exc})") from None
-    foreign = [t for t in types if not t.startswith(_TRUSTED_PREFIXES)]
-    if foreign:
-        raise ArtefactError(f"{file}: refers to types outside scikit-learn/numpy: {foreign}")
-    estimator = skops.io.load(file, trusted=types)
+    estimator = load_skops(path / "model.skops")
+    teacher = None
+    if str(meta["features"]).endswith("+pbe"):
+        if "pbe_teacher" in meta:
+            teacher = load_skops(path / TEACHER_FILE)  # a fixed name, not a path from the file
+        else:
+            log.warning(
+                "%s: no PBE gap teacher in the folder (saved before pretroost kept it there); "
+                "using the data cache's (pretroost.data.pbe_gap)", path,
+            )  # fmt: skip
     fitted = FittedTrees(
         estimator, meta["model"], meta["features"], meta["task_type"],
         dict(meta.get("inner_scores", {})), float(meta.get("threshold", CLF_THRESHOLD)),
-        dict(meta.get("candidate_thresholds", {})),
+        dict(meta.get("candidate_thresholds", {})), teacher, dict(meta.get("pbe_teacher", {})),
     )  # fmt: skip
     return fitted, meta
 

@@ -4,12 +4,12 @@ each split, score the test rows, save the model(s) and ``metrics.json``."""
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pretroost.artefacts import register_files, remove_written
 from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import CompositionArray
 from pretroost.ensemble import Ensemble, uncertainty_scores
@@ -19,7 +19,7 @@ from pretroost.metrics import CLF_THRESHOLD, HEADLINE, score, to_labels
 from pretroost.models.roost import TaskType
 from pretroost.utils import atomic_write_json
 
-__all__ = ["test_report", "train_on_user_data"]
+__all__ = ["remove_checkpoints_of", "test_report", "train_on_user_data"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,8 @@ def train_on_user_data(
     ``out/metrics.json`` (every split's scores and their mean and std). ``write=False`` (data
     parallel ranks other than 0) trains without writing. Returns the metrics."""
     single = len(splits) == 1
+    if not single and write and out.exists():  # one folder per split: the old ones go
+        remove_written(out)
     names = [out.name if single else f"{out.name} fold {s.index}" for s in splits]
     reports: list[dict] = []
     for result in run_splits(
@@ -97,6 +99,8 @@ def train_on_user_data(
         fitted.info["test_seed"] = seed
         if write:  # data parallel: rank 0 alone writes
             fitted.save(out if single else out / f"fold_{result.split.index}")
+            if not single:
+                register_files(out, [f"fold_{result.split.index}"])
         reports.append(report)
     metrics: dict[str, Any] = reports[0]
     if len(reports) > 1:
@@ -114,6 +118,22 @@ def train_on_user_data(
     if not write:
         return metrics
     atomic_write_json(out / "metrics.json", metrics)
+    register_files(out, ["metrics.json"])
     if checkpoint_dir is not None and remove_checkpoints:  # done: not needed any more
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        remove_checkpoints_of(checkpoint_dir, [s.index for s in splits], n_members)
     return metrics
+
+
+def remove_checkpoints_of(folder: Path, splits: list[int], n_members: int) -> None:
+    """Delete the checkpoints ``finetune --data`` wrote (``split<i>.pt``, or
+    ``split<i>/member_<k>.pt``) and the folders they leave empty; nothing else."""
+    for i in splits:
+        files = [folder / f"split{i}.pt"]
+        files += [folder / f"split{i}" / f"member_{k}.pt" for k in range(n_members)]
+        for f in files:
+            f.unlink(missing_ok=True)
+        for d in (folder / f"split{i}", folder):
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+    if folder.exists():
+        log.warning("%s: kept, it holds files other than this run's checkpoints", folder)

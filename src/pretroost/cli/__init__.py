@@ -1,7 +1,7 @@
 """The ``pretroost`` command line: a thin layer over the library (``main(argv) -> exit code``).
 
 Each subcommand lives in a module of this package (``train``: data, corpus, pretrain, finetune,
-ensemble; ``predict``: predict, embed; ``experiment``: bench, select, report, convergence, speed,
+ensemble; ``predict``: predict, embed; ``serve``: serve; ``experiment``: bench, select, report, convergence, speed,
 teacher-probe) as ``cmd_<name>(args)`` and ``register_<name>(parser)``; :data:`COMMANDS` lists
 them. Options that set a config field are declared from the config dataclass itself
 (:mod:`pretroost.cli.config_options`), so each default is written once, in the dataclass.
@@ -66,6 +66,7 @@ EXAMPLES.update(
         "ensemble": (
             "pretroost ensemble --data my.csv --target-col gap --n 5 --epochs 100 --out models/gap5"
         ),
+        "serve": "pretroost serve\n  pretroost serve --model models/gap --port 8001",
     }
 )
 
@@ -130,6 +131,9 @@ COMMANDS: tuple[Command, ...] = (
             "model card and reference embeddings, so that `--init NAME` works offline."),
     Command("ensemble", "train", "cmd_ensemble", "register_ensemble",
             "Train a deep ensemble of Roost models on your CSV and save it as one model folder."),
+    Command("serve", "serve", "cmd_serve", "register_serve",
+            "A local web page: formulas in, predictions with their uncertainty, in-domain flag and "
+            "nearest training compositions out (browser, no code)."),
 )  # fmt: skip
 
 

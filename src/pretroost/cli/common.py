@@ -98,8 +98,10 @@ def _add_user_data_args(g, *, required: bool) -> None:
 
 def _add_overwrite_arg(p) -> None:
     p.add_argument(
-        "--overwrite", action="store_true", help="replace an existing --out folder (else refused)"
-    )
+        "--overwrite", action="store_true",
+        help="replace an existing --out folder that pretroost wrote (only the files it wrote "
+        "there are removed; a folder holding anything else is refused, naming it)",
+    )  # fmt: skip
 
 
 def _train_config(args: argparse.Namespace, *, pretrain: bool = False, **extra):
@@ -163,13 +165,28 @@ def _start_distributed(args: argparse.Namespace):
     return ctx
 
 
-def _check_out(out: str | Path, overwrite: bool) -> Path:
-    """Refuse an existing, non-empty ``--out`` folder unless ``--overwrite`` (before any work)."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(
-            f"{out} exists; pass --overwrite to replace it, or choose another --out"
-        )
+def _check_out(
+    out: str | Path, overwrite: bool, *, inputs: tuple[str | Path | None, ...] = ()
+) -> Path:
+    """Check ``--out`` before any work: never the current directory or a folder above it, nor a
+    folder holding an input file (``inputs``); an existing, non-empty folder only with
+    ``--overwrite``, and then only one that holds nothing but what pretroost wrote there
+    (:func:`pretroost.artefacts.check_replaceable` names anything else)."""
+    from pretroost.artefacts import check_out_path, check_replaceable  # light: no torch
+
+    out = check_out_path(out)
+    for path in inputs:
+        if path is not None and out.resolve() in Path(path).resolve().parents:
+            raise ValueError(
+                f"--out {out} would hold the input {path}: --out must name a new or "
+                "pretroost-written folder of its own"
+            )
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite:
+            raise FileExistsError(
+                f"{out} exists; pass --overwrite to replace it, or choose another --out"
+            )
+        check_replaceable(out)
     return out
 
 

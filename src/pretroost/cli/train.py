@@ -104,8 +104,8 @@ def _train_on_user_data(
     from pretroost.folds import user_splits
     from pretroost.user_training import train_on_user_data
 
+    out = _check_out(args.out, args.overwrite, inputs=(args.data, args.test_data))
     comps, y, test_set = _read_user_data(args, config)  # every check before anything is trained
-    out = _check_out(args.out, args.overwrite)
     if args.test_data and k:
         raise ValueError("--test-data and --split kfold exclude each other")
     splits = user_splits(
@@ -126,9 +126,11 @@ def _train_on_user_data(
 
 
 def _finetune_custom(args: argparse.Namespace, config) -> int:
+    from pretroost.artefacts import check_out_path
+
     if args.out is None:
         raise SystemExit("finetune --data needs --out DIR for the trained model")
-    out = Path(args.out)
+    out = check_out_path(args.out)
     default_ckpt = out.with_name(out.name + ".ckpt")
     return _train_on_user_data(
         args, config, n_members=args.ensemble, k=args.k if args.split == "kfold" else None,

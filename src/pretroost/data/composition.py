@@ -18,6 +18,7 @@ from pymatgen.core import Composition, Element
 
 __all__ = [
     "MAX_Z",
+    "STATE_SUFFIXES",
     "CompositionArray",
     "FormulaError",
     "normalise_formula",
@@ -34,28 +35,84 @@ _AMOUNT = re.compile(r"([A-Z][a-z]*|\))\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]
 _SYMBOL = re.compile(r"[A-Z][a-z]*")
 _SUBSCRIPTS = str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789")
 # between the units of a hydrate/adduct: a middle dot (and look-alikes), "*", or a "." that is not
-# a decimal point (one followed by a digit is: "Fe0.5O0.5", and "CuSO4.5H2O" is CuSO4.5 H2O there)
+# between digits ("Na2SO4.H2O", "CaCl2 . 2H2O"); a "." between digits: see normalise_formula
 _UNIT_SEP = re.compile(r"\s*(?:[·•∙⋅*]|\.(?!\s*\d)|\s+\.\s+)\s*")
 _UNIT = re.compile(r"(\d+(?:\.\d+)?|\.\d+)?\s*(.+)")
+# an amount "a.b" whose integer part a is not 0, right after an element or ")" and followed by an
+# element or "(": "O4.5H2O", "Cu1.8S1"; the "." may be a decimal point or an adduct's "X.nY"
+_DIGIT_DOT = re.compile(r"(?<=[A-Za-z)\]])([1-9]\d*)\.(\d+)(?=\s*[A-Z(\[])")
+_WATER = re.compile(r"\s*(?:H2O|\(H2O\))\s*")
+#: state-of-matter suffixes, refused with a hint (they are no part of the composition)
+STATE_SUFFIXES = ("s", "l", "g", "aq", "cr")
+_STATE = re.compile(r"\s*\((" + "|".join(STATE_SUFFIXES) + r")\)\s*$")
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def normalise_formula(text: str) -> str:
-    """Rewrite notations pymatgen does not read into one it does: unicode subscripts
-    (``Fe₂O₃`` -> ``Fe2O3``) and hydrate/adduct units joined by ``·``, ``*`` or ``.``
-    (``CuSO4·5H2O`` -> ``(CuSO4)(H2O)5``). A ``.`` followed by a digit stays a decimal point
-    (write ``CuSO4·5H2O`` or ``CuSO4*5H2O`` for the pentahydrate). Other text is returned as is."""
+    """Rewrite notations pymatgen does not read into one it does, or refuse (:class:`FormulaError`)
+    what cannot be read without guessing.
+
+    - Unicode subscripts: ``Fe₂O₃`` -> ``Fe2O3``.
+    - Hydrates/adducts: units joined by ``·`` (or ``•``, ``∙``, ``⋅``), ``*``, or a ``.`` that is
+      not between two digits (``Na2SO4.H2O``, ``CaCl2 . 2H2O``) become ``X + n·Y``: each unit may
+      start with a count, ``CuSO4·5H2O`` -> ``(CuSO4)(H2O)5``.
+    - A ``.`` between two digits is a decimal point (``Fe0.5Ni0.5``, ``Li0.5CoO2``,
+      ``Cu1.8S1``), with two exceptions, both for an amount ``a.b`` whose integer part ``a`` is
+      not 0, that follows an element or ``)`` and is followed by an element or ``(``:
+      (1) if the unit names an element twice (``CuSO4.5H2O``: O), no one meant a decimal amount:
+      the first such ``.`` is an adduct separator, ``CuSO4.5H2O`` = ``CuSO4·5H2O``;
+      (2) otherwise, if water (``H2O``) follows ``b`` and ends the unit (``CaCl2.2H2O``), the
+      formula is refused as ambiguous, with a hint (``CaCl2·2H2O`` for the hydrate,
+      ``H2OCaCl2.2`` for the decimal amount). An ``a`` of 0 (``Li0.5CoO2``) is always decimal.
+    - Refused with a hint: a state-of-matter suffix (``NaCl(s)``, also ``(l)``, ``(g)``, ``(aq)``,
+      ``(cr)``: not part of the composition; write ``NaCl``), and a bare number after a space
+      (``H2O 1``, ``Fe 2 O 3``: an amount of no element, or a stray value).
+
+    Other text is returned as is (pymatgen reads it or refuses it)."""
+    original = text
     text = text.translate(_SUBSCRIPTS).strip()
-    units = _UNIT_SEP.split(text)
-    if len(units) == 1:
-        return text
+    state = _STATE.search(text)
+    if state:
+        raise FormulaError(
+            original,
+            f"'({state.group(1)})' is a state of matter, not part of the composition: write "
+            f"{text[: state.start()]!r}",
+        )
+    units = [u for part in _UNIT_SEP.split(text) for u in _split_digit_dot(part, original)]
     out = []
     for unit in units:
         m = _UNIT.fullmatch(unit.strip())
         if m is None:  # an empty unit ("NaCl·"): leave the text for pymatgen to refuse
             return text
         count, body = m.groups()
+        bare = [t for t in body.split()[1:] if _NUMBER.fullmatch(t)]
+        if bare:
+            raise FormulaError(
+                original,
+                f"a number after a space ({bare[0]!r}) is the amount of no element: write the "
+                "formula without spaces before amounts (e.g. 'H2O', 'Fe2O3')",
+            )
         out.append(f"({body}){count or ''}")
-    return "".join(out)
+    return text if len(units) == 1 else "".join(out)
+
+
+def _split_digit_dot(unit: str, original: str) -> list[str]:
+    """``unit`` cut at the ``.`` that :func:`normalise_formula`'s rule (1) makes an adduct
+    separator (repeatedly), or refused by its rule (2)."""
+    for m in _DIGIT_DOT.finditer(unit):
+        symbols = _SYMBOL.findall(unit)
+        head, tail = unit[: m.end(1)], unit[m.start(2) :]
+        if len(set(symbols)) < len(symbols):  # an element named twice: an adduct
+            return [head, *_split_digit_dot(tail, original)]
+        if _WATER.fullmatch(unit[m.end(2) :]):
+            amount = f"{m.group(1)}.{m.group(2)}"
+            raise FormulaError(
+                original,
+                f"ambiguous: {amount!r} before water may be a decimal amount or a hydrate's "
+                f"count; write {f'{head}·{m.group(2)}H2O'!r} (or '*' for '·') for the hydrate, "
+                f"or {f'H2O{unit[: m.end(2)]}'!r} for the decimal amount",
+            )
+    return [unit]
 
 
 @cache

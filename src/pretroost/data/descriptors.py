@@ -7,6 +7,7 @@ teacher's prediction, :func:`~pretroost.data.pbe_gap.pbe_gap_feature`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,13 +39,16 @@ def n_descriptors(name: str) -> int:
     return sizes[name]
 
 
-def descriptor_matrix(names: Sequence[str], comps: CompositionArray) -> np.ndarray:
+def descriptor_matrix(
+    names: Sequence[str], comps: CompositionArray, *, pbe_model: Any = None
+) -> np.ndarray:
     """(n, d) float64: the descriptors ``names`` side by side, in that order. ``"pbe"`` after
-    ``"fractions"`` and ``"magpie"`` reuses them (the teacher reads both)."""
+    ``"fractions"`` and ``"magpie"`` reuses them (the teacher reads both); ``pbe_model``: the
+    PBE gap teacher to use (default the data cache's, :func:`pretroost.data.pbe_gap.teacher`)."""
     parts = [descriptor_values(n, comps) for n in names if n != "pbe"]
     if "pbe" in names:
         if list(names[:2]) == ["fractions", "magpie"]:
-            parts.append(pbe_gap_feature(comps, np.hstack(parts[:2])))
+            parts.append(pbe_gap_feature(comps, np.hstack(parts[:2]), model=pbe_model))
         else:
-            parts.insert(list(names).index("pbe"), pbe_gap_feature(comps))
+            parts.insert(list(names).index("pbe"), pbe_gap_feature(comps, model=pbe_model))
     return np.hstack(parts)

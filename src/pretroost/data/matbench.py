@@ -48,6 +48,7 @@ __all__ = [
     "load_folds",
     "load_task",
     "official_ids",
+    "task_cache_file",
     "training_rows",
 ]
 
@@ -235,10 +236,20 @@ def _from_official_frame(task: MatbenchTask, df: pd.DataFrame) -> pd.DataFrame:
     return _frame(task, formulas, df[task.target].to_numpy())
 
 
-def _load_cache(task: MatbenchTask, cache: Path | None) -> pd.DataFrame:
-    path = (cache or cache_dir()) / "matbench" / f"{task.name}.csv"
+def task_cache_file(name: str, cache: Path | None = None) -> Path:
+    """The data cache's CSV of a task (``load_task(name, source="cache")`` reads it).
+
+    Raises:
+        DataNotFetchedError: the cache has not been fetched.
+    """
+    path = (cache or cache_dir()) / "matbench" / f"{get_task(name).name}.csv"
     if not path.is_file():
         raise _not_fetched(path)
+    return path
+
+
+def _load_cache(task: MatbenchTask, cache: Path | None) -> pd.DataFrame:
+    path = task_cache_file(task.name, cache)
     df = pd.read_csv(
         path,
         dtype={"id": str, "formula": str, "target": "float64"},

@@ -467,7 +467,7 @@ class ModelConfig:
     vector; or ``"fractions"``: the same with the 103 element fractions (column Z - 1: element Z's
     amount), which attention pooling weighted by amount reads only faintly for minor elements; or
     ``"pbe"``: one number, a PBE band gap predicted by a teacher fitted on Materials Project gaps
-    (:mod:`pretroost.data.pbe_gap`; refitted from the data cache on first use in a process).
+    (:mod:`pretroost.data.pbe_gap`; fitted once per machine and kept in the data cache).
     """
 
     encoder: RoostConfig = field(default_factory=RoostConfig)
