@@ -27,7 +27,7 @@ data: setup
 # the main job on a small default: Roost from scratch and from the shipped pretrained encoder on
 # matbench_steels (official fold 0), both scores side by side
 demo: data
-	$(BIN)/pretroost demo --threads 2
+	$(BIN)/pretroost demo --recipe quick --threads 2
 
 test: data
 	$(BIN)/python -m pytest -q

@@ -50,10 +50,12 @@ def hurdle_folder(tmp_path_factory):
         trunk_hidden=(32,), out_hidden=(16, 8),
     )  # fmt: skip
     root = tmp_path_factory.mktemp("hurdle")
-    regressor = fit(comps, y, "regression", config).save(root / "reg")
+    model = fit(comps, y, "regression", config)
+    model.info["target"] = "gap"  # as finetune --data --target-col gap records it
+    regressor = model.save(root / "reg")
     classifier = fit_zero_classifier(comps, y, TINY_TREES)
     out = save_hurdle(root / "gap_hurdle", regressor=regressor, classifier=classifier,
-                      config=TINY_TREES, data="toy", n_train=len(y))  # fmt: skip
+                      config=TINY_TREES, data="toy", n_train=len(y), target="gap")  # fmt: skip
     return out, regressor
 
 
@@ -100,3 +102,46 @@ def test_hurdle_command_saves_a_model_that_predict_reads(hurdle_folder, tmp_path
     frame = pd.read_csv(pred)
     assert "p_zero" in frame.columns and len(frame) == 2
     assert main(["hurdle", "--data", str(data), "--target-col", "gap", "--out", str(out)]) == 1
+
+
+def test_a_regressor_of_another_target_is_refused(hurdle_folder, tmp_path) -> None:
+    """A regressor trained on another target is refused naming both; one with no recorded target
+    is refused unless --allow-unknown-target; nothing is written either way."""
+    import json
+    import shutil
+
+    from pretroost.cli import main
+    from pretroost.trees import fit_trees, save_trees
+
+    _, regressor = hurdle_folder
+    data = tmp_path / "gaps.csv"
+    pd.DataFrame({"formula": BINARY_FORMULAS, "gap": gaps(BINARY_FORMULAS)}).to_csv(
+        data, index=False
+    )
+    comps = parse_formulas(BINARY_FORMULAS)
+    steels = save_trees(
+        fit_trees(comps, np.arange(len(comps), dtype=float), "regression", TINY_TREES),
+        tmp_path / "steels", config=TINY_TREES, data="steels", n_train=len(comps),
+        target="yield strength",
+    )  # fmt: skip
+    classifier = fit_zero_classifier(comps, gaps(BINARY_FORMULAS), TINY_TREES)
+    kw = {"classifier": classifier, "config": TINY_TREES, "data": "toy", "n_train": len(comps)}
+    with pytest.raises(ValueError, match=r"trained on target 'yield strength'.*target 'gap'"):
+        save_hurdle(tmp_path / "h", regressor=steels, target="gap", **kw)
+    unknown = tmp_path / "unknown"
+    shutil.copytree(regressor, unknown)
+    config = json.loads((unknown / "config.json").read_text())
+    del config["info"]["target"]
+    (unknown / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"records no target name.*--allow-unknown-target"):
+        save_hurdle(tmp_path / "h", regressor=unknown, target="gap", **kw)
+    assert not (tmp_path / "h").exists()
+    save_hurdle(tmp_path / "h", regressor=unknown, target="gap", allow_unknown_target=True, **kw)
+    argv = ["hurdle", "--data", str(data), "--target-col", "gap", "--out", str(tmp_path / "c"),
+            "--models", "randomforest", "--features", "fractions", "--n-estimators", "5",
+            "--inner-folds", "2", "--regressor"]  # fmt: skip
+    assert main([*argv, str(steels)]) == 1
+    assert main([*argv, str(unknown)]) == 1
+    assert not (tmp_path / "c").exists()
+    assert main([*argv, str(unknown), "--allow-unknown-target"]) == 0
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["target"] == "gap"

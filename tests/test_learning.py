@@ -22,7 +22,7 @@ ELEMENTS = ["Li", "Na", "K", "Mg", "Ca", "Sr", "Al", "Ga", "Ti", "Fe",
 TINY = dict(
     elem_fea_len=16, n_graph=1, elem_heads=1, elem_gate=(32,), elem_msg=(32,), cry_heads=1,
     cry_gate=(32,), cry_msg=(32,), trunk_hidden=(32,), out_hidden=(32, 16),
-    epochs=30, batch_size=32, lr=3e-3, seed=0,
+    epochs=30, batch_size=32, lr=3e-3, schedule="cosine", seed=0,
 )  # fmt: skip
 
 

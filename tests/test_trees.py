@@ -250,3 +250,103 @@ def test_a_forest_reports_the_spread_of_its_trees() -> None:
     assert std.shape == (20,) and (std >= 0).all() and std.max() > 0
     boost = fit_trees(comps, y[:80], "regression", TreesConfig(models=("gradientboosting",), **kw))
     assert np.isnan(boost.predict_std(test)).all()
+
+
+def test_caps_reach_the_forests_and_a_saved_model_gets_the_saving_defaults(tmp_path) -> None:
+    """min_samples_leaf / max_leaf_nodes go to the forests (not to gradient boosting); `trees
+    --out` uses TreesConfig.for_saving's caps unless a flag says otherwise (none: no cap)."""
+    from pretroost.cli import main
+    from pretroost.trees import _estimator
+
+    config = TreesConfig(min_samples_leaf=3, max_leaf_nodes=64, n_estimators=7)
+    forest = _estimator("randomforest", "regression", config)
+    assert (forest.min_samples_leaf, forest.max_leaf_nodes, forest.n_estimators) == (3, 64, 7)
+    boost = _estimator("gradientboosting", "regression", config)
+    assert (boost.min_samples_leaf, boost.max_leaf_nodes) == (20, 31)  # scikit-learn's own
+    assert TreesConfig().min_samples_leaf == 1 and TreesConfig().max_leaf_nodes is None
+    saving = TreesConfig.for_saving(seed=2)
+    assert saving.seed == 2 and all(getattr(saving, k) == v for k, v in TreesConfig.SAVING.items())
+    with pytest.raises(ValueError, match="max_leaf_nodes"):
+        TreesConfig(max_leaf_nodes=1)
+    formulas, y = _alloys(40, seed=6)
+    data = tmp_path / "alloys.csv"
+    data.write_text(
+        "formula,ys\n" + "".join(f"{f},{v}\n" for f, v in zip(formulas, y, strict=True))
+    )
+    base = ["trees", "--data", str(data), "--target-col", "ys", "--models", "extratrees",
+            "--features", "fractions", "--inner-folds", "2"]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "a"), "--n-estimators", "3"]) == 0
+    saved = json.loads((tmp_path / "a" / "config.json").read_text())["trees_config"]
+    expected = {**TreesConfig.for_saving().to_dict(), "n_estimators": 3}
+    assert {k: saved[k] for k in ("n_estimators", "min_samples_leaf", "max_leaf_nodes")} == {
+        k: expected[k] for k in ("n_estimators", "min_samples_leaf", "max_leaf_nodes")
+    }
+    argv = [*base, "--out", str(tmp_path / "b"), "--n-estimators", "3", "--min-samples-leaf",
+            "2", "--max-leaf-nodes", "none"]  # fmt: skip
+    assert main(argv) == 0
+    saved = json.loads((tmp_path / "b" / "config.json").read_text())["trees_config"]
+    assert (saved["min_samples_leaf"], saved["max_leaf_nodes"]) == (2, None)
+    assert main([*argv[:-1], "lots", "--overwrite"]) == 1
+
+
+def _write_alloys(path, formulas, y, ids=True) -> None:
+    head = "sample,formula,ys\n" if ids else "formula,ys\n"
+    rows = [
+        (f"s{i}," if ids else "") + f"{f},{v}\n"
+        for i, (f, v) in enumerate(zip(formulas, y, strict=True))
+    ]
+    path.write_text(head + "".join(rows))
+
+
+def test_trees_data_holds_out_a_test_split_like_finetune(tmp_path, capsys) -> None:
+    """--test-fraction holds out the rows finetune --data would (same seed, same split code),
+    scores them into metrics.json and the card; --test-data trains on every row and scores that
+    file; predict carries the training id column without --id-col."""
+    from pretroost.cli import main
+    from pretroost.folds import holdout_split
+
+    formulas, y = _alloys(50, seed=7)
+    data, extra = tmp_path / "alloys.csv", tmp_path / "extra.csv"
+    _write_alloys(data, formulas[:40], y[:40])
+    _write_alloys(extra, formulas[40:], y[40:])
+    base = ["trees", "--data", str(data), "--target-col", "ys", "--id-col", "sample",
+            "--models", "extratrees", "--features", "fractions", "--n-estimators", "5",
+            "--inner-folds", "2"]  # fmt: skip
+    out = tmp_path / "m"
+    assert main([*base, "--out", str(out), "--test-fraction", "0.25", "--seed", "3"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    split = holdout_split(40, 0.25, 3)[0]
+    assert (
+        (metrics["n_train"], metrics["n_test"]) == (len(split.train), len(split.test)) == (30, 10)
+    )
+    assert metrics["scores"]["mae"] > 0 and '"mae"' in capsys.readouterr().out
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["n_train"] == 30 and meta["test"]["n_test"] == 10 and meta["id_col"] == "sample"
+    assert "Test: 10 held-out rows (10 rows): mae" in (out / "README.md").read_text()
+    out2 = tmp_path / "m2"
+    assert main([*base, "--out", str(out2), "--test-data", str(extra)]) == 0
+    metrics = json.loads((out2 / "metrics.json").read_text())
+    assert (metrics["n_train"], metrics["n_test"], metrics["test"]) == (40, 10, str(extra))
+    pred = tmp_path / "pred.csv"
+    assert main(["predict", "--model", str(out2), str(extra), "-o", str(pred)]) == 0
+    lines = pred.read_text().splitlines()
+    assert lines[0].startswith("sample,formula,prediction") and lines[1].startswith("s0,")
+    assert main(["trees", "--tasks", "steels", "--test-data", str(extra)]) == 1  # refused
+
+
+def test_fit_trees_logs_each_candidate_without_a_terminal(caplog) -> None:
+    import logging
+
+    formulas, y = _alloys(40, seed=8)
+    config = TreesConfig(models=("extratrees", "randomforest"), features=("fractions",), **TINY)
+    with caplog.at_level(logging.INFO, logger="pretroost.trees"):
+        fit_trees(parse_formulas(formulas), y, "regression", config, progress=False)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "trees: 2 candidate(s) x 3 inner folds on 40 rows"
+    assert lines[1].startswith("trees 1/2 extratrees/fractions: inner MAE ")
+    assert lines[2].startswith("trees 2/2 randomforest/fractions: inner MAE ")
+    assert "refitting it on all 40 rows" in lines[3]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="pretroost.trees"):
+        fit_trees(parse_formulas(formulas), y, "regression", config, progress=True)
+    assert not any("inner MAE" in r.getMessage() for r in caplog.records)  # the bar instead

@@ -38,6 +38,7 @@ from pretroost.models.roost import (
     TaskType,
 )
 from pretroost.pretrained import resolve
+from pretroost.recipes import DEFAULT_RECIPE, SMALL_ROWS, batch_size_for, get_recipe
 from pretroost.train import TrainConfig, TrainResult, train
 from pretroost.utils import git_sha, machine_description, seed_everything
 
@@ -238,12 +239,22 @@ def validate_targets(y: np.ndarray, task_type: TaskType, *, source: str = "targe
     return arr
 
 
+def _recipe_train(name: str) -> TrainConfig:
+    return TrainConfig(**get_recipe(name).train_fields())
+
+
 @dataclass(frozen=True, kw_only=True)
 class FinetuneConfig:
     """Everything a supervised run needs besides the data.
 
+    Its defaults are the ``converged`` recipe (:mod:`pretroost.recipes`);
+    :meth:`from_recipe` builds another.
+
     Attributes:
-        train: optimisation settings.
+        train: optimisation settings (default: the ``converged`` recipe's).
+        small_batch_size: training sets under 1,000 rows (``recipes.SMALL_ROWS``, counted after
+            the validation split) train with batches of this size instead of
+            ``train.batch_size``; None: ``train.batch_size`` always (a batch size chosen by hand).
         encoder: Roost hyperparameters (ignored when ``init`` is a pretrained folder: its encoder
             config is used).
         trunk_hidden, out_hidden: output network widths.
@@ -277,7 +288,8 @@ class FinetuneConfig:
             error, so that a failed load never trains as scratch.
     """
 
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig = field(default_factory=lambda: _recipe_train(DEFAULT_RECIPE))
+    small_batch_size: int | None = get_recipe(DEFAULT_RECIPE).small_batch_size
     encoder: RoostConfig = field(default_factory=RoostConfig)
     trunk_hidden: tuple[int, ...] = (1024, 512)
     out_hidden: tuple[int, ...] = (256, 128, 64)
@@ -314,6 +326,17 @@ class FinetuneConfig:
                 f"unknown amount_encoding {self.amount_encoding!r}; "
                 f"valid: {', '.join(AMOUNT_ENCODINGS)} (or None: the encoder's own)"
             )
+
+    @classmethod
+    def from_recipe(cls, name: str, **fields: Any) -> FinetuneConfig:
+        """The config of recipe ``name`` (:data:`pretroost.recipes.RECIPES`), other fields
+        given."""
+        recipe = get_recipe(name)
+        return cls(train=_recipe_train(name), small_batch_size=recipe.small_batch_size, **fields)
+
+    def batch_size_for(self, n_train: int) -> int:
+        """The batch size :func:`fit` uses for ``n_train`` training rows."""
+        return batch_size_for(n_train, self.train.batch_size, self.small_batch_size, SMALL_ROWS)
 
     def loss_for(self, task_type: TaskType) -> LossName:
         loss = self.loss or ("bce" if task_type == "classification" else "robust")
@@ -686,7 +709,12 @@ def fit(
                 )
             return tot / max(1, cnt)
 
-    train_cfg = replace(config.train, seed=seed)
+    train_cfg = replace(config.train, seed=seed, batch_size=config.batch_size_for(len(train_index)))
+    if train_cfg.batch_size != config.train.batch_size:
+        log.info(
+            "%s: %d training rows (< %d): batches of %d", name, len(train_index), SMALL_ROWS,
+            train_cfg.batch_size,
+        )  # fmt: skip
     result = train(
         task, train_data, train_cfg, val_data=val_data, val_score=val_score,
         checkpoint=checkpoint, resume=resume, progress=progress, description=name, device=device,
@@ -710,6 +738,7 @@ def fit(
         "seed": seed,
         "n_train": len(train_index),
         "n_val": len(val_index),
+        "batch_size": train_cfg.batch_size,
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "best_val": result.best_score if val_data is not None else None,

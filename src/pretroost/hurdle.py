@@ -37,9 +37,10 @@ __all__ = [
     "ZERO_PROBABILITY",
     "HurdlePredictor",
     "apply_hurdle",
+    "check_regressor_target",
     "fit_zero_classifier",
+    "recorded_target",
     "save_hurdle",
-    "train_hurdle_model",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,45 @@ def fit_zero_classifier(
     return fit_trees(comps, (y == 0).astype(np.float64), "classification", config)
 
 
+def recorded_target(folder: str | Path) -> str | None:
+    """The target a saved model was trained on, as its ``config.json`` records it (``target``
+    for trees and hurdles, ``info.target`` for Roost models and ensembles); None if it has none."""
+    config = read_config(folder)
+    info = config.get("info")
+    target = config.get("target") or (info.get("target") if isinstance(info, dict) else None)
+    return None if target is None else str(target)
+
+
+def check_regressor_target(
+    regressor: str | Path, target: str | None, *, allow_unknown_target: bool = False
+) -> None:
+    """Refuse a ``regressor`` folder trained on another target than the hurdle's data (whose
+    target is ``target``): the hurdle would zero another property's predictions. A regressor (or
+    data) with no recorded target name is refused too, unless ``allow_unknown_target``."""
+    trained = recorded_target(regressor)
+    if trained is not None and target is not None:
+        if trained != target:
+            raise ValueError(
+                f"{regressor}: the regressor was trained on target {trained!r}, but the hurdle's "
+                f"data has target {target!r}; train the regressor on the same target"
+            )
+        return
+    if allow_unknown_target:
+        log.warning(
+            "%s: target names unknown (regressor %r, data %r); taken as the same (allowed)",
+            regressor, trained, target,
+        )  # fmt: skip
+        return
+    missing = "the regressor records no target name" if trained is None else (
+        "the hurdle's data has no target name")  # fmt: skip
+    raise ValueError(
+        f"{regressor}: {missing} (regressor: {trained!r}, data: {target!r}), so it cannot be "
+        "checked that both are the same property. Models trained with `finetune --data` or "
+        "`trees --data` record their --target-col; for one that does not, pass "
+        "--allow-unknown-target (allow_unknown_target=True) if it predicts the data's target"
+    )
+
+
 def save_hurdle(
     out: str | Path,
     *,
@@ -80,13 +120,20 @@ def save_hurdle(
     config: TreesConfig,
     data: str,
     n_train: int,
+    target: str | None,
+    allow_unknown_target: bool = False,
+    id_col: str | None = None,
     overwrite: bool = True,
 ) -> Path:
     """Write a hurdle folder: a copy of the ``regressor`` model folder (a regression model that
     :func:`pretroost.load` reads; train it on the same rows), ``classifier``
     (:func:`fit_zero_classifier`, saved with :func:`~pretroost.trees.save_trees`), a
-    ``config.json`` and a model card naming both and the data (``data``, ``n_train`` rows)."""
+    ``config.json`` and a model card naming both and the data (``data``, ``n_train`` rows;
+    ``id_col``: its id column, which ``pretroost predict`` carries into its output). ``target``:
+    the data's target name; a regressor trained on another target is refused, and one with no
+    recorded target unless ``allow_unknown_target`` (:func:`check_regressor_target`)."""
     regressor = resolve(regressor)  # a folder (or a shipped name, refused below: no regressor)
+    check_regressor_target(regressor, target, allow_unknown_target=allow_unknown_target)
     reg = load(regressor)
     if reg.task_type != "regression":
         raise ValueError(f"{regressor}: a hurdle's regressor must be a regression model")
@@ -95,7 +142,8 @@ def save_hurdle(
     best = f"{classifier.model}/{classifier.features}"
     meta = {
         "kind": "hurdle", "task_type": "regression", "zero_probability": ZERO_PROBABILITY,
-        "regressor_source": str(regressor), "data": data, "n_train": n_train,
+        "regressor_source": str(regressor), "data": data, "n_train": n_train, "target": target,
+        "id_col": id_col,
         "git_sha": git_sha(), "pretroost_version": __version__,
     }  # fmt: skip
     card = "\n".join([
@@ -118,30 +166,9 @@ def save_hurdle(
     def fill(folder: Path) -> None:
         shutil.copytree(regressor, folder / "regressor")
         save_trees(classifier, folder / "zero_classifier", config=config, data=data,
-                   n_train=n_train)  # fmt: skip
+                   n_train=n_train, target=target, id_col=id_col)  # fmt: skip
 
     return write_folder(out, meta, card=card, fill=fill, overwrite=overwrite)
-
-
-def train_hurdle_model(
-    out: str | Path,
-    comps: CompositionArray,
-    y: np.ndarray,
-    *,
-    regressor: str | Path,
-    config: TreesConfig,
-    data: str,
-    overwrite: bool = True,
-) -> FittedTrees:
-    """The zero classifier fitted on every row (:func:`fit_zero_classifier`), saved to ``out`` with
-    a copy of the ``regressor`` folder (trained on the same rows) as one hurdle model
-    (:func:`save_hurdle`). Returns the classifier."""
-    fitted = fit_zero_classifier(comps, y, config)
-    save_hurdle(
-        out, regressor=regressor, classifier=fitted, config=config, data=data, n_train=len(y),
-        overwrite=overwrite,
-    )  # fmt: skip
-    return fitted
 
 
 class HurdlePredictor:
@@ -172,6 +199,11 @@ class HurdlePredictor:
     @property
     def columns(self) -> list[str]:
         return [*self.regressor.columns, "p_zero"]
+
+    @property
+    def id_col(self) -> str | None:
+        """The id column of the data the zero classifier was trained on (None if it had none)."""
+        return self.classifier.id_col
 
     def predict(
         self,

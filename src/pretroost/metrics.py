@@ -22,6 +22,11 @@ probabilities themselves, the usual meaning of ROC AUC. Because Matbench's ``roc
 balanced accuracy, the decision threshold matters: :func:`balanced_accuracy_threshold` picks the one
 that maximises balanced accuracy on a validation split, and the benchmark turns probabilities into
 labels with it (:func:`to_labels`) before Matbench scoring.
+
+Your own data (``finetune --data``, ``ensemble``): :func:`user_scores` names each score for what
+it is. Classification reports ``balanced_accuracy`` (of the labels) and ``rocauc_prob`` (ROC AUC of
+the probabilities), never Matbench's ``rocauc``; regression reports ``mape`` only when no target is
+(near) zero, where a relative error is undefined (:data:`MAPE_THRESHOLD`).
 """
 
 from __future__ import annotations
@@ -49,16 +54,20 @@ __all__ = [
     "METRICS",
     "PROB_ROCAUC",
     "REGRESSION_METRICS",
+    "USER_HEADLINE",
     "balanced_accuracy_threshold",
     "masked_mape",
     "probability_rocauc",
     "score",
     "to_labels",
+    "user_scores",
 ]
 
 TaskType = Literal["regression", "classification"]
 
 REGRESSION_METRICS: tuple[str, ...] = ("mae", "rmse", "mape", "max_error")
+# "rocauc" is Matbench's name for what is, on its thresholded labels, a balanced accuracy (module
+# docstring): kept under that name only in Matbench-format results (benchmark rows, submissions)
 CLASSIFICATION_METRICS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "f1", "rocauc")
 METRICS: dict[str, tuple[str, ...]] = {
     "regression": REGRESSION_METRICS,
@@ -66,6 +75,8 @@ METRICS: dict[str, tuple[str, ...]] = {
 }
 HEADLINE: dict[str, str] = {"regression": "mae", "classification": "rocauc"}
 """The metric Matbench ranks by: lower MAE, higher ROC AUC."""
+USER_HEADLINE: dict[str, str] = {"regression": "mae", "classification": "rocauc_prob"}
+"""The headline of :func:`user_scores`: MAE, or the ROC AUC of the probabilities."""
 
 CLF_THRESHOLD = 0.5
 PROB_ROCAUC = "rocauc_prob"
@@ -153,6 +164,51 @@ def probability_rocauc(y_true: Any, prob: Any) -> float:
     if truth.all() or not truth.any():
         return math.nan
     return float(roc_auc_score(truth, np.asarray(prob, dtype=np.float64)))
+
+
+def user_scores(
+    task_type: TaskType | str,
+    y_true: Any,
+    y_pred: Any,
+    *,
+    threshold: float = CLF_THRESHOLD,
+) -> tuple[dict[str, float], list[str]]:
+    """Test scores of a model on your own data, each named for what it is, and notes on what
+    was left out.
+
+    Regression: ``mae``, ``rmse``, ``max_error``, and ``mape`` (mean ``|(t - p) / t|``, a
+    fraction) only if every ``|t| > MAPE_THRESHOLD`` (else left out, with a note). Classification
+    (``y_pred``: probabilities of class 1): ``accuracy``, ``balanced_accuracy`` and ``f1`` of the
+    labels ``p > threshold``, and ``rocauc_prob``, the ROC AUC of the probabilities (NaN, with a
+    note, when the test rows hold one class only).
+    """
+    notes: list[str] = []
+    if task_type == "regression":
+        full = score("regression", y_true, y_pred)
+        scores = {k: full[k] for k in ("mae", "rmse", "max_error")}
+        t = np.asarray(y_true, dtype=np.float64)
+        if np.all(np.abs(t) > MAPE_THRESHOLD):
+            scores["mape"] = full["mape"]
+        else:
+            n_zero = int(np.sum(np.abs(t) <= MAPE_THRESHOLD))
+            notes.append(
+                f"mape left out: {n_zero} of {len(t)} test targets are 0 (|t| <= "
+                f"{MAPE_THRESHOLD:g}), where a relative error is undefined"
+            )
+        return scores, notes
+    if task_type != "classification":
+        raise ValueError(f"unknown task_type {task_type!r}; valid: {sorted(METRICS)}")
+    prob = np.asarray(y_pred, dtype=np.float64)
+    truth, labels = _truth_labels(np.asarray(y_true)), to_labels(prob, threshold)
+    scores = {
+        "accuracy": float(accuracy_score(truth, labels)),
+        "balanced_accuracy": float(balanced_accuracy_score(truth, labels)),
+        "f1": float(f1_score(truth, labels)),
+    }
+    scores[PROB_ROCAUC] = probability_rocauc(y_true, prob)
+    if math.isnan(scores[PROB_ROCAUC]):
+        notes.append("rocauc_prob is NaN: the test rows hold one class only")
+    return scores, notes
 
 
 def balanced_accuracy_threshold(y_true: Any, prob: Any) -> float:

@@ -7,7 +7,7 @@ column of formulas; ``y`` the targets. They plug into ``cross_val_score``, ``Gri
     from sklearn.model_selection import cross_val_score
     from pretroost import RoostRegressor
 
-    cross_val_score(RoostRegressor(epochs=50), formulas, y, cv=5)
+    cross_val_score(RoostRegressor(epochs=30, schedule="cosine"), formulas, y, cv=5)
 
 Like scikit-learn's own text estimators (``CountVectorizer``), they take strings, not numeric
 features, so ``n_features_in_``/``feature_names_in_`` are not set. Fitted state:
@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -54,11 +55,11 @@ class _RoostEstimator(BaseEstimator):
     def __init__(
         self,
         *,
-        epochs: int = 100,
-        batch_size: int = 128,
-        lr: float = 3e-4,
-        weight_decay: float = 1e-6,
-        schedule: str = "cosine",
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        lr: float | None = None,
+        weight_decay: float | None = None,
+        schedule: str | None = None,
         warmup_epochs: int = 0,
         patience: int | None = None,
         encoder_lr_scale: float = 1.0,
@@ -128,7 +129,6 @@ class _RoostEstimator(BaseEstimator):
         from pretroost.finetune import FinetuneConfig
         from pretroost.models.roost import RoostConfig
         from pretroost.pretrained import resolve
-        from pretroost.train import TrainConfig
 
         init = self.init
         if init != "scratch":
@@ -147,13 +147,20 @@ class _RoostEstimator(BaseEstimator):
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if int(self.n_members) < 1:
             raise ValueError(f"n_members must be >= 1, got {self.n_members}")
+        default = FinetuneConfig()  # the converged recipe (pretroost.recipes) where None
+        recipe = {
+            k: v
+            for k, v in dict(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                             weight_decay=self.weight_decay, schedule=self.schedule).items()
+            if v is not None
+        }  # fmt: skip
         return FinetuneConfig(
-            train=TrainConfig(
-                epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                encoder_lr_scale=self.encoder_lr_scale, weight_decay=self.weight_decay,
-                schedule=self.schedule, warmup_epochs=self.warmup_epochs, patience=self.patience,
-                seed=self.seed,
+            train=replace(
+                default.train, **recipe, encoder_lr_scale=self.encoder_lr_scale,
+                warmup_epochs=self.warmup_epochs, patience=self.patience, seed=self.seed,
             ),
+            # a batch size given by hand is used whatever the training-set size
+            small_batch_size=default.small_batch_size if self.batch_size is None else None,
             encoder=RoostConfig(
                 elem_embedding=self.elem_embedding, elem_fea_len=self.elem_fea_len,
                 n_graph=self.n_graph, elem_heads=self.elem_heads, elem_gate=tuple(self.elem_gate),
@@ -236,7 +243,10 @@ class RoostRegressor(RegressorMixin, _RoostEstimator):
 
     Parameters (stored as given; validated in ``fit``):
         epochs, batch_size, lr, weight_decay, schedule, warmup_epochs, patience,
-        encoder_lr_scale: optimisation (:class:`~pretroost.train.TrainConfig`).
+        encoder_lr_scale: optimisation (:class:`~pretroost.train.TrainConfig`); None (the
+            default of the first five): the converged recipe's (:mod:`pretroost.recipes`: 300
+            epochs, constant lr 3e-4, weight decay 1e-6, batches of 128, or 32 under 1,000
+            training rows).
         elem_embedding, elem_fea_len, n_graph, elem_heads, elem_gate, elem_msg, cry_heads,
         cry_gate, cry_msg: the Roost encoder (:class:`~pretroost.models.roost.RoostConfig`);
             ignored when ``init`` is a pretrained folder (its encoder config is used).
@@ -256,11 +266,11 @@ class RoostRegressor(RegressorMixin, _RoostEstimator):
     def __init__(
         self,
         *,
-        epochs: int = 100,
-        batch_size: int = 128,
-        lr: float = 3e-4,
-        weight_decay: float = 1e-6,
-        schedule: str = "cosine",
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        lr: float | None = None,
+        weight_decay: float | None = None,
+        schedule: str | None = None,
         warmup_epochs: int = 0,
         patience: int | None = None,
         encoder_lr_scale: float = 1.0,

@@ -13,10 +13,13 @@ read them like any strategy's.
 from __future__ import annotations
 
 import logging
+import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
+from zipfile import ZIP_DEFLATED
 
 import numpy as np
 import pandas as pd
@@ -44,7 +47,6 @@ __all__ = [
     "fit_trees",
     "load_trees",
     "save_trees",
-    "train_trees_model",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,12 @@ class TreesConfig:
     training rows. ``n_estimators`` trees (boosting iterations for gradient boosting); scikit-learn's
     defaults otherwise. ``n_jobs``: the forests' worker threads (None: scikit-learn's default, one).
 
+    ``min_samples_leaf`` and ``max_leaf_nodes`` cap the forests' trees (extra trees, random forest;
+    gradient boosting keeps scikit-learn's own, 20 and 31): an unpruned tree has about one leaf per
+    training row, so a forest of 500 on 4,000 rows is some 300 MB on disk. The defaults are
+    scikit-learn's (unpruned), those of every Matbench run; :meth:`for_saving` gives the caps
+    of a model saved for use (``pretroost trees --out``), measured in results/trees_size.md.
+
     ``threshold`` (classification only; :func:`fit_trees` refuses another rule on regression):
     ``"fixed"`` labels probabilities at Matbench's 0.5;
     ``"validation"`` pools each candidate's out-of-fold probabilities over the inner folds, takes
@@ -88,6 +96,16 @@ class TreesConfig:
     seed: int = 0
     n_jobs: int | None = None
     threshold: ThresholdRule = "fixed"
+    min_samples_leaf: int = 1
+    max_leaf_nodes: int | None = None
+
+    #: a saved model's defaults (:meth:`for_saving`), to be chosen in results/trees_size.md
+    SAVING: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def for_saving(cls, **changes: Any) -> TreesConfig:
+        """The config of a model saved for use: :data:`SAVING`'s caps, then ``changes``."""
+        return cls(**{**cls.SAVING, **changes})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))
@@ -99,6 +117,12 @@ class TreesConfig:
             raise ValueError(f"inner_folds must be at least 2, got {self.inner_folds}")
         if self.n_estimators < 1:
             raise ValueError(f"n_estimators must be positive, got {self.n_estimators}")
+        if self.min_samples_leaf < 1:
+            raise ValueError(f"min_samples_leaf must be positive, got {self.min_samples_leaf}")
+        if self.max_leaf_nodes is not None and self.max_leaf_nodes < 2:
+            raise ValueError(
+                f"max_leaf_nodes must be at least 2 or None, got {self.max_leaf_nodes}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -132,7 +156,10 @@ def _estimator(model: str, task_type: str, config: TreesConfig) -> Any:
             else ensemble.HistGradientBoostingRegressor
         )
         return cls(max_iter=config.n_estimators, learning_rate=0.05, **kw)
-    kw.update(n_estimators=config.n_estimators, n_jobs=config.n_jobs)
+    kw.update(
+        n_estimators=config.n_estimators, n_jobs=config.n_jobs,
+        min_samples_leaf=config.min_samples_leaf, max_leaf_nodes=config.max_leaf_nodes,
+    )  # fmt: skip
     if model == "extratrees":
         return (ensemble.ExtraTreesClassifier if clf else ensemble.ExtraTreesRegressor)(**kw)
     return (ensemble.RandomForestClassifier if clf else ensemble.RandomForestRegressor)(**kw)
@@ -192,7 +219,12 @@ class FittedTrees:
 
 
 def fit_trees(
-    comps: CompositionArray, y: np.ndarray, task_type: str, config: TreesConfig | None = None
+    comps: CompositionArray,
+    y: np.ndarray,
+    task_type: str,
+    config: TreesConfig | None = None,
+    *,
+    progress: bool | None = None,
 ) -> FittedTrees:
     """Choose among ``config``'s candidates by cross-validation on (``comps``, ``y``), the
     training rows (``y``: (n,); 0/1 for classification), and refit the best on all of them.
@@ -201,8 +233,12 @@ def fit_trees(
     mean over inner folds of the MAE or of minus the balanced accuracy at 0.5; with
     ``config.threshold == "validation"``, minus the balanced accuracy of the pooled out-of-fold
     probabilities at the candidate's best threshold. Folds are stratified for classification.
+
+    ``progress``: a bar over candidates × inner folds (None: when standard error is a terminal);
+    without one, a log line per candidate with its inner score and time.
     """
     from sklearn.model_selection import KFold, StratifiedKFold
+    from tqdm.auto import tqdm
 
     config = config or TreesConfig()
     y = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -222,12 +258,27 @@ def fit_trees(
     choose_threshold = clf and config.threshold == "validation"
     scores: dict[str, float] = {}
     thresholds: dict[str, float] = {}
-    for model, feats in config.candidates():
+    candidates = config.candidates()
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    what = "balanced accuracy" if clf else "MAE"
+    if not show_bar:
+        log.info(
+            "trees: %d candidate(s) x %d inner folds on %d rows",
+            len(candidates), len(folds), len(y),
+        )  # fmt: skip
+    bar = tqdm(
+        total=len(candidates) * len(folds), desc="trees", unit="fit", disable=not show_bar,
+        leave=False,
+    )  # fmt: skip
+    for i, (model, feats) in enumerate(candidates):
         name, x = f"{model}/{feats}", features[feats]
+        bar.set_postfix_str(name)
+        t0 = time.perf_counter()
         oof = np.empty(len(y))  # each row predicted by the model not trained on it
         for tr, va in folds:
             est = _estimator(model, task_type, config).fit(x[tr], target[tr])
             oof[va] = _predict(est, x[va], task_type)
+            bar.update()
         if choose_threshold:
             thresholds[name] = balanced_accuracy_threshold(target, oof)
             labels = to_labels(oof, thresholds[name])
@@ -236,9 +287,15 @@ def fit_trees(
             scores[name] = float(
                 np.mean([_inner_score(task_type, y[va], oof[va]) for _, va in folds])
             )
-        log.debug("trees %s: inner score %.4f", name, scores[name])
+        if not show_bar:
+            log.info(
+                "trees %d/%d %s: inner %s %.4g (%.0f s)", i + 1, len(candidates), name, what,
+                -scores[name] if clf else scores[name], time.perf_counter() - t0,
+            )  # fmt: skip
+    bar.close()
     best = min(scores, key=scores.__getitem__)
     model, feats = best.split("/", 1)
+    log.info("trees: %s chosen; refitting it on all %d rows", best, len(y))
     est = _estimator(model, task_type, config).fit(features[feats], target)
     threshold = thresholds.get(best, CLF_THRESHOLD)
     fitted = FittedTrees(est, model, feats, task_type, scores, threshold, thresholds)
@@ -260,12 +317,19 @@ def save_trees(
     config: TreesConfig,
     data: str,
     n_train: int,
+    target: str | None = None,
+    id_col: str | None = None,
+    test: dict[str, Any] | None = None,
     overwrite: bool = True,
 ) -> Path:
     """Write ``fitted`` as a model folder: ``config.json`` (``"kind": "trees"``, the chosen
     candidate, its threshold, every candidate's inner score, ``config``), ``model.skops`` (the
     estimator in skops' format: arrays and JSON, no pickle) and a ``README.md`` model card saying
-    what it was trained on (``data``, ``n_train`` rows). With ``+pbe`` features the PBE gap
+    what it was trained on (``data``, ``n_train`` rows; ``target``: the name of its target,
+    which ``pretroost hurdle --regressor`` checks). ``id_col``: the training data's id
+    column, which ``pretroost predict`` carries into its output when the input has it;
+    ``test``: how it was tested (``{"data": where, "n_test": rows, "seed": ..., "scores":
+    {metric: value}}``), kept as ``config.json``'s ``test`` and on the card. With ``+pbe`` features the PBE gap
     teacher goes into the folder too (``pbe_teacher.skops``, what it is made of in
     ``config.json``'s ``pbe_teacher``), so that loading reads nothing from the data cache and
     fits nothing."""
@@ -274,7 +338,9 @@ def save_trees(
         "kind": "trees", "task_type": fitted.task_type, "model": fitted.model,
         "features": fitted.features, "threshold": fitted.threshold,
         "inner_scores": fitted.inner_scores, "candidate_thresholds": fitted.thresholds,
-        "trees_config": config.to_dict(), "data": data, "n_train": n_train,
+        "trees_config": config.to_dict(), "data": data, "n_train": n_train, "target": target,
+        "id_col": id_col,
+        "test": test,
         "git_sha": git_sha(), "pretroost_version": __version__,
         "sklearn_version": sklearn.__version__,
     }  # fmt: skip
@@ -290,7 +356,11 @@ def save_trees(
         f"# pretroost trees: {fitted.model} on {fitted.features}",
         "",
         f"A {fitted.task_type} model on composition features (`pretroost.trees`), not Roost.",
-        f"- Data: {data} ({n_train} rows, every one used for the final fit).",
+        f"- Data: {data} ({n_train} rows, every one used for the final fit)"
+        + (f"; target `{target}`." if target else "."),
+        *([f"- Test: {test['data']} ({test['n_test']} rows): "
+           + ", ".join(f"{k} {v:.4g}" for k, v in test["scores"].items()) + "."]
+          if test and test.get("n_test") else []),
         f"- Chosen by {config.inner_folds}-fold cross-validation on those rows among "
         f"{len(fitted.inner_scores)} candidate(s); inner {what} of the chosen one: {value:.4g}.",
         *([f"- Decision threshold: {fitted.threshold:.4g} (labels `p > threshold`)."]
@@ -298,7 +368,9 @@ def save_trees(
         *([f"- Its last feature is a PBE band-gap teacher's prediction (`pretroost.data.pbe_gap`, "
            f"fitted on Matbench's mp_gap), kept in `{TEACHER_FILE}` (config.json's `pbe_teacher`)."]
           if pbe else []),
-        f"- {config.n_estimators} trees, seed {config.seed}; scikit-learn {sklearn.__version__}; "
+        f"- {config.n_estimators} trees (forests: min_samples_leaf {config.min_samples_leaf}, "
+        f"max_leaf_nodes {config.max_leaf_nodes}), seed {config.seed}; "
+        f"scikit-learn {sklearn.__version__}; "
         f"pretroost {__version__} ({meta['git_sha']}).",
         "",
         "Load with `pretroost.load(folder)` or `pretroost predict --model folder formulas.csv`.",
@@ -306,28 +378,12 @@ def save_trees(
     ])  # fmt: skip
 
     def fill(folder: Path) -> None:
-        skops.io.dump(fitted.estimator, folder / "model.skops")
+        # deflated: a forest's node arrays shrink some 5-fold (results/trees_size.md)
+        skops.io.dump(fitted.estimator, folder / "model.skops", compression=ZIP_DEFLATED)
         if pbe:
-            skops.io.dump(fitted.teacher, folder / TEACHER_FILE)
+            skops.io.dump(fitted.teacher, folder / TEACHER_FILE, compression=ZIP_DEFLATED)
 
     return write_folder(out, meta, card=card, fill=fill, overwrite=overwrite)
-
-
-def train_trees_model(
-    out: str | Path,
-    comps: CompositionArray,
-    y: np.ndarray,
-    task_type: str,
-    config: TreesConfig,
-    *,
-    data: str,
-    overwrite: bool = True,
-) -> FittedTrees:
-    """:func:`fit_trees` on every row (no test score: the inner folds choose the candidate), saved
-    to ``out`` (:func:`save_trees`, ``data`` naming the rows in its card). Returns the model."""
-    fitted = fit_trees(comps, y, task_type, config)
-    save_trees(fitted, out, config=config, data=data, n_train=len(y), overwrite=overwrite)
-    return fitted
 
 
 def load_trees(path: str | Path) -> tuple[FittedTrees, dict[str, Any]]:
@@ -379,6 +435,11 @@ class TreesPredictor:
             f"TreesPredictor({self.fitted.model}/{self.fitted.features}, "
             f"task_type={self.task_type!r}, path={str(self.path)!r})"
         )
+
+    @property
+    def id_col(self) -> str | None:
+        """The id column of the data the model was trained on (None if it had none)."""
+        return self.meta.get("id_col")
 
     @property
     def task_type(self) -> str:

@@ -15,7 +15,7 @@ from pretroost.data.composition import CompositionArray
 from pretroost.ensemble import Ensemble, uncertainty_scores
 from pretroost.finetune import FinetuneConfig
 from pretroost.folds import Split, run_splits
-from pretroost.metrics import CLF_THRESHOLD, HEADLINE, score, to_labels
+from pretroost.metrics import CLF_THRESHOLD, USER_HEADLINE, user_scores
 from pretroost.models.roost import TaskType
 from pretroost.utils import atomic_write_json
 
@@ -27,21 +27,25 @@ log = logging.getLogger(__name__)
 def test_report(
     fitted: Any, pred: dict, comps: CompositionArray, y: np.ndarray, task_type: str
 ) -> dict:
-    """Test scores of a model or ensemble; ensembles add uncertainty calibration (regression)
+    """Test scores of a model or ensemble, each named for what it is
+    (:func:`pretroost.metrics.user_scores`); ensembles add uncertainty calibration (regression)
     and each member's headline score, so ``finetune --ensemble`` and ``ensemble`` report alike."""
     data = CompositionDataset(comps)
     key = "prob" if task_type == "classification" else "mean"
-    values = pred[key][:, 0]
-    if task_type == "classification":  # labels with the model's decision threshold
-        values = to_labels(values, getattr(fitted, "threshold", CLF_THRESHOLD))
-    scores = score(task_type, y[:, 0], values)
+    # classification: labels with the model's decision threshold, ROC AUC of the probabilities
+    threshold = getattr(fitted, "threshold", CLF_THRESHOLD)
+    scores, notes = user_scores(task_type, y[:, 0], pred[key][:, 0], threshold=threshold)
     report: dict[str, Any] = {"scores": scores}
+    if notes:
+        report["notes"] = notes
+        for note in notes:
+            log.info("%s", note)
     if isinstance(fitted, Ensemble):
         if task_type == "regression":
             scores.update(uncertainty_scores(y[:, 0], pred["mean"][:, 0], pred["std"][:, 0]))
-        head = HEADLINE[task_type]
+        head = USER_HEADLINE[task_type]
         members = [
-            score(task_type, y[:, 0], m.predict_dataset(data)[key][:, 0])[head]
+            user_scores(task_type, y[:, 0], m.predict_dataset(data)[key][:, 0])[0][head]
             for m in fitted.members
         ]
         report[f"member_{head}"] = members
@@ -59,6 +63,7 @@ def train_on_user_data(
     *,
     test_set: tuple[CompositionArray, np.ndarray] | None,
     source: str,
+    target: str,
     test_source: str | None,
     seed: int,
     n_members: int,
@@ -71,7 +76,8 @@ def train_on_user_data(
     write: bool = True,
 ) -> dict[str, Any]:
     """Train on each of ``splits`` (one: the model goes to ``out``; several: ``out/fold_<k>``),
-    score its test rows (or ``test_set``, read from ``test_source``), save, and write
+    score its test rows (or ``test_set``, read from ``test_source``), save (``source`` and
+    ``target`` naming the data in the model's info), and write
     ``out/metrics.json`` (every split's scores and their mean and std). ``write=False`` (data
     parallel ranks other than 0) trains without writing. Returns the metrics."""
     single = len(splits) == 1
@@ -95,7 +101,7 @@ def train_on_user_data(
             log.info(
                 "%s: test %s", name, ", ".join(f"{m}={v:.4f}" for m, v in report["scores"].items())
             )
-        fitted.info.update(source=source, n_test=n_test, test=where_test)
+        fitted.info.update(source=source, target=target, n_test=n_test, test=where_test)
         fitted.info["test_seed"] = seed
         if write:  # data parallel: rank 0 alone writes
             fitted.save(out if single else out / f"fold_{result.split.index}")
@@ -104,7 +110,8 @@ def train_on_user_data(
         reports.append(report)
     metrics: dict[str, Any] = reports[0]
     if len(reports) > 1:
-        metric_names = reports[0]["scores"]
+        # a score some splits leave out (mape where a fold's targets hold a 0) has no summary
+        metric_names = [m for m in reports[0]["scores"] if all(m in r["scores"] for r in reports)]
         metrics = {
             "splits": reports,
             "summary": {

@@ -51,7 +51,7 @@ EXAMPLES = {
     "speed": "pretroost speed --threads 1\n  pretroost speed --quick",
     "teacher-probe": "pretroost teacher-probe --n 256 --no-chgnet",
     "finetune": (
-        "pretroost finetune --task matbench_steels --folds 0 --epochs 50\n"
+        "pretroost finetune --task matbench_steels --folds 0 --recipe quick\n"
         "  pretroost finetune --task expt_gap --init runs/ssl --strategy ssl\n"
         "  pretroost finetune --data my.csv --target-col gap --task-type regression --out my_model"
     ),
@@ -64,7 +64,7 @@ EXAMPLES.update(
         ),
         "embed": "pretroost embed --model runs/ssl formulas.csv -o emb.parquet",
         "ensemble": (
-            "pretroost ensemble --data my.csv --target-col gap --n 5 --epochs 100 --out models/gap5"
+            "pretroost ensemble --data my.csv --target-col gap --n 5 --recipe quick --out models/gap5"
         ),
         "serve": "pretroost serve\n  pretroost serve --model models/gap --port 8001",
     }
@@ -107,6 +107,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("trees", "experiment", "cmd_trees", "register_trees",
             "Reference model: tree ensembles on composition features, chosen per official fold by "
             "cross-validation on its training rows; cells written like the bench's."),
+    Command("trees-size", "experiment", "cmd_trees_size", "register_trees_size",
+            "Benchmark: what capping a saved forest's trees costs in inner-CV MAE vs file size."),
     Command("blend", "experiment", "cmd_blend", "register_blend",
             "Write a declared blend (per fold the weighted mean of strategies' test predictions) "
             "as a strategy of its own, with its Matbench submission file."),

@@ -4,10 +4,17 @@ user-data flags (their defaults read from the config dataclasses), the configs b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
-from pretroost.cli.config_options import add_config_options, config_from_args
+from pretroost.cli.config_options import (
+    add_config_options,
+    attribute_docs,
+    config_from_args,
+    static_config,
+)
+from pretroost.recipes import DEFAULT_RECIPE, RECIPES, SMALL_ROWS, Recipe, get_recipe
 
 log = logging.getLogger("pretroost.cli")
 
@@ -20,6 +27,11 @@ def _floats(text: str) -> list[float]:
     return [float(t) for t in text.split(",") if t.strip()]
 
 
+#: the config dataclasses whose fields finetune and ensemble declare as options, read from their
+#: source (config_options.static_config): their modules import torch, too slow for ``--help``
+TRAIN_CONFIG = "pretroost.train:TrainConfig"
+FINETUNE_CONFIG = "pretroost.finetune:FinetuneConfig"
+ROOST_CONFIG = "pretroost.models.roost:RoostConfig"
 #: TrainConfig fields that are options of every training command
 TRAIN_FIELDS = (
     "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup_epochs", "patience", "seed",
@@ -36,12 +48,42 @@ TRAIN_HELP = {
 
 
 def _add_train_args(p: argparse.ArgumentParser, *, pretrain: bool = False) -> None:
-    """The optimisation flags, from ``TrainConfig`` (defaults: ``FinetuneConfig().train``, or
-    ``PretrainConfig().train`` with ``pretrain``)."""
+    """The optimisation flags, from ``TrainConfig``: for pretraining, with the defaults of
+    ``PretrainConfig().train``; for finetuning, ``--recipe`` (:mod:`pretroost.recipes`) and the
+    flags it sets default to the recipe's values (a flag given replaces the recipe's)."""
     g = p.add_argument_group("optimisation")
-    add_config_options(g, _train_class(), TRAIN_FIELDS, defaults=_default_train(pretrain),
-                       help=TRAIN_HELP)  # fmt: skip
+    if pretrain:
+        add_config_options(g, _train_class(), TRAIN_FIELDS, defaults=_default_train(pretrain),
+                           help=TRAIN_HELP)  # fmt: skip
+    else:
+        g.add_argument(
+            "--recipe", default=DEFAULT_RECIPE, choices=list(RECIPES),
+            help="the finetuning recipe, default converged: "
+            + "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values()),
+        )  # fmt: skip
+        docs = attribute_docs(TRAIN_CONFIG)
+        recipe_help = {
+            f: f"{TRAIN_HELP.get(f) or docs.get(f, '').replace('%', '%%')} (default: the "
+            "recipe's: "
+            + ", ".join(f"{r.name} {_recipe_value(r, f)}" for r in RECIPES.values())
+            + ")"
+            for f in Recipe.TRAIN_FIELDS
+        }
+        # FinetuneConfig().train is TrainConfig's defaults with the recipe's fields set; those
+        # are None here (not given: the recipe's value)
+        defaults = argparse.Namespace(**static_config(TRAIN_CONFIG).defaults)
+        for f in Recipe.TRAIN_FIELDS:
+            setattr(defaults, f, None)
+        add_config_options(g, TRAIN_CONFIG, TRAIN_FIELDS, defaults=defaults,
+                           help={**TRAIN_HELP, **recipe_help})  # fmt: skip
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def _recipe_value(recipe: Recipe, field: str) -> str:
+    value = getattr(recipe, field)
+    if field == "batch_size" and recipe.small_batch_size is not None:
+        return f"{value} ({recipe.small_batch_size} under {SMALL_ROWS} training rows)"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _train_class() -> type:
@@ -61,12 +103,10 @@ def _default_train(pretrain: bool):
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    """Initialisation and loss flags shared by ``finetune`` and ``ensemble`` (``FinetuneConfig``)."""
-    from pretroost.finetune import FinetuneConfig
-    from pretroost.models.roost import RoostConfig
-
+    """Initialisation and loss flags shared by ``finetune`` and ``ensemble`` (``FinetuneConfig``,
+    read from its source: declaring them imports no torch)."""
     mdl = p.add_argument_group("model")
-    add_config_options(mdl, FinetuneConfig, FINETUNE_FIELDS, help={
+    add_config_options(mdl, FINETUNE_CONFIG, FINETUNE_FIELDS, help={
         "init": "'scratch', or a folder whose encoder to start from: a pretrained encoder "
         "(pretroost pretrain --out), a finetuned model or an ensemble (its member 0)",
         "amount_encoding": "'fourier': the encoder also reads sines and cosines of each "
@@ -74,12 +114,15 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         "'none': the paper's Roost; default: the encoder's own",
     })  # fmt: skip
     mdl.add_argument("--freeze-encoder", action="store_true", help="train only the output network")
-    add_config_options(mdl, _train_class(), ("encoder_lr_scale", "freeze_encoder_epochs"))
-    add_config_options(mdl, RoostConfig, ("elem_embedding",))
+    add_config_options(mdl, TRAIN_CONFIG, ("encoder_lr_scale", "freeze_encoder_epochs"))
+    add_config_options(mdl, ROOST_CONFIG, ("elem_embedding",))
 
 
-def _add_user_data_args(g, *, required: bool) -> None:
-    """Your own CSV: shared by ``finetune --data`` and ``ensemble``."""
+def _add_user_data_args(
+    g, *, required: bool, all_rows: str = "its validation split still picks the best epoch"
+) -> None:
+    """Your own CSV: shared by ``finetune --data``, ``ensemble`` and ``trees --data``
+    (``all_rows``: what still selects the model when every row trains)."""
     g.add_argument("--data", required=required, help="your CSV of formulas and targets")
     g.add_argument("--formula-col", default="formula", help="formula column")
     g.add_argument("--target-col", default="target", help="target column")
@@ -88,7 +131,7 @@ def _add_user_data_args(g, *, required: bool) -> None:
     g.add_argument(
         "--test-fraction", type=float, default=0.2,
         help="share of --data held out at random (--seed) as the test set; 0: train the final "
-        "model on every row (its validation split still picks the best epoch), no test score",
+        f"model on every row ({all_rows}), no test score",
     )  # fmt: skip
     g.add_argument(
         "--test-data", default=None, metavar="FILE",
@@ -105,10 +148,17 @@ def _add_overwrite_arg(p) -> None:
 
 
 def _train_config(args: argparse.Namespace, *, pretrain: bool = False, **extra):
-    """The ``TrainConfig`` of the optimisation flags (others: the command's defaults)."""
-    return config_from_args(
-        _train_class(), args, TRAIN_FIELDS, base=_default_train(pretrain), **extra
-    )
+    """The ``TrainConfig`` of the optimisation flags (others: the command's defaults; for
+    finetuning, the ``--recipe``'s)."""
+    if pretrain:
+        return config_from_args(
+            _train_class(), args, TRAIN_FIELDS, base=_default_train(pretrain), **extra
+        )
+    from pretroost.finetune import FinetuneConfig
+
+    base = FinetuneConfig.from_recipe(getattr(args, "recipe", DEFAULT_RECIPE)).train
+    given = {f: getattr(args, f) for f in TRAIN_FIELDS if getattr(args, f, None) is not None}
+    return dataclasses.replace(base, **{**given, **extra})
 
 
 def _add_arch_args(p: argparse.ArgumentParser, *, pretrain: bool) -> None:
@@ -172,7 +222,10 @@ def _check_out(
     folder holding an input file (``inputs``); an existing, non-empty folder only with
     ``--overwrite``, and then only one that holds nothing but what pretroost wrote there
     (:func:`pretroost.artefacts.check_replaceable` names anything else)."""
-    from pretroost.artefacts import check_out_path, check_replaceable  # light: no torch
+    from pretroost.artefacts import (  # imports torch: at run time only
+        check_out_path,
+        check_replaceable,
+    )
 
     out = check_out_path(out)
     for path in inputs:
@@ -200,6 +253,10 @@ def _finetune_config(args: argparse.Namespace):
     train = _train_config(
         args, encoder_lr_scale=scale, freeze_encoder_epochs=args.freeze_encoder_epochs
     )
+    recipe = get_recipe(getattr(args, "recipe", DEFAULT_RECIPE))
+    # a batch size given by hand is used whatever the training-set size
+    small = recipe.small_batch_size if getattr(args, "batch_size", None) is None else None
     return config_from_args(
-        FinetuneConfig, args, FINETUNE_FIELDS, train=train, encoder=_encoder_config(args), **sizes
-    )
+        FinetuneConfig, args, FINETUNE_FIELDS, train=train, encoder=_encoder_config(args),
+        small_batch_size=small, **sizes,
+    )  # fmt: skip

@@ -121,13 +121,15 @@ def cmd_trees(args: argparse.Namespace) -> int:
     from pretroost.data.matbench import get_task
     from pretroost.evaluation.trees import run_trees_task
 
-    config = _trees_config(args, threshold=args.threshold)
+    config = _trees_config(args, threshold=args.threshold, saving=bool(args.out))
     regression = [t for t in args.tasks if get_task(t).task_type != "classification"]
     if args.threshold != "fixed" and regression:
         raise ValueError(
             f"trees: --threshold {args.threshold} is for classification; regression tasks "
             f"given: {', '.join(regression)}"
         )
+    if args.test_data and not args.data:
+        raise ValueError("trees: --test-data goes with --data (--tasks use the official folds)")
     if args.data or args.out:
         return _save_trees(args, config)
     if not args.tasks:
@@ -149,60 +151,116 @@ def cmd_trees(args: argparse.Namespace) -> int:
 
 
 def _save_trees(args: argparse.Namespace, config) -> int:
-    """``--out``: one model on every row of ``--data`` (your CSV) or of each of ``--tasks`` (a
-    Matbench dataset, saved to OUT/<task>); no test score (the inner folds choose the model)."""
+    """``--out``: one model on the rows of ``--data`` (your CSV; a random ``--test-fraction``
+    held out and scored, or every row with ``--test-data`` scored on that file, as
+    ``finetune --data``) or on every row of each of ``--tasks`` (a Matbench dataset, saved to
+    OUT/<task>; no test score, the inner folds choose the model)."""
     from pretroost.cli.common import _check_out
     from pretroost.data.matbench import get_task, training_rows
-    from pretroost.data.tables import read_training_table
-    from pretroost.trees import train_trees_model
+    from pretroost.trees import fit_trees, save_trees
 
     if not args.out:
         raise SystemExit("trees --data CSV needs --out DIR, the folder for the model")
     if bool(args.data) == bool(args.tasks):
         raise SystemExit("trees --out DIR needs exactly one of --data CSV or --tasks")
-    jobs = []
     if args.data:
-        _, comps, y = read_training_table(
-            args.data, formula_col=args.formula_col, target_col=args.target_col,
-            id_col=args.id_col, task_type=args.task_type,
+        return _save_trees_on_data(args, config)
+    for name in args.tasks:
+        task = get_task(name)
+        comps, y = training_rows(task.name)
+        out = _check_out(Path(args.out) / task.name, args.overwrite)
+        fitted = fit_trees(comps, y, task.task_type, config)
+        save_trees(
+            fitted, out, config=config, data=f"{task.name}, Matbench v0.1", n_train=len(y),
+            target=task.target, id_col="id",
         )  # fmt: skip
-        jobs.append((Path(args.out), args.data, comps, y[:, 0], args.task_type))
-    else:
-        for name in args.tasks:
-            task = get_task(name)
-            comps, y = training_rows(task.name)
-            data = f"{task.name}, Matbench v0.1"
-            jobs.append((Path(args.out) / task.name, data, comps, y, task.task_type))
-    for out, data, comps, y, task_type in jobs:
-        _check_out(out, args.overwrite)
-        fitted = train_trees_model(out, comps, y, task_type, config, data=str(data))
-        best = f"{fitted.model}/{fitted.features}"
-        sys.stdout.write(
-            f"{out}: {best}, inner score {fitted.inner_scores[best]:.4g}"
-            + (f", threshold {fitted.threshold:.4g}" if task_type == "classification" else "")
-            + "\n"
+        _print_saved(out, fitted)
+    return 0
+
+
+def _print_saved(out: Path, fitted) -> None:
+    best = f"{fitted.model}/{fitted.features}"
+    # inner_scores are minimised: classification stores minus the balanced accuracy
+    inner = fitted.inner_scores[best]
+    clf = fitted.task_type == "classification"
+    what = ("balanced accuracy", -inner) if clf else ("MAE", inner)
+    sys.stdout.write(
+        f"{out}: {best}, inner cross-validation {what[0]} {what[1]:.4g}"
+        + (f", threshold {fitted.threshold:.4g}" if clf else "")
+        + "\n"
+    )
+
+
+def _save_trees_on_data(args: argparse.Namespace, config) -> int:
+    """``trees --data``: the test split of ``finetune --data`` (:func:`~pretroost.folds.user_splits`: ``--test-data``, or ``--test-fraction`` of the rows drawn with ``--seed``),
+    the model chosen and fitted on the training rows, scored on the test rows, saved with
+    ``metrics.json`` (the report ``finetune --data`` writes)."""
+    import json
+
+    from pretroost.artefacts import register_files
+    from pretroost.cli.common import _check_out
+    from pretroost.data.tables import read_training_table
+    from pretroost.folds import user_splits
+    from pretroost.metrics import user_scores
+    from pretroost.trees import fit_trees, save_trees
+    from pretroost.utils import atomic_write_json
+
+    kw = dict(
+        formula_col=args.formula_col, target_col=args.target_col, id_col=args.id_col,
+        task_type=args.task_type,
+    )  # fmt: skip
+    _, comps, y = read_training_table(args.data, **kw)  # every check before anything is fitted
+    test_set = read_training_table(args.test_data, **kw)[1:] if args.test_data else None
+    out = _check_out(args.out, args.overwrite)
+    (split,) = user_splits(
+        len(comps), source=str(args.data), test_data=args.test_data,
+        test_fraction=args.test_fraction, seed=args.seed,
+    )  # fmt: skip
+    test_comps, test_y = test_set or (comps.subset(split.test), y[split.test])
+    fitted = fit_trees(comps.subset(split.train), y[split.train, 0], args.task_type, config)
+    n_test = len(test_y)
+    where = args.test_data or (f"{n_test} held-out rows" if n_test else None)
+    report: dict = {"n_train": len(split.train), "n_test": n_test, "test": where}
+    if n_test:
+        values = fitted.predict(test_comps)  # classification: probabilities of class 1
+        report["scores"], notes = user_scores(
+            args.task_type, test_y[:, 0], values, threshold=fitted.threshold
         )
+        if notes:
+            report["notes"] = notes
+        log.info(
+            "%s: test %s", out.name, ", ".join(f"{m}={v:.4f}" for m, v in report["scores"].items())
+        )
+    test = {"data": where, "n_test": n_test, "seed": args.seed, "scores": report.get("scores")}
+    save_trees(
+        fitted, out, config=config, data=str(args.data), n_train=len(split.train),
+        target=args.target_col, id_col=args.id_col, test=test,
+    )  # fmt: skip
+    atomic_write_json(out / "metrics.json", report)
+    register_files(out, ["metrics.json"])
+    _print_saved(out, fitted)
+    sys.stdout.write(json.dumps(report, indent=2) + "\n")
     return 0
 
 
 def register_trees(p: argparse.ArgumentParser) -> None:
-    from pretroost.cli.common import _add_overwrite_arg
+    from pretroost.cli.common import _add_overwrite_arg, _add_user_data_args
     from pretroost.trees import THRESHOLD_RULES, TreesConfig
 
     p.description = (
         "Tree ensembles on composition features, the candidate chosen by cross-validation on\n"
         "the training rows. With --tasks: per official Matbench fold, cells in the bench layout\n"
-        "under --results-dir. With --out: one model on every row of --data (your CSV) or of each\n"
-        "task, saved as a folder that `pretroost predict --model` and pretroost.load() read."
+        "under --results-dir. With --out: one model on --data (your CSV; --test-fraction held out\n"
+        "and scored, or --test-data, as finetune --data) or on every row of each task, saved as a\n"
+        "folder that `pretroost predict --model` and pretroost.load() read."
     )
     default = TreesConfig()
     p.add_argument("--tasks", nargs="+", default=[], help="Matbench tasks")
     p.add_argument("--out", default=None, help="save a model trained on every row here")
-    p.add_argument("--data", default=None, help="your CSV of formulas and targets (with --out)")
-    p.add_argument("--formula-col", default="formula", help="--data: formula column")
-    p.add_argument("--target-col", default="target", help="--data: target column")
-    p.add_argument("--id-col", default=None, help="--data: id column (checked for duplicates)")
-    p.add_argument("--task-type", default="regression", choices=["regression", "classification"])
+    _add_user_data_args(
+        p.add_argument_group("your data (with --out)"), required=False,
+        all_rows="the inner cross-validation still chooses the candidate",
+    )  # fmt: skip
     _add_overwrite_arg(p)
     p.add_argument("--results-dir", default="results", help="where the cells go (bench layout)")
     p.add_argument(
@@ -220,25 +278,52 @@ def register_trees(p: argparse.ArgumentParser) -> None:
 
 
 def _add_tree_options(p: argparse.ArgumentParser) -> None:
-    """The candidates and inner cross-validation of :class:`~pretroost.trees.TreesConfig`."""
+    """The candidates, caps and inner cross-validation of :class:`~pretroost.trees.TreesConfig`
+    (the caps' defaults: a saved model's, :meth:`TreesConfig.for_saving`, with ``--out``)."""
     from pretroost.trees import FEATURE_SETS, TREE_MODELS, TreesConfig
 
-    default = TreesConfig()
+    default, saving = TreesConfig(), TreesConfig.for_saving()
+
+    def both(name: str) -> str:
+        return f"default {getattr(default, name)}; a saved model (--out): {getattr(saving, name)}"
+
     p.add_argument("--models", nargs="+", choices=TREE_MODELS, default=list(default.models))
     p.add_argument("--features", nargs="+", choices=FEATURE_SETS, default=list(default.features))
-    p.add_argument("--n-estimators", type=int, default=default.n_estimators)
+    p.add_argument(
+        "--n-estimators", type=int, default=None,
+        help=f"trees per forest, iterations of gradient boosting ({both('n_estimators')})",
+    )  # fmt: skip
+    p.add_argument(
+        "--min-samples-leaf", type=int, default=None,
+        help=f"forests: fewest training rows in a leaf ({both('min_samples_leaf')})",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-leaf-nodes", default=None, metavar="N|none",
+        help=f"forests: most leaves per tree, none for no cap ({both('max_leaf_nodes')})",
+    )  # fmt: skip
     p.add_argument("--inner-folds", type=int, default=default.inner_folds)
     p.add_argument("--seed", type=int, default=default.seed)
     p.add_argument("--jobs", type=int, default=None, help="forest worker threads (default: 1)")
 
 
-def _trees_config(args: argparse.Namespace, **extra):
-    """:class:`~pretroost.trees.TreesConfig` from :func:`_add_tree_options`' flags."""
+def _trees_config(args: argparse.Namespace, *, saving: bool = False, **extra):
+    """:class:`~pretroost.trees.TreesConfig` from :func:`_add_tree_options`' flags; ``saving``:
+    a model saved for use, whose caps default to :meth:`TreesConfig.for_saving`'s."""
     from pretroost.trees import TreesConfig
 
-    return TreesConfig(
-        models=tuple(args.models), features=tuple(args.features), n_estimators=args.n_estimators,
-        inner_folds=args.inner_folds, seed=args.seed, n_jobs=args.jobs, **extra,
+    caps = {"n_estimators": args.n_estimators, "min_samples_leaf": args.min_samples_leaf}
+    given = {k: v for k, v in caps.items() if v is not None}
+    if args.max_leaf_nodes is not None:  # given: a number, or none (no cap)
+        text = str(args.max_leaf_nodes).lower()
+        if text != "none" and not text.isdigit():
+            raise ValueError(
+                f"--max-leaf-nodes takes a number or none, not {args.max_leaf_nodes!r}"
+            )
+        given["max_leaf_nodes"] = None if text == "none" else int(text)
+    make = TreesConfig.for_saving if saving else TreesConfig
+    return make(
+        models=tuple(args.models), features=tuple(args.features), inner_folds=args.inner_folds,
+        seed=args.seed, n_jobs=args.jobs, **given, **extra,
     )  # fmt: skip
 
 
@@ -271,7 +356,7 @@ def cmd_hurdle(args: argparse.Namespace) -> int:
     from pretroost.experiment.blend import parse_part
     from pretroost.experiment.hurdle import write_hurdle
 
-    config = _trees_config(args)
+    config = _trees_config(args, saving=bool(args.out))
     if args.out or args.data or args.regressor:
         return _save_hurdle(args, config)
     if not args.parts or not args.tasks:
@@ -298,18 +383,23 @@ def _save_hurdle(args: argparse.Namespace, config) -> int:
     the ``--regressor`` folder (trained on the same rows) as one hurdle model."""
     from pretroost.cli.common import _check_out
     from pretroost.data.tables import read_training_table
-    from pretroost.hurdle import train_hurdle_model
+    from pretroost.hurdle import check_regressor_target, fit_zero_classifier, save_hurdle
 
     if not (args.out and args.data and args.regressor) or args.parts or args.tasks:
         raise ValueError("hurdle: a model needs --data CSV, --regressor DIR and --out DIR only")
     _check_out(Path(args.out), args.overwrite)
+    allow = args.allow_unknown_target
+    check_regressor_target(args.regressor, args.target_col, allow_unknown_target=allow)
     _, comps, y = read_training_table(
         args.data, formula_col=args.formula_col, target_col=args.target_col,
         id_col=args.id_col, task_type="regression",
     )  # fmt: skip
-    fitted = train_hurdle_model(
-        args.out, comps, y[:, 0], regressor=args.regressor, config=config, data=str(args.data)
-    )
+    fitted = fit_zero_classifier(comps, y[:, 0], config)
+    save_hurdle(
+        args.out, regressor=args.regressor, classifier=fitted, config=config,
+        data=str(args.data), n_train=len(y), target=args.target_col, allow_unknown_target=allow,
+        id_col=args.id_col,
+    )  # fmt: skip
     best = f"{fitted.model}/{fitted.features}"
     sys.stdout.write(
         f"{args.out}: zero classifier {best}, inner balanced accuracy "
@@ -342,7 +432,15 @@ def register_hurdle(p: argparse.ArgumentParser) -> None:
         help="the hurdle's strategy name (one strategy; default: hurdle(...))",
     )
     p.add_argument("--data", default=None, help="your CSV of formulas and targets (with --out)")
-    p.add_argument("--regressor", default=None, help="a regression model folder (with --out)")
+    p.add_argument(
+        "--regressor", default=None,
+        help="a regression model folder (with --out) trained on the same target (--target-col)",
+    )  # fmt: skip
+    p.add_argument(
+        "--allow-unknown-target", action="store_true",
+        help="accept a --regressor that records no target name (else refused: it cannot be "
+        "checked to predict --target-col)",
+    )  # fmt: skip
     p.add_argument("--out", default=None, help="the hurdle model's folder")
     p.add_argument("--formula-col", default="formula", help="--data: formula column")
     p.add_argument("--target-col", default="target", help="--data: target column")
@@ -382,8 +480,8 @@ def register_convergence(p: argparse.ArgumentParser) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pretroost.experiment.demo import run_demo
 
-    text = run_demo(task=args.task, fold=args.fold, encoder=args.encoder, epochs=args.epochs,
-                    results_dir=args.results_dir)  # fmt: skip
+    text = run_demo(task=args.task, fold=args.fold, encoder=args.encoder, recipe=args.recipe,
+                    epochs=args.epochs, results_dir=args.results_dir)  # fmt: skip
     sys.stdout.write(text)
     return 0
 
@@ -394,7 +492,15 @@ def register_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--encoder", default=None, help="shipped encoder name or folder (default: first shipped)"
     )
-    p.add_argument("--epochs", type=int, default=100, help="finetuning epochs")
+    from pretroost.recipes import RECIPES  # light: no torch
+
+    p.add_argument(
+        "--recipe", default="quick", choices=list(RECIPES),
+        help="finetuning recipe (pretroost.recipes); default quick: a demo in minutes",
+    )  # fmt: skip
+    p.add_argument(
+        "--epochs", type=int, default=None, help="finetuning epochs (default: the recipe's)"
+    )
     p.add_argument("--results-dir", default="runs/demo")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 
@@ -470,3 +576,49 @@ def register_teacher_probe(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=None, help="only the first N structures")
     p.add_argument("--no-chgnet", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+
+
+def cmd_trees_size(args: argparse.Namespace) -> int:
+    from pretroost.experiment.trees_size import format_table, measure_trees_size
+    from pretroost.utils import atomic_write_json, atomic_write_text
+
+    doc = measure_trees_size(
+        args.tasks, fold=args.fold, min_samples_leaf=args.min_samples_leaf,
+        max_leaf_nodes=args.max_leaf_nodes, n_estimators=args.n_estimators, inner_folds=args.inner_folds, seed=args.seed,
+        n_jobs=args.jobs,
+    )  # fmt: skip
+    command = (
+        f"pretroost trees-size --tasks {' '.join(args.tasks)} --fold {args.fold} "
+        f"--min-samples-leaf {' '.join(map(str, args.min_samples_leaf))} "
+        f"--max-leaf-nodes {' '.join(map(str, args.max_leaf_nodes))} "
+        f"--n-estimators {' '.join(map(str, args.n_estimators))} --inner-folds "
+        f"{args.inner_folds} --seed {args.seed}" + (f" --jobs {args.jobs}" if args.jobs else "")
+    )
+    doc["command"] = command
+    out = Path(args.out)
+    atomic_write_json(out.with_suffix(".json"), doc)
+    table = format_table(doc, command)
+    atomic_write_text(out.with_suffix(".md"), table)
+    sys.stdout.write(table)
+    return 0
+
+
+def register_trees_size(p: argparse.ArgumentParser) -> None:
+    from pretroost.experiment.trees_size import CANDIDATES
+
+    p.description = (
+        "Inner cross-validated MAE vs size on disk of a saved forest, per min_samples_leaf and\n"
+        "number of trees, on one official fold's training rows (results/trees_size.{json,md})."
+    )
+    p.add_argument("--tasks", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    p.add_argument("--fold", type=int, default=0, help="official fold (its training rows only)")
+    p.add_argument("--min-samples-leaf", nargs="+", type=int, default=[1, 2])
+    p.add_argument(
+        "--max-leaf-nodes", nargs="*", type=int, default=[512, 1024],
+        help="caps of max_leaf_nodes (each with min_samples_leaf 1)",
+    )  # fmt: skip
+    p.add_argument("--n-estimators", nargs="+", type=int, default=[100, 200, 500])
+    p.add_argument("--inner-folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=None, help="forest worker threads (default: 1)")
+    p.add_argument("--out", default="results/trees_size", help="writes OUT.json and OUT.md")

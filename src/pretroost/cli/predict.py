@@ -23,7 +23,8 @@ def _add_formula_input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--formula-col", default="formula", help="formula column (default: formula)")
     p.add_argument(
         "--id-col", default=None,
-        help="id column copied to the output (default: 'id' when the input has one)",
+        help="id column copied to the output (default: the id column the model was trained "
+        "with, or else 'id', when the input has it)",
     )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=1024, help="compositions per forward pass")
     p.add_argument(
@@ -32,15 +33,18 @@ def _add_formula_input_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _read_formula_rows(args: argparse.Namespace):
-    """The input's ([id], formula) columns, the id column used (or None) and the line offset."""
+def _read_formula_rows(args: argparse.Namespace, trained_id: str | None = None):
+    """The input's ([id], formula) columns, the id column used (or None) and the line offset.
+    Without ``--id-col``: ``trained_id`` (the model's training id column), else ``id``, if the
+    input has it."""
     from pretroost.predict import read_formula_input
 
     df = read_formula_input(args.input, formula_col=args.formula_col)
     offset = df.attrs.get("line_offset", 2)
     id_col = args.id_col
-    if id_col is None and "id" in df.columns and args.formula_col != "id":
-        id_col = "id"
+    for found in (trained_id, "id"):
+        if id_col is None and found in df.columns and args.formula_col != found:
+            id_col = found
     if id_col is not None and id_col not in df.columns:
         raise ValueError(f"{args.input}: no id column {id_col!r}; columns: {list(df.columns)}")
     if id_col is not None and df[id_col].duplicated().any():
@@ -78,7 +82,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from pretroost.predict import write_table
 
     model = load(args.model)
-    df, id_col, offset = _read_formula_rows(args)
+    df, id_col, offset = _read_formula_rows(args, getattr(model, "id_col", None))
     formulas = df[args.formula_col].tolist()
     pred = model.predict(formulas, batch_size=args.batch_size, progress=args.progress)
     source = "<stdin>" if args.input == "-" else args.input

@@ -115,7 +115,8 @@ def _train_on_user_data(
     ctx = _start_distributed(args)
     metrics = train_on_user_data(
         comps, y, args.task_type, splits, config, out, test_set=test_set,
-        source=str(args.data), test_source=args.test_data, seed=args.seed, n_members=n_members,
+        source=str(args.data), target=args.target_col,
+        test_source=args.test_data, seed=args.seed, n_members=n_members,
         member_split=member_split, checkpoint_dir=checkpoint_dir,
         remove_checkpoints=remove_checkpoints, split_subdirs=split_subdirs, resume=args.resume,
         device=args.device, write=ctx.is_main,

@@ -253,7 +253,8 @@ def run_bench(
     for task, frac, out_dir, folds in cells:
         # rows the model trains on: 4/5 of the task is a training fold, minus the validation split
         n_train = int(get_task(task).n_samples * 0.8 * frac * (1 - FinetuneConfig().val_fraction))
-        ft = FinetuneConfig(train=preset.finetune_for(n_train))
+        # the preset has chosen the batch size for n_train already: no rule of the config's own
+        ft = FinetuneConfig(train=preset.finetune_for(n_train), small_batch_size=None)
         for s in strategies:
             if "structure" in s and task in STRUCTURE_OVERLAP_TASKS:
                 log.warning("bench: %s on %s skipped (no leak-free structure corpus)", s, task)

@@ -76,7 +76,7 @@ def convergence_check(
     train_ids, _ = load_folds(meta.name)[fold]
     rows = position[train_ids].to_numpy()
     y = df["target"].to_numpy()[rows]
-    base = FinetuneConfig()
+    base = FinetuneConfig(small_batch_size=None)  # the preset's recipe sets the batch size
     recipe = bench.finetune_for(int(len(rows) * (1 - base.val_fraction)))
     if recipe.schedule != "constant":
         raise ValueError(f"preset {preset!r} uses a {recipe.schedule} schedule: the E-in-2E reading "

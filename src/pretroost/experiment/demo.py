@@ -13,7 +13,6 @@ from pretroost.data.matbench import get_task
 from pretroost.evaluation.matbench import run_matbench_task
 from pretroost.finetune import FinetuneConfig
 from pretroost.pretrained import shipped
-from pretroost.train import TrainConfig
 
 __all__ = ["run_demo"]
 
@@ -25,13 +24,14 @@ def run_demo(
     task: str = "matbench_steels",
     fold: int = 0,
     encoder: str | None = None,
-    epochs: int = 100,
-    batch_size: int = 32,
+    recipe: str = "quick",
+    epochs: int | None = None,
     results_dir: str | Path = "runs/demo",
     progress: bool | None = None,
 ) -> str:
     """Finetune from scratch and from ``encoder`` (default: the first shipped one, with its
-    pretraining head's trunk) on one official fold; returns the comparison as text."""
+    pretraining head's trunk) on one official fold with ``recipe`` (:mod:`pretroost.recipes`;
+    ``epochs`` replaces its epochs); returns the comparison as text."""
 
     names = shipped()
     if encoder is None:
@@ -39,10 +39,12 @@ def run_demo(
             raise ValueError("no shipped encoder in this installation: pass --encoder DIR")
         encoder = sorted(names)[0]
     meta = get_task(task)
-    recipe = FinetuneConfig(train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=3e-4))
+    config = FinetuneConfig.from_recipe(recipe)
+    if epochs is not None:
+        config = replace(config, train=replace(config.train, epochs=epochs))
     runs = {
-        "scratch": recipe,
-        f"{encoder} (+trunk)": replace(recipe, init=encoder, init_trunk=True),
+        "scratch": config,
+        f"{encoder} (+trunk)": replace(config, init=encoder, init_trunk=True),
     }
     scores = {}
     for label, config in runs.items():
@@ -56,8 +58,8 @@ def run_demo(
     headline = "mae" if meta.task_type == "regression" else "rocauc"
     unit = f" {meta.unit}" if meta.unit and headline == "mae" else ""
     lines = [
-        f"{meta.name}, official fold {fold} ({n_train} training rows), {epochs} epochs, "
-        "same recipe and seed:",
+        f"{meta.name}, official fold {fold} ({n_train} training rows), recipe {recipe} "
+        f"({config.train.epochs} epochs), same recipe and seed:",
         *(
             f"  {label:<34} {headline.upper()} {s[headline]:.4g}{unit}"
             for label, s in scores.items()

@@ -301,7 +301,7 @@ def against_leaderboard(task: str, ours: dict[int, float]) -> list[dict[str, Any
     One dict per entry: ``algorithm``, ``ours`` and ``theirs`` (means over the common folds),
     ``better`` / ``n`` (on how many of ``n`` folds ours is better: lower MAE, higher ROC-AUC) and
     :func:`~pretroost.experiment.scores.paired_test`'s ``mean_diff`` (ours − theirs), ``ci95``,
-    ``p_t``, ``p_wilcoxon`` (absent with fewer than 3 common folds).
+    ``p_t``, ``p_corrected``, ``p_wilcoxon`` (absent with fewer than 3 common folds).
     """
 
     out = []
@@ -322,6 +322,6 @@ def against_leaderboard(task: str, ours: dict[int, float]) -> list[dict[str, Any
         }
         test = paired_test(ours, theirs)
         if test is not None:
-            row |= {k: test[k] for k in ("mean_diff", "ci95", "p_t", "p_wilcoxon")}
+            row |= {k: test[k] for k in ("mean_diff", "ci95", "p_t", "p_corrected", "p_wilcoxon")}
         out.append(row)
     return out

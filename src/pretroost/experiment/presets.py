@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, replace
 
 from pretroost.data.matbench import COMPOSITION_TASKS
+from pretroost.recipes import SMALL_BATCH_SIZE, SMALL_ROWS, batch_size_for, get_recipe
 from pretroost.train import TrainConfig
 
 __all__ = ["PRESETS", "BenchPreset"]
@@ -36,8 +37,8 @@ class BenchPreset:
     structure_epochs: int | None = None  # the small structure corpus may need more epochs
     #: small training sets (fewer than ``small_rows`` rows) use batches of ``small_batch_size``;
     #: every finetune runs at least ``finetune.epochs`` epochs and ``min_steps`` optimiser steps
-    small_rows: int = 1000
-    small_batch_size: int = 32
+    small_rows: int = SMALL_ROWS
+    small_batch_size: int = SMALL_BATCH_SIZE
     min_steps: int = 0
     max_epochs: int = 1000
     #: finetuning seeds per fold (seed + fold is the run's seed; 0 is every preset's first), for
@@ -52,7 +53,9 @@ class BenchPreset:
         """The finetuning recipe for a training fold of ``n_train`` rows. It depends only on the
         training-set size, so every strategy gets exactly the same one; small sets get smaller
         batches and more epochs, so that no model is starved of optimiser steps."""
-        batch = self.small_batch_size if n_train < self.small_rows else self.finetune.batch_size
+        batch = batch_size_for(
+            n_train, self.finetune.batch_size, self.small_batch_size, self.small_rows
+        )
         steps_per_epoch = max(1, math.ceil(n_train / batch))
         epochs = max(self.finetune.epochs, math.ceil(self.min_steps / steps_per_epoch))
         return replace(self.finetune, batch_size=batch, epochs=min(epochs, self.max_epochs))
@@ -89,7 +92,8 @@ PRESETS: dict[str, BenchPreset] = {
         name="converged",
         summary="300 epochs, constant rate, best validation epoch (days on a 2-core CPU)",
         pretrain=TrainConfig(epochs=10, batch_size=256, lr=3e-4, warmup_epochs=0),
-        finetune=TrainConfig(epochs=300, batch_size=128, lr=3e-4, schedule="constant"),
+        # the converged recipe (pretroost.recipes), the default of every finetuning command
+        finetune=TrainConfig(**get_recipe("converged").train_fields()),
         structure_epochs=100,
         tasks=(
             "matbench_expt_gap",

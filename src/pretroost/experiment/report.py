@@ -44,6 +44,7 @@ from pretroost.experiment.scores import (
     lower_is_better,
     paired_test,
 )
+from pretroost.experiment.selection import selection_lines, selection_summary
 from pretroost.experiment.strategies import (
     FINETUNE_VARIANTS,
     PRETRAIN_VARIANTS,
@@ -53,6 +54,7 @@ from pretroost.experiment.strategies import (
     scratch_counterpart,
     strategy_order,
 )
+from pretroost.experiment.wording import check_equality_claims
 from pretroost.metrics import HEADLINE
 from pretroost.results import read_benchmark_rows, strategy_dir
 from pretroost.strategy_names import parse_combination
@@ -180,7 +182,8 @@ def _leaderboard_lines(task: str) -> list[str]:
     lines.append(
         f"\nLeaderboard source: {board.source}. ¹ Against the leaderboard's own fold scores "
         "(the same official folds; `leaderboard.against_leaderboard`): on how many folds this "
-        "strategy beats MODNet (v0.1.12) and the leader, with the paired t-test's p."
+        "strategy beats MODNet (v0.1.12) and the leader, with the paired t-test's p and its "
+        "corrected p (Statistics, above)."
     )
     if task in PUBLISHED_ROOST:
         lines.append(f"Published: {PUBLISHED_SOURCE}.")
@@ -199,7 +202,7 @@ def _vs_board(task: str, pairs: list[dict]) -> str:
     for name in dict.fromkeys(names):  # MODNet once where it leads
         p = by_name.get(name)
         if p is not None:
-            pval = f" ({p['p_t']:.2g})" if "p_t" in p else ""
+            pval = f" ({p['p_t']:.2g}; {p['p_corrected']:.2g})" if "p_t" in p else ""
             marks.append(f"{p['better']}/{p['n']}{pval}")
     return " · ".join(marks)
 
@@ -241,6 +244,7 @@ def write_report(
         "benchmark.jsonl).",
         "",
     ]
+    lines += _statistics_lines(rows)
     lines += _strategy_lines(table)
     overview = _overview_lines(table)
     lines += overview
@@ -260,7 +264,7 @@ def write_report(
             "",
             *_class_balance_lines(task, targets[task]),
             "| strategy | mean ± std | change vs scratch | folds better than scratch "
-            "| paired difference vs scratch (95 % CI) | p (paired t / Wilcoxon) "
+            "| paired difference vs scratch (95 % CI) | p (paired t / corrected t / Wilcoxon) "
             "| time (s, all folds) | folds better than MODNet · leader (p, paired t)¹ |",
             "|---|---|---|---|---|---|---|---|",
         ]
@@ -272,7 +276,7 @@ def write_report(
                 if test is not None:
                     lo, hi = test["ci95"]
                     diff = f"{test['mean_diff']:+.4g} [{lo:+.3g}, {hi:+.3g}]"
-                    pval = f"{test['p_t']:.2g} / {test['p_wilcoxon']:.2g}"
+                    pval = _p(test)
                 change = f"{100 * (cell['mean'] - base['mean']) / abs(base['mean']):+.1f} %"
                 better, common = folds_better(
                     cell["folds"], base["folds"], lower_better=lower_better
@@ -291,6 +295,10 @@ def write_report(
             s: {k: v for k, v in c.items() if k != "folds"} | {"folds": c["folds"]}
             for s, c in cells.items()
         }
+    selection = selection_summary(results_dir, table, targets)
+    lines += selection_lines(selection)
+    for task, sel in selection.items():
+        summary[task]["_selection"] = {k: v for k, v in sel.items() if k != "noise"}
     lines += modified_tree_lines(rows)
     lines += _ensemble_lines(results_dir, table)
     seed_ens = seed_ensembles(results_dir, table, targets)
@@ -390,9 +398,52 @@ def write_report(
         atomic_write_json(results_dir / "data_efficiency.json", de)
     atomic_write_json(results_dir / "summary.json", summary)
     out = results_dir / "README.md"
-    atomic_write_text(out, "\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    check_equality_claims(text, source=str(out))
+    atomic_write_text(out, text)
     log.info("wrote %s", out)
     return out
+
+
+def _p(test: dict[str, Any]) -> str:
+    """A paired test's p-values: ``"t / corrected t / Wilcoxon"``."""
+    return f"{test['p_t']:.2g} / {test['p_corrected']:.2g} / {test['p_wilcoxon']:.2g}"
+
+
+def _statistics_lines(rows: list[dict]) -> list[str]:
+    """How the tables test differences, what five folds allow, and how many rows come from code
+    with uncommitted changes."""
+    dirty = [r for r in rows if str(r.get("git_sha", "")).endswith("+dirty")]
+    cells = sorted({f"{r['task'].removeprefix('matbench_')} `{r['strategy']}`" for r in dirty})
+    lines = [
+        "## Statistics",
+        "",
+        "Strategies are compared fold by fold on the official folds (each fold's score the mean "
+        "of its seeds): the mean difference with its 95 % t interval, the count of folds "
+        "better, and three two-sided p-values. The paired t-test (p t) treats the five folds as "
+        "independent samples, but their training sets share three quarters of their rows, so "
+        "it understates the variance; the corrected t of Nadeau and Bengio (*Machine Learning* "
+        "52, 239, 2003) scales the variance of the mean difference by 1/k + n_test/n_train = "
+        "1/5 + 1/4 instead of 1/5 (`pretroost.experiment.stats.corrected_paired_t`), which "
+        "raises p. The Wilcoxon signed-rank test (and the sign test behind 'folds better') "
+        "cannot go below 2/2⁵ = 0.0625 with five folds: 5/5 folds better is the strongest "
+        "result five folds can give by rank. So with n = 5 a p below 0.05 needs the t-test, "
+        "whose assumptions the folds do not meet; a p above 0.05 means a difference is not "
+        "shown, not that the scores are equal (no equivalence test was run). Each task's best figure is picked "
+        "among many strategies scored on the same test folds: see 'Selection on the test "
+        "folds' below.",
+        "",
+    ]
+    if dirty:
+        lines += [
+            f"{len(dirty)} of {len(rows)} rows ({100 * len(dirty) / len(rows):.0f} %) record a "
+            "`git_sha` ending in `+dirty`: they ran from a tree with uncommitted changes, so "
+            "their code is known only up to those changes. Cells with such rows: "
+            + ", ".join(_md_cell(c) for c in cells)
+            + ".",
+            "",
+        ]
+    return lines
 
 
 def _runs(cell: dict) -> str:
@@ -452,7 +503,8 @@ def _probability_lines(cells: dict[str, dict]) -> list[str]:
     out = [
         "ROC-AUC of the predicted probabilities (`rocauc_prob`; no threshold):",
         "",
-        "| strategy | mean ± std | paired difference vs scratch (95 % CI) | p (t / Wilcoxon) "
+        "| strategy | mean ± std | paired difference vs scratch (95 % CI) "
+        "| p (t / corrected t / Wilcoxon) "
         "| folds better |",
         "|---|---|---|---|---|",
     ]
@@ -464,8 +516,8 @@ def _probability_lines(cells: dict[str, dict]) -> list[str]:
             if test is not None:
                 lo, hi = test["ci95"]
                 vs = (
-                    f"{test['mean_diff']:+.4g} [{lo:+.3g}, {hi:+.3g}] | {test['p_t']:.2g} / "
-                    f"{test['p_wilcoxon']:.2g} | {wins}/{common}"
+                    f"{test['mean_diff']:+.4g} [{lo:+.3g}, {hi:+.3g}] | {_p(test)} "
+                    f"| {wins}/{common}"
                 )
         out.append(
             f"| {_md_cell(strategy)} | {cell['mean']:.4g} ± {cell['std']:.2g} ({_runs(cell)}) "
@@ -485,7 +537,7 @@ def _class_balance_lines(task: str, target: pd.Series) -> list[str]:
 
 def _seed_ensemble_lines(ens: dict[str, dict]) -> list[str]:
     def p(test: dict[str, Any] | None) -> str:
-        return "" if test is None else f"{test['p_t']:.2g} / {test['p_wilcoxon']:.2g}"
+        return "" if test is None else _p(test)
 
     out = []
     for task, cells in ens.items():
@@ -523,7 +575,8 @@ def _seed_ensemble_lines(ens: dict[str, dict]) -> list[str]:
         "a fold, averaged over the folds. By size: the score of an ensemble of 1, 2, …, n "
         "members, each averaged over every choice of that many of the n seeds (1 is single, n "
         "the ensemble); cost: training minutes per fold of one model and of the n (the cells' "
-        "recorded times; the machine is the rows'). Paired tests over the folds (t / Wilcoxon); "
+        "recorded times; the machine is the rows'). Paired tests over the folds (t / corrected "
+        "t / Wilcoxon); "
         "the comparison with scratch's ensemble takes the same number of seeds on both sides "
         "(seeds 0 .. k-1, k the smaller count; said where it is fewer than the row's n); a "
         "`+valthreshold` strategy's ensemble is compared with scratch+valthreshold's (the same "
@@ -531,7 +584,7 @@ def _seed_ensemble_lines(ens: dict[str, dict]) -> list[str]:
         "strategy's seed ensembles are a Matbench submission file, "
         "`seed_ensembles/<strategy>/results.json.gz`. Last column: on how many folds the "
         "ensemble beats MODNet (v0.1.12) and the leaderboard's leader, fold by fold, with the "
-        "paired t-test's p (as in the per-task tables).",
+        "paired t-test's p and its corrected p (as in the per-task tables).",
         "",
         "| task | strategy | seeds | seed sd | single | seed ensemble | by size (1 → n) "
         "| cost (min per fold, 1 → n) | p vs single | ensemble vs scratch's ensemble (p) "
@@ -546,7 +599,7 @@ def _strategy_ensemble_lines(ens: dict[str, dict], table: dict[str, dict[str, di
     def test(t: dict[str, Any] | None) -> str:
         if t is None:
             return ""
-        return f"{t['mean_diff']:+.4g} [{t['ci95'][0]:+.3g}, {t['ci95'][1]:+.3g}], p = {t['p_t']:.2g} / {t['p_wilcoxon']:.2g}"
+        return f"{t['mean_diff']:+.4g} [{t['ci95'][0]:+.3g}, {t['ci95'][1]:+.3g}], p = {_p(t)}"
 
     if not ens:
         return []
@@ -559,7 +612,7 @@ def _strategy_ensemble_lines(ens: dict[str, dict], table: dict[str, dict[str, di
         "it stays exploratory until it holds on tasks not used to conceive it. Classification "
         "averages the members' probabilities and thresholds at Matbench's 0.5 (`+valthreshold` "
         "cells, which re-threshold a member's model, are left out; higher rocauc is better). "
-        "Paired over folds (difference [95 % CI], p t / Wilcoxon).",
+        "Paired over folds (difference [95 % CI], p t / corrected t / Wilcoxon).",
         "",
         "| task | members | ensemble | vs scratch | best member | vs best member |",
         "|---|---|---|---|---|---|",
