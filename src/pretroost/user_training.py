@@ -133,12 +133,15 @@ def train_on_user_data(
 
 def remove_checkpoints_of(folder: Path, splits: list[int], n_members: int) -> None:
     """Delete the checkpoints ``finetune --data`` wrote (``split<i>.pt``, or
-    ``split<i>/member_<k>.pt``) and the folders they leave empty; nothing else."""
+    ``split<i>/member_<k>.pt``, and the temporaries of their atomic writes that a killed run
+    left: ``.split<i>.pt.*.tmp``) and the folders they leave empty; nothing else."""
     for i in splits:
-        files = [folder / f"split{i}.pt"]
-        files += [folder / f"split{i}" / f"member_{k}.pt" for k in range(n_members)]
-        for f in files:
-            f.unlink(missing_ok=True)
+        files = [(folder, f"split{i}.pt")]
+        files += [(folder / f"split{i}", f"member_{k}.pt") for k in range(n_members)]
+        for where, name in files:
+            (where / name).unlink(missing_ok=True)
+            for tmp in where.glob(f".{name}.*.tmp"):  # utils.atomic_path's names
+                tmp.unlink()
         for d in (folder / f"split{i}", folder):
             if d.is_dir() and not any(d.iterdir()):
                 d.rmdir()
