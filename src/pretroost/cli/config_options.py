@@ -92,10 +92,20 @@ class _Names(dict):
 
 
 def _evaluate(node: ast.expr, names: _Names) -> Any:
-    """An annotation or alias expression (``int | None``, ``Literal["a", "b"]``, an alias)."""
-    return eval(  # the package's own annotations, with no builtins
-        compile(ast.Expression(node), "<annotation>", "eval"), {"__builtins__": {}}, names
-    )
+    """An annotation or alias expression (``int | None``, ``Literal["a", "b"]``,
+    ``tuple[int, ...]``, an alias), interpreted node by node: names, constants, subscripts,
+    tuples and ``|``; anything else is a TypeError (nothing is evaluated as code)."""
+    if isinstance(node, ast.Name):
+        return names[node.id]
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Tuple):
+        return tuple(_evaluate(e, names) for e in node.elts)
+    if isinstance(node, ast.Subscript):
+        return _evaluate(node.value, names)[_evaluate(node.slice, names)]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _evaluate(node.left, names) | _evaluate(node.right, names)
+    raise TypeError(f"cannot read the annotation {ast.unparse(node)!r}")
 
 
 @functools.cache

@@ -317,10 +317,12 @@ def write_report(
         if p is not None:
             plots.append(p)
     # the best strategy changes as cells are added: drop the parity / ROC plots of earlier ones
+    # (only names this report writes, <task>_<strategy>_<kind>.png, for the tasks it reports)
     for kind in ("parity", "roc"):
-        for old in (results_dir / "plots").glob(f"*_{kind}.png"):
-            if old not in plots:
-                old.unlink()
+        for task in table:
+            for old in (results_dir / "plots").glob(f"{task}_*_{kind}.png"):
+                if old not in plots:
+                    old.unlink()
     recorded = _record_encoders(results_dir, runs_dir)
     if recorded and table:
         lines += _encoder_lines({name: str(folder) for name, folder in recorded.items()})
