@@ -4,6 +4,8 @@
 
 - ``pretroost.load(DIR)`` / ``pretroost.from_pretrained(DIR)``: a predictor
   for any model folder or shipped encoder name (:mod:`pretroost.hub`);
+- ``pretroost.fit(data, target_col=..., out=DIR)``: choose a model for your rows by k-fold
+  cross-validation and save it (:func:`pretroost.select_model.fit`, ``pretroost fit``);
 - ``pretroost.RoostRegressor`` / ``pretroost.RoostClassifier``: scikit-learn estimators on formulas.
 """
 
@@ -17,11 +19,12 @@ __version__ = "0.1.0"
 _LAZY = {
     "load": ("pretroost.hub", "load"),
     "from_pretrained": ("pretroost.hub", "from_pretrained"),
+    "fit": ("pretroost.select_model", "fit"),
     "RoostRegressor": ("pretroost.sklearn", "RoostRegressor"),
     "RoostClassifier": ("pretroost.sklearn", "RoostClassifier"),
 }
 
-__all__ = ["RoostClassifier", "RoostRegressor", "__version__", "from_pretrained", "load"]
+__all__ = ["RoostClassifier", "RoostRegressor", "__version__", "fit", "from_pretrained", "load"]
 
 
 def __getattr__(name: str) -> Any:

@@ -30,6 +30,7 @@ LOADERS: dict[str, str] = {
     "pretrained": "pretroost.predict:Predictor.load",
     "trees": "pretroost.trees:TreesPredictor.load",
     "hurdle": "pretroost.hurdle:HurdlePredictor.load",
+    "blend": "pretroost.blend:BlendPredictor.load",
 }
 
 
@@ -46,9 +47,10 @@ def loader(kind: Any) -> Any:
 
 
 def load(path: str | os.PathLike[str]) -> ModelPredictor:
-    """Load a model folder (finetuned model, ensemble, pretrained encoder, trees model, hurdle) or a
+    """Load a model folder (finetuned model, ensemble, pretrained encoder, trees model, hurdle, blend) or a
     shipped encoder by name as a predictor (:class:`~pretroost.predict.Predictor`,
-    :class:`~pretroost.trees.TreesPredictor` or :class:`~pretroost.hurdle.HurdlePredictor`).
+    :class:`~pretroost.trees.TreesPredictor`, :class:`~pretroost.hurdle.HurdlePredictor` or
+    :class:`~pretroost.blend.BlendPredictor`).
     Raises :class:`~pretroost.errors.ArtefactError` (a ``ValueError``) for a folder that is not
     one of these."""
     root = resolve(path)

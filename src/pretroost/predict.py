@@ -4,7 +4,7 @@
 >>> model = pretroost.load("models/demo")  # doctest: +SKIP
 >>> model.predict(["Fe2O3", "NaCl", "not a formula"])  # doctest: +SKIP
 
-Three kinds of folders load (``config.json``'s ``"kind"``):
+These kinds of folders load (``config.json``'s ``"kind"``):
 
 - ``"finetuned"``: one property model (:meth:`FittedModel.save`);
 - ``"ensemble"``: a deep ensemble (:mod:`pretroost.ensemble`); predictions carry total, aleatoric
@@ -12,7 +12,10 @@ Three kinds of folders load (``config.json``'s ``"kind"``):
 - ``"pretrained"``: an encoder only (``"encoder"`` config, tensors under ``encoder.``): ``embed``
   works, ``predict`` does not (there is no property head);
 - ``"trees"``: a tree ensemble on composition features (:func:`pretroost.trees.save_trees`), loaded
-  as a :class:`~pretroost.trees.TreesPredictor` with the same ``predict``.
+  as a :class:`~pretroost.trees.TreesPredictor` with the same ``predict``;
+- ``"hurdle"`` and ``"blend"``: folders of models (:mod:`pretroost.hurdle`,
+  :mod:`pretroost.blend`), loaded as :class:`~pretroost.hurdle.HurdlePredictor` and
+  :class:`~pretroost.blend.BlendPredictor`.
 
 Bad formulas never vanish: with ``errors="coerce"`` (the default) their row stays in place with NaN
 predictions (or a NaN embedding) and the reason in the ``error`` column; ``errors="raise"`` raises a

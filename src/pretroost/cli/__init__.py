@@ -1,9 +1,10 @@
 """The ``pretroost`` command line: a thin layer over the library (``main(argv) -> exit code``).
 
 Each subcommand lives in a module of this package (``train``: data, corpus, pretrain, finetune,
-ensemble; ``predict``: predict, embed; ``serve``: serve; ``experiment``: bench, select, report, convergence, speed,
-teacher-probe) as ``cmd_<name>(args)`` and ``register_<name>(parser)``; :data:`COMMANDS` lists
-them. Options that set a config field are declared from the config dataclass itself
+ensemble; ``predict``: predict, embed; ``serve``: serve; ``fit``: fit, fit-bench;
+``experiment``: bench, select, report, convergence, speed, teacher-probe) as ``cmd_<name>(args)``
+and ``register_<name>(parser)``; :data:`COMMANDS` lists them. Options that set a config field are
+declared from the config dataclass itself
 (:mod:`pretroost.cli.config_options`), so each default is written once, in the dataclass.
 """
 
@@ -43,6 +44,13 @@ EXAMPLES = {
         "pretroost hurdle dft+trunk@0-9 trees --tasks matbench_expt_gap --results-dir results\n"
         "  pretroost hurdle --data gaps.csv --target-col gap --regressor models/gap "
         "--out models/gap_hurdle"
+    ),
+    "fit": (
+        "pretroost fit --data my.csv --target-col gap --out models/gap\n"
+        "  pretroost fit --data my.csv --target-col y --recipe quick --folds 3 --out models/try"
+    ),
+    "fit-bench": (
+        "pretroost fit-bench --tasks matbench_steels --recipe quick --results-dir results/fit-quick"
     ),
     "select": "pretroost select --tasks matbench_steels --candidates scratch fingerprint",
     "demo": "pretroost demo\n  pretroost demo --task matbench_expt_gap --epochs 30",
@@ -95,6 +103,9 @@ COMMANDS: tuple[Command, ...] = (
             "Fetch Matbench targets, official folds and the OQMD corpus into the cache."),
     Command("finetune", "train", "cmd_finetune", "register_finetune",
             "Train Roost (from scratch or a pretrained encoder) and score it."),
+    Command("fit", "fit", "cmd_fit", "register_fit",
+            "Choose a model for your CSV (trees, pretrained Roost, their blend, a hurdle) by "
+            "k-fold cross-validation on its training rows; refit and save the choice."),
     Command("corpus", "data", "cmd_corpus", "register_corpus",
             "Build the leak-free pretraining corpus (OQMD minus Matbench compositions)."),
     Command("pretrain", "train", "cmd_pretrain", "register_pretrain",
@@ -115,6 +126,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("hurdle", "experiment", "cmd_hurdle", "register_hurdle",
             "Set a regressor's predictions to 0 where a tree classifier of target == 0 says "
             "P > 0.5 (band gaps of metals): on Matbench folds, or as a model folder."),
+    Command("fit-bench", "fit", "cmd_fit_bench", "register_fit_bench",
+            "Run `pretroost fit` on each official training fold of Matbench tasks and score its "
+            "choice on the test fold; cells written like the bench's."),
     Command("convergence", "experiment", "cmd_convergence", "register_convergence",
             "Check on validation data (one official training fold) that doubling a preset's "
         "finetuning epochs no longer improves scratch Roost beyond the seed spread."),
@@ -178,7 +192,7 @@ def _allow_dirty_arg(p: argparse.ArgumentParser, *, default: Any) -> None:
 
 #: commands that write result cells (the store refuses them from a modified package): checked
 #: before they start, not after an hour of training
-_RECORDS_ALWAYS = frozenset({"bench", "select", "blend", "demo"})
+_RECORDS_ALWAYS = frozenset({"bench", "select", "blend", "demo", "fit-bench"})
 _RECORDS_WITH_TASKS = frozenset({"finetune", "trees", "hurdle"})
 
 

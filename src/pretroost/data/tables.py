@@ -15,7 +15,13 @@ import pandas as pd
 from pretroost.data.composition import CompositionArray, FormulaError, parse_formula
 from pretroost.data.elements import element_table
 
-__all__ = ["LINE_OFFSET", "TableError", "read_formula_table", "read_training_table"]
+__all__ = [
+    "LINE_OFFSET",
+    "TableError",
+    "check_training_frame",
+    "read_formula_table",
+    "read_training_table",
+]
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +139,34 @@ def read_training_table(
     """
     path = Path(path)
     df = _read_csv(path)
-    _columns(path, df, [formula_col, target_col, id_col])
+    comps, y = check_training_frame(
+        df, str(path), formula_col=formula_col, target_col=target_col, id_col=id_col,
+        task_type=task_type, elem_embedding=elem_embedding,
+    )  # fmt: skip
+    return df, comps, y
+
+
+def check_training_frame(
+    df: pd.DataFrame,
+    source: str,
+    *,
+    formula_col: str = "formula",
+    target_col: str = "target",
+    id_col: str | None = None,
+    task_type: str = "regression",
+    elem_embedding: str | None = None,
+) -> tuple[CompositionArray, np.ndarray]:
+    """:func:`read_training_table`'s checks on a frame already in memory (``source`` names it in
+    errors): the compositions and the targets (n, 1) float64, or one :class:`TableError` listing
+    every bad row (rows numbered as in a CSV with one header line)."""
+    _columns(Path(source), df, [formula_col, target_col, id_col])
+    if df.empty:
+        raise TableError(f"{source}: no data rows")
     items, problems = _row_problems(df, formula_col, id_col, elem_embedding)
     y, bad_targets = target_problems(df[target_col].to_numpy(), task_type)
     if problems or bad_targets:
-        raise bad_rows_error(str(path), problems + bad_targets)
-    return df, CompositionArray.from_lists(items), y
+        raise bad_rows_error(source, problems + bad_targets)
+    return CompositionArray.from_lists(items), y
 
 
 def read_formula_table(
