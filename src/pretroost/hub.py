@@ -31,6 +31,7 @@ LOADERS: dict[str, str] = {
     "trees": "pretroost.trees:TreesPredictor.load",
     "hurdle": "pretroost.hurdle:HurdlePredictor.load",
     "blend": "pretroost.blend:BlendPredictor.load",
+    "ready": "pretroost.ready:ReadyPredictor.load",
 }
 
 

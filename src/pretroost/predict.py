@@ -11,6 +11,8 @@ These kinds of folders load (``config.json``'s ``"kind"``):
   and epistemic stds;
 - ``"pretrained"``: an encoder only (``"encoder"`` config, tensors under ``encoder.``): ``embed``
   works, ``predict`` does not (there is no property head);
+- ``"ready"``: a ready property model shipped in the package (:mod:`pretroost.ready`), e.g.
+  ``load("expt-gap")``;
 - ``"trees"``: a tree ensemble on composition features (:func:`pretroost.trees.save_trees`), loaded
   as a :class:`~pretroost.trees.TreesPredictor` with the same ``predict``;
 - ``"hurdle"`` and ``"blend"``: folders of models (:mod:`pretroost.hurdle`,
@@ -338,7 +340,9 @@ class Predictor:
             raise ValueError(
                 f"{where}: a pretrained encoder without a property head predicts nothing; embed "
                 f"formulas with it (`pretroost embed --model {where} INPUT`, or .embed()), or "
-                f"finetune it first (`pretroost finetune --init {where} --data ...`)"
+                f"finetune it first (`pretroost finetune --init {where} --data ...`); ready "
+                "property models load by name (`pretroost ready list`; oqmd-dft gives dft-oqmd's "
+                "OQMD DFT estimates)"
             )
         values, index, parsed = self.parse(formulas, errors=errors)
         n, t = len(values), self.n_targets

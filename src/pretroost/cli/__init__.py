@@ -55,6 +55,7 @@ EXAMPLES = {
     "select": "pretroost select --tasks matbench_steels --candidates scratch fingerprint",
     "demo": "pretroost demo\n  pretroost demo --task matbench_expt_gap --epochs 30",
     "ship": "pretroost ship runs/converged/fingerprint --name fingerprint-oqmd",
+    "ready": "pretroost ready score expt-gap\n  pretroost ready build expt-gap\n  pretroost ready list",
     "convergence": "pretroost convergence --tasks matbench_steels --seeds 0 1 2 --schedules cosine",
     "speed": "pretroost speed --threads 1\n  pretroost speed --quick",
     "teacher-probe": "pretroost teacher-probe --n 256 --no-chgnet",
@@ -145,6 +146,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("ship", "ship", "cmd_ship", "register_ship",
             "Copy a pretrained encoder into the package (src/pretroost/pretrained/NAME) with its "
             "model card and reference embeddings, so that `--init NAME` works offline."),
+    Command("ready", "ready", "cmd_ready", "register_ready",
+            "Build the ready property models shipped in the package (expt-gap, glass, ...) and "
+            "score their shipped forms on the official folds."),
     Command("ensemble", "train", "cmd_ensemble", "register_ensemble",
             "Train a deep ensemble of Roost models on your CSV and save it as one model folder."),
     Command("serve", "serve", "cmd_serve", "register_serve",

@@ -536,7 +536,9 @@ def cmd_speed(args: argparse.Namespace) -> int:
 
 
 #: ``pretroost.experiment.speed.MEASUREMENTS`` (named here: the parser loads no torch)
-MEASUREMENT_NAMES = ("machine", "train", "steels", "flops", "fingerprint", "ssl_epoch", "teachers")
+MEASUREMENT_NAMES = (
+    "machine", "train", "steels", "flops", "fingerprint", "ssl_epoch", "teachers", "ready",
+)  # fmt: skip
 
 
 def register_speed(p: argparse.ArgumentParser) -> None:

@@ -11,7 +11,10 @@ _MAX_LOGGED_BAD_ROWS = 20
 
 
 def _add_formula_input_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model folder (finetune/ensemble/pretrain --out)")
+    p.add_argument(
+        "--model", required=True,
+        help="model folder (finetune/ensemble/pretrain --out) or a shipped name (pretroost ready list)",
+    )  # fmt: skip
     p.add_argument(
         "input",
         help="CSV with a formula column, a file with one formula per line, or - (standard input)",

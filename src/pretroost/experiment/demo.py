@@ -33,7 +33,7 @@ def run_demo(
     pretraining head's trunk) on one official fold with ``recipe`` (:mod:`pretroost.recipes`;
     ``epochs`` replaces its epochs); returns the comparison as text."""
 
-    names = shipped()
+    names = shipped("pretrained")
     if encoder is None:
         if not names:
             raise ValueError("no shipped encoder in this installation: pass --encoder DIR")

@@ -16,6 +16,7 @@ and CPU time is less sensitive to our threads being descheduled). Measurements:
 * ``steels``: the same on matbench_steels (12-14 elements per formula: N² pairs).
 * ``flops``: model FLOPs per composition (``FlopCounterMode`` for matmuls, plus the fused pair
   kernels counted analytically) and FLOP utilisation = FLOPs x throughput / measured peak.
+* ``ready``: load + predict 1,000 formulas with each shipped ready model, one thread.
 * ``fingerprint``: Magpie fingerprints, :func:`pretroost.data.fingerprint.magpie_fingerprint` vs
   matminer (``Stoichiometry``, ``ElementProperty`` magpie, ``ValenceOrbital``, ``IonProperty``).
 
@@ -50,9 +51,11 @@ from pretroost.data.fingerprint import magpie_fingerprint
 from pretroost.data.structures import read_structures
 from pretroost.data.teachers import WeightsNotFoundError, get_teacher
 from pretroost.finetune import SupervisedTask
+from pretroost.hub import load
 from pretroost.models.kernels import roost_kernels
 from pretroost.models.roost import ModelConfig, RoostModel
 from pretroost.paths import cache_dir, shared_data_dir
+from pretroost.pretrained import shipped
 from pretroost.utils import atomic_write_json, git_sha, machine_description, native_bf16
 
 if TYPE_CHECKING:
@@ -675,6 +678,35 @@ def measure_teachers(ctx: SpeedContext) -> dict:
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         out[name] = {"per_s": len(structures) / wall, "per_cpu_s": len(structures) / cpu}
         table.append([f"teacher {name}", f"{len(structures) / wall:.0f} structures/s"])
+    out["table"] = table
+    return out
+
+
+@register_measurement("ready")
+def measure_ready(ctx: SpeedContext) -> dict:
+    """Each shipped ready property model (:mod:`pretroost.ready`): seconds to load it by name and
+    predict 1,000 OQMD formulas (domain check included) in a fresh state, on one thread
+    (torch and the OpenMP pools of scikit-learn limited to 1); the budget is 10 s."""
+    from threadpoolctl import threadpool_limits
+
+    formulas = ctx.formulas[:1000]
+    out: dict[str, Any] = {"n_formulas": len(formulas), "budget_s": 10.0}
+    table = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            for name in shipped("ready"):
+                t0 = time.perf_counter()
+                model = load(name)
+                t1 = time.perf_counter()
+                model.predict(formulas)
+                t2 = time.perf_counter()
+                out[name] = {"load_s": t1 - t0, "predict_s": t2 - t1, "total_s": t2 - t0}
+                table.append([f"ready {name}: load + predict {len(formulas)}",
+                              f"{t2 - t0:.2f} s (load {t1 - t0:.2f} s)"])  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
     out["table"] = table
     return out
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from pretroost.data.composition import CompositionArray
     from pretroost.data.corpus import Corpus
 
-__all__ = ["DFTConfig", "DFTObjective", "predict_dft"]
+__all__ = ["DFTConfig", "DFTHead", "DFTObjective", "load_dft_head", "predict_dft"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,16 +110,10 @@ class DFTObjective(RegressionObjective):
         return {"dft": labels, "dft_mask": np.isfinite(labels).any(axis=1)}
 
 
-def predict_dft(
-    comps: CompositionArray, artefact: str | Path = "dft-oqmd", *, batch_size: int = 1024
-) -> tuple[np.ndarray, list[str]]:
-    """What a DFT-pretrained artefact (encoder + its ``dft`` head) predicts for ``comps``:
-    (n, P) float64 in the labels' units (the head's standardisation undone), and the P property
-    names (OQMD's, e.g. ``Bandgap`` in eV). ``artefact``: a folder or a shipped encoder's name.
-
-    The shipped ``dft-oqmd`` was pretrained on a corpus with every Matbench composition removed,
-    so for a Matbench composition these are predictions, not looked-up labels.
-    """
+def load_dft_head(artefact: str | Path = "dft-oqmd") -> DFTHead:
+    """The encoder and ``dft`` head of a DFT-pretrained artefact (a folder or a shipped encoder's
+    name), in eval mode, with the head's standardisation. Raises ``ArtefactError`` for an
+    artefact without a ``dft`` head."""
     art = load_artefact(resolve(artefact))
     cfg = (art.config.get("objectives") or {}).get("dft")
     prefix = "parts.dft."
@@ -132,12 +126,41 @@ def predict_dft(
         {k.removeprefix(prefix + "head."): v.float() for k, v in art.state_dict.items()
          if k.startswith(prefix + "head.")}
     )  # fmt: skip
+    head.eval()
     mean = art.state_dict[f"{prefix}target_mean"].double().numpy()
     std = art.state_dict[f"{prefix}target_std"].double().numpy()
-    head.eval()
-    out = np.zeros((len(comps), len(props)))
-    data = CompositionDataset(comps)
-    with torch.no_grad():
-        for idx in data.batch_indices(batch_size):
-            out[idx] = head(encoder(data.batch(idx))).double().numpy()
-    return out * std + mean, props
+    return DFTHead(encoder, head, mean, std, props)
+
+
+@dataclass(frozen=True)
+class DFTHead:
+    """A DFT-pretrained encoder with its ``dft`` head (:func:`load_dft_head`)."""
+
+    encoder: RoostEncoder
+    head: ProjectionHead
+    mean: np.ndarray
+    std: np.ndarray
+    properties: list[str]
+
+    def predict(self, comps: CompositionArray, *, batch_size: int = 1024) -> np.ndarray:
+        """(n, P) float64 predictions for ``comps`` in the labels' units."""
+        out = np.zeros((len(comps), len(self.properties)))
+        data = CompositionDataset(comps)
+        with torch.no_grad():
+            for idx in data.batch_indices(batch_size):
+                out[idx] = self.head(self.encoder(data.batch(idx))).double().numpy()
+        return out * self.std + self.mean
+
+
+def predict_dft(
+    comps: CompositionArray, artefact: str | Path = "dft-oqmd", *, batch_size: int = 1024
+) -> tuple[np.ndarray, list[str]]:
+    """What a DFT-pretrained artefact (encoder + its ``dft`` head) predicts for ``comps``:
+    (n, P) float64 in the labels' units (the head's standardisation undone), and the P property
+    names (OQMD's, e.g. ``Bandgap`` in eV). ``artefact``: a folder or a shipped encoder's name.
+
+    The shipped ``dft-oqmd`` was pretrained on a corpus with every Matbench composition removed,
+    so for a Matbench composition these are predictions, not looked-up labels.
+    """
+    model = load_dft_head(artefact)
+    return model.predict(comps, batch_size=batch_size), model.properties
