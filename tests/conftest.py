@@ -29,3 +29,13 @@ def data_cache() -> Path:
     if not (path / "matbench" / "folds.json").is_file():
         pytest.skip(f"no fetched data in {path}: run `pretroost data fetch` first")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _results_from_committed_code(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """The results store refuses cells from a modified package (``pretroost.results.SOURCE``);
+    tests write cells from whatever tree they run in, so they point it at a folder outside git
+    (tests/test_provenance.py points it at a git repository of its own)."""
+    import pretroost.results
+
+    monkeypatch.setattr(pretroost.results, "SOURCE", tmp_path_factory.getbasetemp())

@@ -263,7 +263,7 @@ def test_matbench_fold_scored_with_the_chosen_threshold(tmp_path, data_cache) ->
 def test_rethresholded_cells_equal_cells_trained_with_the_rule(tmp_path, data_cache) -> None:
     """A threshold-only variant written from its base's cells (no training) gives the rows,
     labels and Matbench file that training it would: same model, same validation threshold."""
-    from pretroost.benchmark import rethreshold_cells, run_matbench_task
+    from pretroost.evaluation.matbench import rethreshold_cells, run_matbench_task
     from pretroost.results import read_benchmark_rows
 
     config = FinetuneConfig(

@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 from torch import nn
 
+from pretroost.artefacts import save_artefact
 from pretroost.cli import main
 from pretroost.data.composition import parse_formulas
 from pretroost.ensemble import fit_ensemble
 from pretroost.finetune import FinetuneConfig, fit
-from pretroost.io import save_artefact
 from pretroost.models.roost import RoostEncoder
 from pretroost.train import TrainConfig
 from tiny import BINARY_FORMULAS, TINY_ENCODER, toy_target

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
+from pretroost.artefacts import load_artefact
 from pretroost.data.corpus import DFT_PROPERTIES, build_corpus, oqmd_labels
 from pretroost.finetune import FinetuneConfig, build_model
-from pretroost.io import load_artefact
 from pretroost.losses import MaskedSmoothL1Loss
 from pretroost.objectives import OBJECTIVES, CombinedObjective, DFTConfig
 from pretroost.pretrain import PretrainConfig, pretrain
@@ -221,8 +221,8 @@ def test_predict_dft_gives_each_composition_its_own_prediction() -> None:
     """The shipped dft-oqmd's DFT head through predict_dft: one row per composition in input
     order, in the labels' units (volumes positive), unchanged by batch size and input order; an
     artefact without a dft head is refused."""
+    from pretroost.artefacts import ArtefactError
     from pretroost.data.composition import parse_formulas
-    from pretroost.io import ArtefactError
     from pretroost.objectives.dft import predict_dft
 
     formulas = ["NaCl", "Fe2O3", "Cu0.5Zr0.5", "GaAs", "Li3PO4"]

@@ -11,11 +11,11 @@ import pytest
 from safetensors.torch import load_file
 
 import pretroost
+from pretroost.artefacts import ArtefactError
 from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import parse_formulas
 from pretroost.ensemble import Ensemble, combine_predictions, fit_ensemble, uncertainty_scores
 from pretroost.finetune import FinetuneConfig
-from pretroost.io import ArtefactError
 from pretroost.train import TrainConfig
 from tiny import BINARY_FORMULAS, TINY_ENCODER, toy_target
 

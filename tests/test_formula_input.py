@@ -83,8 +83,8 @@ def test_broken_adducts_are_refused_with_a_reason(bad) -> None:
 def test_blank_line_in_a_predict_csv_is_a_row_with_an_error(tmp_path, capsys) -> None:
     import torch
 
+    from pretroost.artefacts import save_artefact
     from pretroost.cli import main
-    from pretroost.io import save_artefact
     from pretroost.models.roost import RoostEncoder
     from tiny import TINY_ENCODER
 

@@ -1,5 +1,5 @@
 """Output folders never destroy data: manifests, --overwrite only over what pretroost wrote,
-``--out .`` refused, folders of older versions recognised (pretroost.io)."""
+``--out .`` refused, folders of older versions recognised (pretroost.artefacts)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pretroost.cli import main
-from pretroost.io import (
+from pretroost.artefacts import (
     MANIFEST,
     check_out_path,
     check_replaceable,
@@ -20,6 +19,7 @@ from pretroost.io import (
     save_artefact,
     write_folder,
 )
+from pretroost.cli import main
 from test_user_data import FLAGS, _csv
 from tiny import BINARY_FORMULAS
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from pretroost.artefacts import load_artefact, save_artefact
 from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import parse_formulas
-from pretroost.io import load_artefact, save_artefact
 from pretroost.losses import BarlowTwinsLoss, MaskedMSELoss, RobustL1Loss
 from pretroost.models.roost import RoostEncoder
 from pretroost.objectives import OBJECTIVES, CombinedObjective, parse_objective

@@ -13,12 +13,13 @@ import torch
 from torch import nn
 
 import pretroost
+from pretroost.artefacts import ArtefactError, save_artefact
 from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import FormulaError, parse_formulas
 from pretroost.finetune import FinetuneConfig, FittedModel, fit
-from pretroost.io import ArtefactError, save_artefact
+from pretroost.hub import load
 from pretroost.models.roost import RoostEncoder
-from pretroost.predict import Predictor, as_formula_list, load, read_formula_input, write_table
+from pretroost.predict import Predictor, as_formula_list, read_formula_input, write_table
 from pretroost.train import TrainConfig
 from tiny import BINARY_FORMULAS, TINY_ENCODER
 

@@ -13,13 +13,13 @@ import pytest
 import torch
 from pymatgen.core import Element
 
+from pretroost.artefacts import ArtefactError, load_artefact, save_artefact
 from pretroost.cli import main
 from pretroost.data.composition import FormulaError
 from pretroost.data.matbench import DataNotFetchedError
 from pretroost.data.structures import StructureError
 from pretroost.data.tables import TableError
-from pretroost.data.teachers.base import WeightsNotFoundError
-from pretroost.io import ArtefactError, load_artefact, save_artefact
+from pretroost.errors import WeightsNotFoundError
 from pretroost.models.roost import RoostConfig, RoostEncoder
 
 TINY_FLAGS = ["--epochs", "1", "--batch-size", "8", "--elem-fea-len", "8", "--n-graph", "1",
@@ -236,7 +236,7 @@ def test_one_and_thirty_element_formulas_work(tmp_path: Path) -> None:
 
 
 def test_a_failed_artefact_write_leaves_the_old_one_whole(tmp_path: Path, monkeypatch) -> None:
-    import pretroost.io
+    import pretroost.artefacts
 
     art = _pretrained(tmp_path / "art")
     before = {p.name: p.read_bytes() for p in art.iterdir()}
@@ -245,7 +245,7 @@ def test_a_failed_artefact_write_leaves_the_old_one_whole(tmp_path: Path, monkey
         Path(filename).write_bytes(b"half")
         raise OSError("disk full")
 
-    monkeypatch.setattr(pretroost.io, "save_file", dies)
+    monkeypatch.setattr(pretroost.artefacts, "save_file", dies)
     with pytest.raises(OSError, match="disk full"):
         _pretrained(tmp_path / "art")
     assert {p.name: p.read_bytes() for p in art.iterdir()} == before

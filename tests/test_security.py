@@ -17,12 +17,12 @@ import pytest
 import torch
 
 import pretroost
+from pretroost.artefacts import ArtefactError, load_artefact
 from pretroost.cli import main
 from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import parse_formulas
 from pretroost.data.teachers.base import load_state_dict_file
 from pretroost.finetune import SupervisedTask
-from pretroost.io import ArtefactError, load_artefact
 from pretroost.models.roost import ModelConfig, RoostModel
 from pretroost.train import TrainConfig, load_checkpoint, train
 from tiny import TINY_ENCODER

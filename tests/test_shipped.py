@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from pretroost.pretrained import REFERENCE_FORMULAS, resolve, ship, shipped
+from pretroost.pretrained import REFERENCE_FORMULAS, resolve, shipped
+from pretroost.shipping import ship
 
 #: float32 unit roundoff
 EPS32 = float(np.finfo(np.float32).eps)

@@ -262,7 +262,7 @@ def test_init_from_pretrained_encoder(tmp_path):
     import torch
     from torch import nn
 
-    from pretroost.io import save_artefact
+    from pretroost.artefacts import save_artefact
     from pretroost.models.roost import RoostEncoder
 
     cfg = tiny_encoder(width=12, hidden=8)
@@ -275,6 +275,16 @@ def test_init_from_pretrained_encoder(tmp_path):
     assert est.model_.model.config.encoder.elem_fea_len == 12  # the artefact's encoder config
     loaded = est.model_.model.encoder.embedding.weight
     torch.testing.assert_close(loaded, holder.encoder.embedding.weight)  # epochs=0: untouched
+
+
+def test_init_from_a_shipped_encoder_name():
+    """``init`` takes a shipped encoder's name like ``pretroost.load`` and ``--init`` do."""
+    from pretroost.artefacts import read_config
+    from pretroost.pretrained import shipped
+
+    config = read_config(shipped()["dft-oqmd"])
+    est = RoostRegressor(**{**TINY, "epochs": 0}, init="dft-oqmd").fit(FORMULAS[:8], Y[:8])
+    assert est.model_.model.config.encoder.elem_fea_len == config["encoder"]["elem_fea_len"]
 
 
 def test_threads_and_device_parameters():

@@ -25,8 +25,8 @@ from pretroost.data.teachers import (
     get_teacher,
 )
 from pretroost.data.teachers.base import load_state_dict_file
+from pretroost.data.teachers.networks.cgcnn import CGCNNEncoder, config_from_state_dict
 from pretroost.experiment.teacher_probe import barlow_twins_consistency
-from pretroost.models.teachers.cgcnn import CGCNNEncoder, config_from_state_dict
 
 
 def _nacl() -> Structure:

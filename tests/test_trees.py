@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from pretroost.artefacts import MANIFEST
 from pretroost.data.composition import MAX_Z, parse_formulas
-from pretroost.io import MANIFEST
 from pretroost.trees import TreesConfig, composition_features, fit_trees
 
 TINY = {"n_estimators": 20, "inner_folds": 3}
@@ -109,10 +109,9 @@ def test_trees_command_refuses_a_threshold_on_regression_tasks(tmp_path) -> None
 
 
 def test_run_trees_task_writes_a_bench_cell(tmp_path, data_cache, monkeypatch) -> None:
-    from pretroost.benchmark import prediction_path, validation_path
     from pretroost.data.matbench import load_folds
-    from pretroost.results import read_benchmark_rows
-    from pretroost.trees import run_trees_task
+    from pretroost.evaluation.trees import run_trees_task
+    from pretroost.results import prediction_path, read_benchmark_rows, validation_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
     config = TreesConfig(models=("extratrees",), features=("fractions",), **TINY)
@@ -153,11 +152,10 @@ def test_trees_command_with_a_validation_threshold(tmp_path, data_cache, monkeyp
     probabilities and scores Matbench's rocauc on labels at it."""
     import pandas as pd
 
-    from pretroost.benchmark import prediction_path, validation_path
     from pretroost.cli import main
     from pretroost.data.matbench import load_task
     from pretroost.metrics import score, to_labels
-    from pretroost.results import read_benchmark_rows
+    from pretroost.results import prediction_path, read_benchmark_rows, validation_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
     argv = ["trees", "--tasks", "glass", "--results-dir", str(tmp_path), "--folds", "0",
@@ -187,7 +185,7 @@ def test_saved_trees_load_and_predict_the_same(tmp_path) -> None:
     import skops.io
 
     import pretroost
-    from pretroost.io import ArtefactError
+    from pretroost.artefacts import ArtefactError
     from pretroost.trees import TreesPredictor, save_trees
 
     formulas, y = _alloys(120, seed=3)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from pretroost.artefacts import ArtefactError, load_encoder_weights, save_artefact
 from pretroost.cli import main
 from pretroost.finetune import FinetuneConfig, build_model
-from pretroost.io import ArtefactError, load_encoder_weights, save_artefact
 from pretroost.models.roost import ModelConfig, RoostEncoder, RoostModel
 from tiny import BINARY_FORMULAS, tiny_encoder, toy_target
 
@@ -67,7 +67,7 @@ def test_partial_pretrained_load_is_an_error_unless_allowed(tmp_path: Path, capl
         encoder=TINY, trunk_hidden=(8,), out_hidden=(8, 4), init=str(tmp_path / "short"),
         allow_partial=True,
     )  # fmt: skip
-    with caplog.at_level("WARNING", logger="pretroost.io"):
+    with caplog.at_level("WARNING", logger="pretroost.artefacts"):
         _, report = build_model("regression", 1, loose)
     assert report is not None and report["missing"] == [key]
     assert key in caplog.text

@@ -2,8 +2,8 @@
 
 ``import pretroost`` stays light (no torch); the public helpers below load on first use:
 
-- ``pretroost.load(DIR)`` / ``pretroost.from_pretrained(DIR)``: a :class:`~pretroost.predict.Predictor`
-  for a finetuned model, an ensemble or a pretrained encoder folder;
+- ``pretroost.load(DIR)`` / ``pretroost.from_pretrained(DIR)``: a predictor
+  for any model folder or shipped encoder name (:mod:`pretroost.hub`);
 - ``pretroost.fit(data, target_col=..., out=DIR)``: choose a model for your rows by k-fold
   cross-validation and save it (:func:`pretroost.select_model.fit`, ``pretroost fit``);
 - ``pretroost.RoostRegressor`` / ``pretroost.RoostClassifier``: scikit-learn estimators on formulas.
@@ -17,8 +17,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load": ("pretroost.predict", "load"),
-    "from_pretrained": ("pretroost.predict", "from_pretrained"),
+    "load": ("pretroost.hub", "load"),
+    "from_pretrained": ("pretroost.hub", "from_pretrained"),
     "fit": ("pretroost.select_model", "fit"),
     "RoostRegressor": ("pretroost.sklearn", "RoostRegressor"),
     "RoostClassifier": ("pretroost.sklearn", "RoostClassifier"),

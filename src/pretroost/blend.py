@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from pretroost import __version__
-from pretroost.io import ArtefactError, read_config, write_folder
-from pretroost.predict import load
+from pretroost.artefacts import ArtefactError, read_config, write_folder
+from pretroost.hub import load
 from pretroost.utils import git_sha
 
 __all__ = ["MAX_MEMBERS", "BlendPredictor", "member_name", "save_blend"]

@@ -36,6 +36,7 @@ from typing import Literal
 import numpy as np
 from torch import nn
 
+from pretroost.artefacts import Artefact, ArtefactError, load_artefact, save_artefact
 from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import CompositionArray
 from pretroost.finetune import (
@@ -48,7 +49,6 @@ from pretroost.finetune import (
     validation_score,
     validation_split,
 )
-from pretroost.io import Artefact, ArtefactError, load_artefact, save_artefact
 from pretroost.metrics import CLF_THRESHOLD
 from pretroost.models.roost import ModelConfig, RoostModel, TaskType
 from pretroost.utils import git_sha, machine_description

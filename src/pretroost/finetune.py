@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pretroost.artefacts import ArtefactError, load_artefact, load_encoder_weights, save_artefact
 from pretroost.data.batching import CompositionBatch, CompositionDataset, check_elements
 from pretroost.data.composition import CompositionArray
-from pretroost.io import ArtefactError, load_artefact, load_encoder_weights, save_artefact
 from pretroost.losses import RobustL1Loss
 from pretroost.metrics import CLF_THRESHOLD, balanced_accuracy_threshold, probability_rocauc
 from pretroost.models.roost import (
@@ -37,6 +37,7 @@ from pretroost.models.roost import (
     RoostModel,
     TaskType,
 )
+from pretroost.pretrained import resolve
 from pretroost.recipes import DEFAULT_RECIPE, SMALL_ROWS, batch_size_for, get_recipe
 from pretroost.train import TrainConfig, TrainResult, train
 from pretroost.utils import git_sha, machine_description, seed_everything
@@ -475,7 +476,7 @@ def init_source(init: str | Path) -> tuple[RoostConfig, dict[str, Tensor], str]:
     ``"encoder"``; a finetuned model under ``"model"]["encoder"]``; an ensemble lends its first
     member (tensors renamed from ``members.0.*``). Anything else is an :class:`ArtefactError`.
     """
-    art = load_artefact(init)
+    art = load_artefact(resolve(init))
     kind = art.config.get("kind")
     state = dict(art.state_dict)
     try:

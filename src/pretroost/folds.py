@@ -10,6 +10,7 @@ trains one model (:func:`~pretroost.finetune.fit`) or a deep ensemble
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ import numpy as np
 
 from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import CompositionArray
+from pretroost.ensemble import fit_ensemble
 from pretroost.finetune import FinetuneConfig, fit
 from pretroost.models.roost import TaskType
 
@@ -40,6 +42,8 @@ SplitKind = Literal["matbench", "kfold", "random", "test_file"]
 SPLIT_KINDS: tuple[str, ...] = ("matbench", "kfold", "random", "test_file")
 
 #: a Matbench repeat's training seed is ``config.train.seed + fold + SEED_STRIDE * seed``
+log = logging.getLogger(__name__)
+
 SEED_STRIDE = 100
 
 
@@ -138,6 +142,43 @@ def matbench_splits(
     return out
 
 
+def user_splits(
+    n: int,
+    *,
+    source: str,
+    test_data: str | None,
+    test_fraction: float,
+    seed: int,
+    k: int | None = None,
+) -> list[Split]:
+    """The splits of your own table of ``n`` rows (``source``): all rows when a separate
+    ``test_data`` table scores the model, ``k``-fold, or a random hold-out of ``test_fraction``
+    (possibly 0: nothing held out); each decision is logged."""
+    if test_data:
+        if k:
+            raise ValueError("--test-data and --split kfold exclude each other")
+        log.info("training on all %d rows of %s; testing on %s", n, source, test_data)
+        return all_rows_split(n)
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"--test-fraction must be in [0, 1), got {test_fraction}")
+    if k:
+        log.info("%s: %d-fold cross-validation over %d rows (--seed %d)", source, k, n, seed)
+        return kfold_splits(n, k, seed)
+    splits = holdout_split(n, test_fraction, seed)
+    n_test = len(splits[0].test)
+    if n_test:
+        log.info(
+            "%s: held out %d rows (%.0f %%) as test (--test-fraction %g, --seed %d); training on "
+            "the other %d", source, n_test, 100 * n_test / n, test_fraction, seed, n - n_test,
+        )  # fmt: skip
+    else:
+        log.info(
+            "%s: training on all %d rows (--test-fraction 0: no test score; a validation split "
+            "of them still picks the best epoch)", source, n,
+        )  # fmt: skip
+    return splits
+
+
 def run_splits(
     comps: CompositionArray,
     y: np.ndarray,
@@ -171,8 +212,6 @@ def run_splits(
             ``split<i>/member_<k>.pt`` (``split_subdirs``) or ``member_<k>.pt``.
         name: the run's name, or one per split (logs and model cards).
     """
-    from pretroost.ensemble import fit_ensemble
-
     y = np.asarray(y)
     y2 = y.reshape(len(y), -1)
     ckpt_root = Path(checkpoint_dir) if checkpoint_dir is not None else None

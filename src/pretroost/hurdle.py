@@ -24,8 +24,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from pretroost import __version__
+from pretroost.artefacts import read_config, write_folder
 from pretroost.data.composition import CompositionArray
+from pretroost.errors import ArtefactError
+from pretroost.hub import load
+from pretroost.pretrained import resolve
 from pretroost.trees import FittedTrees, TreesConfig, TreesPredictor, fit_trees, save_trees
+from pretroost.utils import git_sha
 
 __all__ = [
     "ZERO_PROBABILITY",
@@ -70,8 +76,6 @@ def fit_zero_classifier(
 def recorded_target(folder: str | Path) -> str | None:
     """The target a saved model was trained on, as its ``config.json`` records it (``target``
     for trees and hurdles, ``info.target`` for Roost models and ensembles); None if it has none."""
-    from pretroost.io import read_config
-
     config = read_config(folder)
     info = config.get("info")
     target = config.get("target") or (info.get("target") if isinstance(info, dict) else None)
@@ -128,12 +132,7 @@ def save_hurdle(
     ``id_col``: its id column, which ``pretroost predict`` carries into its output). ``target``:
     the data's target name; a regressor trained on another target is refused, and one with no
     recorded target unless ``allow_unknown_target`` (:func:`check_regressor_target`)."""
-    from pretroost import __version__
-    from pretroost.io import write_folder
-    from pretroost.predict import load
-    from pretroost.utils import git_sha
-
-    regressor = Path(regressor)
+    regressor = resolve(regressor)  # a folder (or a shipped name, refused below: no regressor)
     check_regressor_target(regressor, target, allow_unknown_target=allow_unknown_target)
     reg = load(regressor)
     if reg.task_type != "regression":
@@ -184,9 +183,6 @@ class HurdlePredictor:
 
     @classmethod
     def load(cls, path: str | Path) -> HurdlePredictor:
-        from pretroost.io import ArtefactError, read_config
-        from pretroost.predict import load
-
         root = Path(path)
         if read_config(root).get("kind") != "hurdle":
             raise ArtefactError(f"{root}: not a hurdle folder (config.json kind)")

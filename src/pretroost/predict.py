@@ -33,26 +33,21 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TextIO, cast
+from typing import Literal, TextIO, cast
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from pretroost.artefacts import load_artefact
 from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import CompositionArray, FormulaError, parse_formula
 from pretroost.ensemble import Ensemble, combine_predictions
+from pretroost.errors import ArtefactError
 from pretroost.finetune import FittedModel
-from pretroost.io import ArtefactError, load_artefact, read_config
-from pretroost.models.roost import RoostConfig, RoostEncoder, TaskType
+from pretroost.models.roost import RoostEncoder, TaskType, encoder_from_artefact
 from pretroost.utils import atomic_path
-
-if TYPE_CHECKING:
-    from pretroost.blend import BlendPredictor
-    from pretroost.hurdle import HurdlePredictor
-    from pretroost.ready import ReadyPredictor
-    from pretroost.trees import TreesPredictor
 
 __all__ = [
     "ERRORS",
@@ -61,8 +56,6 @@ __all__ = [
     "Predictor",
     "as_formula_list",
     "encoder_from_artefact",
-    "from_pretrained",
-    "load",
     "parse_for_model",
     "read_formula_input",
     "write_table",
@@ -72,9 +65,7 @@ log = logging.getLogger(__name__)
 
 Errors = Literal["coerce", "raise"]
 ERRORS: tuple[str, ...] = ("coerce", "raise")
-KINDS: tuple[str, ...] = (
-    "finetuned", "ensemble", "pretrained", "trees", "hurdle", "blend", "ready",
-)  # fmt: skip
+KINDS: tuple[str, ...] = ("finetuned", "ensemble", "pretrained")  # the Roost kinds
 TABLE_SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".pq")
 _CHUNK = 4096  # rows per prediction chunk (one progress-bar step)
 
@@ -206,7 +197,7 @@ def _known_elements(encoder: RoostEncoder) -> np.ndarray:
 class Predictor:
     """A trained model (single, ensemble) or a pretrained encoder, ready for new formulas.
 
-    Build one with :func:`load` (an artefact folder) or directly from a :class:`FittedModel`,
+    Build one with :func:`pretroost.hub.load` (an artefact folder) or directly from a :class:`FittedModel`,
     :class:`~pretroost.ensemble.Ensemble` or :class:`RoostEncoder` in memory.
     """
 
@@ -229,6 +220,24 @@ class Predictor:
             m.model.eval()
         if isinstance(model, RoostEncoder):
             model.eval()
+
+    @classmethod
+    def load(cls, path: str | Path) -> Predictor:
+        """A finetuned model, an ensemble or a pretrained encoder folder (``config.json``'s
+        ``"kind"``); :func:`pretroost.hub.load` reads any kind and resolves shipped names."""
+        art = load_artefact(path)
+        kind = art.config.get("kind")
+        if kind == "finetuned":
+            model: FittedModel | Ensemble | RoostEncoder = FittedModel.load(path)
+        elif kind == "ensemble":
+            model = Ensemble.from_artefact(art)
+        elif kind == "pretrained":
+            model = encoder_from_artefact(art)
+        else:
+            raise ArtefactError(
+                f"{path}: unknown artefact kind {kind!r}; valid: {', '.join(KINDS)}"
+            )
+        return cls(model, path=path)
 
     def __repr__(self) -> str:
         where = f", path={str(self.path)!r}" if self.path else ""
@@ -467,78 +476,6 @@ class Predictor:
 
 
 # ---------------------------------------------------------------------------------- loading
-
-
-def encoder_from_artefact(art) -> RoostEncoder:
-    """The Roost encoder of a loaded artefact (``io.load_artefact``; any model folder whose
-    ``config.json`` has an ``"encoder"`` config and whose weights hold ``encoder.*`` tensors), in
-    eval mode. Raises ``ArtefactError`` if either is missing or they do not fit."""
-    enc_cfg = art.config.get("encoder")
-    if not isinstance(enc_cfg, dict):
-        raise ArtefactError(f"{art.path}: config.json has no 'encoder' config")
-    encoder = RoostEncoder(RoostConfig.from_dict(enc_cfg))
-    prefix = "encoder."
-    state = {k[len(prefix) :]: v for k, v in art.state_dict.items() if k.startswith(prefix)}
-    if not state:
-        raise ArtefactError(f"{art.path}: no tensors under {prefix!r}")
-    try:
-        encoder.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ArtefactError(f"{art.path}: encoder weights do not fit its config ({exc})") from None
-    return encoder.eval()
-
-
-def load(
-    path: str | Path,
-) -> Predictor | TreesPredictor | HurdlePredictor | BlendPredictor | ReadyPredictor:
-    """Load an artefact folder (finetuned model, ensemble or pretrained encoder) as a
-    :class:`Predictor`, a trees model as a :class:`~pretroost.trees.TreesPredictor`, a hurdle
-    as a :class:`~pretroost.hurdle.HurdlePredictor`, or a blend as a
-    :class:`~pretroost.blend.BlendPredictor`. Raises
-    :class:`~pretroost.io.ArtefactError` (a ``ValueError``) for a folder that is not one of these.
-    ``path`` may name a shipped encoder or ready model (``pretroost.pretrained``)."""
-    from pretroost.pretrained import resolve
-    from pretroost.trees import TreesPredictor
-
-    path = resolve(path)
-    root = Path(path)
-    if root.is_dir() and not (root / "config.json").exists():
-        inner = sorted(p.parent.name for p in root.glob("*/config.json"))
-        if inner:
-            raise ArtefactError(
-                f"{root}: not a model folder, but it holds model folders ({', '.join(inner[:5])}"
-                f"{', ...' if len(inner) > 5 else ''}): load one of them"
-            )
-    folder_kind = read_config(root).get("kind") if (root / "config.json").is_file() else None
-    if folder_kind == "trees":
-        return TreesPredictor.load(root)
-    if folder_kind == "hurdle":
-        from pretroost.hurdle import HurdlePredictor
-
-        return HurdlePredictor.load(root)
-    if folder_kind == "blend":
-        from pretroost.blend import BlendPredictor
-
-        return BlendPredictor.load(root)
-    if folder_kind == "ready":
-        from pretroost.ready import ReadyPredictor
-
-        return ReadyPredictor.load(root)
-    art = load_artefact(path)
-    kind = art.config.get("kind")
-    if kind == "finetuned":
-        model: FittedModel | Ensemble | RoostEncoder = FittedModel.load(path)
-    elif kind == "ensemble":
-        model = Ensemble.from_artefact(art)
-    elif kind == "pretrained":
-        model = encoder_from_artefact(art)
-    else:
-        raise ArtefactError(f"{path}: unknown artefact kind {kind!r}; valid: {', '.join(KINDS)}")
-    log.debug("loaded %s model from %s", kind, path)
-    return Predictor(model, path=path)
-
-
-from_pretrained = load
 
 
 # ------------------------------------------------------------------------------ file helpers

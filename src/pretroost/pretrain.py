@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from pretroost import distributed
+from pretroost.artefacts import save_artefact
 from pretroost.data.batching import CompositionDataset, check_elements
 from pretroost.data.corpus import Corpus
-from pretroost.io import save_artefact
 from pretroost.models.roost import RoostConfig, RoostEncoder
 from pretroost.objectives import (
     OBJECTIVES,

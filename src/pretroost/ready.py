@@ -37,10 +37,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from pretroost.artefacts import ArtefactError, load_skops, read_config
 from pretroost.data.composition import MAX_Z, CompositionArray
 from pretroost.domain import DomainIndex
 from pretroost.hurdle import ZERO_PROBABILITY
 from pretroost.metrics import CLF_THRESHOLD, balanced_accuracy_threshold
+from pretroost.objectives.dft import load_dft_head
+from pretroost.predict import _known_elements, as_formula_list, parse_for_model
+from pretroost.pretrained import shipped
 from pretroost.trees import TREE_MODELS, TreesConfig, _estimator, composition_features
 from pretroost.uncertainty import fit_scale, mixture_std
 
@@ -346,7 +350,6 @@ class ReadyPredictor:
 
     @classmethod
     def load(cls, path: str | Path) -> ReadyPredictor:
-        from pretroost.io import ArtefactError, read_config
 
         root = Path(path)
         meta = read_config(root)
@@ -357,12 +360,8 @@ class ReadyPredictor:
     @classmethod
     def load_parts(cls, recipe: ReadyRecipe, meta: dict[str, Any], root: Path) -> ReadyPredictor:
         """The model of folder ``root`` with its config ``meta`` already read."""
-        from pretroost.io import ArtefactError, load_skops
-        from pretroost.objectives.dft import load_dft_head
 
         if recipe.kind == "dft":
-            from pretroost.pretrained import shipped
-
             weights = meta["weights"]  # a shipped encoder's name, never a path
             if weights not in shipped():
                 raise ArtefactError(f"{root}: its weights {weights!r} are not shipped here")
@@ -404,13 +403,10 @@ class ReadyPredictor:
         """One row per input, in input order: ``formula``, :attr:`columns`, then ``in_domain``,
         ``domain_reason``, ``nearest`` and ``error`` (the reason a row could not be used; its
         other columns empty)."""
-        from pretroost.predict import as_formula_list, parse_for_model
 
         del progress
         values, index = as_formula_list(formulas)
         if self.dft is not None:
-            from pretroost.predict import _known_elements
-
             known = _known_elements(self.dft.encoder)
         else:
             known = np.zeros(MAX_Z + 1, dtype=bool)

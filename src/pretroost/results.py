@@ -31,13 +31,16 @@ submission: ``MatbenchBenchmark.from_dict`` validates each task and raises
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import hashlib
 import json
 import logging
 import numbers
 import os
+import subprocess
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -46,16 +49,32 @@ import numpy as np
 import pandas as pd
 
 from pretroost.data.matbench import get_task, load_folds, load_task
-from pretroost.metrics import score
-from pretroost.utils import atomic_path
+from pretroost.errors import DirtyTreeError
+from pretroost.metrics import CLF_THRESHOLD, PROB_ROCAUC, probability_rocauc, score, to_labels
+from pretroost.utils import atomic_path, atomic_write_json, git_sha, machine_description
 
 __all__ = [
+    "ALLOW_DIRTY_ENV",
     "BENCHMARK_ROW_KEYS",
     "MATBENCH_VERSION",
+    "SourceState",
     "append_benchmark_rows",
+    "cell_done",
+    "cell_scores",
+    "check_source",
     "matbench_hash",
+    "prediction_path",
     "read_benchmark_rows",
+    "read_prediction_file",
+    "rebuild_results",
+    "source_state",
+    "strategy_cells",
+    "strategy_dir",
+    "strategy_folder",
+    "submission_values",
     "summarize_scores",
+    "validation_path",
+    "write_cell",
     "write_matbench_results",
 ]
 
@@ -79,8 +98,9 @@ BENCHMARK_ROW_KEYS: tuple[str, ...] = (
     "git_sha",
     "machine",
 )
-#: keys a row may carry besides those (older rows lack them): the repeat index of a seeded run
-BENCHMARK_ROW_OPTIONAL_KEYS: tuple[str, ...] = ("seed",)
+#: keys a row may carry besides those (older rows lack them): the repeat index of a seeded run;
+#: the sha256 of the package's ``git diff`` for a row recorded from a modified tree (--allow-dirty)
+BENCHMARK_ROW_OPTIONAL_KEYS: tuple[str, ...] = ("seed", "diff_sha256")
 
 
 # ----------------------------------------------------------------------------- matbench files
@@ -349,7 +369,9 @@ def _locked(path: Path) -> Iterator[None]:
 def append_benchmark_rows(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> None:
     """Append rows (one JSON object per line) to a benchmark-results file.
 
-    Every row must have exactly the keys of :data:`BENCHMARK_ROW_KEYS`. The file is rewritten
+    Every row must have exactly the keys of :data:`BENCHMARK_ROW_KEYS` (and may have
+    :data:`BENCHMARK_ROW_OPTIONAL_KEYS`). Refused (:func:`check_source`) while the package has
+    uncommitted changes, unless allowed; then each row gets ``diff_sha256``. The file is rewritten
     whole (existing lines + new ones) to a temporary file that is renamed over it, under an
     advisory lock, so readers never see a partial line and concurrent writers lose nothing.
     """
@@ -357,6 +379,9 @@ def append_benchmark_rows(path: str | os.PathLike[str], rows: Iterable[Mapping[s
     checked = [_check_row(row, i) for i, row in enumerate(rows)]
     if not checked:
         return
+    state = check_source()
+    if state.dirty:
+        checked = [{**r, "diff_sha256": state.diff_sha256} for r in checked]
     new_lines = "".join(json.dumps(r) + "\n" for r in checked)
     with _locked(path):
         old = path.read_text() if path.is_file() else ""
@@ -386,3 +411,216 @@ def read_benchmark_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             raise ValueError(f"{path}:{n}: not a JSON object")
         rows.append(row)
     return rows
+
+
+# ----------------------------------------------------------------------------- provenance
+
+#: set to 1 to record cells from a package with uncommitted changes (the CLI's --allow-dirty)
+ALLOW_DIRTY_ENV = "PRETROOST_ALLOW_DIRTY"
+#: the package folder whose uncommitted changes refuse a cell (tests point it elsewhere)
+SOURCE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """The revision of a source folder: ``sha`` (``+dirty`` when modified; ``"unknown"`` outside
+    git) and ``diff``, its ``git diff HEAD`` ("" when clean)."""
+
+    sha: str
+    diff: str
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.diff)
+
+    @property
+    def diff_sha256(self) -> str:
+        return hashlib.sha256(self.diff.encode()).hexdigest()
+
+
+@functools.cache
+def source_state(root: Path) -> SourceState:
+    """``root``'s revision and uncommitted changes to tracked files under it (kept from the first
+    call, like :func:`pretroost.utils.git_sha`: a long run records the tree it started from)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=30
+        ).stdout
+
+    try:
+        sha = git("rev-parse", "HEAD").strip()
+        diff = git("diff", "HEAD", "--binary", "--", ".")
+    except (OSError, subprocess.SubprocessError):
+        return SourceState("unknown", "")
+    return SourceState(sha + ("+dirty" if diff else ""), diff)
+
+
+def check_source(allow_dirty: bool | None = None) -> SourceState:
+    """The package's :func:`source_state`; :class:`~pretroost.errors.DirtyTreeError` when it has
+    uncommitted changes, unless ``allow_dirty`` (default: the environment variable
+    :data:`ALLOW_DIRTY_ENV` set to 1, which the CLI's ``--allow-dirty`` sets)."""
+    state = source_state(SOURCE)
+    if allow_dirty is None:
+        allow_dirty = os.environ.get(ALLOW_DIRTY_ENV, "") == "1"
+    if state.dirty and not allow_dirty:
+        files = sorted({line.removeprefix("diff --git a/").split(" b/")[0] for line in state.diff.splitlines()
+                        if line.startswith("diff --git a/")})  # fmt: skip
+        raise DirtyTreeError(
+            f"{SOURCE} has uncommitted changes ({', '.join(files)}): result cells are recorded "
+            "from committed code only. Commit them, or pass --allow-dirty (or set "
+            f"{ALLOW_DIRTY_ENV}=1) to record anyway: the diff is then stored beside each cell "
+            "and its sha256 in each benchmark row"
+        )
+    return state
+
+
+#: characters no strategy folder may hold (Windows forbids them in paths; "/" and "\\" would nest)
+_UNPORTABLE = frozenset('<>:"/\\|?*')
+
+
+def strategy_folder(strategy: str) -> str:
+    """The folder name of ``strategy``'s results: the name itself, with the ``|`` of a selection's
+    label (:func:`selection_label`) written ``,`` so that the tree checks out on every file
+    system (``select(a|b)`` -> ``select(a,b)``). Raises ValueError for a name with another
+    character some file system forbids (``<>:"/\\?*``) or a control character."""
+    folder = strategy.replace("|", ",")
+    bad = sorted({c for c in folder if c in _UNPORTABLE or ord(c) < 32})
+    if bad or not folder.strip(". "):
+        raise ValueError(f"strategy name {strategy!r} cannot name a folder (characters {bad})")
+    return folder
+
+
+def strategy_dir(results_dir: str | Path, strategy: str) -> Path:
+    """``<results_dir>/<strategy folder>``: where a strategy's predictions, validation records,
+    selection records and Matbench file live (:func:`strategy_folder`)."""
+    return Path(results_dir) / strategy_folder(strategy)
+
+
+def prediction_path(results_dir: Path, strategy: str, task: str, fold: int, seed: int = 0) -> Path:
+    """Test predictions of one cell; seed 0 is ``fold_<k>.csv``, seed s > 0 ``fold_<k>_seed<s>.csv``."""
+    name = f"fold_{fold}.csv" if seed == 0 else f"fold_{fold}_seed{seed}.csv"
+    return strategy_dir(results_dir, strategy) / "predictions" / task / name
+
+
+def cell_done(results_dir: Path, strategy: str, task: str, fold: int, seed: int = 0) -> bool:
+    """Whether one cell is finished: its prediction file, written last (after the validation
+    record) and atomically, exists. Resuming skips such cells."""
+    return prediction_path(results_dir, strategy, task, fold, seed).is_file()
+
+
+def read_prediction_file(path: str | Path) -> tuple[pd.Series, float]:
+    """A cell's test predictions (``prediction``, indexed by Matbench id as str) and its decision
+    threshold: the ``threshold`` column a classification cell labelled at another threshold than
+    0.5 writes, else 0.5 (unused for regression)."""
+    frame = pd.read_csv(path)
+    pred = pd.Series(frame["prediction"].to_numpy(), index=frame["id"].astype(str))
+    threshold = float(frame["threshold"].iloc[0]) if "threshold" in frame else CLF_THRESHOLD
+    return pred, threshold
+
+
+def submission_values(pred: pd.Series, threshold: float) -> pd.Series:
+    """What a Matbench results file records for one fold: the predictions (regression values or
+    probabilities, which Matbench labels at 0.5), or the labels ``pred > threshold`` where a
+    classification model has a threshold of its own."""
+    return pred if threshold == CLF_THRESHOLD else pred > threshold
+
+
+def validation_path(results_dir: Path, strategy: str, task: str, fold: int, seed: int = 0) -> Path:
+    """The validation record of one cell: its prediction CSV's name with ``.json``."""
+    return prediction_path(results_dir, strategy, task, fold, seed).with_suffix(".json")
+
+
+def cell_scores(task_type: str, y_test: Any, values: Any, threshold: float) -> dict[str, float]:
+    """Matbench's scores of test predictions ``values`` (probabilities for classification, scored
+    as labels ``> threshold``, plus ``rocauc_prob``)."""
+    if task_type == "classification":
+        scores = score(task_type, y_test, to_labels(values, threshold))
+        scores[PROB_ROCAUC] = probability_rocauc(y_test, values)
+        return scores
+    return score(task_type, y_test, values)
+
+
+def write_cell(
+    results_dir: Path,
+    strategy: str,
+    task: str,
+    fold: int,
+    seed: int,
+    *,
+    frame: pd.DataFrame,
+    record: dict[str, Any],
+    scores: dict[str, float],
+    n_train: int,
+    epochs: int,
+    seconds: float,
+) -> list[dict]:
+    """Write one finished cell of any model (a finetuned Roost, a tree reference, a blend): its
+    validation record first, then its prediction CSV ``frame`` (``id``, ``prediction``, optional
+    ``threshold`` / ``std``), whose existence marks the cell done (:func:`cell_done`), then one
+    ``benchmark.jsonl`` row per score, stamped with this revision and machine. Refused while the
+    package has uncommitted changes (:func:`check_source`); allowed, the ``git diff`` goes beside
+    the cell (``fold_<k>[_seed<s>].diff``). Returns the rows."""
+    state = check_source()  # before anything is written
+    atomic_write_json(validation_path(results_dir, strategy, task, fold, seed), record)
+    if state.dirty:  # recorded from a modified package (allowed): keep what was modified
+        diff_file = validation_path(results_dir, strategy, task, fold, seed).with_suffix(".diff")
+        with atomic_path(diff_file) as tmp:
+            tmp.write_text(state.diff)
+    with atomic_path(prediction_path(results_dir, strategy, task, fold, seed)) as tmp:
+        frame.to_csv(tmp, index=False)
+    sha, machine = git_sha(), machine_description()
+    rows = [
+        {
+            "strategy": strategy, "task": task, "fold": fold, "seed": seed, "metric": metric,
+            "value": float(value), "n_train": n_train, "epochs": epochs,
+            "seconds": round(float(seconds), 2), "git_sha": sha, "machine": machine,
+        }
+        for metric, value in scores.items()
+    ]  # fmt: skip
+    append_benchmark_rows(Path(results_dir) / "benchmark.jsonl", rows)
+    return rows
+
+
+def rebuild_results(
+    results_dir: str | Path,
+    strategy: str,
+    *,
+    hyperparameters: dict | None = None,
+    algorithm_description: str | None = None,
+) -> Path | None:
+    """(Re)write ``<results_dir>/<strategy>/results.json.gz`` from the stored fold predictions
+    (classification folds with a ``threshold`` column as labels ``prediction > threshold``).
+    ``algorithm_description`` defaults to Roost finetuned as ``strategy``."""
+    root = strategy_dir(results_dir, strategy) / "predictions"
+    if not root.is_dir():
+        return None
+    predictions: dict[str, list[pd.Series | None]] = {}
+    for task_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        series: list[pd.Series | None] = [None] * 5
+        for k in range(5):
+            f = task_dir / f"fold_{k}.csv"
+            if f.is_file():
+                series[k] = submission_values(*read_prediction_file(f))
+        if any(s is not None for s in series):
+            predictions[task_dir.name] = series
+    if not predictions:
+        return None
+    out = strategy_dir(results_dir, strategy) / "results.json.gz"
+    write_matbench_results(
+        out, predictions, authors="pretroost",
+        algorithm_description=algorithm_description or f"Roost ({strategy}) finetuned with pretroost",
+        hyperparameters=hyperparameters or {}, info={"strategy": strategy}, partial=True,
+    )  # fmt: skip
+    return out
+
+
+def strategy_cells(results_dir: Path, strategy: str, task: str) -> set[tuple[int, int]]:
+    """(fold, seed) of every prediction CSV of ``strategy`` on ``task``."""
+    folder = strategy_dir(results_dir, strategy) / "predictions" / task
+    out = set()
+    for f in folder.glob("fold_*.csv") if folder.is_dir() else ():
+        fold, _, seed = f.stem.removeprefix("fold_").partition("_seed")
+        if fold.isdigit() and (not seed or seed.isdigit()):
+            out.add((int(fold), int(seed or 0)))
+    return out

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from pretroost.artefacts import check_out_path, check_replaceable, register_files, remove_written
 from pretroost.blend import save_blend
 from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import CompositionArray
@@ -52,10 +53,9 @@ from pretroost.data.tables import check_training_frame, read_training_table
 from pretroost.finetune import FinetuneConfig, init_elem_embedding
 from pretroost.finetune import fit as fit_roost
 from pretroost.folds import holdout_split, kfold_splits
+from pretroost.hub import load
 from pretroost.hurdle import apply_hurdle, fit_zero_classifier, save_hurdle
-from pretroost.io import check_out_path, check_replaceable, register_files, remove_written
 from pretroost.metrics import CLF_THRESHOLD, probability_rocauc, user_scores
-from pretroost.predict import load
 from pretroost.recipes import DEFAULT_RECIPE, get_recipe
 from pretroost.trees import TreesConfig, fit_trees, save_trees
 from pretroost.utils import atomic_write_json, git_sha, machine_description
@@ -459,7 +459,7 @@ def _read(
 def _publish(staged: Path, out: Path, overwrite: bool) -> None:
     """Move the finished folder ``staged`` onto ``out``; an existing ``out`` is replaced only
     with ``overwrite`` and only if it holds nothing pretroost did not write
-    (:func:`~pretroost.io.check_replaceable`), its files then removed one by one."""
+    (:func:`~pretroost.artefacts.check_replaceable`), its files then removed one by one."""
     if not out.exists():
         os.replace(staged, out)
         return

@@ -125,13 +125,24 @@ class _RoostEstimator(BaseEstimator):
         return None
 
     def _finetune_config(self):
+        from pretroost.errors import ArtefactError
         from pretroost.finetune import FinetuneConfig
         from pretroost.models.roost import RoostConfig
+        from pretroost.pretrained import resolve
 
-        if self.init != "scratch" and not Path(self.init).is_dir():
-            raise ValueError(
-                f"init must be 'scratch' or a pretrained model folder, got {self.init!r}"
-            )
+        init = self.init
+        if init != "scratch":
+            try:
+                init = str(resolve(init))  # a folder or a shipped encoder's name
+            except ArtefactError as exc:
+                raise ValueError(
+                    "init must be 'scratch', a pretrained model folder or a shipped encoder's "
+                    f"name, got {self.init!r} ({exc})"
+                ) from None
+            if not Path(init).is_dir():
+                raise ValueError(
+                    f"init must be 'scratch' or a pretrained model folder, got {self.init!r}"
+                )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if int(self.n_members) < 1:
@@ -160,7 +171,7 @@ class _RoostEstimator(BaseEstimator):
             out_hidden=tuple(self.out_hidden),
             loss=self._loss(),
             val_fraction=self.val_fraction,
-            init=self.init,
+            init=init,
             init_trunk=self.init_trunk,
         )  # fmt: skip
 

@@ -5,9 +5,9 @@ random forests (Breiman, Mach. Learn. 45, 5, 2001) and histogram gradient boosti
 composition's element fractions, alone or with its 144 Magpie attributes (Ward et al., npj Comput.
 Mater. 2, 16028, 2016). Random forests on Magpie attributes are Matbench's "RF-SCM/Magpie"
 baseline; here the model and features are chosen per official fold by cross-validation on that
-fold's training rows only (:func:`fit_trees`), and :func:`run_trees_task` writes the cells in the
-bench's format (:mod:`pretroost.benchmark`), so reports, ensembles and blends read them like any
-strategy's.
+fold's training rows only (:func:`fit_trees`), and :func:`pretroost.evaluation.trees.run_trees_task`
+writes the cells in the bench's format (:mod:`pretroost.results`), so reports, ensembles and blends
+read them like any strategy's.
 """
 
 from __future__ import annotations
@@ -23,15 +23,18 @@ from zipfile import ZIP_DEFLATED
 
 import numpy as np
 import pandas as pd
+import sklearn
+import skops.io
 
-from pretroost.data.composition import MAX_Z, CompositionArray, parse_formulas
-from pretroost.metrics import (
-    CLF_THRESHOLD,
-    HEADLINE,
-    balanced_accuracy_threshold,
-    score,
-    to_labels,
-)
+from pretroost import __version__
+from pretroost.artefacts import load_skops, read_config, write_folder
+from pretroost.data import pbe_gap
+from pretroost.data.composition import MAX_Z, CompositionArray
+from pretroost.data.descriptors import descriptor_matrix
+from pretroost.errors import ArtefactError
+from pretroost.metrics import CLF_THRESHOLD, balanced_accuracy_threshold, score, to_labels
+from pretroost.predict import as_formula_list, parse_for_model
+from pretroost.utils import git_sha
 
 __all__ = [
     "FEATURE_SETS",
@@ -43,7 +46,6 @@ __all__ = [
     "composition_features",
     "fit_trees",
     "load_trees",
-    "run_trees_task",
     "save_trees",
 ]
 
@@ -142,18 +144,7 @@ def composition_features(comps: CompositionArray, name: str, *, teacher: Any = N
     tasks' compositions removed; ``teacher``: the teacher to use, e.g. a saved model's own copy,
     default the data cache's, :func:`~pretroost.data.pbe_gap.teacher`)."""
     _check("feature set", [name], FEATURE_SETS)
-    parts = []
-    if name.startswith("fractions"):
-        parts.append(comps.dense())
-    if "magpie" in name:
-        from pretroost.data.fingerprint import magpie_fingerprint
-
-        parts.append(magpie_fingerprint(comps))
-    if name.endswith("+pbe"):
-        from pretroost.data.pbe_gap import pbe_gap_feature
-
-        parts.append(pbe_gap_feature(comps, np.hstack(parts), model=teacher))
-    return np.hstack(parts)
+    return descriptor_matrix(name.split("+"), comps, pbe_model=teacher)
 
 
 def _estimator(model: str, task_type: str, config: TreesConfig) -> Any:
@@ -312,83 +303,8 @@ def fit_trees(
     threshold = thresholds.get(best, CLF_THRESHOLD)
     fitted = FittedTrees(est, model, feats, task_type, scores, threshold, thresholds)
     if feats.endswith("+pbe"):  # the teacher its features came from, to keep with the model
-        from pretroost.data import pbe_gap
-
         fitted.teacher, fitted.teacher_info = pbe_gap.teacher(), pbe_gap.teacher_info()
     return fitted
-
-
-def run_trees_task(
-    task_name: str,
-    config: TreesConfig | None = None,
-    *,
-    results_dir: str | Path = "results",
-    strategy: str = "trees",
-    folds: Sequence[int] = (0, 1, 2, 3, 4),
-    resume: bool = True,
-    source: str = "auto",
-) -> list[dict]:
-    """Fit :func:`fit_trees` on each official training fold of a task and score it on the test
-    fold; the cells are written like the bench's (:func:`pretroost.benchmark.prediction_path`,
-    its validation record holding ``selected`` and ``inner_scores``, rows in
-    ``benchmark.jsonl`` with ``epochs`` 0). Returns the benchmark rows written."""
-    from pretroost.benchmark import cell_done, cell_scores, rebuild_results, write_cell
-    from pretroost.data.matbench import get_task, load_folds, load_task
-
-    config = config or TreesConfig()
-    task = get_task(task_name)
-    results_dir = Path(results_dir)
-    df = load_task(task.name, source=source)
-    official = load_folds(task.name)
-    rows: list[dict] = []
-    for k in folds:
-        if not 0 <= k < len(official):
-            raise ValueError(f"fold {k} out of range 0..{len(official) - 1}")
-        if resume and cell_done(results_dir, strategy, task.name, k, config.seed):
-            log.info("%s %s fold %d: predictions exist, skipped", strategy, task.name, k)
-            continue
-        train_ids, test_ids = official[k]
-        t0 = time.perf_counter()
-        train = df.loc[train_ids]
-        fitted = fit_trees(
-            parse_formulas(train["formula"].tolist(), source=task.name),
-            train["target"].to_numpy(), task.task_type, config,
-        )  # fmt: skip
-        test = df.loc[test_ids]
-        values = fitted.predict(parse_formulas(test["formula"].tolist(), source=task.name))
-        seconds = time.perf_counter() - t0
-        threshold = fitted.threshold
-        scores = cell_scores(task.task_type, test["target"].to_numpy(), values, threshold)
-        best = f"{fitted.model}/{fitted.features}"
-        kind = "minus_balanced_accuracy" if task.task_type == "classification" else "mae"
-        if fitted.thresholds:
-            kind += "_at_threshold"
-        record = {
-            "selected": best, "inner_scores": fitted.inner_scores, "val_metric": "inner_cv_" + kind,
-            "best_val": fitted.inner_scores[best], "n_val": len(train_ids), "n_members": 1,
-            "config": config.to_dict(),
-        }  # fmt: skip
-        frame = pd.DataFrame({"id": test_ids, "prediction": values})
-        if fitted.thresholds:
-            record.update(threshold=threshold, candidate_thresholds=fitted.thresholds)
-        if threshold != CLF_THRESHOLD:
-            frame["threshold"] = threshold
-        fold_rows = write_cell(
-            results_dir, strategy, task.name, k, config.seed, frame=frame, record=record,
-            scores=scores, n_train=len(train_ids), epochs=0, seconds=seconds,
-        )  # fmt: skip
-        rows += fold_rows
-        headline = HEADLINE[task.task_type]
-        log.info(
-            "%s %s fold %d: %s = %.4f with %s (%.0f s)",
-            strategy, task.name, k, headline, scores[headline], best, seconds,
-        )  # fmt: skip
-    rebuild_results(
-        results_dir, strategy, hyperparameters=config.to_dict(),
-        algorithm_description="tree ensemble on composition features, chosen per fold by "
-        "cross-validation on the training rows (pretroost.trees)",
-    )  # fmt: skip
-    return rows
 
 
 # ------------------------------------------------------------------------------ saved models
@@ -420,13 +336,6 @@ def save_trees(
     teacher goes into the folder too (``pbe_teacher.skops``, what it is made of in
     ``config.json``'s ``pbe_teacher``), so that loading reads nothing from the data cache and
     fits nothing."""
-    import sklearn
-    import skops.io
-
-    from pretroost import __version__
-    from pretroost.io import write_folder
-    from pretroost.utils import git_sha
-
     best = f"{fitted.model}/{fitted.features}"
     meta = {
         "kind": "trees", "task_type": fitted.task_type, "model": fitted.model,
@@ -485,11 +394,9 @@ def load_trees(path: str | Path) -> tuple[FittedTrees, dict[str, Any]]:
 
     The estimator (and a ``+pbe`` model's own teacher) are rebuilt by skops only from
     scikit-learn and numpy types; a file naming any other type is refused
-    (:class:`~pretroost.io.ArtefactError`), so loading never runs code from the file. A ``+pbe``
-    folder saved without its teacher (before it was kept there) uses the data cache's, with a
-    warning."""
-    from pretroost.io import ArtefactError, load_skops, read_config
-
+    (:class:`~pretroost.errors.ArtefactError`), so loading never runs code from the file. A
+    ``+pbe`` folder saved without its teacher (before it was kept there) uses the data cache's,
+    with a warning."""
     path = Path(path)
     meta = read_config(path)
     if meta.get("kind") != "trees":
@@ -561,8 +468,6 @@ class TreesPredictor:
         label ``probability > threshold``), ``probability`` or ``std`` (a forest's spread over its
         trees, :meth:`FittedTrees.predict_std`; NaN for gradient boosting), ``error``. ``batch_size`` and ``progress`` are accepted for the
         Roost predictor's signature and unused."""
-        from pretroost.predict import as_formula_list, parse_for_model
-
         del batch_size, progress
         values, index = as_formula_list(formulas)
         known = np.zeros(MAX_Z + 1, dtype=bool)

@@ -1,4 +1,7 @@
-"""Small shared helpers: seeding, atomic writes, provenance (git SHA, machine), logging."""
+"""Small shared helpers: seeding, atomic writes, provenance (git SHA, machine), logging.
+
+Torch-free at import (the results store imports it): the helpers that need torch import it
+when called."""
 
 from __future__ import annotations
 
@@ -13,10 +16,12 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "atomic_path",
@@ -37,6 +42,8 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> None:
 
     ``deterministic=True`` also asks torch for deterministic kernels (bit-identical reruns on CPU).
     """
+    import torch  # torch-free at import: see the module docstring
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -74,7 +81,8 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | N
 
 @functools.cache
 def git_sha(short: bool = False) -> str:
-    """The git commit of the source checkout (``"unknown"`` outside git); ``+dirty`` if modified.
+    """The git commit of the source checkout (``"unknown"`` outside git); ``+dirty`` if the
+    package (this folder) has uncommitted changes.
 
     Kept from the first call on, so that a long run records the revision it started from, not one
     checked out while it ran (the CLI calls it before running a command)."""
@@ -89,7 +97,7 @@ def git_sha(short: bool = False) -> str:
             timeout=10,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
             cwd=root,
             capture_output=True,
             text=True,
@@ -117,6 +125,8 @@ def machine_description() -> str:
         cpu = info["model name"]
         if "cpu family" in info and "model" in info:
             cpu += f" (family {info['cpu family']} model {info['model']})"
+    import torch  # torch-free at import: see the module docstring
+
     dev = "cpu"
     if torch.cuda.is_available():
         dev = torch.cuda.get_device_name(0)
@@ -149,6 +159,8 @@ def native_bf16(device: str | torch.device = "cpu") -> tuple[bool, str]:
     many times slower than fp32. ``torch.backends.cpu.get_cpu_capability()`` (the vector ISA torch
     dispatches to, e.g. ``AVX512``) is quoted in the reason: AVX-512 alone does not imply BF16.
     """
+    import torch  # torch-free at import: see the module docstring
+
     dev = torch.device(device)
     if dev.type != "cpu":
         return True, f"{dev.type} device"

@@ -63,7 +63,7 @@ def test_bench_smoke_runs_resumes_and_reports(tmp_path, data_cache, monkeypatch)
         "scratch", "fingerprint", "fingerprint+trunk", "scratch+ens5", label
     }  # fmt: skip
     # every cell records its validation score; all strategies were selected on the same rows
-    from pretroost.benchmark import validation_path
+    from pretroost.results import validation_path
 
     records = {
         s: json.loads(validation_path(res, s, "matbench_steels", 0).read_text())
@@ -131,7 +131,7 @@ def test_bench_writes_threshold_variants_from_their_base_without_training(
         "smoke", strategies=["scratch", "scratch+valthreshold"], tasks=["expt_is_metal"],
         data_efficiency=False, results_dir=res, runs_dir=tmp_path / "runs", progress=False,
     )  # fmt: skip
-    from pretroost.benchmark import prediction_path, validation_path
+    from pretroost.results import prediction_path, validation_path
 
     task = "matbench_expt_is_metal"
     record = json.loads(validation_path(res, "scratch+valthreshold", task, 0).read_text())
@@ -155,7 +155,7 @@ def test_bench_runs_classification_only_variants_on_classification_tasks_only(
 ) -> None:
     """``scratch+classweight`` trains on expt_is_metal and is skipped, with a warning, on steels
     (class weights have no meaning for regression)."""
-    from pretroost.benchmark import prediction_path
+    from pretroost.results import prediction_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
     res = tmp_path / "results"
@@ -174,7 +174,7 @@ def test_bench_seeds_override_the_presets_and_reuse_seed_zero(
 ) -> None:
     """``seeds`` runs every listed seed per fold on every task; the seed-0 cell already on disk is
     kept, not retrained (its file is untouched)."""
-    from pretroost.benchmark import prediction_path
+    from pretroost.results import prediction_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
     res, task = tmp_path / "results", "matbench_steels"
@@ -326,9 +326,9 @@ def test_data_efficiency_curves_average_only_folds_every_strategy_ran(tmp_path) 
 
 def test_seed_ensemble_averages_the_seeds_predictions(tmp_path, data_cache, monkeypatch) -> None:
     """Two seeds off the target by +e and -e: each alone has MAE e, their mean is exact."""
-    from pretroost.benchmark import prediction_path
     from pretroost.data.matbench import load_task
-    from pretroost.experiment.ensembles import seed_ensembles
+    from pretroost.experiment.prediction_averages import seed_ensembles
+    from pretroost.results import prediction_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
     target = load_task("matbench_steels")["target"].iloc[:40]
@@ -353,9 +353,9 @@ def test_seed_ensemble_size_curve_averages_every_subset_of_the_seeds(
 ) -> None:
     """Three seeds off the target by +e, -e and 0: one model scores (e + e + 0) / 3 on average,
     two (0 + e/2 + e/2) / 3, three 0; seeds 0 and 1 alone already average to the target."""
-    from pretroost.benchmark import prediction_path
     from pretroost.data.matbench import load_task
-    from pretroost.experiment.ensembles import seed_ensembles
+    from pretroost.experiment.prediction_averages import seed_ensembles
+    from pretroost.results import prediction_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
     y = load_task("matbench_steels")["target"].iloc[:20]
@@ -402,9 +402,9 @@ def test_seed_ensemble_table_compares_with_scratch_at_the_same_ensemble_size() -
 def test_strategy_ensemble_pools_every_complete_strategy(tmp_path, data_cache, monkeypatch) -> None:
     """scratch off by +e, ssl by -e on every fold: their ensemble is exact; a strategy missing a
     fold is not a member."""
-    from pretroost.benchmark import prediction_path
     from pretroost.data.matbench import load_task
-    from pretroost.experiment.ensembles import strategy_ensembles
+    from pretroost.experiment.prediction_averages import strategy_ensembles
+    from pretroost.results import prediction_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
     target = load_task("matbench_steels")["target"].iloc[:50]
@@ -434,9 +434,9 @@ def test_strategy_ensemble_averages_probabilities_on_classification(
     right half at 0.9 / 0.1: alone each scores balanced accuracy ~0.5, their mean probability is
     right on every row (rocauc 1). The ``+valthreshold`` cell, the same model re-thresholded, is
     not a member."""
-    from pretroost.benchmark import prediction_path
     from pretroost.data.matbench import load_task
-    from pretroost.experiment.ensembles import strategy_ensembles
+    from pretroost.experiment.prediction_averages import strategy_ensembles
+    from pretroost.results import prediction_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
     task = "matbench_expt_is_metal"
@@ -468,9 +468,9 @@ def test_seed_ensemble_of_a_valthreshold_strategy_uses_the_seeds_mean_threshold(
     and 0.8, positives at probability 0.8 and negatives at 0.7: at the seeds' mean threshold,
     0.75, every row is labelled right (rocauc 1); the base strategy's files (no threshold column)
     are labelled at 0.5, where every row is positive (rocauc 0.5)."""
-    from pretroost.benchmark import prediction_path
     from pretroost.data.matbench import load_task
-    from pretroost.experiment.ensembles import seed_ensembles
+    from pretroost.experiment.prediction_averages import seed_ensembles
+    from pretroost.results import prediction_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
     task = "matbench_expt_is_metal"
@@ -500,13 +500,13 @@ def test_seed_ensembles_are_written_as_a_valid_matbench_submission(
     import gzip
     import json
 
-    from pretroost.benchmark import prediction_path
     from pretroost.data.matbench import load_folds, load_task
-    from pretroost.experiment.ensembles import (
+    from pretroost.experiment.prediction_averages import (
         seed_ensemble_results_path,
         seed_ensembles,
         write_seed_ensemble_results,
     )
+    from pretroost.results import prediction_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
     task = "matbench_steels"

@@ -25,8 +25,8 @@ def test_parse_part_reads_seeds_and_weights() -> None:
 
 
 def _cells(tmp_path, strategy, task, offset, seeds=(0,), threshold=None, seconds=10.0):
-    from pretroost.benchmark import prediction_path
     from pretroost.data.matbench import load_folds, load_task
+    from pretroost.results import prediction_path
 
     target = load_task(task)["target"]
     rows = []
@@ -73,7 +73,7 @@ def test_blend_is_the_weighted_mean_of_the_parts_and_a_valid_submission(
 def test_blend_labels_at_the_weighted_mean_of_the_parts_thresholds(
     tmp_path, data_cache, monkeypatch
 ) -> None:
-    from pretroost.benchmark import prediction_path, validation_path
+    from pretroost.results import prediction_path, validation_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
     task = "matbench_expt_is_metal"
@@ -89,7 +89,7 @@ def test_blend_labels_at_the_weighted_mean_of_the_parts_thresholds(
 
 
 def test_pooled_ensembles_leave_out_reference_models_and_blends() -> None:
-    from pretroost.experiment.ensembles import _complete
+    from pretroost.experiment.prediction_averages import _complete
 
     cell = {"seeds": {k: [1.0] for k in range(5)}, "folds": dict.fromkeys(range(5), 1.0)}
     cells = {s: cell for s in ("scratch", "dft+trunk", "trees", "blend(dft+trunk|trees)")}

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 
-from pretroost.benchmark import prediction_path, validation_path
 from pretroost.cli import main
-from pretroost.results import read_benchmark_rows
+from pretroost.results import prediction_path, read_benchmark_rows, validation_path
 
 
 def test_fit_bench_writes_a_cell_with_the_choice(tmp_path, data_cache, monkeypatch, capsys) -> None:

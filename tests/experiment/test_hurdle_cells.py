@@ -19,8 +19,8 @@ TINY = TreesConfig(
 
 def _part(tmp_path, task: str, offset: float, seeds=(0, 1)) -> None:
     """Cells of strategy "a" on fold 0: the target + ``offset`` (two seeds: their mean)."""
-    from pretroost.benchmark import prediction_path
     from pretroost.data.matbench import load_folds, load_task
+    from pretroost.results import prediction_path
 
     target = load_task(task)["target"]
     test = load_folds(task)[0][1]
@@ -43,8 +43,8 @@ def test_hurdle_sets_likely_zeros_to_zero_and_caches_its_classifier(
     """A part off every target by +0.3 eV: where the classifier (fitted on the training fold)
     says "zero", the hurdle predicts 0, which is exact for every true metal; it learns something
     (MAE below the part's 0.3). A second hurdle reuses the cached classifier."""
-    from pretroost.benchmark import prediction_path, validation_path
     from pretroost.data.matbench import load_task
+    from pretroost.results import prediction_path, validation_path
 
     monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
     task = "matbench_expt_gap"

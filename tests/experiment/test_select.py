@@ -9,18 +9,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pretroost.benchmark import (
+from pretroost.cli import main
+from pretroost.evaluation.matbench import select_strategy, selection_label
+from pretroost.metrics import score
+from pretroost.results import (
+    append_benchmark_rows,
     prediction_path,
+    read_benchmark_rows,
     rebuild_results,
-    select_strategy,
-    selection_label,
     strategy_dir,
     strategy_folder,
     validation_path,
 )
-from pretroost.cli import main
-from pretroost.metrics import score
-from pretroost.results import append_benchmark_rows, read_benchmark_rows
 
 TASK = "matbench_steels"
 #: per fold: (A's validation score, B's validation score); A wins folds 0, 2 and 4 (4: a tie)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pretroost import __version__
+from pretroost.errors import DirtyTreeError
 
 log = logging.getLogger("pretroost.cli")
 
@@ -98,14 +100,14 @@ COMMANDS: tuple[Command, ...] = (
     Command("demo", "experiment", "cmd_demo", "register_demo",
             "Finetune from scratch and from a shipped pretrained encoder on one small task and "
             "fold; print both scores side by side (a few minutes on 2 cores)."),
-    Command("data", "train", "cmd_data", "register_data",
+    Command("data", "data", "cmd_data", "register_data",
             "Fetch Matbench targets, official folds and the OQMD corpus into the cache."),
     Command("finetune", "train", "cmd_finetune", "register_finetune",
             "Train Roost (from scratch or a pretrained encoder) and score it."),
     Command("fit", "fit", "cmd_fit", "register_fit",
             "Choose a model for your CSV (trees, pretrained Roost, their blend, a hurdle) by "
             "k-fold cross-validation on its training rows; refit and save the choice."),
-    Command("corpus", "train", "cmd_corpus", "register_corpus",
+    Command("corpus", "data", "cmd_corpus", "register_corpus",
             "Build the leak-free pretraining corpus (OQMD minus Matbench compositions)."),
     Command("pretrain", "train", "cmd_pretrain", "register_pretrain",
             "Pretrain a Roost encoder (ssl, fingerprint, structure, dft or a combination)."),
@@ -141,7 +143,7 @@ COMMANDS: tuple[Command, ...] = (
             "Predict a property for each formula with a trained model."),
     Command("embed", "predict", "cmd_embed", "register_embed",
             "Write the encoder's material vector for each formula."),
-    Command("ship", "train", "cmd_ship", "register_ship",
+    Command("ship", "ship", "cmd_ship", "register_ship",
             "Copy a pretrained encoder into the package (src/pretroost/pretrained/NAME) with its "
             "model card and reference embeddings, so that `--init NAME` works offline."),
     Command("ready", "ready", "cmd_ready", "register_ready",
@@ -184,6 +186,29 @@ def _verbosity_args(p: argparse.ArgumentParser, *, default: Any) -> None:
     )
 
 
+def _allow_dirty_arg(p: argparse.ArgumentParser, *, default: Any) -> None:
+    p.add_argument(
+        "--allow-dirty", action="store_true", default=default,
+        help="record result cells although the package (src/pretroost) has uncommitted changes: "
+        "the git diff is stored beside each cell, its sha256 in each row",
+    )  # fmt: skip
+
+
+#: commands that write result cells (the store refuses them from a modified package): checked
+#: before they start, not after an hour of training
+_RECORDS_ALWAYS = frozenset({"bench", "select", "blend", "demo", "fit-bench"})
+_RECORDS_WITH_TASKS = frozenset({"finetune", "trees", "hurdle"})
+
+
+def _records_cells(args: argparse.Namespace) -> bool:
+    name = args.func.name
+    tasks = getattr(args, "task", None) or getattr(args, "tasks", None)
+    model_only = name in ("trees", "hurdle") and getattr(args, "out", None)  # a model, no cells
+    return name in _RECORDS_ALWAYS or (
+        name in _RECORDS_WITH_TASKS and bool(tasks) and not model_only
+    )
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole parser; ``only``: declare the options of this command alone (the others are
     listed by name and help), so that ``--version`` or a quick command loads nothing heavy."""
@@ -194,6 +219,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pretroost {_version()}")
     _verbosity_args(parser, default=0)
+    _allow_dirty_arg(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     for command in COMMANDS:
@@ -203,6 +229,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         )  # fmt: skip
         p.set_defaults(func=command)
         _verbosity_args(p, default=argparse.SUPPRESS)  # -q/-v also after the command
+        _allow_dirty_arg(p, default=argparse.SUPPRESS)
         if only is None or only == command.name:  # options of the others: not needed (fast)
             command.function(command.register)(p)
     for p in (parser, *sub.choices.values()):
@@ -231,12 +258,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setup_logging(args.verbose - args.quiet)
     git_sha()  # the revision this process runs, before anything long (it is cached)
+    if args.allow_dirty:
+        from pretroost.results import ALLOW_DIRTY_ENV
+
+        os.environ[ALLOW_DIRTY_ENV] = "1"  # read by the results store (and worker processes)
     if getattr(args, "threads", None):
         import torch
 
         torch.set_num_threads(args.threads)
     try:
+        if _records_cells(args):
+            from pretroost.results import check_source  # start-up time: loaded per command
+
+            check_source()
         return int(args.func.function(args.func.run)(args) or 0)
+    except DirtyTreeError as exc:
+        log.error("%s", exc)
+        return 1
     except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as exc:
         # our input errors are ValueError (FormulaError, TableError, ArtefactError,
         # StructureError) or FileNotFoundError (DataNotFetchedError, WeightsNotFoundError)

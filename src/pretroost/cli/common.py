@@ -221,8 +221,11 @@ def _check_out(
     """Check ``--out`` before any work: never the current directory or a folder above it, nor a
     folder holding an input file (``inputs``); an existing, non-empty folder only with
     ``--overwrite``, and then only one that holds nothing but what pretroost wrote there
-    (:func:`pretroost.io.check_replaceable` names anything else)."""
-    from pretroost.io import check_out_path, check_replaceable  # imports torch: at run time only
+    (:func:`pretroost.artefacts.check_replaceable` names anything else)."""
+    from pretroost.artefacts import (  # imports torch: at run time only
+        check_out_path,
+        check_replaceable,
+    )
 
     out = check_out_path(out)
     for path in inputs:

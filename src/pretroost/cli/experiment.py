@@ -99,7 +99,7 @@ def register_bench(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from pretroost.benchmark import select_strategy
+    from pretroost.evaluation.matbench import select_strategy
 
     for task in args.tasks:
         select_strategy(args.results_dir, task, args.candidates, label=args.label)
@@ -119,7 +119,7 @@ def register_select(p: argparse.ArgumentParser) -> None:
 
 def cmd_trees(args: argparse.Namespace) -> int:
     from pretroost.data.matbench import get_task
-    from pretroost.trees import run_trees_task
+    from pretroost.evaluation.trees import run_trees_task
 
     config = _trees_config(args, threshold=args.threshold, saving=bool(args.out))
     regression = [t for t in args.tasks if get_task(t).task_type != "classification"]
@@ -156,8 +156,7 @@ def _save_trees(args: argparse.Namespace, config) -> int:
     ``finetune --data``) or on every row of each of ``--tasks`` (a Matbench dataset, saved to
     OUT/<task>; no test score, the inner folds choose the model)."""
     from pretroost.cli.common import _check_out
-    from pretroost.data.composition import parse_formulas
-    from pretroost.data.matbench import get_task, load_task
+    from pretroost.data.matbench import get_task, training_rows
     from pretroost.trees import fit_trees, save_trees
 
     if not args.out:
@@ -168,12 +167,11 @@ def _save_trees(args: argparse.Namespace, config) -> int:
         return _save_trees_on_data(args, config)
     for name in args.tasks:
         task = get_task(name)
-        df = load_task(task.name)
-        comps = parse_formulas(df["formula"].tolist(), source=task.name)
+        comps, y = training_rows(task.name)
         out = _check_out(Path(args.out) / task.name, args.overwrite)
-        fitted = fit_trees(comps, df["target"].to_numpy(), task.task_type, config)
+        fitted = fit_trees(comps, y, task.task_type, config)
         save_trees(
-            fitted, out, config=config, data=f"{task.name}, Matbench v0.1", n_train=len(df),
+            fitted, out, config=config, data=f"{task.name}, Matbench v0.1", n_train=len(y),
             target=task.target, id_col="id",
         )  # fmt: skip
         _print_saved(out, fitted)
@@ -194,16 +192,15 @@ def _print_saved(out: Path, fitted) -> None:
 
 
 def _save_trees_on_data(args: argparse.Namespace, config) -> int:
-    """``trees --data``: the test split of ``finetune --data`` (:func:`~pretroost.cli.train.
-    _test_splits`: ``--test-data``, or ``--test-fraction`` of the rows drawn with ``--seed``),
+    """``trees --data``: the test split of ``finetune --data`` (:func:`~pretroost.folds.user_splits`: ``--test-data``, or ``--test-fraction`` of the rows drawn with ``--seed``),
     the model chosen and fitted on the training rows, scored on the test rows, saved with
     ``metrics.json`` (the report ``finetune --data`` writes)."""
     import json
 
+    from pretroost.artefacts import register_files
     from pretroost.cli.common import _check_out
-    from pretroost.cli.train import _test_splits
     from pretroost.data.tables import read_training_table
-    from pretroost.io import register_files
+    from pretroost.folds import user_splits
     from pretroost.metrics import user_scores
     from pretroost.trees import fit_trees, save_trees
     from pretroost.utils import atomic_write_json
@@ -215,7 +212,10 @@ def _save_trees_on_data(args: argparse.Namespace, config) -> int:
     _, comps, y = read_training_table(args.data, **kw)  # every check before anything is fitted
     test_set = read_training_table(args.test_data, **kw)[1:] if args.test_data else None
     out = _check_out(args.out, args.overwrite)
-    (split,) = _test_splits(args, len(comps))
+    (split,) = user_splits(
+        len(comps), source=str(args.data), test_data=args.test_data,
+        test_fraction=args.test_fraction, seed=args.seed,
+    )  # fmt: skip
     test_comps, test_y = test_set or (comps.subset(split.test), y[split.test])
     fitted = fit_trees(comps.subset(split.train), y[split.train, 0], args.task_type, config)
     n_test = len(test_y)

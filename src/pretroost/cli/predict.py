@@ -81,7 +81,8 @@ def _with_ids(df, id_col: str | None, result, formula_col: str):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from pretroost.predict import load, write_table
+    from pretroost.hub import load
+    from pretroost.predict import write_table
 
     model = load(args.model)
     df, id_col, offset = _read_formula_rows(args, getattr(model, "id_col", None))
@@ -94,7 +95,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from pretroost.predict import load, write_table
+    from pretroost.hub import load
+    from pretroost.predict import write_table
 
     model = load(args.model)
     df, id_col, offset = _read_formula_rows(args)

@@ -1,4 +1,4 @@
-"""``data``, ``corpus``, ``pretrain``, ``finetune`` and ``ensemble``."""
+"""``pretrain``, ``finetune`` and ``ensemble``: the commands that train."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ import argparse
 import json
 import logging
 import os
-import shlex
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -28,24 +26,11 @@ from pretroost.cli.common import (
     _train_config,
 )
 from pretroost.cli.config_options import add_config_options, config_from_args
+from pretroost.cli.data import default_corpus
 
 log = logging.getLogger("pretroost.cli")
 
 SSL_FIELDS = ("mask_fraction", "mask_both", "amount_noise")
-
-
-def cmd_data(args: argparse.Namespace) -> int:
-    from pretroost.data.fetch import fetch_all
-
-    path = fetch_all(wheel_dir=Path(args.wheel_dir) if args.wheel_dir else None, force=args.force)
-    log.info("data ready in %s", path)
-    return 0
-
-
-def register_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["fetch"])
-    p.add_argument("--wheel-dir", help="use already downloaded crabnet/matbench wheels from here")
-    p.add_argument("--force", action="store_true", help="re-extract even if the cache is complete")
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -53,7 +38,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if (args.task is None) == (args.data is None):
         raise SystemExit("finetune: give exactly one of --task (Matbench) or --data (your CSV)")
     if args.task is not None:
-        from pretroost.benchmark import run_matbench_task
+        from pretroost.evaluation.matbench import run_matbench_task
 
         if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
             raise ValueError(
@@ -103,70 +88,6 @@ def _read_user_data(args: argparse.Namespace, config):
     return comps, y, test
 
 
-def _test_splits(args: argparse.Namespace, n: int, *, k: int | None = None):
-    """The user-data splits (``pretroost.folds``): all rows with ``--test-data``, ``k``-fold, or a
-    random hold-out (``--test-fraction``, possibly 0: nothing held out); each decision is logged."""
-    from pretroost.folds import all_rows_split, holdout_split, kfold_splits
-
-    if args.test_data:
-        if k:
-            raise ValueError("--test-data and --split kfold exclude each other")
-        log.info("training on all %d rows of %s; testing on %s", n, args.data, args.test_data)
-        return all_rows_split(n)
-    if not 0.0 <= args.test_fraction < 1.0:
-        raise ValueError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
-    if k:
-        log.info(
-            "%s: %d-fold cross-validation over %d rows (--seed %d)", args.data, k, n, args.seed
-        )
-        return kfold_splits(n, k, args.seed)
-    splits = holdout_split(n, args.test_fraction, args.seed)
-    n_test = len(splits[0].test)
-    if n_test:
-        log.info(
-            "%s: held out %d rows (%.0f %%) as test (--test-fraction %g, --seed %d); training on "
-            "the other %d", args.data, n_test, 100 * n_test / n, args.test_fraction, args.seed,
-            n - n_test,
-        )  # fmt: skip
-    else:
-        log.info(
-            "%s: training on all %d rows (--test-fraction 0: no test score; a validation split "
-            "of them still picks the best epoch)", args.data, n,
-        )  # fmt: skip
-    return splits
-
-
-def _test_report(fitted, pred: dict, comps, y: np.ndarray, task_type: str) -> dict:
-    """Test scores of a model or ensemble, each named for what it is
-    (:func:`pretroost.metrics.user_scores`); ensembles add uncertainty calibration (regression)
-    and each member's headline score, so ``finetune --ensemble`` and ``ensemble`` report alike."""
-    from pretroost.data.batching import CompositionDataset
-    from pretroost.ensemble import Ensemble, uncertainty_scores
-    from pretroost.metrics import CLF_THRESHOLD, USER_HEADLINE, user_scores
-
-    data = CompositionDataset(comps)
-    key = "prob" if task_type == "classification" else "mean"
-    # classification: labels with the model's decision threshold, ROC AUC of the probabilities
-    threshold = getattr(fitted, "threshold", CLF_THRESHOLD)
-    scores, notes = user_scores(task_type, y[:, 0], pred[key][:, 0], threshold=threshold)
-    report: dict[str, Any] = {"scores": scores}
-    if notes:
-        report["notes"] = notes
-        for note in notes:
-            log.info("%s", note)
-    if isinstance(fitted, Ensemble):
-        if task_type == "regression":
-            scores.update(uncertainty_scores(y[:, 0], pred["mean"][:, 0], pred["std"][:, 0]))
-        head = USER_HEADLINE[task_type]
-        members = [
-            user_scores(task_type, y[:, 0], m.predict_dataset(data)[key][:, 0])[0][head]
-            for m in fitted.members
-        ]
-        report[f"member_{head}"] = members
-        report[f"member_{head}_mean"] = float(np.mean(members))
-    return report
-
-
 def _train_on_user_data(
     args: argparse.Namespace,
     config,
@@ -178,90 +99,35 @@ def _train_on_user_data(
     remove_checkpoints: bool,
     split_subdirs: bool = True,
 ) -> int:
-    """The one user-data path of ``finetune --data`` and ``ensemble``: check everything, hold out
-    the test rows (or read ``--test-data``), train, score, save and write ``metrics.json``."""
-    from pretroost.folds import run_splits
-    from pretroost.io import register_files, remove_written
-    from pretroost.utils import atomic_write_json
+    """``finetune --data`` and ``ensemble``: check everything (the data, ``--out``), then
+    :func:`pretroost.user_training.train_on_user_data`; prints ``metrics.json``."""
+    from pretroost.folds import user_splits
+    from pretroost.user_training import train_on_user_data
 
     out = _check_out(args.out, args.overwrite, inputs=(args.data, args.test_data))
     comps, y, test_set = _read_user_data(args, config)  # every check before anything is trained
-    splits = _test_splits(args, len(comps), k=k)
+    if args.test_data and k:
+        raise ValueError("--test-data and --split kfold exclude each other")
+    splits = user_splits(
+        len(comps), source=str(args.data), test_data=args.test_data,
+        test_fraction=args.test_fraction, seed=args.seed, k=k,
+    )  # fmt: skip
     ctx = _start_distributed(args)
-    single = len(splits) == 1
-    if not single and ctx.is_main and out.exists():  # one folder per split: the old ones go
-        remove_written(out)
-    names = [out.name if single else f"{out.name} fold {s.index}" for s in splits]
-    reports: list[dict] = []
-    for result in run_splits(
-        comps, y, args.task_type, splits, config, n_members=n_members, member_split=member_split,
-        test_set=test_set, checkpoint_dir=checkpoint_dir, split_subdirs=split_subdirs,
-        resume=args.resume, name=names, device=args.device,
-    ):  # fmt: skip
-        fitted, n_test, name = result.fitted, len(result.test_comps), names[result.split.index]
-        where_test = args.test_data or (f"{n_test} held-out rows" if n_test else None)
-        report: dict[str, Any] = {"n_train": len(result.split.train), "n_test": n_test}
-        report["test"] = where_test
-        if n_test:
-            report.update(
-                _test_report(fitted, result.pred, result.test_comps, result.test_y, args.task_type)
-            )
-            log.info(
-                "%s: test %s", name, ", ".join(f"{m}={v:.4f}" for m, v in report["scores"].items())
-            )
-        fitted.info.update(
-            source=str(args.data), target=args.target_col, n_test=n_test, test=where_test
-        )
-        fitted.info["test_seed"] = args.seed
-        if ctx.is_main:  # data parallel: rank 0 alone writes
-            fitted.save(out if single else out / f"fold_{result.split.index}")
-            if not single:
-                register_files(out, [f"fold_{result.split.index}"])
-        reports.append(report)
-    if not ctx.is_main:
-        return 0
-    metrics: dict[str, Any] = reports[0]
-    if len(reports) > 1:
-        # a score some splits leave out (mape where a fold's targets hold a 0) has no summary
-        names = [m for m in reports[0]["scores"] if all(m in r["scores"] for r in reports)]
-        metrics = {
-            "splits": reports,
-            "summary": {
-                m: {
-                    "mean": float(np.mean([r["scores"][m] for r in reports])),
-                    "std": float(np.std([r["scores"][m] for r in reports])),
-                }
-                for m in names
-            },
-        }
-    atomic_write_json(out / "metrics.json", metrics)
-    register_files(out, ["metrics.json"])
-    if checkpoint_dir is not None and remove_checkpoints:  # done: not needed any more
-        _remove_checkpoints(checkpoint_dir, [s.index for s in splits], n_members)
-    sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
+    metrics = train_on_user_data(
+        comps, y, args.task_type, splits, config, out, test_set=test_set,
+        source=str(args.data), target=args.target_col,
+        test_source=args.test_data, seed=args.seed, n_members=n_members,
+        member_split=member_split, checkpoint_dir=checkpoint_dir,
+        remove_checkpoints=remove_checkpoints, split_subdirs=split_subdirs, resume=args.resume,
+        device=args.device, write=ctx.is_main,
+    )  # fmt: skip
+    if ctx.is_main:
+        sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
     return 0
 
 
-def _remove_checkpoints(folder: Path, splits: list[int], n_members: int) -> None:
-    """Delete the checkpoints ``finetune --data`` wrote (``split<i>.pt``, or
-    ``split<i>/member_<k>.pt``, and the temporaries of their atomic writes that a killed run
-    left: ``.split<i>.pt.*.tmp``) and the folders they leave empty; nothing else."""
-    for i in splits:
-        files = [(folder, f"split{i}.pt")]
-        files += [(folder / f"split{i}", f"member_{k}.pt") for k in range(n_members)]
-        for where, name in files:
-            (where / name).unlink(missing_ok=True)
-            for tmp in where.glob(f".{name}.*.tmp"):  # utils.atomic_path's names
-                tmp.unlink()
-        for d in (folder / f"split{i}", folder):
-            if d.is_dir() and not any(d.iterdir()):
-                d.rmdir()
-    if folder.exists():
-        log.warning("%s: kept, it holds files other than this run's checkpoints", folder)
-
-
 def _finetune_custom(args: argparse.Namespace, config) -> int:
-    from pretroost.io import check_out_path
+    from pretroost.artefacts import check_out_path
 
     if args.out is None:
         raise SystemExit("finetune --data needs --out DIR for the trained model")
@@ -349,69 +215,6 @@ def register_ensemble(p: argparse.ArgumentParser) -> None:
     _add_overwrite_arg(p)
 
 
-def _default_corpus() -> Path:
-    from pretroost.paths import cache_dir
-
-    return cache_dir() / "corpus" / "oqmd-leakfree.npz"
-
-
-def cmd_corpus(args: argparse.Namespace) -> int:
-    from pretroost.data.corpus import build_corpus
-    from pretroost.data.dft_corpus import EXCLUDED_TASKS, build_dft_corpus, dft_corpus_path
-
-    if args.labels == "oqmd4":
-        corpus = build_corpus(
-            oqmd=not args.no_oqmd, structures=args.structures, exclude=args.exclude or None,
-            include_matbench=args.include_matbench,
-        )  # fmt: skip
-        out = corpus.save(args.out or _default_corpus())
-    else:
-        if args.structures or args.no_oqmd or args.include_matbench:
-            raise SystemExit(
-                "--labels all: OQMD plus Matbench's DFT tasks only (no --structures, --no-oqmd "
-                "or --include-matbench)"
-            )
-        corpus = build_dft_corpus(args.labels, exclude=args.exclude or EXCLUDED_TASKS)
-        out = corpus.save(args.out or dft_corpus_path(args.labels))
-    report = corpus.info.get("exclusion_report", {})
-    if report:
-        cols = sorted({c for row in report.values() for c in row})
-        lines = ["task".ljust(24) + "".join(c.rjust(max(14, len(c) + 2)) for c in cols)]
-        for task, row in report.items():
-            lines.append(
-                task.ljust(24)
-                + "".join(str(row.get(c, "")).rjust(max(14, len(c) + 2)) for c in cols)
-            )
-        sys.stdout.write("\n".join(lines) + "\n")
-    sys.stdout.write(
-        f"corpus: {len(corpus)} compositions, hash {corpus.info['hash']}, "
-        f"{corpus.info.get('removed_total', 0)} Matbench compositions removed -> {out}\n"
-    )
-    return 0
-
-
-def register_corpus(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["build"])
-    p.add_argument(
-        "--labels", default="oqmd4", choices=["oqmd4", "all", "all+perovskites"],
-        help="oqmd4: OQMD's compositions minus all 13 Matbench tasks' (OQMD's four DFT labels); "
-        "all: plus the compositions of matbench_mp_e_form/mp_gap/mp_is_metal (all+perovskites: "
-        "and matbench_perovskites), minus the evaluation and confirmation tasks' by key and "
-        "within 1e-3 on normalised fractions (default <cache>/corpus/dft-<labels>-leakfree.npz)",
-    )  # fmt: skip
-    p.add_argument(
-        "--out", default=None, help="corpus file (default: <cache>/corpus/oqmd-leakfree.npz)"
-    )
-    p.add_argument(
-        "--exclude", nargs="*", default=None, help="Matbench tasks to exclude (default: all)"
-    )
-    p.add_argument("--include-matbench", action="store_true", help="exclude nothing")
-    p.add_argument(
-        "--structures", nargs="*", default=[], help="structure sets to add (CSV/json.gz/CIF dir)"
-    )
-    p.add_argument("--no-oqmd", action="store_true", help="only the structure sets")
-
-
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from pretroost.data.corpus import Corpus, build_corpus
     from pretroost.data.dft_labels import label_set
@@ -424,7 +227,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             oqmd=not args.no_oqmd, structures=args.structures, exclude=args.exclude or None
         )
     else:
-        corpus = Corpus.load(args.corpus or _default_corpus())
+        corpus = Corpus.load(args.corpus or default_corpus())
     weights = (
         tuple(
             (n, float(w))
@@ -511,34 +314,3 @@ def register_pretrain(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     _add_train_args(p, pretrain=True)
     _add_arch_args(p, pretrain=True)
-
-
-def cmd_ship(args: argparse.Namespace) -> int:
-    from pretroost.pretrained import ROOT, ship
-
-    command = "pretroost ship " + shlex.join(
-        [args.src, "--name", args.name, "--dtype", args.dtype]
-        + (["--root", args.root] if args.root else [])
-        + (["--pretrained-by", args.pretrained_by] if args.pretrained_by else [])
-    )
-    out = ship(
-        args.src, args.name, dtype=args.dtype, command=command, pretrained_by=args.pretrained_by,
-        root=args.root or ROOT, overwrite=args.overwrite,
-    )  # fmt: skip
-    sys.stdout.write(f"shipped encoder -> {out}\n")
-    return 0
-
-
-def register_ship(p: argparse.ArgumentParser) -> None:
-    p.add_argument("src", help="a pretrained artefact folder (pretroost pretrain / bench)")
-    p.add_argument("--name", required=True, help="the shipped name, e.g. fingerprint-oqmd")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="storage dtype of the weights")  # fmt: skip
-    p.add_argument("--root", default=None, help="destination folder (default: the package's)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing one")
-    p.add_argument(
-        "--pretrained-by",
-        "--made-by",  # the name the shipped fingerprint-oqmd card records
-        default="",
-        help="the command that pretrained SRC (for the card and config.json's shipped.pretrained_by)",
-    )

@@ -20,6 +20,7 @@ import pandas as pd
 
 from pretroost.data.composition import CompositionArray, FormulaError, parse_formula
 from pretroost.data.dft_labels import MATBENCH_DFT_PROPERTIES, OQMD_PROPERTIES, matbench_dft_labels
+from pretroost.data.matbench import TASKS, load_task
 from pretroost.paths import cache_dir
 from pretroost.utils import atomic_path, atomic_write_json
 
@@ -61,7 +62,6 @@ def _parse_many(formulas: Iterable[str], source: str) -> tuple[CompositionArray,
 
 def matbench_keys(tasks: Sequence[str] | None = None) -> dict[str, set[str]]:
     """Composition keys of each Matbench task (all 13 by default), from the data cache."""
-    from pretroost.data.matbench import TASKS, load_task
 
     out = {}
     for name in tasks or list(TASKS):
@@ -215,6 +215,7 @@ class Corpus:
     def teacher_embeddings(self, teacher: str, **teacher_kwargs) -> np.ndarray:
         """(n, d) teacher embedding per composition (mean over its polymorphs in the structure
         files), NaN rows where no structure is known. Embeddings are cached on disk."""
+        # start-up time: structures and teachers load pymatgen (and torch), for structure labels only
         from pretroost.data.structures import composition_keys, read_structures
         from pretroost.data.teachers import average_polymorphs, embed_with_cache, get_teacher
 
@@ -252,6 +253,7 @@ def _structure_compositions(path: str) -> tuple[list[str], list[str]]:
         if "formula" in df:
             comps, kept, _ = _parse_many(df["formula"], p.name)
             return comps.keys(), [str(df["formula"].iloc[i]) for i in kept]
+    # start-up time: pymatgen, only for structure files
     from pretroost.data.structures import composition_keys, read_structures
 
     structures = [s for _, s in read_structures(p, progress=False)]
@@ -282,7 +284,6 @@ def build_corpus(
         The corpus; ``info`` reports sizes, duplicates and the compositions removed per task (for
         OQMD and for each structure set).
     """
-    from pretroost.data.matbench import TASKS
 
     root = cache or cache_dir()
     formulas: list[str] = []

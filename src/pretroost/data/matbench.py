@@ -30,8 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
+from pretroost.data.composition import CompositionArray, parse_formulas
 from pretroost.paths import cache_dir
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "load_task",
     "official_ids",
     "task_cache_file",
+    "training_rows",
 ]
 
 log = logging.getLogger(__name__)
@@ -351,3 +354,11 @@ def load_folds(name: str, cache: Path | None = None) -> list[tuple[list[str], li
     if task.name not in folds:
         raise ValueError(f"folds.json has no folds for {task.name}")
     return [(list(tr), list(te)) for tr, te in folds[task.name]]
+
+
+def training_rows(name: str) -> tuple[CompositionArray, np.ndarray]:
+    """Every row of a composition task: its compositions and targets (a model trained on all of
+    them, e.g. ``pretroost trees --tasks T --out DIR``)."""
+    task = get_task(name)
+    df = load_task(task.name)
+    return parse_formulas(df["formula"].tolist(), source=task.name), df["target"].to_numpy()

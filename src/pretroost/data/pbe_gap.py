@@ -31,8 +31,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pretroost.data.composition import CompositionArray
-from pretroost.data.matbench import TASKS
+from pretroost.artefacts import ArtefactError, load_skops
+from pretroost.data.composition import CompositionArray, parse_formulas
+from pretroost.data.corpus import matbench_keys
+from pretroost.data.fingerprint import magpie_fingerprint
+from pretroost.data.matbench import TASKS, load_task, task_cache_file
+from pretroost.paths import cache_dir
+from pretroost.utils import atomic_path
 
 __all__ = [
     "TEACHER_EXCLUDES",
@@ -69,9 +74,6 @@ def pbe_gap_table(
     ``target`` columns; default the data cache's) once, in order of first appearance, with the
     mean of its gaps (eV, shape (n,)); compositions of the tasks in ``exclude`` removed. Both
     read from the data cache's CSVs (:func:`~pretroost.data.matbench.task_cache_file`)."""
-    from pretroost.data.composition import parse_formulas
-    from pretroost.data.corpus import matbench_keys
-    from pretroost.data.matbench import load_task
 
     frame = load_task(TEACHER_SOURCE, source="cache") if frame is None else frame
     comps = parse_formulas(frame["formula"].tolist(), source=TEACHER_SOURCE)
@@ -97,8 +99,6 @@ def teacher_info() -> dict[str, Any]:
     :data:`TEACHER_SETTINGS`, :data:`TEACHER_VERSION` and scikit-learn's version."""
     import sklearn
 
-    from pretroost.data.matbench import task_cache_file
-
     names = (TEACHER_SOURCE, *TEACHER_EXCLUDES)
     doc: dict[str, Any] = {
         "version": TEACHER_VERSION, "settings": dict(TEACHER_SETTINGS),
@@ -111,7 +111,6 @@ def teacher_info() -> dict[str, Any]:
 
 def teacher_cache_file(key: str) -> Path:
     """Where the data cache keeps the teacher of ``key`` (:func:`teacher_info`)."""
-    from pretroost.paths import cache_dir
 
     return cache_dir() / "pbe_gap" / f"teacher-{key[:24]}.skops"
 
@@ -120,8 +119,6 @@ def fit_teacher() -> Any:
     """The teacher fitted on :func:`pbe_gap_table` (fractions + Magpie attributes ->
     mean PBE gap; 47–48 s on one core here): a scikit-learn HistGradientBoostingRegressor."""
     from sklearn.ensemble import HistGradientBoostingRegressor
-
-    from pretroost.data.fingerprint import magpie_fingerprint
 
     t0 = time.perf_counter()
     comps, y = pbe_gap_table()
@@ -138,9 +135,6 @@ def fit_teacher() -> Any:
 def _cached_teacher(key: str) -> Any:
     """The teacher of ``key``: read from the data cache, or fitted once and written there."""
     import skops.io
-
-    from pretroost.io import ArtefactError, load_skops
-    from pretroost.utils import atomic_path
 
     path = teacher_cache_file(key)
     if path.is_file():
@@ -177,8 +171,6 @@ def pbe_gap_feature(
     the compositions' fractions + Magpie features if already computed ((n, 103 + 144));
     ``model``: a teacher to use (a saved model's own copy; default :func:`teacher`)."""
     if fractions_magpie is None:
-        from pretroost.data.fingerprint import magpie_fingerprint
-
         fractions_magpie = np.hstack([comps.dense(), magpie_fingerprint(comps)])
     model = _teacher() if model is None else model
     return model.predict(fractions_magpie)[:, None]

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pretroost.data.composition import CompositionArray, FormulaError, parse_formula
+from pretroost.data.elements import element_table
 
 __all__ = [
     "LINE_OFFSET",
@@ -94,8 +95,6 @@ def _row_problems(
     (unparseable formula, element without a feature vector, duplicate id)."""
     known = None
     if elem_embedding is not None:
-        from pretroost.data.elements import element_table
-
         known = element_table(elem_embedding)[1]
     problems: list[tuple[int, str]] = []
     items = []

@@ -14,12 +14,12 @@ pretraining variants (``PRETRAIN_VARIANTS``, e.g. ``ssl+strong_views``) pretrain
 own. Everything else is the scratch recipe. ``+ens5`` (also on ``scratch``: ``scratch+ens5``) trains a
 deep ensemble of 5 per cell through the same fold runner and scores its mean prediction.
 A variant that only moves the decision threshold (``+valthreshold``) is written from its base's
-cells where their validation records hold that threshold (:func:`pretroost.benchmark.
+cells where their validation records hold that threshold (:func:`pretroost.evaluation.matbench.
 rethreshold_cells`), and trains only where they do not (cells recorded before thresholds were).
 
 ``select`` (``--select CAND ...``): after the cells, per task and fold, the candidate strategy with
 the best validation score on the training fold is recorded as a strategy of its own
-(:func:`pretroost.benchmark.select_strategy`), as MODNet selects its models per task.
+(:func:`pretroost.evaluation.matbench.select_strategy`), as MODNet selects its models per task.
 
 Leakage: SSL and FL pretrain on OQMD minus every Matbench composition. The offline structure sets
 (perov_5) are the same materials as matbench_perovskites, so the structure teacher's corpus
@@ -37,8 +37,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pretroost.data.corpus import Corpus, build_corpus
-from pretroost.data.matbench import LARGE_TASKS, get_task
+from pretroost.data.matbench import LARGE_TASKS, TASKS, get_task
+from pretroost.evaluation.matbench import rethreshold_cells, run_matbench_task, select_strategy
 from pretroost.experiment.presets import PRESETS, BenchPreset
+from pretroost.experiment.report import write_report
 from pretroost.experiment.strategies import (
     EXTRA_STRATEGIES,
     FINETUNE_VARIANTS,
@@ -53,6 +55,7 @@ from pretroost.experiment.strategies import (
 from pretroost.finetune import FinetuneConfig
 from pretroost.paths import cache_dir, shared_data_dir
 from pretroost.pretrain import PretrainConfig, pretrain
+from pretroost.results import cell_done
 
 __all__ = [
     "EXTRA_STRATEGIES",
@@ -106,8 +109,6 @@ def _pretrained(
     preset = plan.preset
     uses_structure = "structure" in strategy
     if uses_structure:
-        from pretroost.data.matbench import TASKS
-
         exclude = [t for t in TASKS if t not in STRUCTURE_OVERLAP_TASKS]
         corpus = build_corpus(
             oqmd=strategy != "structure",
@@ -186,17 +187,10 @@ def run_bench(
     ``tasks``, ``folds`` and ``data_efficiency_folds`` override the preset's; with ``tasks``, the
     data-efficiency curves are run for the preset's curve tasks among them only. ``select``:
     candidate strategies (among ``strategies``) to choose from per task and fold on validation
-    scores after the cells (:func:`~pretroost.benchmark.select_strategy`, named ``select_label``
+    scores after the cells (:func:`~pretroost.evaluation.matbench.select_strategy`, named ``select_label``
     or ``select(<c1>|<c2>|...)``). ``seeds``: finetuning seeds per fold on every task of this run,
     instead of the preset's (e.g. more seeds on one task for a seed ensemble; seed 0 is every
     preset's first, so the cells already run are reused)."""
-    from pretroost.benchmark import (
-        cell_done,
-        rethreshold_cells,
-        run_matbench_task,
-        select_strategy,
-    )
-    from pretroost.experiment.report import write_report
 
     if isinstance(preset, str):
         if preset not in PRESETS:

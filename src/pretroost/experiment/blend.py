@@ -23,17 +23,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from pretroost.benchmark import (
+from pretroost import strategy_names as names
+from pretroost.data.matbench import MatbenchTask, get_task, load_task
+from pretroost.experiment.prediction_averages import _mean_prediction
+from pretroost.experiment.scores import latest_rows
+from pretroost.metrics import CLF_THRESHOLD, HEADLINE
+from pretroost.results import (
     cell_done,
     cell_scores,
+    read_benchmark_rows,
     rebuild_results,
     strategy_cells,
     write_cell,
 )
-from pretroost.data.matbench import MatbenchTask, get_task, load_task
-from pretroost.experiment.scores import latest_rows
-from pretroost.metrics import CLF_THRESHOLD, HEADLINE
-from pretroost.results import read_benchmark_rows
+from pretroost.strategy_names import parse_combination, split_top_level
 
 __all__ = [
     "BlendPart",
@@ -99,20 +102,17 @@ def _outside_parentheses(text: str) -> str:
 
 
 def split_parts(label: str) -> list[str]:
-    """The parts of a blend's name ``blend(<part>|<part>)`` as written, nested blends kept whole."""
-    inner = label[len("blend(") : -1] if label.startswith("blend(") else label
-    parts, depth, start = [], 0, 0
-    for i, c in enumerate(inner):
-        depth += (c == "(") - (c == ")")
-        if c == "|" and depth == 0:
-            parts.append(inner[start:i])
-            start = i + 1
-    return [*parts, inner[start:]]
+    """The parts of a blend's name ``blend(<part>|<part>)`` as written, nested blends kept whole
+    (:func:`pretroost.strategy_names.parse_combination`)."""
+    combination = parse_combination(label)
+    if combination is not None and combination.kind == "blend":
+        return list(combination.parts)
+    return split_top_level(label)
 
 
 def blend_label(parts: Sequence[BlendPart]) -> str:
     """The default name of a blend: ``blend(<part>|<part>|...)``, the parts as written."""
-    return "blend(" + "|".join(p.spec or p.strategy for p in parts) + ")"
+    return names.blend_label([p.spec or p.strategy for p in parts])
 
 
 def part_prediction(
@@ -121,7 +121,6 @@ def part_prediction(
     """A part's seeds on one fold (its own, or every seed the fold has), the mean of their test
     predictions (indexed by Matbench id) and of their thresholds; None if a prediction is
     missing."""
-    from pretroost.experiment.ensembles import _mean_prediction
 
     ran = strategy_cells(results_dir, part.strategy, task)
     seeds = list(part.seeds or sorted(s for f, s in ran if f == fold))

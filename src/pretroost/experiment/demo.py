@@ -10,7 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from pretroost.data.matbench import get_task
+from pretroost.evaluation.matbench import run_matbench_task
 from pretroost.finetune import FinetuneConfig
+from pretroost.pretrained import shipped
 
 __all__ = ["run_demo"]
 
@@ -30,8 +32,6 @@ def run_demo(
     """Finetune from scratch and from ``encoder`` (default: the first shipped one, with its
     pretraining head's trunk) on one official fold with ``recipe`` (:mod:`pretroost.recipes`;
     ``epochs`` replaces its epochs); returns the comparison as text."""
-    from pretroost.benchmark import run_matbench_task
-    from pretroost.pretrained import shipped
 
     names = shipped("pretrained")
     if encoder is None:

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from pretroost.data.matbench import get_task
+from pretroost.data.matbench import get_task, load_task
+from pretroost.hub import load
+from pretroost.models.roost import RoostConfig, RoostEncoder
+from pretroost.predict import Predictor
 
 __all__ = ["encoder_embeddings", "linear_probe"]
 
@@ -20,10 +23,6 @@ def encoder_embeddings(
     (untrained, "scratch") encoder. Returns the targets (n,) and label -> (n, d) embeddings.
     """
     import torch
-
-    from pretroost.data.matbench import load_task
-    from pretroost.models.roost import RoostConfig, RoostEncoder
-    from pretroost.predict import Predictor, load
 
     df = load_task(task)
     rng = np.random.default_rng(seed)

@@ -1,7 +1,7 @@
 """``pretroost fit`` measured on Matbench: on each official training fold, :func:`pretroost.fit`
 chooses a model by k-fold cross-validation on that fold's training rows only, and its choice is
 scored on the test fold with Matbench's metrics. Cells are written like the bench's
-(:func:`pretroost.benchmark.write_cell`; the validation record holds the choice and every
+(:func:`pretroost.evaluation.matbench.write_cell`; the validation record holds the choice and every
 candidate's CV errors), so the report, blends and Matbench submission files read them like any
 strategy's."""
 
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pretroost.benchmark import cell_done, cell_scores, rebuild_results, write_cell
 from pretroost.data.matbench import get_task, load_folds, load_task
 from pretroost.metrics import HEADLINE
+from pretroost.results import cell_done, cell_scores, rebuild_results, write_cell
 from pretroost.select_model import ROOST_CANDIDATES, FitConfig, fit
 
 __all__ = ["fit_strategy", "run_fit_task"]

@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pretroost.benchmark import cell_scores, rebuild_results, write_cell
+from pretroost import strategy_names as names
 from pretroost.data.composition import parse_formulas
 from pretroost.data.matbench import get_task, load_folds, load_task
 from pretroost.experiment.blend import BlendPart, part_prediction, pending_folds, training_facts
 from pretroost.experiment.scores import latest_rows
 from pretroost.hurdle import ZERO_PROBABILITY, apply_hurdle, fit_zero_classifier
 from pretroost.metrics import CLF_THRESHOLD
-from pretroost.results import read_benchmark_rows
+from pretroost.results import cell_scores, read_benchmark_rows, rebuild_results, write_cell
 from pretroost.trees import TreesConfig
 from pretroost.utils import atomic_path, atomic_write_json
 
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 def hurdle_label(part: BlendPart) -> str:
     """The default strategy name of a hurdle over ``part``: ``hurdle(<part as written>)``."""
-    return f"hurdle({part.spec or part.strategy})"
+    return names.hurdle_label(part.spec or part.strategy)
 
 
 def _settings(config: dict) -> dict:

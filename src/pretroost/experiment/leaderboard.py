@@ -33,6 +33,8 @@ and ``pretroost bench`` use, so a submission can be compared with ours fold by f
 from dataclasses import dataclass
 from typing import Any
 
+from pretroost.experiment.scores import folds_better, lower_is_better, paired_test
+
 _COMMIT = "741718976b6ffb14b4f0dc7a663c72fc419c5d33"
 
 
@@ -301,7 +303,6 @@ def against_leaderboard(task: str, ours: dict[int, float]) -> list[dict[str, Any
     :func:`~pretroost.experiment.scores.paired_test`'s ``mean_diff`` (ours − theirs), ``ci95``,
     ``p_t``, ``p_corrected``, ``p_wilcoxon`` (absent with fewer than 3 common folds).
     """
-    from pretroost.experiment.scores import folds_better, lower_is_better, paired_test
 
     out = []
     for entry in entries(task):

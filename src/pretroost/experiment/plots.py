@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pretroost.benchmark import strategy_dir, strategy_folder
-from pretroost.data.matbench import get_task
+from pretroost.data.matbench import get_task, load_task
 from pretroost.experiment.encoder_probe import encoder_embeddings
+from pretroost.experiment.leaderboard import references
 from pretroost.experiment.scores import lower_is_better, paired_test
 from pretroost.experiment.strategies import parse_strategy, strategy_order
+from pretroost.results import strategy_dir, strategy_folder
 from pretroost.utils import atomic_path
 
 __all__ = [
@@ -54,8 +55,6 @@ def plot_vs_scratch(results_dir: Path, table: dict[str, dict[str, dict]]) -> lis
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from pretroost.experiment.leaderboard import references
 
     paths = []
     for task, cells in sorted(table.items()):
@@ -147,8 +146,6 @@ def plot_parity_or_roc(results_dir: str | Path, strategy: str, task: str) -> Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
-
-    from pretroost.data.matbench import load_task
 
     results_dir = Path(results_dir)
     files = sorted((strategy_dir(results_dir, strategy) / "predictions" / task).glob("fold_*.csv"))

@@ -22,12 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from pretroost.artefacts import load_skops, read_config, write_folder
 from pretroost.data.composition import MAX_Z, parse_formulas
+from pretroost.data.corpus import Corpus
 from pretroost.data.matbench import get_task, load_task
 from pretroost.domain import DomainIndex
 from pretroost.experiment.ready_scores import DEFAULT_DIR, teacher
-from pretroost.io import load_skops, write_folder
-from pretroost.pretrained import REFERENCE_FORMULAS, ROOT
+from pretroost.paths import cache_dir
+from pretroost.pretrained import REFERENCE_FORMULAS, ROOT, shipped
 from pretroost.ready import (
     DFT_COLUMNS,
     DOMAIN_K,
@@ -128,8 +130,6 @@ def _build_dft(
 ) -> Path:
     """oqmd-dft: a config naming the shipped dft-oqmd encoder, the elements and sizes of its
     pretraining corpus (the domain check), reference predictions and the card."""
-    from pretroost.io import read_config
-    from pretroost.pretrained import shipped
 
     source = shipped()[DFT_WEIGHTS]
     corpus_info = read_config(source).get("corpus", {})
@@ -151,8 +151,6 @@ def _build_dft(
 def _corpus_domain(min_count: int = 50) -> tuple[list[int], int]:
     """The elements present in at least ``min_count`` compositions of the leak-free OQMD corpus
     that dft-oqmd was pretrained on, and its largest number of elements in one composition."""
-    from pretroost.data.corpus import Corpus
-    from pretroost.paths import cache_dir
 
     corpus = Corpus.load(cache_dir() / "corpus" / "oqmd-leakfree")
     counts = np.bincount(corpus.comps.z, minlength=MAX_Z + 1)
@@ -346,7 +344,6 @@ def refresh_card(name: str, *, root: str | Path | None = None,
                  results_dir: str | Path = DEFAULT_DIR) -> Path:  # fmt: skip
     """Rewrite a built folder's ``evaluation`` and card from ``results_dir`` without refitting:
     the stored files are copied as they are."""
-    from pretroost.io import read_config
 
     recipe = get_recipe(name)
     folder = (Path(root) if root is not None else ROOT) / name

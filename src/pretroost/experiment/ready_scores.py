@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pretroost.benchmark import (
+from pretroost.artefacts import load_skops
+from pretroost.data.composition import parse_formulas
+from pretroost.data.matbench import get_task, load_folds, load_task
+from pretroost.data.pbe_gap import fit_teacher, teacher_cache_file, teacher_info
+from pretroost.domain import DomainIndex
+from pretroost.hub import load
+from pretroost.metrics import CLF_THRESHOLD, HEADLINE, PROB_ROCAUC
+from pretroost.ready import DFT_COLUMNS, RECIPES, fit_ready, get_recipe, predict_ready
+from pretroost.results import (
     cell_done,
     cell_scores,
     prediction_path,
@@ -32,11 +40,6 @@ from pretroost.benchmark import (
     validation_path,
     write_cell,
 )
-from pretroost.data.composition import parse_formulas
-from pretroost.data.matbench import get_task, load_folds, load_task
-from pretroost.domain import DomainIndex
-from pretroost.metrics import CLF_THRESHOLD, HEADLINE, PROB_ROCAUC
-from pretroost.ready import RECIPES, fit_ready, get_recipe, predict_ready
 from pretroost.uncertainty import calibration_report
 from pretroost.utils import atomic_write_json, atomic_write_text, git_sha
 
@@ -52,8 +55,6 @@ def teacher() -> Any:
     """The PBE band-gap teacher (:mod:`pretroost.data.pbe_gap`): the data cache's copy where one
     is there, else fitted here (deterministic: the same model), once per process; the cache is
     only read."""
-    from pretroost.data.pbe_gap import fit_teacher, teacher_cache_file, teacher_info
-    from pretroost.io import load_skops
 
     path = teacher_cache_file(teacher_info()["key"])
     return load_skops(path) if path.is_file() else fit_teacher()
@@ -230,8 +231,6 @@ def check_dft(results_dir: str | Path = DEFAULT_DIR, *, n: int = 5000, seed: int
     heads, and that of predicting the mean. OQMD and Materials Project differ in their own
     settings (reference energies, +U), so this bounds the heads' error from above. Written to
     ``ready.json`` under ``oqmd_dft_check``."""
-    from pretroost.predict import load
-    from pretroost.ready import DFT_COLUMNS
 
     model = load("oqmd-dft")
     out: dict[str, Any] = {"n": n, "seed": seed}

@@ -15,15 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pretroost.benchmark import strategy_dir
 from pretroost.data.matbench import get_task
 from pretroost.experiment.encoder_probe import encoder_embeddings, linear_probe
-from pretroost.experiment.ensembles import (
-    seed_ensembles,
-    strategy_ensembles,
-    task_targets,
-    write_seed_ensemble_results,
-)
 from pretroost.experiment.leaderboard import (
     LEADERBOARD,
     PUBLISHED_CRABNET,
@@ -37,6 +30,12 @@ from pretroost.experiment.plots import (
     plot_parity_or_roc,
     plot_vs_scratch,
 )
+from pretroost.experiment.prediction_averages import (
+    seed_ensembles,
+    strategy_ensembles,
+    task_targets,
+    write_seed_ensemble_results,
+)
 from pretroost.experiment.presets import PRESETS
 from pretroost.experiment.scores import (
     best_strategy,
@@ -47,14 +46,18 @@ from pretroost.experiment.scores import (
 )
 from pretroost.experiment.selection import selection_lines, selection_summary
 from pretroost.experiment.strategies import (
+    FINETUNE_VARIANTS,
+    PRETRAIN_VARIANTS,
     is_strategy,
+    parse_strategy,
     repeats_base_model,
     scratch_counterpart,
     strategy_order,
 )
 from pretroost.experiment.wording import check_equality_claims
 from pretroost.metrics import HEADLINE
-from pretroost.results import read_benchmark_rows
+from pretroost.results import read_benchmark_rows, strategy_dir
+from pretroost.strategy_names import parse_combination
 from pretroost.utils import atomic_write_json, atomic_write_text
 
 __all__ = ["write_report"]
@@ -78,11 +81,11 @@ STRATEGY_NOTES = {
 
 def _strategy_note(strategy: str) -> str:
     """A bench strategy's meaning: its base's note, then each variant's change."""
-    from pretroost.experiment.strategies import FINETUNE_VARIANTS, PRETRAIN_VARIANTS, parse_strategy
 
-    names = strategy[len("select(") : -1].split("|")
-    if strategy.startswith("select(") and strategy.endswith(")") and all(map(is_strategy, names)):
-        candidates = ", ".join(f"`{c}`" for c in names)
+    combined = parse_combination(strategy)
+    kind = combined.kind if combined else ""
+    if kind == "select" and combined and all(map(is_strategy, combined.parts)):
+        candidates = ", ".join(f"`{c}`" for c in combined.parts)
         return (
             f"per task and fold, whichever of {candidates} scored best on the validation split "
             "of the training fold (`--select`; the test fold plays no part); its time is all "
@@ -106,19 +109,17 @@ def _strategy_note(strategy: str) -> str:
                 "of the inner folds' out-of-fold probabilities (`--threshold validation`)"
             )
         return note
-    if strategy.startswith("blend(") and strategy.endswith(")"):
-        from pretroost.experiment.blend import split_parts
-
-        parts = ", ".join(f"`{p}`" for p in split_parts(strategy))
+    if kind == "blend" and combined:
+        parts = ", ".join(f"`{p}`" for p in combined.parts)
         return (
             f"per fold the mean of the test predictions of {parts}, each first averaged over "
             "its seeds (`pretroost blend`; declared, nothing tuned); its time is the parts' "
             "together"
         )
-    if strategy.startswith(("hurdle(", "hurdle+pbe(")) and strategy.endswith(")"):
-        pbe = strategy.startswith("hurdle+pbe(")
+    if kind in ("hurdle", "hurdle+pbe") and combined:
+        pbe = kind == "hurdle+pbe"
         return (
-            f"the test predictions of `{strategy[strategy.index('(') + 1 : -1]}` (its seeds "
+            f"the test predictions of `{combined.parts[0]}` (its seeds "
             "averaged), set to 0 where a tree classifier of target = 0, fitted on the training "
             + (
                 "fold on fractions, Magpie and the PBE gap teacher (`--features fractions+magpie+pbe`), "
@@ -298,6 +299,7 @@ def write_report(
     lines += selection_lines(selection)
     for task, sel in selection.items():
         summary[task]["_selection"] = {k: v for k, v in sel.items() if k != "noise"}
+    lines += modified_tree_lines(rows)
     lines += _ensemble_lines(results_dir, table)
     seed_ens = seed_ensembles(results_dir, table, targets)
     lines += _seed_ensemble_lines(seed_ens)
@@ -801,3 +803,30 @@ def _data_efficiency(results_dir: Path, main_rows: list[dict]) -> dict[str, dict
             "std": stats["std"],
         }
     return out
+
+
+def modified_tree_lines(rows: list[dict]) -> list[str]:
+    """A section listing the cells recorded from a modified package (``git_sha`` ending in
+    ``+dirty``: written with ``--allow-dirty``, the diff beside each cell); none: no section."""
+    cells: dict[tuple[str, str], set[str]] = {}
+    for r in rows:
+        if str(r.get("git_sha", "")).endswith("+dirty"):
+            key = (r["strategy"], r["task"])
+            cells.setdefault(key, set()).add(
+                f"{r['fold']}" + (f"/s{r['seed']}" if r.get("seed") else "")
+            )
+    if not cells:
+        return []
+    out = [
+        "## Cells recorded from a modified tree",
+        "",
+        "These rows' `git_sha` ends in `+dirty`: the package had uncommitted changes when they "
+        "were written (`--allow-dirty`; the `git diff` lies beside each cell, its sha256 in the "
+        "rows' `diff_sha256`). They cannot be reproduced from a commit alone.",
+        "",
+        "| strategy | task | folds |",
+        "|---|---|---|",
+    ]
+    for (strategy, task), folds in sorted(cells.items()):
+        out.append(f"| {_md_cell(strategy)} | {task} | {', '.join(sorted(folds))} |")
+    return [*out, ""]

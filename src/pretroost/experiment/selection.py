@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pretroost.benchmark import prediction_path, read_prediction_file
 from pretroost.data.matbench import get_task
 from pretroost.experiment.scores import best_strategy, lower_is_better
 from pretroost.experiment.stats import (
@@ -28,6 +27,7 @@ from pretroost.experiment.stats import (
 )
 from pretroost.experiment.strategies import strategy_order
 from pretroost.metrics import to_labels
+from pretroost.results import prediction_path, read_prediction_file
 
 __all__ = ["cell_prediction", "selection_lines", "selection_summary"]
 

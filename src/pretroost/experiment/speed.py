@@ -45,6 +45,17 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 
+from pretroost.data.batching import CompositionDataset
+from pretroost.data.composition import parse_formula, parse_formulas
+from pretroost.data.fingerprint import magpie_fingerprint
+from pretroost.data.structures import read_structures
+from pretroost.data.teachers import WeightsNotFoundError, get_teacher
+from pretroost.finetune import SupervisedTask
+from pretroost.hub import load
+from pretroost.models.kernels import roost_kernels
+from pretroost.models.roost import ModelConfig, RoostModel
+from pretroost.paths import cache_dir, shared_data_dir
+from pretroost.pretrained import shipped
 from pretroost.utils import atomic_write_json, git_sha, machine_description, native_bf16
 
 if TYPE_CHECKING:
@@ -205,10 +216,6 @@ class _Ours:
     """Our RoostModel + robust L1 + AdamW, fed by CompositionDataset (as ``pretroost.train``)."""
 
     def __init__(self, ctx: SpeedContext, formulas: list[str], targets: np.ndarray, **kw) -> None:
-        from pretroost.data.batching import CompositionDataset
-        from pretroost.data.composition import parse_formulas
-        from pretroost.finetune import SupervisedTask
-        from pretroost.models.roost import ModelConfig, RoostModel
 
         impl = kw.get("impl", "auto")
         self.bf16 = bool(kw.get("bf16", False))
@@ -322,8 +329,6 @@ class _Aviary:
 def _contestants(ctx: SpeedContext, key: str, formulas: list[str], targets: np.ndarray) -> dict:
     """Build (once per data set) ours fp32 / bf16 / reference and aviary's model."""
     if key not in ctx._cache:
-        from pretroost.models.kernels import roost_kernels
-
         t0 = time.perf_counter()
         fast = roost_kernels() is not None
         build_s = time.perf_counter() - t0
@@ -487,7 +492,6 @@ def measure_steels(ctx: SpeedContext) -> dict:
 
 
 def _n_elements(formula: str) -> int:
-    from pretroost.data.composition import parse_formula
 
     return len(parse_formula(formula)[0])
 
@@ -552,9 +556,6 @@ def measure_fingerprint(ctx: SpeedContext) -> dict:
     )
     from pymatgen.core import Composition
 
-    from pretroost.data.composition import parse_formulas
-    from pretroost.data.fingerprint import magpie_fingerprint
-
     formulas = ctx.formulas[: ctx.fingerprint_n]
     magpie_fingerprint(parse_formulas(formulas[:10]))  # load element tables
     feats = [
@@ -617,8 +618,6 @@ def measure_ssl_epoch(ctx: SpeedContext) -> dict:
     import subprocess
     import tempfile
 
-    from pretroost.paths import cache_dir
-
     corpus = cache_dir() / "corpus" / "oqmd-leakfree.npz"
     if not corpus.is_file():
         return {"skipped": f"no corpus at {corpus}: run `pretroost corpus build`", "table": []}
@@ -658,9 +657,6 @@ def measure_ssl_epoch(ctx: SpeedContext) -> dict:
 def measure_teachers(ctx: SpeedContext) -> dict:
     """Structure-teacher throughput (structures/s, uncached) on perov_5 structures from the shared
     data folder: the Crystal Twins CGCNN and CHGNet (skipped where weights or package are missing)."""
-    from pretroost.data.structures import read_structures
-    from pretroost.data.teachers import WeightsNotFoundError, get_teacher
-    from pretroost.paths import shared_data_dir
 
     rel = Path("structures/cdvae/perov_5/val.csv")
     root = shared_data_dir()
@@ -692,9 +688,6 @@ def measure_ready(ctx: SpeedContext) -> dict:
     predict 1,000 OQMD formulas (domain check included) in a fresh state, on one thread
     (torch and the OpenMP pools of scikit-learn limited to 1); the budget is 10 s."""
     from threadpoolctl import threadpool_limits
-
-    from pretroost.predict import load
-    from pretroost.pretrained import shipped
 
     formulas = ctx.formulas[:1000]
     out: dict[str, Any] = {"n_formulas": len(formulas), "budget_s": 10.0}
@@ -734,8 +727,6 @@ def _quiet_warnings() -> Iterator[None]:
 
 def _load_data(ctx: SpeedContext, n: int) -> None:
     import pandas as pd
-
-    from pretroost.paths import cache_dir
 
     root = cache_dir()
     path = root / "oqmd" / "OQMD_Bandgap_train.csv"

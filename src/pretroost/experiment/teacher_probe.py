@@ -53,6 +53,7 @@ from pretroost.data.teachers.cgcnn import (
     Variant,
     collate_graphs,
 )
+from pretroost.data.teachers.chgnet import CHGNetTeacher
 from pretroost.paths import SHARED_ENV, shared_data_dir
 from pretroost.utils import atomic_write_json, git_sha, machine_description
 
@@ -307,8 +308,6 @@ def run_probe(
             )
     if chgnet:
         try:
-            from pretroost.data.teachers.chgnet import CHGNetTeacher
-
             teachers["chgnet"] = CHGNetTeacher()
         except ImportError as exc:
             log.warning("skipping CHGNet: %s", exc)

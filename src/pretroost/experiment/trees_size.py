@@ -27,8 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from pretroost.artefacts import load_skops
 from pretroost.data.composition import parse_formulas
+from pretroost.data.matbench import get_task, load_folds, load_task
 from pretroost.trees import TreesConfig, _estimator, composition_features
+from pretroost.utils import git_sha
 
 __all__ = ["CANDIDATES", "format_table", "measure_trees_size"]
 
@@ -45,8 +48,6 @@ CANDIDATES: dict[str, tuple[str, str]] = {
 def _file_size(estimator: Any, compression: int) -> tuple[int, float]:
     """Bytes of ``estimator``'s skops file and CPU seconds to load it (checked, as models are)."""
     import skops.io
-
-    from pretroost.io import load_skops
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.skops"
@@ -84,8 +85,6 @@ def measure_trees_size(
     file of the forest fitted on all those rows (stored and deflated) and the CPU seconds to
     load it. Regression tasks with an extra-trees or random-forest candidate only."""
     from sklearn.model_selection import KFold
-
-    from pretroost.data.matbench import get_task, load_folds, load_task
 
     grid_trees = sorted(set(n_estimators))
     most = grid_trees[-1]
@@ -149,8 +148,6 @@ def measure_trees_size(
         }  # fmt: skip
     import sklearn
     import skops
-
-    from pretroost.utils import git_sha
 
     out.update(
         date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), git_sha=git_sha(),

@@ -52,8 +52,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pretroost.data.batching import CompositionBatch
-from pretroost.data.composition import MAX_Z, CompositionArray
+from pretroost.data.composition import CompositionArray
+from pretroost.data.descriptors import descriptor_values, n_descriptors
 from pretroost.data.elements import ELEMENT_FEATURES, ElementFeatureName, element_table
+from pretroost.errors import ArtefactError
 from pretroost.models import kernels
 
 __all__ = [
@@ -454,34 +456,6 @@ def batch_compositions(batch: CompositionBatch) -> CompositionArray:
     return CompositionArray(z, frac, offsets)
 
 
-def descriptor_values(name: Descriptors, comps: CompositionArray) -> np.ndarray:
-    """(n, n_descriptors(name)) float64 descriptors of ``comps``."""
-    if name == "magpie":
-        from pretroost.data.fingerprint import magpie_fingerprint
-
-        return magpie_fingerprint(comps)
-    if name == "fractions":
-        return comps.dense()
-    if name == "pbe":
-        from pretroost.data.pbe_gap import pbe_gap_feature
-
-        return pbe_gap_feature(comps)
-    raise ValueError(f"unknown descriptors {name!r}; valid: {', '.join(DESCRIPTORS[1:])}")
-
-
-def n_descriptors(name: Descriptors) -> int:
-    """How many numbers ``name`` adds to the trunk's input (0 for ``"none"``)."""
-    if name == "none":
-        return 0
-    if name == "fractions":
-        return MAX_Z
-    if name == "pbe":
-        return 1
-    from pretroost.data.fingerprint import MAGPIE_FEATURE_NAMES
-
-    return len(MAGPIE_FEATURE_NAMES)
-
-
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """A Roost property model: encoder, residual trunk and output head.
@@ -597,3 +571,22 @@ class RoostModel(nn.Module):
     def embed(self, batch: CompositionBatch) -> Tensor:
         """(B, elem_fea_len) material vectors."""
         return self.encoder(batch)
+
+
+def encoder_from_artefact(art: Any) -> RoostEncoder:
+    """The Roost encoder of a loaded artefact (:func:`pretroost.artefacts.load_artefact`; any model folder whose
+    ``config.json`` has an ``"encoder"`` config and whose weights hold ``encoder.*`` tensors), in
+    eval mode. Raises ``ArtefactError`` if either is missing or they do not fit."""
+    enc_cfg = art.config.get("encoder")
+    if not isinstance(enc_cfg, dict):
+        raise ArtefactError(f"{art.path}: config.json has no 'encoder' config")
+    encoder = RoostEncoder(RoostConfig.from_dict(enc_cfg))
+    prefix = "encoder."
+    state = {k[len(prefix) :]: v for k, v in art.state_dict.items() if k.startswith(prefix)}
+    if not state:
+        raise ArtefactError(f"{art.path}: no tensors under {prefix!r}")
+    try:
+        encoder.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ArtefactError(f"{art.path}: encoder weights do not fit its config ({exc})") from None
+    return encoder.eval()

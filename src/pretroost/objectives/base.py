@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from pretroost.data.batching import CompositionBatch
+from pretroost.losses import MaskedMSELoss
 from pretroost.models.roost import ResidualNetwork, RoostEncoder
 
 if TYPE_CHECKING:
@@ -154,8 +155,6 @@ class RegressionObjective(Objective):
         self.head = ProjectionHead(in_dim, target_dim, config.trunk_hidden, config.trunk_out)
         self.register_buffer("target_mean", torch.zeros(target_dim))
         self.register_buffer("target_std", torch.ones(target_dim))
-        from pretroost.losses import MaskedMSELoss
-
         self.loss_fn = MaskedMSELoss()
 
     def set_scaler(self, targets: np.ndarray) -> None:

@@ -25,11 +25,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import torch
 
+from pretroost.artefacts import load_artefact
+from pretroost.data.batching import CompositionDataset
 from pretroost.data.corpus import ALL_DFT_PROPERTIES, DFT_PROPERTIES
+from pretroost.errors import ArtefactError
 from pretroost.losses import MaskedSmoothL1Loss
-from pretroost.models.roost import RoostEncoder
+from pretroost.models.roost import RoostEncoder, encoder_from_artefact
 from pretroost.objectives.base import ProjectionHead, RegressionObjective
+from pretroost.pretrained import resolve
 
 if TYPE_CHECKING:
     from pretroost.data.composition import CompositionArray
@@ -116,10 +121,7 @@ def load_dft_head(artefact: str | Path = "dft-oqmd") -> DFTHead:
     """The encoder and ``dft`` head of a DFT-pretrained artefact (a folder or a shipped encoder's
     name), in eval mode, with the head's standardisation. Raises ``ArtefactError`` for an
     artefact without a ``dft`` head."""
-    from pretroost.io import ArtefactError, load_artefact
-    from pretroost.predict import encoder_from_artefact
-
-    art = load_artefact(artefact)
+    art = load_artefact(resolve(artefact))
     cfg = (art.config.get("objectives") or {}).get("dft")
     prefix = "parts.dft."
     if not isinstance(cfg, dict) or f"{prefix}target_mean" not in art.state_dict:
@@ -149,10 +151,6 @@ class DFTHead:
 
     def predict(self, comps: CompositionArray, *, batch_size: int = 1024) -> np.ndarray:
         """(n, P) float64 predictions for ``comps`` in the labels' units."""
-        import torch
-
-        from pretroost.data.batching import CompositionDataset
-
         out = np.zeros((len(comps), len(self.properties)))
         data = CompositionDataset(comps)
         with torch.no_grad():

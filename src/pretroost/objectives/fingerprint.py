@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pretroost.data.fingerprint import magpie_fingerprint
 from pretroost.objectives.base import RegressionObjective
 
 if TYPE_CHECKING:
@@ -34,6 +35,5 @@ class FingerprintObjective(RegressionObjective):
 
     @classmethod
     def prepare_targets(cls, corpus: Corpus, config: FingerprintConfig) -> dict[str, np.ndarray]:
-        from pretroost.data.fingerprint import magpie_fingerprint
 
         return {"fingerprint": magpie_fingerprint(corpus.comps).astype(np.float32)}

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pretroost.data.teachers.base import StructureTeacher, WeightsNotFoundError
+from pretroost.data.teachers.base import StructureTeacher
 from pretroost.data.teachers.cache import average_polymorphs, embed_with_cache
 from pretroost.data.teachers.cgcnn import CrystalTwinsTeacher
 from pretroost.data.teachers.chgnet import CHGNetTeacher
+from pretroost.errors import WeightsNotFoundError
 
 __all__ = [
     "TEACHERS",

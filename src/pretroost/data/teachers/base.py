@@ -22,6 +22,8 @@ import torch
 from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
+from pretroost.errors import WeightsNotFoundError
+
 __all__ = [
     "StructureTeacher",
     "WeightsNotFoundError",
@@ -31,10 +33,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class WeightsNotFoundError(FileNotFoundError):
-    """A teacher's weights file is missing; the message says where we looked and how to fix it."""
 
 
 class StructureTeacher(abc.ABC):

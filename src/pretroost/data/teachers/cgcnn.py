@@ -1,6 +1,6 @@
 """The Crystal Twins CGCNN encoder as a structure teacher: crystal graphs, checkpoint loading and
 embedding. The network (CGCNN, Xie & Grossman 2018, with the Crystal Twins projection head; Magar,
-Wang & Barati Farimani 2022, pretrained on ~428k CIFs) is :mod:`pretroost.models.teachers.cgcnn`.
+Wang & Barati Farimani 2022, pretrained on ~428k CIFs) is :mod:`pretroost.data.teachers.networks.cgcnn`.
 
 Graph conventions (those of Crystal Twins' data pipeline, itself CGCNN's): neighbours within 8 Å
 (``Structure.get_neighbor_list``; periodic images of the atom itself count, the atom itself does
@@ -47,12 +47,12 @@ from pymatgen.core import Structure
 from pretroost.data.structures import StructureError
 from pretroost.data.teachers.base import (
     StructureTeacher,
-    WeightsNotFoundError,
     file_sha256,
     load_state_dict_file,
     progress_bar,
 )
-from pretroost.models.teachers.cgcnn import CGCNNConfig, CGCNNEncoder, config_from_state_dict
+from pretroost.data.teachers.networks.cgcnn import CGCNNConfig, CGCNNEncoder, config_from_state_dict
+from pretroost.errors import WeightsNotFoundError
 from pretroost.paths import SHARED_ENV, shared_data_dir
 
 __all__ = [

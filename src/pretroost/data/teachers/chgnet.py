@@ -2,7 +2,7 @@
 (after the readout layer norm; CHGNet 0.3.0 reads out energies per atom, so this average is the
 crystal vector its API exposes) — is the embedding. The network and its loading (Deng et al.,
 Nat. Mach. Intell. 5, 1031, 2023; weights shipped in the ``chgnet`` wheel) are
-:mod:`pretroost.models.teachers.chgnet`.
+:mod:`pretroost.data.teachers.networks.chgnet`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pymatgen.core import Structure
 
 from pretroost.data.structures import StructureError
 from pretroost.data.teachers.base import StructureTeacher, file_sha256, progress_bar
-from pretroost.models.teachers.chgnet import CHGNET_CHECKPOINTS, import_chgnet, load_chgnet
+from pretroost.data.teachers.networks.chgnet import CHGNET_CHECKPOINTS, import_chgnet, load_chgnet
 
 __all__ = ["CHGNET_CHECKPOINTS", "CHGNetTeacher"]
 

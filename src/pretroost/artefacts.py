@@ -36,6 +36,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from pretroost.errors import ArtefactError
+
 __all__ = [
     "FORMAT_VERSION",
     "LEGACY_FILES",
@@ -67,10 +69,6 @@ LEGACY_FILES = frozenset(
 LEGACY_SUBFOLDERS = frozenset({"regressor", "zero_classifier"})
 #: how many foreign files an error names before it gives a count
 _NAMED = 10
-
-
-class ArtefactError(ValueError):
-    """A model folder that cannot be loaded (missing/truncated weights, newer format, ...)."""
 
 
 @dataclass
@@ -376,15 +374,13 @@ def load_skops(file: str | os.PathLike[str]) -> Any:
 
 
 def load_artefact(path: str | os.PathLike[str]) -> Artefact:
-    """Read a release folder, or a shipped encoder by name (``pretroost.pretrained``);
-    :class:`ArtefactError` says what is wrong with a bad one."""
-    from pretroost.pretrained import resolve, shipped
-
-    path = resolve(path)
+    """Read a release folder; :class:`ArtefactError` says what is wrong with a bad one. A low-level
+    reader: it takes a folder, never a shipped name (callers resolve names first with
+    :func:`pretroost.pretrained.resolve`)."""
+    path = Path(path)
     if not path.is_dir():
         raise ArtefactError(
-            f"{path}: not a model folder (expected config.json + model.safetensors) nor a "
-            f"shipped encoder ({', '.join(shipped()) or 'none installed'})"
+            f"{path}: not a model folder (expected config.json + model.safetensors)"
         )
     config, weights = read_config(path), path / "model.safetensors"
     if not weights.is_file():

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from pretroost.errors import WeightsNotFoundError
+
 __all__ = ["CHGNET_CHECKPOINTS", "import_chgnet", "load_chgnet"]
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,6 @@ def load_chgnet(model_name: str = "0.3.0") -> tuple[Any, Path]:
         raise ValueError(
             f"unknown CHGNet model {model_name!r}; valid: {sorted(CHGNET_CHECKPOINTS)}"
         )
-    from pretroost.data.teachers.base import WeightsNotFoundError  # data.teachers imports us
-
     chgnet, CHGNet = import_chgnet()
     path = Path(chgnet.__file__).parent / CHGNET_CHECKPOINTS[model_name]
     if not path.is_file():

@@ -1,4 +1,5 @@
-"""Matbench evaluation: train on each official training fold, score on its test fold.
+"""Roost's Matbench runner: train on each official training fold, score on its test fold; cells go
+to the results store (:mod:`pretroost.results`: paths, cells, rows, submission files).
 
 Per (strategy, task, fold) the test predictions are kept as a CSV, so a run can be resumed cell by
 cell, and the strategy's Matbench-format ``results.json.gz`` is rebuilt from whatever folds exist.
@@ -35,98 +36,34 @@ from pretroost.data.composition import parse_formulas
 from pretroost.data.matbench import get_task, load_folds, load_task
 from pretroost.finetune import FinetuneConfig
 from pretroost.folds import SEED_STRIDE, matbench_splits, run_splits, training_subset
-from pretroost.metrics import CLF_THRESHOLD, PROB_ROCAUC, probability_rocauc, score, to_labels
+from pretroost.metrics import CLF_THRESHOLD
 from pretroost.models.roost import TaskType
-from pretroost.results import append_benchmark_rows, read_benchmark_rows, write_matbench_results
-from pretroost.utils import atomic_path, atomic_write_json, git_sha, machine_description
+from pretroost.results import (
+    append_benchmark_rows,
+    cell_done,
+    cell_scores,
+    prediction_path,
+    read_benchmark_rows,
+    rebuild_results,
+    strategy_cells,
+    strategy_dir,
+    strategy_folder,
+    validation_path,
+    write_cell,
+)
+from pretroost.strategy_names import selection_label
+from pretroost.utils import atomic_path, atomic_write_json
 
 __all__ = [
     "SEED_STRIDE",
-    "cell_done",
-    "cell_scores",
-    "prediction_path",
-    "read_prediction_file",
-    "rebuild_results",
     "rethreshold_cells",
     "run_matbench_task",
     "select_strategy",
     "selection_label",
-    "strategy_cells",
-    "strategy_dir",
-    "strategy_folder",
-    "submission_values",
     "training_subset",
-    "validation_path",
-    "write_cell",
 ]
 
 log = logging.getLogger(__name__)
-
-
-#: characters no strategy folder may hold (Windows forbids them in paths; "/" and "\\" would nest)
-_UNPORTABLE = frozenset('<>:"/\\|?*')
-
-
-def strategy_folder(strategy: str) -> str:
-    """The folder name of ``strategy``'s results: the name itself, with the ``|`` of a selection's
-    label (:func:`selection_label`) written ``,`` so that the tree checks out on every file
-    system (``select(a|b)`` -> ``select(a,b)``). Raises ValueError for a name with another
-    character some file system forbids (``<>:"/\\?*``) or a control character."""
-    folder = strategy.replace("|", ",")
-    bad = sorted({c for c in folder if c in _UNPORTABLE or ord(c) < 32})
-    if bad or not folder.strip(". "):
-        raise ValueError(f"strategy name {strategy!r} cannot name a folder (characters {bad})")
-    return folder
-
-
-def strategy_dir(results_dir: str | Path, strategy: str) -> Path:
-    """``<results_dir>/<strategy folder>``: where a strategy's predictions, validation records,
-    selection records and Matbench file live (:func:`strategy_folder`)."""
-    return Path(results_dir) / strategy_folder(strategy)
-
-
-def prediction_path(results_dir: Path, strategy: str, task: str, fold: int, seed: int = 0) -> Path:
-    """Test predictions of one cell; seed 0 is ``fold_<k>.csv``, seed s > 0 ``fold_<k>_seed<s>.csv``."""
-    name = f"fold_{fold}.csv" if seed == 0 else f"fold_{fold}_seed{seed}.csv"
-    return strategy_dir(results_dir, strategy) / "predictions" / task / name
-
-
-def cell_done(results_dir: Path, strategy: str, task: str, fold: int, seed: int = 0) -> bool:
-    """Whether one cell is finished: its prediction file, written last (after the validation
-    record) and atomically, exists. Resuming skips such cells."""
-    return prediction_path(results_dir, strategy, task, fold, seed).is_file()
-
-
-def read_prediction_file(path: str | Path) -> tuple[pd.Series, float]:
-    """A cell's test predictions (``prediction``, indexed by Matbench id as str) and its decision
-    threshold: the ``threshold`` column a classification cell labelled at another threshold than
-    0.5 writes, else 0.5 (unused for regression)."""
-    frame = pd.read_csv(path)
-    pred = pd.Series(frame["prediction"].to_numpy(), index=frame["id"].astype(str))
-    threshold = float(frame["threshold"].iloc[0]) if "threshold" in frame else CLF_THRESHOLD
-    return pred, threshold
-
-
-def submission_values(pred: pd.Series, threshold: float) -> pd.Series:
-    """What a Matbench results file records for one fold: the predictions (regression values or
-    probabilities, which Matbench labels at 0.5), or the labels ``pred > threshold`` where a
-    classification model has a threshold of its own."""
-    return pred if threshold == CLF_THRESHOLD else pred > threshold
-
-
-def validation_path(results_dir: Path, strategy: str, task: str, fold: int, seed: int = 0) -> Path:
-    """The validation record of one cell: its prediction CSV's name with ``.json``."""
-    return prediction_path(results_dir, strategy, task, fold, seed).with_suffix(".json")
-
-
-def cell_scores(task_type: TaskType, y_test, values, threshold: float) -> dict[str, float]:
-    """Matbench's scores of test predictions ``values`` (probabilities for classification, scored
-    as labels ``> threshold``, plus ``rocauc_prob``)."""
-    if task_type == "classification":
-        scores = score(task_type, y_test, to_labels(values, threshold))
-        scores[PROB_ROCAUC] = probability_rocauc(y_test, values)
-        return scores
-    return score(task_type, y_test, values)
 
 
 def _validation_record(fitted: Any, result: Any, task_type: TaskType) -> dict[str, Any]:
@@ -154,40 +91,6 @@ def _validation_record(fitted: Any, result: Any, task_type: TaskType) -> dict[st
             for m in members
         ]
     return record
-
-
-def write_cell(
-    results_dir: Path,
-    strategy: str,
-    task: str,
-    fold: int,
-    seed: int,
-    *,
-    frame: pd.DataFrame,
-    record: dict[str, Any],
-    scores: dict[str, float],
-    n_train: int,
-    epochs: int,
-    seconds: float,
-) -> list[dict]:
-    """Write one finished cell of any model (a finetuned Roost, a tree reference, a blend): its
-    validation record first, then its prediction CSV ``frame`` (``id``, ``prediction``, optional
-    ``threshold`` / ``std``), whose existence marks the cell done (:func:`cell_done`), then one
-    ``benchmark.jsonl`` row per score, stamped with this revision and machine. Returns the rows."""
-    atomic_write_json(validation_path(results_dir, strategy, task, fold, seed), record)
-    with atomic_path(prediction_path(results_dir, strategy, task, fold, seed)) as tmp:
-        frame.to_csv(tmp, index=False)
-    sha, machine = git_sha(), machine_description()
-    rows = [
-        {
-            "strategy": strategy, "task": task, "fold": fold, "seed": seed, "metric": metric,
-            "value": float(value), "n_train": n_train, "epochs": epochs,
-            "seconds": round(float(seconds), 2), "git_sha": sha, "machine": machine,
-        }
-        for metric, value in scores.items()
-    ]  # fmt: skip
-    append_benchmark_rows(Path(results_dir) / "benchmark.jsonl", rows)
-    return rows
 
 
 def run_matbench_task(
@@ -363,55 +266,6 @@ def rethreshold_cells(
     if done:
         rebuild_results(results_dir, strategy)
     return done
-
-
-def rebuild_results(
-    results_dir: str | Path,
-    strategy: str,
-    *,
-    hyperparameters: dict | None = None,
-    algorithm_description: str | None = None,
-) -> Path | None:
-    """(Re)write ``<results_dir>/<strategy>/results.json.gz`` from the stored fold predictions
-    (classification folds with a ``threshold`` column as labels ``prediction > threshold``).
-    ``algorithm_description`` defaults to Roost finetuned as ``strategy``."""
-    root = strategy_dir(results_dir, strategy) / "predictions"
-    if not root.is_dir():
-        return None
-    predictions: dict[str, list[pd.Series | None]] = {}
-    for task_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        series: list[pd.Series | None] = [None] * 5
-        for k in range(5):
-            f = task_dir / f"fold_{k}.csv"
-            if f.is_file():
-                series[k] = submission_values(*read_prediction_file(f))
-        if any(s is not None for s in series):
-            predictions[task_dir.name] = series
-    if not predictions:
-        return None
-    out = strategy_dir(results_dir, strategy) / "results.json.gz"
-    write_matbench_results(
-        out, predictions, authors="pretroost",
-        algorithm_description=algorithm_description or f"Roost ({strategy}) finetuned with pretroost",
-        hyperparameters=hyperparameters or {}, info={"strategy": strategy}, partial=True,
-    )  # fmt: skip
-    return out
-
-
-def selection_label(candidates: Sequence[str]) -> str:
-    """The default name of a selection among ``candidates``: ``select(<c1>|<c2>|...)``."""
-    return "select(" + "|".join(candidates) + ")"
-
-
-def strategy_cells(results_dir: Path, strategy: str, task: str) -> set[tuple[int, int]]:
-    """(fold, seed) of every prediction CSV of ``strategy`` on ``task``."""
-    folder = strategy_dir(results_dir, strategy) / "predictions" / task
-    out = set()
-    for f in folder.glob("fold_*.csv") if folder.is_dir() else ():
-        fold, _, seed = f.stem.removeprefix("fold_").partition("_seed")
-        if fold.isdigit() and (not seed or seed.isdigit()):
-            out.add((int(fold), int(seed or 0)))
-    return out
 
 
 def select_strategy(

@@ -18,17 +18,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pretroost.benchmark import (
-    prediction_path,
-    read_prediction_file,
-    strategy_folder,
-    submission_values,
-)
 from pretroost.data.matbench import get_task, load_task
 from pretroost.experiment.scores import best_strategy, lower_is_better, paired_test
 from pretroost.experiment.strategies import is_strategy, repeats_base_model, strategy_order
 from pretroost.metrics import HEADLINE, score, to_labels
-from pretroost.results import write_matbench_results
+from pretroost.results import (
+    prediction_path,
+    read_prediction_file,
+    strategy_folder,
+    submission_values,
+    write_matbench_results,
+)
 
 __all__ = [
     "seed_ensemble_results_path",
@@ -60,7 +60,7 @@ def _mean_prediction(
 
 @functools.lru_cache(maxsize=4096)
 def _read_prediction(path: str, mtime_ns: int) -> tuple[pd.Series, float]:
-    """:func:`~pretroost.benchmark.read_prediction_file`, cached on (path, modification time),
+    """:func:`~pretroost.evaluation.matbench.read_prediction_file`, cached on (path, modification time),
     since seed and pooled ensembles and their submission files read the same files (a rewritten
     file is read again)."""
     del mtime_ns  # part of the cache key only
