@@ -19,8 +19,8 @@ Which layer is the teacher embedding: the encoder computes, per crystal,
 (256-d). ``layer="head"`` (the default) returns the 256-d head output: that is the space in which the
 Barlow Twins / SimSiam objective was optimised (Barlow Twins drives the batch-standardised
 cross-correlation of its dimensions to the identity, so the 256 dimensions are decorrelated and
-informative), it is the same width for both variants, and it is the "256-d output" our issue and the
-MML setup regress. ``layer="pooled"`` returns the pre-head h-d vector, which is what Crystal Twins
+informative), it is the same width for both variants, and it is the checkpoints' "256-d output"
+that the MML setup regresses. ``layer="pooled"`` returns the pre-head h-d vector, which is what Crystal Twins
 fine-tunes from (their fine-tuning model drops ``fc_head``); contrastive-learning practice often
 finds it the better general-purpose feature, so the probe reports both (on matbench_phonons they
 score alike: ridge R² 0.60 head, 0.61 pooled). Note the head output is
