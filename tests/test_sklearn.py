@@ -308,3 +308,41 @@ def test_threads_and_device_parameters():
     assert est.predict(FORMULAS[:3]).shape == (3,)
     with pytest.raises(ValueError, match="threads must be >= 1"):
         RoostClassifier(**TINY, threads=0).fit(FORMULAS, LABELS)
+
+
+@pytest.mark.parametrize("cls", [RoostRegressor, RoostClassifier])
+def test_estimator_defaults_are_the_config_dataclasses_defaults(cls) -> None:
+    """scikit-learn reads hyperparameters from ``__init__``'s signature, so the estimators keep
+    literal defaults there (importing the torch-backed configs at import time would slow
+    ``import pretroost``); this contract keeps each equal to the one place it is defined: the
+    architecture in RoostConfig, the head, split and start in FinetuneConfig, the optimisation in
+    TrainConfig (the recipe's fields default to None: the converged recipe, pretroost.recipes)."""
+    import dataclasses
+    import inspect
+
+    from pretroost.finetune import FinetuneConfig
+    from pretroost.models.roost import RoostConfig
+    from pretroost.train import TrainConfig
+
+    params = {
+        name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+        if name != "self"
+    }  # fmt: skip
+    sources = {
+        RoostConfig: RoostConfig(), FinetuneConfig: FinetuneConfig(), TrainConfig: TrainConfig(),
+    }  # fmt: skip
+    recipe = {"epochs", "batch_size", "lr", "weight_decay", "schedule"}
+    checked = set()
+    for config_cls, instance in sources.items():
+        for f in dataclasses.fields(config_cls):
+            if f.name in params and f.name not in recipe:
+                value = getattr(instance, f.name)
+                value = tuple(value) if isinstance(value, list) else value
+                assert params[f.name] == value, (cls.__name__, config_cls.__name__, f.name)
+                checked.add(f.name)
+    assert all(params[name] is None for name in recipe)
+    # the architecture and start are all covered by the configs
+    assert {"elem_fea_len", "n_graph", "elem_heads", "elem_gate", "elem_msg", "cry_heads",
+            "cry_gate", "cry_msg", "elem_embedding", "trunk_hidden", "out_hidden",
+            "val_fraction", "init_trunk", "warmup_epochs", "patience",
+            "encoder_lr_scale"} <= checked  # fmt: skip
