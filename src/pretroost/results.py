@@ -62,6 +62,7 @@ __all__ = [
     "cell_done",
     "cell_scores",
     "check_source",
+    "folds_to_run",
     "matbench_hash",
     "prediction_path",
     "read_benchmark_rows",
@@ -507,6 +508,30 @@ def cell_done(results_dir: Path, strategy: str, task: str, fold: int, seed: int 
     """Whether one cell is finished: its prediction file, written last (after the validation
     record) and atomically, exists. Resuming skips such cells."""
     return prediction_path(results_dir, strategy, task, fold, seed).is_file()
+
+
+def folds_to_run(
+    results_dir: Path,
+    strategy: str,
+    task: str,
+    folds: Sequence[int],
+    n_folds: int,
+    *,
+    seed: int = 0,
+    resume: bool = True,
+) -> list[int]:
+    """The folds of ``folds`` whose cell of ``strategy`` on ``task`` (``seed``) is still to write
+    (with ``resume``; else all of them), in order; the others are logged and skipped. A fold
+    outside ``0..n_folds - 1`` raises ValueError before anything runs."""
+    todo = []
+    for k in folds:
+        if not 0 <= k < n_folds:
+            raise ValueError(f"fold {k} out of range 0..{n_folds - 1}")
+        if resume and cell_done(results_dir, strategy, task, k, seed):
+            log.info("%s %s fold %d seed %d: predictions exist, skipped", strategy, task, k, seed)
+            continue
+        todo.append(k)
+    return todo
 
 
 def read_prediction_file(path: str | Path) -> tuple[pd.Series, float]:

@@ -42,6 +42,7 @@ from pretroost.results import (
     append_benchmark_rows,
     cell_done,
     cell_scores,
+    folds_to_run,
     prediction_path,
     read_benchmark_rows,
     rebuild_results,
@@ -137,16 +138,9 @@ def run_matbench_task(
     df = load_task(task.name, source=source)
     comps = parse_formulas(df["formula"].tolist(), source=task.name)
     official = load_folds(task.name)
-    todo = []
-    for k in folds:
-        if not 0 <= k < len(official):
-            raise ValueError(f"fold {k} out of range 0..{len(official) - 1}")
-        if resume and cell_done(results_dir, strategy, task.name, k, seed):
-            log.info(
-                "%s %s fold %d seed %d: predictions exist, skipped", strategy, task.name, k, seed
-            )
-            continue
-        todo.append(k)
+    todo = folds_to_run(
+        results_dir, strategy, task.name, folds, len(official), seed=seed, resume=resume
+    )
     splits = matbench_splits(
         df.index, official, todo, fraction=fraction, base_seed=config.train.seed, repeat=seed
     )

@@ -13,7 +13,7 @@ import pandas as pd
 from pretroost.data.composition import parse_formulas
 from pretroost.data.matbench import get_task, load_folds, load_task
 from pretroost.metrics import CLF_THRESHOLD, HEADLINE
-from pretroost.results import cell_done, cell_scores, rebuild_results, write_cell
+from pretroost.results import cell_scores, folds_to_run, rebuild_results, write_cell
 from pretroost.trees import TreesConfig, fit_trees
 
 __all__ = ["run_trees_task"]
@@ -41,12 +41,10 @@ def run_trees_task(
     df = load_task(task.name, source=source)
     official = load_folds(task.name)
     rows: list[dict] = []
-    for k in folds:
-        if not 0 <= k < len(official):
-            raise ValueError(f"fold {k} out of range 0..{len(official) - 1}")
-        if resume and cell_done(results_dir, strategy, task.name, k, config.seed):
-            log.info("%s %s fold %d: predictions exist, skipped", strategy, task.name, k)
-            continue
+    todo = folds_to_run(
+        results_dir, strategy, task.name, folds, len(official), seed=config.seed, resume=resume
+    )
+    for k in todo:
         train_ids, test_ids = official[k]
         t0 = time.perf_counter()
         train = df.loc[train_ids]
