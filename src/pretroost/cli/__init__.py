@@ -39,6 +39,9 @@ EXAMPLES = {
     ),
     "report": "pretroost report --results-dir results",
     "trees": "pretroost trees --tasks matbench_steels --results-dir results",
+    "encoder-validation": (
+        "pretroost encoder-validation --encoders scratch dft-oqmd --tasks matbench_steels"
+    ),
     "blend": "pretroost blend dft+trunk trees --tasks matbench_steels --results-dir results",
     "hurdle": (
         "pretroost hurdle dft+trunk@0-9 trees --tasks matbench_expt_gap --results-dir results\n"
@@ -119,6 +122,10 @@ COMMANDS: tuple[Command, ...] = (
     Command("trees", "experiment", "cmd_trees", "register_trees",
             "Reference model: tree ensembles on composition features, chosen per official fold by "
             "cross-validation on its training rows; cells written like the bench's."),
+    Command("encoder-validation", "experiment", "cmd_encoder_validation",
+            "register_encoder_validation",
+            "Compare pretrained encoders finetuned and scored on training rows only (design "
+            "choices of pretraining, before any test fold)."),
     Command("trees-size", "experiment", "cmd_trees_size", "register_trees_size",
             "Benchmark: what capping a saved forest's trees costs in inner-CV MAE vs file size."),
     Command("blend", "experiment", "cmd_blend", "register_blend",

@@ -626,3 +626,37 @@ def register_trees_size(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=None, help="forest worker threads (default: 1)")
     p.add_argument("--out", default="results/trees_size", help="writes OUT.json and OUT.md")
+
+
+def cmd_encoder_validation(args: argparse.Namespace) -> int:
+    from pretroost.experiment.encoder_validation import validate_encoders
+
+    rows = validate_encoders(
+        args.encoders, args.tasks, fold=args.fold, seeds=args.seeds, recipe=args.recipe,
+        init_trunk=not args.no_trunk, out=args.out, threads=args.threads,
+    )  # fmt: skip
+    for r in rows:
+        sys.stdout.write(
+            f"{r['task']} {r['encoder']} seed {r['seed']}: {r['metric']} {r['value']:.4g}\n"
+        )
+    sys.stdout.write(f"table: {args.out}.md\n")
+    return 0
+
+
+def register_encoder_validation(p: argparse.ArgumentParser) -> None:
+    from pretroost.recipes import RECIPES
+
+    p.description = (
+        "Compare pretrained encoders on training rows only: per task, 20 %% of one official\n"
+        "fold's training rows held out once; each encoder finetuned on the rest and scored there\n"
+        "(no test fold read). Rows go to OUT.jsonl (resumable), a table to OUT.md."
+    )
+    p.add_argument("--encoders", nargs="+", required=True,
+                   help="scratch, a shipped name (dft-oqmd) or a pretrained folder")  # fmt: skip
+    p.add_argument("--tasks", nargs="+", required=True, help="Matbench tasks")
+    p.add_argument("--fold", type=int, default=0, help="official fold (its training rows only)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="converged")
+    p.add_argument("--no-trunk", action="store_true", help="do not load the pretrained trunk")
+    p.add_argument("--out", default="results/scale/encoder_validation")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
