@@ -256,12 +256,12 @@ def test_caps_reach_the_forests_and_a_saved_model_gets_the_saving_defaults(tmp_p
     """min_samples_leaf / max_leaf_nodes go to the forests (not to gradient boosting); `trees
     --out` uses TreesConfig.for_saving's caps unless a flag says otherwise (none: no cap)."""
     from pretroost.cli import main
-    from pretroost.trees import _estimator
+    from pretroost.trees import tree_estimator
 
     config = TreesConfig(min_samples_leaf=3, max_leaf_nodes=64, n_estimators=7)
-    forest = _estimator("randomforest", "regression", config)
+    forest = tree_estimator("randomforest", "regression", config)
     assert (forest.min_samples_leaf, forest.max_leaf_nodes, forest.n_estimators) == (3, 64, 7)
-    boost = _estimator("gradientboosting", "regression", config)
+    boost = tree_estimator("gradientboosting", "regression", config)
     assert (boost.min_samples_leaf, boost.max_leaf_nodes) == (20, 31)  # scikit-learn's own
     assert TreesConfig().min_samples_leaf == 1 and TreesConfig().max_leaf_nodes is None
     saving = TreesConfig.for_saving(seed=2)

@@ -56,6 +56,7 @@ __all__ = [
     "Predictor",
     "as_formula_list",
     "encoder_from_artefact",
+    "known_elements",
     "parse_for_model",
     "read_formula_input",
     "write_table",
@@ -186,7 +187,7 @@ def _progress_enabled(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else progress
 
 
-def _known_elements(encoder: RoostEncoder) -> np.ndarray:
+def known_elements(encoder: RoostEncoder) -> np.ndarray:
     """Elements with a feature vector in the encoder's own (saved) element table."""
     table = cast(torch.Tensor, encoder.element_table).detach().cpu().numpy()
     known = np.abs(table).sum(axis=1) > 0
@@ -304,7 +305,7 @@ class Predictor:
         values, index = as_formula_list(formulas)
         enc = self.encoder(member)
         parsed = parse_for_model(
-            values, _known_elements(enc), elem_embedding=enc.config.elem_embedding, errors=errors
+            values, known_elements(enc), elem_embedding=enc.config.elem_embedding, errors=errors
         )
         return values, index, parsed
 

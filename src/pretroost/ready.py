@@ -43,9 +43,9 @@ from pretroost.domain import DomainIndex
 from pretroost.hurdle import ZERO_PROBABILITY
 from pretroost.metrics import CLF_THRESHOLD, balanced_accuracy_threshold
 from pretroost.objectives.dft import load_dft_head
-from pretroost.predict import _known_elements, as_formula_list, parse_for_model
+from pretroost.predict import as_formula_list, known_elements, parse_for_model
 from pretroost.pretrained import shipped
-from pretroost.trees import TREE_MODELS, TreesConfig, _estimator, composition_features
+from pretroost.trees import TREE_MODELS, TreesConfig, composition_features, tree_estimator
 from pretroost.uncertainty import fit_scale, mixture_std
 
 __all__ = [
@@ -217,7 +217,7 @@ def _make(model: str, task_type: str, n_estimators: int, min_samples_leaf: int, 
     only, :class:`~pretroost.trees.TreesConfig`'s cap)."""
     config = TreesConfig(models=(model,), n_estimators=n_estimators, seed=seed,
                          min_samples_leaf=min_samples_leaf)  # fmt: skip
-    return _estimator(model, task_type, config)
+    return tree_estimator(model, task_type, config)
 
 
 def _tree_mean_std(est: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -408,7 +408,7 @@ class ReadyPredictor:
         del progress
         values, index = as_formula_list(formulas)
         if self.dft is not None:
-            known = _known_elements(self.dft.encoder)
+            known = known_elements(self.dft.encoder)
         else:
             known = np.zeros(MAX_Z + 1, dtype=bool)
             known[1:] = True

@@ -47,6 +47,7 @@ __all__ = [
     "fit_trees",
     "load_trees",
     "save_trees",
+    "tree_estimator",
 ]
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,9 @@ def composition_features(comps: CompositionArray, name: str, *, teacher: Any = N
     return descriptor_matrix(name.split("+"), comps, pbe_model=teacher)
 
 
-def _estimator(model: str, task_type: str, config: TreesConfig) -> Any:
+def tree_estimator(model: str, task_type: str, config: TreesConfig) -> Any:
+    """An unfitted scikit-learn estimator of ``model`` for ``task_type`` with ``config``'s trees,
+    caps and seed (what :func:`fit_trees`, the ready models and ``trees-size`` fit)."""
     from sklearn import ensemble
 
     clf = task_type == "classification"
@@ -279,7 +282,7 @@ def fit_trees(
         t0 = time.perf_counter()
         oof = np.empty(len(y))  # each row predicted by the model not trained on it
         for tr, va in folds:
-            est = _estimator(model, task_type, config).fit(x[tr], target[tr])
+            est = tree_estimator(model, task_type, config).fit(x[tr], target[tr])
             oof[va] = _predict(est, x[va], task_type)
             bar.update()
         if choose_threshold:
@@ -299,7 +302,7 @@ def fit_trees(
     best = min(scores, key=scores.__getitem__)
     model, feats = best.split("/", 1)
     log.info("trees: %s chosen; refitting it on all %d rows", best, len(y))
-    est = _estimator(model, task_type, config).fit(features[feats], target)
+    est = tree_estimator(model, task_type, config).fit(features[feats], target)
     threshold = thresholds.get(best, CLF_THRESHOLD)
     fitted = FittedTrees(est, model, feats, task_type, scores, threshold, thresholds)
     if feats.endswith("+pbe"):  # the teacher its features came from, to keep with the model

@@ -30,7 +30,7 @@ import numpy as np
 from pretroost.artefacts import load_skops
 from pretroost.data.composition import parse_formulas
 from pretroost.data.matbench import get_task, load_folds, load_task
-from pretroost.trees import TreesConfig, _estimator, composition_features
+from pretroost.trees import TreesConfig, composition_features, tree_estimator
 from pretroost.utils import git_sha
 
 __all__ = ["CANDIDATES", "format_table", "measure_trees_size"]
@@ -113,9 +113,9 @@ def measure_trees_size(
             t0 = time.perf_counter()
             per_tree = []
             for tr, va in splits:
-                est = _estimator(model, task.task_type, config).fit(x[tr], y[tr])
+                est = tree_estimator(model, task.task_type, config).fit(x[tr], y[tr])
                 per_tree.append(np.stack([t.predict(x[va]) for t in est.estimators_]))
-            full = _estimator(model, task.task_type, config).fit(x, y)
+            full = tree_estimator(model, task.task_type, config).fit(x, y)
             seconds = time.perf_counter() - t0
             for k in grid_trees:
                 errors[leaf, nodes, k] = np.array(
