@@ -30,7 +30,14 @@ from pretroost.objectives.base import RegressionObjective
 from pretroost.train import TrainConfig, train
 from pretroost.utils import git_sha, machine_description, native_bf16, seed_everything
 
-__all__ = ["PretrainConfig", "encoder_card", "loss_terms", "pretrain", "resolved_train"]
+__all__ = [
+    "PretrainConfig",
+    "encoder_card",
+    "held_out_count",
+    "loss_terms",
+    "pretrain",
+    "resolved_train",
+]
 
 BALANCES = ("none", "initial")
 LR_SCALINGS = ("none", "sqrt", "linear")
@@ -213,6 +220,13 @@ def _remove_stale_temporaries(checkpoint: Path) -> None:
         tmp.unlink()
 
 
+def held_out_count(n: int, val_fraction: float) -> int:
+    """How many of a corpus' ``n`` compositions :func:`pretrain` holds out to monitor the loss:
+    ``val_fraction`` of them, none below 100 compositions or where that would be a single one."""
+    n_val = int(round(val_fraction * n)) if n >= 100 else 0
+    return n_val if n_val >= 2 else 0  # a 1-row set has no batch statistics to score
+
+
 def pretrain(
     corpus: Corpus,
     config: PretrainConfig,
@@ -284,8 +298,7 @@ def pretrain(
         encoder, names, configs=sub_configs, weights=dict(config.weights), target_dims=target_dims
     )
     perm = rng.permutation(len(corpus))
-    n_val = int(round(config.val_fraction * len(corpus))) if len(corpus) >= 100 else 0
-    n_val = n_val if n_val >= 2 else 0  # a 1-row set has no batch statistics to score
+    n_val = held_out_count(len(corpus), config.val_fraction)
     val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     for part in module.parts.values():
         if isinstance(part, RegressionObjective):

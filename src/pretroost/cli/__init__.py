@@ -2,7 +2,8 @@
 
 Each subcommand lives in a module of this package (``train``: data, corpus, pretrain, finetune,
 ensemble; ``predict``: predict, embed; ``serve``: serve; ``fit``: fit, fit-bench;
-``experiment``: bench, select, report, convergence, speed, teacher-probe) as ``cmd_<name>(args)``
+``experiment``: bench, select, report, convergence, speed, teacher-probe, encoder-validation,
+scale-report, ...) as ``cmd_<name>(args)``
 and ``register_<name>(parser)``; :data:`COMMANDS` lists them. Options that set a config field are
 declared from the config dataclass itself
 (:mod:`pretroost.cli.config_options`), so each default is written once, in the dataclass.
@@ -40,7 +41,12 @@ EXAMPLES = {
     "report": "pretroost report --results-dir results",
     "trees": "pretroost trees --tasks matbench_steels --results-dir results",
     "encoder-validation": (
-        "pretroost encoder-validation --encoders scratch dft-oqmd --tasks matbench_steels"
+        "pretroost encoder-validation --encoders scratch dft-oqmd --tasks matbench_steels "
+        "--folds 0 1 2"
+    ),
+    "scale-report": (
+        "pretroost scale-report --encoders dft-oqmd runs/scale/dft-all-e10 "
+        "--out results/scale/scaling"
     ),
     "blend": "pretroost blend dft+trunk trees --tasks matbench_steels --results-dir results",
     "hurdle": (
@@ -126,6 +132,9 @@ COMMANDS: tuple[Command, ...] = (
             "register_encoder_validation",
             "Compare pretrained encoders finetuned and scored on training rows only (design "
             "choices of pretraining, before any test fold)."),
+    Command("scale-report", "experiment", "cmd_scale_report", "register_scale_report",
+            "Exploratory report on pretrained encoders side by side: their pretraining, held-out "
+            "loss curves and paired design-validation differences vs a reference encoder."),
     Command("trees-size", "experiment", "cmd_trees_size", "register_trees_size",
             "Benchmark: what capping a saved forest's trees costs in inner-CV MAE vs file size."),
     Command("blend", "experiment", "cmd_blend", "register_blend",

@@ -1,5 +1,6 @@
 """The experiment's commands (``pretroost.experiment``): ``bench``, ``select``, ``trees``, ``blend``,
-``report``, ``convergence``, ``speed`` and ``teacher-probe``."""
+``hurdle``, ``convergence``, ``demo``, ``report``, ``speed``, ``teacher-probe``, ``trees-size``,
+``encoder-validation`` and ``scale-report``."""
 
 from __future__ import annotations
 
@@ -632,12 +633,13 @@ def cmd_encoder_validation(args: argparse.Namespace) -> int:
     from pretroost.experiment.encoder_validation import validate_encoders
 
     rows = validate_encoders(
-        args.encoders, args.tasks, fold=args.fold, seeds=args.seeds, recipe=args.recipe,
+        args.encoders, args.tasks, folds=args.folds, seeds=args.seeds, recipe=args.recipe,
         init_trunk=not args.no_trunk, out=args.out, threads=args.threads,
     )  # fmt: skip
     for r in rows:
         sys.stdout.write(
-            f"{r['task']} {r['encoder']} seed {r['seed']}: {r['metric']} {r['value']:.4g}\n"
+            f"{r['task']} {r['encoder']} fold {r['fold']} seed {r['seed']}: "
+            f"{r['metric']} {r['value']:.4g}\n"
         )
     sys.stdout.write(f"table: {args.out}.md\n")
     return 0
@@ -647,16 +649,67 @@ def register_encoder_validation(p: argparse.ArgumentParser) -> None:
     from pretroost.recipes import RECIPES
 
     p.description = (
-        "Compare pretrained encoders on training rows only: per task, 20 %% of one official\n"
-        "fold's training rows held out once; each encoder finetuned on the rest and scored there\n"
-        "(no test fold read). Rows go to OUT.jsonl (resumable), a table to OUT.md."
+        "Compare pretrained encoders on training rows only: per task and official fold, 20 %\n"
+        "of the fold's training rows held out once (seeded by the fold: each fold one replicate);\n"
+        "each encoder finetuned on the rest and scored there (no test fold read). Rows go to\n"
+        "OUT.jsonl (resumable per task, encoder, seed, fold and recipe), a table to OUT.md;\n"
+        "`pretroost scale-report` compares the encoders over the replicates."
     )
     p.add_argument("--encoders", nargs="+", required=True,
                    help="scratch, a shipped name (dft-oqmd) or a pretrained folder")  # fmt: skip
     p.add_argument("--tasks", nargs="+", required=True, help="Matbench tasks")
-    p.add_argument("--fold", type=int, default=0, help="official fold (its training rows only)")
+    p.add_argument(
+        "--folds", "--fold", dest="folds", nargs="+", type=int, default=[0],
+        help="official folds, each its own design split of its training rows (--fold is an "
+        "alias; default: 0)",
+    )  # fmt: skip
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--recipe", choices=sorted(RECIPES), default="converged")
     p.add_argument("--no-trunk", action="store_true", help="do not load the pretrained trunk")
     p.add_argument("--out", default="results/scale/encoder_validation")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def cmd_scale_report(args: argparse.Namespace) -> int:
+    from pretroost.experiment.scaling import write_scale_report
+
+    md = write_scale_report(
+        args.encoders, validation=args.validation, reference=args.reference, recipe=args.recipe,
+        out=args.out,
+    )  # fmt: skip
+    sys.stdout.write(md.read_text())
+    return 0
+
+
+def register_scale_report(p: argparse.ArgumentParser) -> None:
+    from pretroost.recipes import RECIPES
+
+    p.description = (
+        "Exploratory report on the scaling of supervised DFT pretraining: per pretrained encoder\n"
+        "its pretraining (labels, compositions, epochs, precision, held-out loss, wall time), the\n"
+        "held-out loss curves, and per task the design-validation scores of `pretroost\n"
+        "encoder-validation` with the paired difference vs --reference (and scratch) in %, mean\n"
+        "± standard error over (fold, seed) pairs; positive = worse than the reference.\n"
+        "Writes OUT/scaling.md, scaling.json, heldout_loss.png and validation.png."
+    )
+    p.add_argument(
+        "--encoders", nargs="+", required=True, metavar="NAME_OR_DIR",
+        help="pretrained folders or shipped encoder names; scratch rows are read wherever they "
+        "exist",
+    )  # fmt: skip
+    p.add_argument(
+        "--validation", default="results/scale/encoder_validation.jsonl",
+        help="rows of `pretroost encoder-validation` (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--reference", default="dft-oqmd",
+        help="the encoder the others are compared with, paired per task, fold and seed "
+        "(default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--recipe", choices=sorted(RECIPES), default="converged",
+        help="read the rows of this finetuning recipe (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--out", default="results/scale/scaling", help="output folder (default: %(default)s)"
+    )

@@ -1,0 +1,565 @@
+"""How supervised DFT pretraining scales: pretrained encoders side by side (exploratory).
+
+``pretroost scale-report`` reads pretrained encoder folders (or shipped names) and the rows of
+``pretroost encoder-validation`` (:mod:`pretroost.experiment.encoder_validation`: per task and
+official fold, each encoder finetuned on 80 % of the fold's training rows and scored on the other
+20 %; each fold one replicate, no test fold read) and writes, into one folder:
+
+- ``scaling.md`` and ``scaling.json``: per encoder its pretraining (label set, training
+  compositions, epochs, precision, held-out loss, wall time, git SHA); per task and encoder the
+  mean design-validation score over replicates and the paired difference vs a reference encoder
+  (and vs ``scratch`` where its rows exist) in %, with its standard error;
+- ``heldout_loss.png``: the held-out pretraining loss vs epoch, one line per encoder;
+- ``validation.png``: per task the % differences vs the reference with their standard errors.
+
+**Sign convention** (:func:`paired_percent`): per (task, fold, seed) pair,
+Δ = 100 · (encoder − reference) / reference for an error (MAE), and
+Δ = 100 · (reference − encoder) / reference for a score (ROC AUC), so a positive Δ means the encoder
+does worse than the reference and a negative one better, whatever the metric. The report gives the
+mean Δ over pairs and its standard error, the standard deviation of the pairs' Δ (n − 1) over √n.
+
+Rows are assigned to encoders by name: a shipped encoder's name, or a folder's last path component
+(the rows keep the string the encoder was given as, e.g. ``runs/scale/dft-all-e10``). A row that
+records its encoder's ``config.json`` SHA-256 and disagrees with the folder given is not read (it
+belongs to another folder of that name); such rows are listed in the report. Encoders without rows
+are listed as not validated yet.
+
+The folder is staged beside ``out`` and renamed into place once complete, with its manifest
+(:mod:`pretroost.artefacts`): an existing ``out`` is replaced only if it holds nothing that
+pretroost did not write there.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pretroost.artefacts import (
+    check_out_path,
+    check_replaceable,
+    read_config,
+    register_files,
+    remove_written,
+)
+from pretroost.data.dft_labels import LABEL_SETS
+from pretroost.experiment.encoder_validation import config_sha256
+from pretroost.experiment.plots import save_figure
+from pretroost.experiment.wording import check_equality_claims
+from pretroost.pretrain import held_out_count
+from pretroost.pretrained import resolve, shipped
+from pretroost.utils import atomic_write_json, atomic_write_text, git_sha
+
+__all__ = [
+    "OUTPUTS",
+    "SCRATCH",
+    "SIGN_CONVENTION",
+    "EncoderInfo",
+    "encoder_info",
+    "encoder_name",
+    "lower_is_better",
+    "paired_percent",
+    "scale_report",
+    "write_scale_report",
+]
+
+log = logging.getLogger(__name__)
+
+#: the encoder name of rows finetuned from random weights
+SCRATCH = "scratch"
+#: the files :func:`write_scale_report` writes into its folder
+OUTPUTS = ("scaling.md", "scaling.json", "heldout_loss.png", "validation.png")
+#: metric name (of the rows) -> whether lower is better
+_LOWER_IS_BETTER = {"mae": True, "rocauc": False, "rocauc_prob": False}
+SIGN_CONVENTION = (
+    "Δ = 100 · (encoder − reference) / reference per (task, fold, seed) pair for MAE, and "
+    "100 · (reference − encoder) / reference for ROC AUC: positive means the encoder does worse "
+    "than the reference, negative better. Given as the mean over pairs ± its standard error "
+    "(standard deviation of the pairs' Δ over √n); with one pair there is no standard error."
+)
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a row's ``metric`` is an error (lower is better) or a score; unknown metrics raise
+    ValueError listing the known ones."""
+    if metric not in _LOWER_IS_BETTER:
+        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(_LOWER_IS_BETTER)}")
+    return _LOWER_IS_BETTER[metric]
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """One pretrained encoder's pretraining, as its ``config.json`` records it.
+
+    ``labels``: the named label set (:data:`pretroost.data.dft_labels.LABEL_SETS`) of the DFT
+    properties it was trained on, or ``"custom"``; ``corpus_labels``: the corpus' own label set
+    where recorded. ``training_compositions``: the corpus (after any ``max_compositions``
+    subset) less the held-out share (:func:`pretroost.pretrain.held_out_count`). ``precision``:
+    the one used (``train_resolved``), else the one asked for (encoders made before it was
+    recorded). ``heldout_end``: the held-out loss of the last epoch (None without a per-epoch
+    history); ``history``: (epoch from 1, held-out loss) per epoch; ``best_epoch``: from 1."""
+
+    name: str
+    path: str
+    objective: str
+    labels: str
+    corpus_labels: str | None
+    properties: tuple[str, ...]
+    corpus_size: int | None
+    training_compositions: int | None
+    max_compositions: int | None
+    epochs_run: int | None
+    epochs_planned: int | None
+    best_epoch: int | None
+    precision: str | None
+    heldout_end: float | None
+    heldout_best: float | None
+    seconds: float | None
+    git_sha: str | None
+    machine: str | None
+    config_sha256: str
+    history: tuple[tuple[int, float], ...]
+
+
+def _resolve_encoder(name_or_dir: str) -> Path:
+    """The pretrained folder of ``name_or_dir`` (a folder, or a shipped encoder's name); anything
+    else raises ValueError listing what is valid."""
+    encoders = shipped("pretrained")
+    if not Path(name_or_dir).exists() and name_or_dir not in encoders:
+        raise ValueError(
+            f"{name_or_dir!r}: no such folder nor shipped encoder; valid: {SCRATCH}, a pretrained "
+            f"folder, or a shipped encoder ({', '.join(encoders) or 'none installed'})"
+        )
+    folder = resolve(name_or_dir)
+    config = read_config(folder)
+    if config.get("kind") != "pretrained":
+        raise ValueError(
+            f"{name_or_dir!r}: not a pretrained encoder (kind {config.get('kind')!r}); valid: "
+            f"{SCRATCH}, a pretrained folder, or a shipped encoder ({', '.join(encoders)})"
+        )
+    return folder
+
+
+def encoder_name(name_or_dir: str) -> str:
+    """The name rows are assigned by: a shipped name itself, a folder's last path component."""
+    return Path(name_or_dir).name
+
+
+def _label_set(properties: tuple[str, ...]) -> str:
+    if not properties:
+        return "none"
+    return next((k for k, v in LABEL_SETS.items() if tuple(v) == properties), "custom")
+
+
+def encoder_info(name_or_dir: str) -> EncoderInfo:
+    """What ``name_or_dir``'s ``config.json`` records of its pretraining (:class:`EncoderInfo`);
+    an unknown name raises ValueError listing the valid ones."""
+    folder = _resolve_encoder(name_or_dir)
+    c = read_config(folder)
+    corpus = c.get("corpus") or {}
+    pre = c.get("pretrain") or {}
+    properties = tuple((c.get("objectives") or {}).get("dft", {}).get("properties", ()))
+    size = corpus.get("size")
+    training = None
+    if size is not None and "val_fraction" in pre:
+        training = int(size) - held_out_count(int(size), float(pre["val_fraction"]))
+    history = tuple(
+        (int(h["epoch"]) + 1, float(h["val_score"]))
+        for h in c.get("history") or ()
+        if h.get("val_score") is not None
+    )
+    resolved = c.get("train_resolved") or {}
+    best = c.get("best_val_loss")
+    return EncoderInfo(
+        name=encoder_name(name_or_dir),
+        path=str(folder),
+        objective=str(c.get("objective")),
+        labels=_label_set(properties),
+        corpus_labels=corpus.get("labels"),
+        properties=properties,
+        corpus_size=None if size is None else int(size),
+        training_compositions=training,
+        max_compositions=pre.get("max_compositions"),
+        epochs_run=c.get("epochs_run"),
+        epochs_planned=(c.get("train") or {}).get("epochs"),
+        best_epoch=None if c.get("best_epoch") is None else int(c["best_epoch"]) + 1,
+        precision=resolved.get("precision_used") or (c.get("train") or {}).get("precision"),
+        heldout_end=history[-1][1] if history else None,
+        heldout_best=None if best is None or not np.isfinite(best) else float(best),
+        seconds=c.get("seconds"),
+        git_sha=c.get("git_sha"),
+        machine=c.get("machine"),
+        config_sha256=config_sha256(folder),
+        history=history,
+    )
+
+
+def paired_percent(
+    values: dict[Any, float], reference: dict[Any, float], *, lower_better: bool
+) -> dict[str, Any] | None:
+    """The paired % difference of ``values`` vs ``reference`` on their common keys (each a
+    (fold, seed) pair of one task): per pair Δ = 100 · (v − r) / r, negated where higher is
+    better (:data:`SIGN_CONVENTION`: positive = worse than the reference); ``n`` pairs, ``mean``
+    Δ, ``se`` (sample standard deviation over √n; None with one pair) and each pair's Δ. None
+    without a common pair; a reference value of 0 raises ValueError."""
+    common = sorted(set(values) & set(reference))
+    if not common:
+        return None
+    zero = [k for k in common if reference[k] == 0]
+    if zero:
+        raise ValueError(f"reference score 0 at {zero}: no % difference")
+    sign = 1.0 if lower_better else -1.0
+    d = np.array([sign * 100.0 * (values[k] - reference[k]) / abs(reference[k]) for k in common])
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None
+    return {
+        "n": len(d),
+        "mean": float(d.mean()),
+        "se": se,
+        "pairs": [
+            {"fold": k[0], "seed": k[1], "delta": float(x)} for k, x in zip(common, d, strict=True)
+        ],
+    }
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no validation rows (pretroost encoder-validation --out)")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _encoder_list(encoders: Sequence[str], reference: str) -> list[str]:
+    """The reference first, then ``encoders`` in order, each checked (:func:`_resolve_encoder`);
+    one folder given twice counts once, two folders of one name raise ValueError."""
+    listed: dict[str, tuple[str, Path | None]] = {}
+    for e in [reference, *encoders]:
+        folder = None if e == SCRATCH else _resolve_encoder(e).resolve()
+        name = encoder_name(e)
+        if name in listed and listed[name][1] != folder:
+            raise ValueError(
+                f"two encoders named {name!r} ({listed[name][0]}, {e}): rows are assigned by "
+                "name, so give folders of distinct names"
+            )
+        listed.setdefault(name, (e, folder))
+    return [e for e, _ in listed.values()]
+
+
+def scale_report(
+    encoders: Sequence[str],
+    *,
+    validation: str | Path = "results/scale/encoder_validation.jsonl",
+    reference: str = "dft-oqmd",
+    recipe: str = "converged",
+) -> dict[str, Any]:
+    """The report's content (module docstring) as a JSON-ready dict: ``encoders`` (their
+    :class:`EncoderInfo`; ``scratch`` has none), ``tasks`` (per task the metric, its direction
+    and per encoder the replicates, their mean and :func:`paired_percent` vs ``reference`` and vs
+    ``scratch``), ``not_validated`` and ``rows_not_read``. Rows of other recipes are ignored."""
+    names = _encoder_list(encoders, reference)
+    infos = {encoder_name(e): encoder_info(e) for e in names if e != SCRATCH}
+    ref_name = encoder_name(reference)
+    wanted = {encoder_name(e) for e in names} | {SCRATCH}
+    rows = _read_rows(Path(validation))
+    scores: dict[str, dict[str, dict[tuple[int, int], float]]] = {}
+    metrics: dict[str, str] = {}
+    seen: dict[tuple[str, str, int, int], str] = {}
+    not_read: list[dict] = []
+    for r in rows:
+        name = encoder_name(str(r["encoder"]))
+        if name not in wanted or r["recipe"] != recipe:
+            continue
+        recorded = r.get("encoder_config_sha256")
+        if recorded is not None and name in infos and recorded != infos[name].config_sha256:
+            not_read.append({**r, "why": f"made with another {name} (config.json SHA-256 differs)"})
+            continue
+        key = (r["task"], name, int(r["fold"]), int(r["seed"]))
+        if key in seen:
+            raise ValueError(
+                f"{validation}: two rows for {r['task']}, {name}, fold {r['fold']}, seed "
+                f"{r['seed']} (encoders {seen[key]!r}, {r['encoder']!r}): rows are assigned by "
+                "name, so one name must mean one folder"
+            )
+        seen[key] = str(r["encoder"])
+        if metrics.setdefault(r["task"], r["metric"]) != r["metric"]:
+            raise ValueError(f"{validation}: {r['task']} rows with metrics {metrics[r['task']]}, "
+                             f"{r['metric']}")  # fmt: skip
+        scores.setdefault(r["task"], {}).setdefault(name, {})[key[2:]] = float(r["value"])
+    order = [encoder_name(e) for e in names]
+    if SCRATCH not in order and any(SCRATCH in s for s in scores.values()):
+        order.append(SCRATCH)
+    tasks: dict[str, Any] = {}
+    for task in sorted(scores):
+        lower = lower_is_better(metrics[task])
+        by = scores[task]
+        cells: dict[str, Any] = {}
+        for name in order:
+            if name not in by:
+                continue
+            v = by[name]
+            replicates = [{"fold": f, "seed": s, "value": x} for (f, s), x in sorted(v.items())]
+            cells[name] = {
+                "n": len(v),
+                "mean": float(np.mean(list(v.values()))),
+                "replicates": replicates,
+                "vs_reference": None if name == ref_name or ref_name not in by
+                else paired_percent(v, by[ref_name], lower_better=lower),
+                "vs_scratch": None if SCRATCH in (name, ref_name) or SCRATCH not in by
+                else paired_percent(v, by[SCRATCH], lower_better=lower),
+            }  # fmt: skip
+        tasks[task] = {"metric": metrics[task], "better": "lower" if lower else "higher",
+                       "encoders": cells}  # fmt: skip
+    validated = {n for t in tasks.values() for n in t["encoders"]}
+    return {
+        "command": "pretroost scale-report --encoders "
+        + " ".join(encoders)
+        + f" --validation {validation} --reference {reference} --recipe {recipe}",
+        "git_sha": git_sha(),
+        "date": datetime.date.today().isoformat(),
+        "validation": str(validation),
+        "reference": ref_name,
+        "recipe": recipe,
+        "sign_convention": SIGN_CONVENTION,
+        "encoders": [asdict(i) for i in infos.values()],
+        "order": order,
+        "tasks": tasks,
+        "not_validated": [n for n in order if n not in validated],
+        "rows_not_read": not_read,
+    }
+
+
+def _short_sha(sha: str | None) -> str:
+    """A SHA's first 7 hex digits, with ``+dirty`` kept."""
+    if not sha:
+        return "—"
+    head, _, dirty = sha.partition("+")
+    return head[:7] + (f"+{dirty}" if dirty else "")
+
+
+def _num(x: float | None, fmt: str = "{:.4g}") -> str:
+    return "—" if x is None else fmt.format(x)
+
+
+def _delta(d: dict | None) -> str:
+    if d is None:
+        return "—"
+    if d["se"] is None:
+        return f"{d['mean']:+.1f} (1 pair, no SE)"
+    return f"{d['mean']:+.1f} ± {d['se']:.1f} ({d['n']} pairs)"
+
+
+def format_markdown(doc: dict[str, Any]) -> str:
+    """``scaling.md``: the encoders, the held-out loss figure, and per task the scores and the
+    paired differences (:func:`scale_report`'s ``doc``)."""
+    ref = doc["reference"]
+    lines = [
+        "# Scaling of supervised DFT pretraining (exploratory)",
+        "",
+        f"Made by `pretroost scale-report` (`pretroost.experiment.scaling`) on {doc['date']} at "
+        f"git {_short_sha(doc['git_sha'])}:",
+        "",
+        "```bash",
+        doc["command"],
+        "```",
+        "",
+        "Exploratory: design-validation rows of official training folds only (each fold one "
+        "replicate, 20 % of its training rows held out; no test fold read); few replicates, so "
+        "no difference here is shown to hold beyond them.",
+        "",
+        "## Encoders",
+        "",
+        "| encoder | objective | labels (properties) | training compositions | epochs run | "
+        "precision | held-out loss, end | held-out loss, best | wall s | git |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in doc["encoders"]:
+        labels = f"{e['labels']} ({len(e['properties'])})"
+        if e["corpus_labels"] and e["corpus_labels"] != e["labels"]:
+            labels += f", corpus {e['corpus_labels']}"
+        epochs = _num(e["epochs_run"], "{}")
+        if e["epochs_planned"] not in (None, e["epochs_run"]):
+            epochs += f" of {e['epochs_planned']}"
+        lines.append(
+            f"| `{e['name']}` | {e['objective']} | {labels} | "
+            f"{_num(e['training_compositions'], '{:,}')} | {epochs} | {e['precision'] or '—'} | "
+            f"{_num(e['heldout_end'])} | {_num(e['heldout_best'])} | "
+            f"{_num(e['seconds'], '{:,.0f}')} | {_short_sha(e['git_sha'])} |"
+        )
+    lines += [
+        "",
+        "Training compositions: the corpus (after any subset) less its held-out 1 %. "
+        "Held-out loss: masked smooth L1 on standardised labels, averaged over the encoder's own "
+        "labels.",
+        "",
+        "## Held-out pretraining loss",
+        "",
+        "![held-out loss vs epoch](heldout_loss.png)",
+        "",
+        "Each encoder's held-out set is its own: a corpus fraction holds out 1 % of its own "
+        "subset, so curves of different corpus fractions are scored on different compositions, "
+        "and encoders with different label sets average different labels. Read each curve for "
+        "its own shape (still falling or flat), not against the others' height.",
+    ]
+    no_history = [e["name"] for e in doc["encoders"] if not e["history"]]
+    if no_history:
+        lines += [
+            "",
+            f"No per-epoch history recorded for {', '.join(f'`{n}`' for n in no_history)}: "
+            "only its best held-out loss is drawn (one marker).",
+        ]
+    lines += [
+        "",
+        "## Design-validation scores",
+        "",
+        f"Reference: `{ref}`; recipe `{doc['recipe']}`; rows from `{doc['validation']}`. "
+        f"{doc['sign_convention']} Pairs of one fold with several seeds share a design split, "
+        "so their standard error is optimistic.",
+        "",
+        "![% difference vs the reference per task](validation.png)",
+    ]
+    for task, t in doc["tasks"].items():
+        has_scratch = SCRATCH in t["encoders"] and ref != SCRATCH
+        lines += [
+            "",
+            f"### {task} ({t['metric']}, {t['better']} is better)",
+            "",
+            f"| encoder | replicates | mean | Δ vs `{ref}` (%) |"
+            + (" Δ vs scratch (%) |" if has_scratch else ""),
+            "|---|---|---|---|" + ("---|" if has_scratch else ""),
+        ]
+        for name, c in t["encoders"].items():
+            row = f"| `{name}` | {c['n']} | {c['mean']:.4g} | {_delta(c['vs_reference'])} |"
+            lines.append(row + (f" {_delta(c['vs_scratch'])} |" if has_scratch else ""))
+    if doc["not_validated"]:
+        lines += ["", "## Not validated yet", ""]
+        lines += [
+            f"- `{n}`: no rows of recipe `{doc['recipe']}` in `{doc['validation']}`"
+            for n in doc["not_validated"]
+        ]
+    if doc["rows_not_read"]:
+        lines += ["", "## Rows not read", ""]
+        lines += [
+            f"- {r['task']} `{r['encoder']}` fold {r['fold']} seed {r['seed']}: {r['why']}"
+            for r in doc["rows_not_read"]
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _plot_heldout(doc: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = False
+    for e in doc["encoders"]:
+        if e["history"]:
+            x, y = zip(*e["history"], strict=True)
+            ax.plot(x, y, marker="o", ms=3, label=e["name"])
+            drawn = True
+        elif e["heldout_best"] is not None and e["best_epoch"] is not None:
+            ax.plot([e["best_epoch"]], [e["heldout_best"]], marker="s", ls="none",
+                    label=f"{e['name']} (best only, no history)")  # fmt: skip
+            drawn = True
+    if drawn:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no held-out loss recorded", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("pretraining epoch")
+    ax.set_ylabel("held-out loss (each encoder's own held-out set)")
+    ax.set_title("Held-out pretraining loss (exploratory)")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _plot_validation(doc: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref = doc["reference"]
+    panels = [
+        (task, [(n, c) for n, c in t["encoders"].items() if c["vs_reference"] is not None])
+        for task, t in doc["tasks"].items()
+    ]
+    panels = [p for p in panels if p[1]]
+    if not panels:
+        fig, ax = plt.subplots(figsize=(6, 2.5))
+        ax.text(0.5, 0.5, f"no rows paired with {ref} yet", ha="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return save_figure(fig, path)
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    height = max(len(p[1]) for p in panels) * 0.45 + 1.6
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, height * nrows), squeeze=False)
+    for ax, (task, cells) in zip(axes.flat, panels, strict=False):
+        y = np.arange(len(cells))[::-1]
+        for yi, (_, c) in zip(y, cells, strict=True):
+            d = c["vs_reference"]
+            ax.plot([p["delta"] for p in d["pairs"]], np.full(d["n"], yi), ".", color="0.5", ms=4)
+            ax.errorbar(d["mean"], yi, xerr=0 if d["se"] is None else d["se"], fmt="o",
+                        color="tab:blue", capsize=3)  # fmt: skip
+        ax.axvline(0, color="k", lw=0.8)
+        ax.margins(x=0.15)
+        ax.set_yticks(y, [n for n, _ in cells])
+        ax.set_title(f"{task} ({doc['tasks'][task]['metric']})", fontsize=9)
+        ax.set_xlabel(f"Δ vs {ref} (%; + worse)\nmean ± SE; dots: pairs", fontsize=8)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_axis_off()
+    fig.suptitle(f"Design-validation scores vs {ref} (exploratory)", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def write_scale_report(
+    encoders: Sequence[str],
+    *,
+    validation: str | Path = "results/scale/encoder_validation.jsonl",
+    reference: str = "dft-oqmd",
+    recipe: str = "converged",
+    out: str | Path = "results/scale/scaling",
+) -> Path:
+    """Write :data:`OUTPUTS` into the folder ``out`` (module docstring), staged beside it and
+    renamed into place once complete; returns the path of ``scaling.md``."""
+    out = check_out_path(out)
+    check_replaceable(out)  # before any work: a folder of someone else's files is refused
+    doc = scale_report(encoders, validation=validation, reference=reference, recipe=recipe)
+    doc["command"] += f" --out {out}"
+    text = format_markdown(doc)
+    check_equality_claims(text, source=str(out / "scaling.md"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        atomic_write_text(staged / "scaling.md", text)
+        atomic_write_json(staged / "scaling.json", doc)
+        _plot_heldout(doc, staged / "heldout_loss.png")
+        _plot_validation(doc, staged / "validation.png")
+        register_files(staged, list(OUTPUTS))
+        umask = os.umask(0)
+        os.umask(umask)
+        staged.chmod(0o777 & ~umask)  # mkdtemp and mkstemp make them private
+        for f in staged.iterdir():
+            f.chmod(0o666 & ~umask)
+        if out.exists():
+            check_replaceable(out)  # again: it may have changed meanwhile
+            old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(out, old)
+            os.replace(staged, out)
+            remove_written(old)
+        else:
+            os.replace(staged, out)
+    finally:
+        if staged.exists():  # our own staging folder: nothing else was ever in it
+            shutil.rmtree(staged, ignore_errors=True)
+    log.info("wrote %s", out)
+    return out / "scaling.md"

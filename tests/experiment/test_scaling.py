@@ -1,0 +1,170 @@
+"""pretroost.experiment.scaling: encoders' pretraining and paired design-validation differences."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from pretroost.artefacts import MANIFEST
+from pretroost.cli import main
+from pretroost.experiment.encoder_validation import config_sha256
+from pretroost.experiment.scaling import (
+    OUTPUTS,
+    encoder_info,
+    paired_percent,
+    scale_report,
+    write_scale_report,
+)
+from pretroost.experiment.wording import check_equality_claims
+
+SEVEN = ["Bandgap", "Formation_Enthalpy", "Energy_per_atom", "Volume_per_atom", "mp_e_form",
+         "mp_gap", "mp_is_metal"]  # fmt: skip
+
+
+def _encoder(root: Path, name: str, *, properties=SEVEN[:4], size=1000, history=True) -> Path:
+    """A fake pretrained folder: its config.json only (nothing here loads weights)."""
+    folder = root / "runs" / name
+    folder.mkdir(parents=True)
+    losses = [0.3, 0.2, 0.15]
+    config = {
+        "format_version": 1, "kind": "pretrained", "objective": "dft",
+        "objectives": {"dft": {"properties": list(properties)}},
+        "corpus": {"labels": "all" if len(properties) == 7 else None, "size": size},
+        "pretrain": {"val_fraction": 0.01, "max_compositions": None},
+        "train": {"epochs": 3, "precision": "bf16"},
+        "train_resolved": {"precision_used": "fp32"},
+        "epochs_run": 3, "best_epoch": 2, "best_val_loss": 0.15, "seconds": 12.5,
+        "git_sha": "0123456789abcdef", "machine": "test",
+        "history": [{"epoch": i, "train_loss": 1.0, "lr": 1e-3, "epoch_seconds": 1.0,
+                     "val_score": v} for i, v in enumerate(losses)] if history else None,
+    }  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def _row(task, encoder, fold, value, *, seed=0, metric="mae", recipe="converged", **extra):
+    return {"task": task, "encoder": encoder, "seed": seed, "fold": fold, "recipe": recipe,
+            "init_trunk": encoder != "scratch", "metric": metric, "value": value, "n_train": 8,
+            "n_val": 2, "seconds": 1.0, "git_sha": "abc", **extra}  # fmt: skip
+
+
+def _write_rows(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_paired_percent_against_a_hand_computation() -> None:
+    enc = {(0, 0): 11.0, (1, 0): 9.0, (2, 0): 12.6, (3, 0): 5.0}  # fold 3: no reference row
+    ref = {(0, 0): 10.0, (1, 0): 10.0, (2, 0): 12.0}
+    d = paired_percent(enc, ref, lower_better=True)
+    assert d is not None
+    deltas = [10.0, -10.0, 5.0]  # 100 (11 - 10) / 10, 100 (9 - 10) / 10, 100 (12.6 - 12) / 12
+    mean = sum(deltas) / 3
+    se = math.sqrt(sum((x - mean) ** 2 for x in deltas) / 2) / math.sqrt(3)
+    assert d["n"] == 3
+    assert d["mean"] == pytest.approx(mean)
+    assert d["se"] == pytest.approx(se)
+    assert [p["delta"] for p in d["pairs"]] == pytest.approx(deltas)
+    one = paired_percent({(0, 0): 11.0}, ref, lower_better=True)
+    assert one is not None and one["n"] == 1 and one["se"] is None
+    assert paired_percent({(5, 0): 1.0}, ref, lower_better=True) is None
+
+
+def test_the_sign_says_worse_for_an_error_and_for_a_score() -> None:
+    # a higher MAE is worse (+), a higher ROC AUC is better (-)
+    mae = paired_percent({(0, 0): 0.9}, {(0, 0): 0.8}, lower_better=True)
+    auc = paired_percent({(0, 0): 0.9}, {(0, 0): 0.8}, lower_better=False)
+    assert mae is not None and mae["mean"] == pytest.approx(12.5)
+    assert auc is not None and auc["mean"] == pytest.approx(-12.5)
+
+
+def test_report_pairs_per_fold_and_seed_with_direction_and_missing_rows(tmp_path) -> None:
+    ref, big = _encoder(tmp_path, "ref"), _encoder(tmp_path, "big", properties=SEVEN, size=2000)
+    new = _encoder(tmp_path, "new", history=False)
+    rows = [
+        _row("t_mae", "runs/ref", 0, 10.0), _row("t_mae", "runs/ref", 1, 20.0),
+        _row("t_mae", "elsewhere/big", 0, 12.0), _row("t_mae", "elsewhere/big", 1, 18.0),
+        _row("t_mae", "scratch", 0, 8.0), _row("t_mae", "scratch", 1, 20.0),
+        _row("t_mae", "runs/big", 2, 1.0, recipe="quick"),  # another recipe: not read
+        _row("t_auc", "ref", 0, 0.8, metric="rocauc_prob"),
+        _row("t_auc", "big", 0, 0.9, metric="rocauc_prob"),
+        _row("t_mae", "other", 0, 1.0),  # an encoder not asked for
+    ]  # fmt: skip
+    doc = scale_report([str(big), str(new)], validation=_write_rows(tmp_path / "v.jsonl", rows),
+                       reference=str(ref))  # fmt: skip
+    assert doc["order"] == ["ref", "big", "new", "scratch"]
+    assert doc["not_validated"] == ["new"]
+    t = doc["tasks"]["t_mae"]
+    assert t["better"] == "lower" and set(t["encoders"]) == {"ref", "big", "scratch"}
+    cell = t["encoders"]["big"]
+    assert cell["n"] == 2 and cell["mean"] == pytest.approx(15.0)
+    assert cell["vs_reference"]["mean"] == pytest.approx((20.0 - 10.0) / 2)  # +20 %, -10 %
+    assert cell["vs_reference"]["se"] == pytest.approx(15.0)  # sd of (20, -10) / sqrt 2
+    assert cell["vs_scratch"]["mean"] == pytest.approx((50.0 - 10.0) / 2)  # +50 %, -10 %
+    assert t["encoders"]["ref"]["vs_reference"] is None
+    assert t["encoders"]["scratch"]["vs_scratch"] is None
+    auc = doc["tasks"]["t_auc"]
+    assert auc["better"] == "higher"
+    assert auc["encoders"]["big"]["vs_reference"]["mean"] == pytest.approx(-12.5)  # better
+    infos = {e["name"]: e for e in doc["encoders"]}
+    assert infos["big"]["labels"] == "all" and len(infos["big"]["properties"]) == 7
+    assert infos["big"]["training_compositions"] == 2000 - 20  # its own 1 % held out
+    assert infos["ref"]["labels"] == "oqmd4" and infos["ref"]["precision"] == "fp32"
+    assert infos["ref"]["heldout_end"] == pytest.approx(0.15)
+    assert infos["ref"]["history"] == ((1, 0.3), (2, 0.2), (3, 0.15))
+    assert infos["new"]["heldout_end"] is None and infos["new"]["best_epoch"] == 3
+
+
+def test_rows_of_another_folder_of_that_name_are_listed_not_read(tmp_path) -> None:
+    ref, big = _encoder(tmp_path, "ref"), _encoder(tmp_path, "big")
+    rows = [
+        _row("t", "ref", 0, 10.0, encoder_config_sha256=config_sha256(ref)),
+        _row("t", "big", 0, 11.0, encoder_config_sha256="0" * 64),
+    ]
+    doc = scale_report([str(big)], validation=_write_rows(tmp_path / "v.jsonl", rows),
+                       reference=str(ref))  # fmt: skip
+    assert set(doc["tasks"]["t"]["encoders"]) == {"ref"}
+    assert doc["not_validated"] == ["big"]
+    assert [r["encoder"] for r in doc["rows_not_read"]] == ["big"]
+
+
+def test_unknown_encoders_and_clashing_names_raise(tmp_path) -> None:
+    rows = _write_rows(tmp_path / "v.jsonl", [])
+    with pytest.raises(ValueError, match=r"no-such-encoder.*valid: scratch.*dft-oqmd"):
+        scale_report(["no-such-encoder"], validation=rows)
+    a, b = _encoder(tmp_path / "a", "enc"), _encoder(tmp_path / "b", "enc")
+    with pytest.raises(ValueError, match="two encoders named 'enc'"):
+        scale_report([str(a), str(b)], validation=rows, reference=str(a))
+
+
+def test_a_shipped_name_reads_its_config() -> None:
+    info = encoder_info("dft-oqmd")
+    assert info.name == "dft-oqmd" and info.labels == "oqmd4" and len(info.properties) == 4
+    assert info.precision == "fp32" and info.heldout_end is None and info.heldout_best
+
+
+def test_cli_writes_the_folder_with_its_manifest_and_refuses_foreign_files(tmp_path) -> None:
+    ref, big = _encoder(tmp_path, "ref"), _encoder(tmp_path, "big")
+    rows = _write_rows(tmp_path / "v.jsonl", [
+        _row("t", "ref", f, 10.0 + f) for f in range(3)] + [
+        _row("t", "big", f, 9.0 + 2 * f) for f in range(3)])  # fmt: skip
+    out = tmp_path / "report" / "scaling"
+    argv = ["scale-report", "--encoders", str(big), "--reference", str(ref), "--validation",
+            str(rows), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUTS, MANIFEST])
+    assert sorted(json.loads((out / MANIFEST).read_text())["files"]) == sorted(OUTPUTS)
+    md = (out / "scaling.md").read_text()
+    check_equality_claims(md)
+    assert "exploratory" in md.lower() and "positive means the encoder does worse" in md
+    assert "| `big` | 3 |" in md and "(3 pairs)" in md
+    assert json.loads((out / "scaling.json").read_text())["tasks"]["t"]["encoders"]["big"]["n"] == 3
+    assert main(argv) == 0  # its own folder: replaced
+    (out / "mine.txt").write_text("not pretroost's")
+    assert main(argv) == 1  # a file pretroost did not write: refused, left in place
+    assert (out / "mine.txt").is_file()
+    with pytest.raises(FileExistsError, match=r"mine\.txt"):
+        write_scale_report([str(big)], validation=rows, reference=str(ref), out=out)
