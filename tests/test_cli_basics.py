@@ -58,6 +58,13 @@ def test_version_is_fast_and_does_not_import_torch() -> None:
     assert out.stdout.strip().splitlines() == ["pretroost " + _version(), "False"]
 
 
+def test_python_dash_m_pretroost_runs_the_command_line() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pretroost", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "pretroost " + _version()
+
+
 def _version() -> str:
     from pretroost.cli import _version as v
 
