@@ -62,7 +62,7 @@ def _version() -> str:
     return v()
 
 
-@pytest.mark.parametrize("command", ["finetune", "ensemble", "pretrain"])
+@pytest.mark.parametrize("command", ["finetune", "ensemble", "pretrain", "fit", "trees"])
 def test_training_help_imports_no_torch(command) -> None:
     """``finetune --help`` took seconds loading torch for the options' defaults; the config
     classes live in the torch-free pretroost.configs now (timed in the commit that made it so,

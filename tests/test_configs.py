@@ -1,5 +1,5 @@
-"""pretroost.configs: every config dataclass in one torch-free module, re-exported where it used
-to live."""
+"""pretroost.configs: every config dataclass in one light module (no numpy, torch or
+scikit-learn), re-exported where it used to live."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def test_importing_the_configs_loads_nothing_heavy() -> None:
 
 
 def test_the_old_import_paths_give_the_same_classes() -> None:
-    from pretroost import finetune, objectives, pretrain, train
+    from pretroost import finetune, objectives, pretrain, select_model, train, trees
     from pretroost.data import corpus, dft_labels, elements
     from pretroost.models import roost
     from pretroost.objectives import dft, fingerprint, ssl, structure
@@ -39,6 +39,10 @@ def test_the_old_import_paths_give_the_same_classes() -> None:
     assert elements.ELEMENT_FEATURES is configs.ELEMENT_FEATURES
     assert corpus.ALL_DFT_PROPERTIES is configs.ALL_DFT_PROPERTIES
     assert dft_labels.OQMD_PROPERTIES is configs.OQMD_PROPERTIES
+    assert trees.TreesConfig is configs.TreesConfig
+    assert trees.THRESHOLD_RULES == ("fixed", "validation") == configs.TREE_THRESHOLD_RULES
+    assert select_model.FitConfig is configs.FitConfig
+    assert select_model.CANDIDATES is configs.CANDIDATES
 
 
 def test_every_objective_has_its_name_and_config_here() -> None:
@@ -59,6 +63,8 @@ def test_every_objective_has_its_name_and_config_here() -> None:
         (lambda: configs.FinetuneConfig(amount_encoding="x"), "none, fourier \\(or None"),
         (lambda: configs.PretrainConfig(objective="ssl+x"), "ssl, fingerprint, structure, dft"),
         (lambda: configs.PretrainConfig(autocast="on"), "off, native_bf16"),
+        (lambda: configs.TreesConfig(models=("xgboost",)), "extratrees, randomforest"),
+        (lambda: configs.FitConfig(candidates=("roost",)), "trees, trees\\+pbe, dft\\+trunk"),
     ],
 )  # fmt: skip
 def test_unknown_choices_name_the_valid_ones(make, valid) -> None:

@@ -9,23 +9,28 @@ Frozen dataclasses, one per thing to configure, read top to bottom:
   recipe of :mod:`pretroost.recipes`);
 - :class:`SSLConfig`, :class:`FingerprintConfig`, :class:`StructureConfig`, :class:`DFTConfig`:
   the pretraining objectives' heads and losses;
-- :class:`PretrainConfig`: a pretraining run, with one of each of the above.
+- :class:`PretrainConfig`: a pretraining run, with one of each of the above;
+- :class:`TreesConfig`: the tree ensembles' candidates and their choice (:mod:`pretroost.trees`);
+- :class:`FitConfig`: how ``pretroost fit`` chooses a model for a table
+  (:mod:`pretroost.select_model`).
 
 Each ``Literal`` type lists the valid values of a field; ``__post_init__`` raises a ValueError
 naming them when another is given. The classes that use these settings (the model in
 :mod:`pretroost.models.roost`, the loops in :mod:`pretroost.train`, :mod:`pretroost.finetune` and
-:mod:`pretroost.pretrain`, the objectives in :mod:`pretroost.objectives`) import them from here,
+:mod:`pretroost.pretrain`, the objectives in :mod:`pretroost.objectives`, the trees and the model
+choice) import them from here,
 and their modules re-export them, so ``from pretroost.finetune import FinetuneConfig`` still works.
 
-This module imports nothing heavy (no numpy, no torch): the command line declares its options
+This module imports nothing heavy (no numpy, torch or scikit-learn): the command line declares its options
 from these classes (:mod:`pretroost.cli.config_options`) and the scikit-learn estimators take
 their default hyperparameters from them, both without loading torch.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, get_args
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, ClassVar, Literal, get_args
 
 from pretroost.recipes import DEFAULT_RECIPE, SMALL_ROWS, batch_size_for, get_recipe
 
@@ -34,19 +39,25 @@ __all__ = [
     "AMOUNT_ENCODINGS",
     "AUTOCASTS",
     "BALANCES",
+    "CANDIDATES",
     "CLASS_WEIGHTS",
     "DESCRIPTORS",
     "DFT_PROPERTIES",
     "ELEMENT_FEATURES",
+    "FEATURE_SETS",
     "LOSSES",
     "LR_SCALINGS",
     "MATBENCH_DFT_PROPERTIES",
     "OBJECTIVE_NAMES",
     "OQMD_PROPERTIES",
     "PRECISIONS",
+    "ROOST_INIT",
+    "RULE",
     "SCHEDULES",
     "TASK_TYPES",
     "THRESHOLD_RULES",
+    "TREE_MODELS",
+    "TREE_THRESHOLD_RULES",
     "VAL_METRICS",
     "VAL_METRIC_CHOICES",
     "AmountEncoding",
@@ -56,8 +67,10 @@ __all__ = [
     "DFTConfig",
     "Descriptors",
     "ElementFeatureName",
+    "FeatureSet",
     "FinetuneConfig",
     "FingerprintConfig",
+    "FitConfig",
     "LossName",
     "LrScaling",
     "ModelConfig",
@@ -70,6 +83,9 @@ __all__ = [
     "TaskType",
     "ThresholdRule",
     "TrainConfig",
+    "TreeModel",
+    "TreeThresholdRule",
+    "TreesConfig",
     "ValMetric",
     "parse_objective",
 ]
@@ -575,3 +591,183 @@ class PretrainConfig:
         d["encoder"] = self.encoder.to_dict()
         d["weights"] = dict(self.weights)
         return d
+
+
+# ------------------------------------------------------------------------------ tree ensembles
+
+TreeModel = Literal["extratrees", "randomforest", "gradientboosting"]
+TREE_MODELS: tuple[str, ...] = get_args(TreeModel)
+FeatureSet = Literal["fractions", "magpie", "fractions+magpie", "fractions+magpie+pbe"]
+FEATURE_SETS: tuple[str, ...] = get_args(FeatureSet)
+#: how a tree classifier labels (``TreesConfig.threshold``; :mod:`pretroost.trees` calls them
+#: ``ThresholdRule`` and ``THRESHOLD_RULES``)
+TreeThresholdRule = Literal["fixed", "validation"]
+TREE_THRESHOLD_RULES: tuple[str, ...] = get_args(TreeThresholdRule)
+
+
+def _check_each(name: str, values: Sequence[str], valid: tuple[str, ...]) -> None:
+    """ValueError ``unknown <name> [...]; valid: ...`` unless ``values`` is a non-empty choice
+    from ``valid``."""
+    bad = [v for v in values if v not in valid]
+    if bad or not values:
+        raise ValueError(f"unknown {name} {bad or '(none given)'}; valid: {', '.join(valid)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TreesConfig:
+    """The candidates (every ``models`` × ``features`` pair) and how one is chosen.
+
+    ``inner_folds``-fold cross-validation on the training rows scores each candidate (MAE;
+    classification: Matbench's balanced accuracy of labels at 0.5); the best is refitted on all
+    training rows. ``n_estimators`` trees (boosting iterations for gradient boosting); scikit-learn's
+    defaults otherwise. ``n_jobs``: the forests' worker threads (None: scikit-learn's default, one).
+
+    ``min_samples_leaf`` and ``max_leaf_nodes`` cap the forests' trees (extra trees, random forest;
+    gradient boosting keeps scikit-learn's own, 20 and 31): an unpruned tree has about one leaf per
+    training row, so a forest of 500 on 4,000 rows is some 300 MB on disk. The defaults are
+    scikit-learn's (unpruned), those of every Matbench run; :meth:`for_saving` gives the
+    defaults of a model saved for use (``pretroost trees --out``): 200 trees, measured in
+    results/trees_size.md.
+
+    ``threshold`` (classification only; :func:`fit_trees` refuses another rule on regression):
+    ``"fixed"`` labels probabilities at Matbench's 0.5;
+    ``"validation"`` pools each candidate's out-of-fold probabilities over the inner folds, takes
+    the threshold that maximises their balanced accuracy
+    (:func:`~pretroost.metrics.balanced_accuracy_threshold`), scores the candidate by that balanced
+    accuracy, and keeps the chosen candidate's threshold for the test fold. Only training rows are
+    read either way.
+    """
+
+    models: tuple[str, ...] = TREE_MODELS
+    features: tuple[str, ...] = ("fractions", "fractions+magpie")
+    n_estimators: int = 500
+    inner_folds: int = 5
+    seed: int = 0
+    n_jobs: int | None = None
+    threshold: TreeThresholdRule = "fixed"
+    min_samples_leaf: int = 1
+    max_leaf_nodes: int | None = None
+
+    #: a saved model's defaults (:meth:`for_saving`), chosen in results/trees_size.md: 200 trees
+    #: (no measurable inner-CV MAE cost on matbench_steels and matbench_expt_gap fold 0, 2.5 times
+    #: smaller); leaf caps are left to the user (they cost MAE on one of the two)
+    SAVING: ClassVar[dict[str, Any]] = {"n_estimators": 200}
+
+    @classmethod
+    def for_saving(cls, **changes: Any) -> TreesConfig:
+        """The config of a model saved for use: :data:`SAVING`'s caps, then ``changes``."""
+        return cls(**{**cls.SAVING, **changes})
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", tuple(self.models))
+        object.__setattr__(self, "features", tuple(self.features))
+        _check_each("tree model", self.models, TREE_MODELS)
+        _check_each("feature set", self.features, FEATURE_SETS)
+        _check_each("threshold rule", [self.threshold], TREE_THRESHOLD_RULES)
+        if self.inner_folds < 2:
+            raise ValueError(f"inner_folds must be at least 2, got {self.inner_folds}")
+        if self.n_estimators < 1:
+            raise ValueError(f"n_estimators must be positive, got {self.n_estimators}")
+        if self.min_samples_leaf < 1:
+            raise ValueError(f"min_samples_leaf must be positive, got {self.min_samples_leaf}")
+        if self.max_leaf_nodes is not None and self.max_leaf_nodes < 2:
+            raise ValueError(
+                f"max_leaf_nodes must be at least 2 or None, got {self.max_leaf_nodes}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def candidates(self) -> list[tuple[str, str]]:
+        """``(model, feature set)`` pairs, models first."""
+        return [(m, f) for m in self.models for f in self.features]
+
+
+# ------------------------------------------------------------------------- choosing a model
+
+#: every candidate :func:`pretroost.select_model.fit` knows, in order of simplicity (the rule
+#: prefers the earlier); ``hurdle`` ranks just after the regressor it wraps
+CANDIDATES: tuple[str, ...] = ("trees", "trees+pbe", "dft+trunk", "blend", "hurdle")
+#: how :func:`pretroost.select_model.fit` chooses among the candidates' cross-validated errors
+RULE = (
+    "lowest mean cross-validated error over the same k folds (regression: MAE; classification: "
+    "1 - ROC-AUC of the probabilities); a simpler candidate is chosen instead when its mean "
+    "paired per-fold difference from that lowest one is within one standard error of those "
+    "differences (sd / sqrt(k)). Simplicity order: trees, trees+pbe, dft+trunk, blend; a "
+    "hurdle ranks just after the regressor it wraps."
+)
+#: the shipped encoder the Roost candidate starts from (``--init dft-oqmd --init-trunk``)
+ROOST_INIT = "dft-oqmd"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitConfig:
+    """How :func:`pretroost.select_model.fit` chooses a model for a table.
+
+    Attributes:
+        candidates: the candidates to score (:data:`CANDIDATES`); None: the default rule
+            (:func:`~pretroost.select_model.default_candidates`).
+        folds: k of the k-fold cross-validation on the training rows (the same folds for every
+            candidate; stratified by class for classification).
+        recipe: the Roost recipe (:data:`pretroost.recipes.RECIPES`).
+        epochs: override the recipe's epochs (trials and tests); None: the recipe's.
+        seed: the folds, the Roost trainings and the trees.
+        band_gap: whether the target is a band gap (adds ``trees+pbe``); None: decided from
+            the target column's name (:func:`~pretroost.select_model.is_band_gap`).
+        n_estimators, inner_folds, n_jobs: the trees' (:class:`TreesConfig`);
+            None: those of a trees model saved for use (``TreesConfig.for_saving``), in the
+            cross-validation as in the refit.
+        device: where Roost trains (None: CPU).
+    """
+
+    candidates: tuple[str, ...] | None = None
+    folds: int = 5
+    recipe: str = DEFAULT_RECIPE
+    epochs: int | None = None
+    seed: int = 0
+    band_gap: bool | None = None
+    n_estimators: int | None = None
+    inner_folds: int | None = None
+    n_jobs: int | None = None
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.candidates is not None:
+            object.__setattr__(self, "candidates", tuple(self.candidates))
+            bad = [c for c in self.candidates if c not in CANDIDATES]
+            if bad or not self.candidates:
+                raise ValueError(
+                    f"unknown candidate(s) {bad or '(none given)'}; valid: {', '.join(CANDIDATES)}"
+                )
+            if len(set(self.candidates)) != len(self.candidates):
+                raise ValueError(f"candidates listed twice: {list(self.candidates)}")
+        get_recipe(self.recipe)  # ValueError listing the valid ones
+        if self.folds < 2:
+            raise ValueError(f"k-fold cross-validation needs folds >= 2, got {self.folds}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"epochs must be positive, got {self.epochs}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["candidates"] = None if self.candidates is None else list(self.candidates)
+        return d
+
+    def trees_config(self, candidate: str = "trees") -> TreesConfig:
+        """The trees candidate's config (``trees+pbe``: the ``fractions+magpie+pbe`` features
+        only): a saved model's defaults (:meth:`~pretroost.trees.TreesConfig.for_saving`) with
+        this config's trees settings."""
+        kw: dict[str, Any] = {"seed": self.seed, "n_jobs": self.n_jobs}
+        if candidate == "trees+pbe":
+            kw["features"] = ("fractions+magpie+pbe",)
+        if self.n_estimators is not None:
+            kw["n_estimators"] = self.n_estimators
+        if self.inner_folds is not None:
+            kw["inner_folds"] = self.inner_folds
+        return TreesConfig.for_saving(**kw)
+
+    def roost_config(self) -> FinetuneConfig:
+        """The Roost candidate's finetuning: the recipe (its batch rule applied to the rows each
+        training gets), ``epochs`` if given, from the shipped encoder and its trunk."""
+        fc = FinetuneConfig.from_recipe(self.recipe, init=ROOST_INIT, init_trunk=True)
+        train = replace(fc.train, seed=self.seed, epochs=self.epochs or fc.train.epochs)
+        return replace(fc, train=train)
