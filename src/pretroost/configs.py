@@ -1,4 +1,5 @@
-"""The settings of a Roost model, of training and of pretraining: every default, written once.
+"""The settings of every model and run (Roost, training, pretraining, the trees, ``pretroost
+fit``): each default written once, here.
 
 Frozen dataclasses, one per thing to configure, read top to bottom:
 
@@ -15,15 +16,15 @@ Frozen dataclasses, one per thing to configure, read top to bottom:
   (:mod:`pretroost.select_model`).
 
 Each ``Literal`` type lists the valid values of a field; ``__post_init__`` raises a ValueError
-naming them when another is given. The classes that use these settings (the model in
+naming them when another is given. The modules that use these settings (the model in
 :mod:`pretroost.models.roost`, the loops in :mod:`pretroost.train`, :mod:`pretroost.finetune` and
-:mod:`pretroost.pretrain`, the objectives in :mod:`pretroost.objectives`, the trees and the model
-choice) import them from here,
-and their modules re-export them, so ``from pretroost.finetune import FinetuneConfig`` still works.
+:mod:`pretroost.pretrain`, the objectives in :mod:`pretroost.objectives`, :mod:`pretroost.trees`,
+:mod:`pretroost.select_model`) import them from here and re-export them, so
+``from pretroost.finetune import FinetuneConfig`` still works.
 
-This module imports nothing heavy (no numpy, torch or scikit-learn): the command line declares its options
-from these classes (:mod:`pretroost.cli.config_options`) and the scikit-learn estimators take
-their default hyperparameters from them, both without loading torch.
+This module imports nothing heavy (no numpy, torch or scikit-learn): the command line declares
+its options from these classes (:mod:`pretroost.cli.config_options`) and the scikit-learn
+estimators take their default hyperparameters from them, both without loading torch.
 """
 
 from __future__ import annotations
