@@ -312,17 +312,15 @@ def test_threads_and_device_parameters():
 
 @pytest.mark.parametrize("cls", [RoostRegressor, RoostClassifier])
 def test_estimator_defaults_are_the_config_dataclasses_defaults(cls) -> None:
-    """scikit-learn reads hyperparameters from ``__init__``'s signature, so the estimators keep
-    literal defaults there (importing the torch-backed configs at import time would slow
-    ``import pretroost``); this contract keeps each equal to the one place it is defined: the
-    architecture in RoostConfig, the head, split and start in FinetuneConfig, the optimisation in
-    TrainConfig (the recipe's fields default to None: the converged recipe, pretroost.recipes)."""
+    """scikit-learn reads hyperparameters from ``__init__``'s signature; the estimators' defaults
+    there are read off the config dataclasses (pretroost.configs), so this holds by construction
+    and guards against a literal creeping back: the architecture in RoostConfig, the head, split
+    and start in FinetuneConfig, the optimisation in TrainConfig (the recipe's fields default to
+    None: the converged recipe, pretroost.recipes)."""
     import dataclasses
     import inspect
 
-    from pretroost.finetune import FinetuneConfig
-    from pretroost.models.roost import RoostConfig
-    from pretroost.train import TrainConfig
+    from pretroost.configs import FinetuneConfig, RoostConfig, TrainConfig
 
     params = {
         name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()

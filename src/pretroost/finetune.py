@@ -5,7 +5,8 @@ Roost's robust L1 (learned aleatoric log-std); binary classification with cross-
 logit, optionally class-weighted (``class_weight="balanced"``), and a decision threshold that is 0.5
 or chosen on the validation split (``threshold="val_balanced_accuracy"``: Matbench's classification
 score is a balanced accuracy of thresholded labels, see :mod:`pretroost.metrics`). Model selection
-uses a validation split drawn from the training data only.
+uses a validation split drawn from the training data only. The settings,
+:class:`~pretroost.configs.FinetuneConfig`, live in :mod:`pretroost.configs`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,32 +24,43 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pretroost.artefacts import ArtefactError, load_artefact, load_encoder_weights, save_artefact
+from pretroost.configs import (
+    CLASS_WEIGHTS,
+    LOSSES,
+    THRESHOLD_RULES,
+    VAL_METRIC_CHOICES,
+    VAL_METRICS,
+    ClassWeight,
+    FinetuneConfig,
+    LossName,
+    TaskType,
+    ThresholdRule,
+    ValMetric,
+)
 from pretroost.data.batching import CompositionBatch, CompositionDataset, check_elements
 from pretroost.data.composition import CompositionArray
 from pretroost.losses import RobustL1Loss
 from pretroost.metrics import CLF_THRESHOLD, balanced_accuracy_threshold, probability_rocauc
-from pretroost.models.roost import (
-    AMOUNT_ENCODINGS,
-    DESCRIPTORS,
-    AmountEncoding,
-    Descriptors,
-    ModelConfig,
-    RoostConfig,
-    RoostModel,
-    TaskType,
-)
+from pretroost.models.roost import ModelConfig, RoostConfig, RoostModel
 from pretroost.pretrained import resolve
-from pretroost.recipes import DEFAULT_RECIPE, SMALL_ROWS, batch_size_for, get_recipe
-from pretroost.train import TrainConfig, TrainResult, train
+from pretroost.recipes import SMALL_ROWS
+from pretroost.train import TrainResult, train
 from pretroost.utils import git_sha, machine_description, seed_everything
 
 __all__ = [
+    "CLASS_WEIGHTS",
+    "LOSSES",
+    "THRESHOLD_RULES",
     "VAL_METRICS",
     "VAL_METRIC_CHOICES",
+    "ClassWeight",
     "FinetuneConfig",
     "FittedModel",
+    "LossName",
     "Normaliser",
     "SupervisedTask",
+    "ThresholdRule",
+    "ValMetric",
     "balanced_pos_weight",
     "fit",
     "init_elem_embedding",
@@ -59,21 +71,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-LossName = Literal["robust", "l1", "bce"]
-LOSSES = ("robust", "l1", "bce")
-ThresholdRule = Literal["0.5", "val_balanced_accuracy"]
-THRESHOLD_RULES = ("0.5", "val_balanced_accuracy")
-ClassWeight = Literal["none", "balanced"]
-CLASS_WEIGHTS = ("none", "balanced")
-#: the model-selection score :func:`fit` minimises on the validation split (lower is better), by
-#: default: regression: MAE of the standardised targets (the headline metric, all targets weighted
-#: alike); classification: the training loss (cross-entropy, class-weighted if the loss is)
-VAL_METRICS: dict[str, str] = {"regression": "normalised_mae", "classification": "val_loss"}
-#: ``FinetuneConfig.val_metric``: ``"default"`` (``VAL_METRICS``), or ``"rocauc"`` (classification:
-#: the epoch with the highest ROC-AUC of the validation probabilities, scored ``1-rocauc``)
-ValMetric = Literal["default", "rocauc"]
-VAL_METRIC_CHOICES = ("default", "rocauc")
 
 
 def validation_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -237,126 +234,6 @@ def validate_targets(y: np.ndarray, task_type: TaskType, *, source: str = "targe
                 f"{source}: row {i}: classification target {arr[i].tolist()} not in {{0, 1}}"
             )
     return arr
-
-
-def _recipe_train(name: str) -> TrainConfig:
-    return TrainConfig(**get_recipe(name).train_fields())
-
-
-@dataclass(frozen=True, kw_only=True)
-class FinetuneConfig:
-    """Everything a supervised run needs besides the data.
-
-    Its defaults are the ``converged`` recipe (:mod:`pretroost.recipes`);
-    :meth:`from_recipe` builds another.
-
-    Attributes:
-        train: optimisation settings (default: the ``converged`` recipe's).
-        small_batch_size: training sets under 1,000 rows (``recipes.SMALL_ROWS``, counted after
-            the validation split) train with batches of this size instead of
-            ``train.batch_size``; None: ``train.batch_size`` always (a batch size chosen by hand).
-        encoder: Roost hyperparameters (ignored when ``init`` is a pretrained folder: its encoder
-            config is used).
-        trunk_hidden, out_hidden: output network widths.
-        loss: ``"robust"`` (default for regression), ``"l1"``, or ``"bce"`` (classification).
-        val_fraction: share of the training rows held out for model selection.
-        init: ``"scratch"`` or a pretrained artefact folder.
-        init_trunk: also load the pretrained trunk (when the objective has one of the same shape).
-        threshold: classification decision rule: ``"0.5"`` (label = probability > 0.5), or
-            ``"val_balanced_accuracy"`` (> the threshold that maximises balanced accuracy on the
-            validation split; needs one, with both classes). Saved with the model.
-        class_weight: classification loss weighting: ``"none"``, or ``"balanced"`` (positives
-            weighted by n_neg / n_pos of the training part, :func:`balanced_pos_weight`).
-        val_metric: the validation score that picks the epoch: ``"default"`` (``VAL_METRICS``:
-            regression the standardised MAE, classification the cross-entropy), or ``"rocauc"``
-            (classification: the highest ROC-AUC of the validation probabilities; needs a
-            validation split with both classes). The cross-entropy keeps rising once the model is
-            over-confident, which can stop training while its ranking still improves.
-        descriptors: ``"none"``, ``"magpie"``, ``"fractions"`` or ``"pbe"``: the trunk also
-            reads the composition's standardised Magpie attributes, its element fractions, or a
-            teacher's PBE band gap (:class:`~pretroost.models.roost.ModelConfig`), beside the
-            material vector; with ``init_trunk``, the
-            pretrained trunk's first layer gets zero weights for them, so training starts from
-            the pretrained function.
-        amount_encoding: ``None`` (the encoder's own: ``encoder.amount_encoding`` from scratch,
-            the artefact's with ``init``), or ``"none"`` / ``"fourier"``
-            (:func:`~pretroost.models.roost.amount_features`): a pretrained encoder without the
-            Fourier amount features gets them with zero weights, so finetuning starts from the
-            pretrained function; one pretrained with them cannot drop them.
-        allow_partial: accept a pretrained encoder whose tensors do not match this model's keys
-            exactly (missing ones keep their initial values); by default a partial load is an
-            error, so that a failed load never trains as scratch.
-    """
-
-    train: TrainConfig = field(default_factory=lambda: _recipe_train(DEFAULT_RECIPE))
-    small_batch_size: int | None = get_recipe(DEFAULT_RECIPE).small_batch_size
-    encoder: RoostConfig = field(default_factory=RoostConfig)
-    trunk_hidden: tuple[int, ...] = (1024, 512)
-    out_hidden: tuple[int, ...] = (256, 128, 64)
-    loss: LossName | None = None
-    val_fraction: float = 0.1
-    init: str = "scratch"
-    init_trunk: bool = False
-    threshold: ThresholdRule = "0.5"
-    class_weight: ClassWeight = "none"
-    val_metric: ValMetric = "default"
-    descriptors: Descriptors = "none"
-    amount_encoding: AmountEncoding | None = None
-    allow_partial: bool = False
-
-    def __post_init__(self) -> None:
-        if self.threshold not in THRESHOLD_RULES:
-            raise ValueError(
-                f"unknown threshold {self.threshold!r}; valid: {', '.join(THRESHOLD_RULES)}"
-            )
-        if self.class_weight not in CLASS_WEIGHTS:
-            raise ValueError(
-                f"unknown class_weight {self.class_weight!r}; valid: {', '.join(CLASS_WEIGHTS)}"
-            )
-        if self.val_metric not in VAL_METRIC_CHOICES:
-            raise ValueError(
-                f"unknown val_metric {self.val_metric!r}; valid: {', '.join(VAL_METRIC_CHOICES)}"
-            )
-        if self.descriptors not in DESCRIPTORS:
-            raise ValueError(
-                f"unknown descriptors {self.descriptors!r}; valid: {', '.join(DESCRIPTORS)}"
-            )
-        if self.amount_encoding is not None and self.amount_encoding not in AMOUNT_ENCODINGS:
-            raise ValueError(
-                f"unknown amount_encoding {self.amount_encoding!r}; "
-                f"valid: {', '.join(AMOUNT_ENCODINGS)} (or None: the encoder's own)"
-            )
-
-    @classmethod
-    def from_recipe(cls, name: str, **fields: Any) -> FinetuneConfig:
-        """The config of recipe ``name`` (:data:`pretroost.recipes.RECIPES`), other fields
-        given."""
-        recipe = get_recipe(name)
-        return cls(train=_recipe_train(name), small_batch_size=recipe.small_batch_size, **fields)
-
-    def batch_size_for(self, n_train: int) -> int:
-        """The batch size :func:`fit` uses for ``n_train`` training rows."""
-        return batch_size_for(n_train, self.train.batch_size, self.small_batch_size, SMALL_ROWS)
-
-    def loss_for(self, task_type: TaskType) -> LossName:
-        loss = self.loss or ("bce" if task_type == "classification" else "robust")
-        if (loss == "bce") != (task_type == "classification"):
-            raise ValueError(f"loss {loss!r} does not fit a {task_type} task")
-        return loss
-
-    def val_metric_for(self, task_type: TaskType) -> str:
-        """The name of the validation score :func:`fit` selects by (``info["val_metric"]``)."""
-        if self.val_metric == "default":
-            return VAL_METRICS[task_type]
-        if task_type != "classification":
-            raise ValueError(f"val_metric {self.val_metric!r} needs a classification task")
-        return "1-rocauc"
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["train"] = self.train.to_dict()
-        d["encoder"] = self.encoder.to_dict()
-        return d
 
 
 @dataclass

@@ -1,36 +1,33 @@
 """Pretraining a Roost encoder on unlabeled compositions with one or more objectives, and writing
-the release artefact that finetuning loads (``pretroost finetune --init DIR``)."""
+the release artefact that finetuning loads (``pretroost finetune --init DIR``). The settings,
+:class:`~pretroost.configs.PretrainConfig`, live in :mod:`pretroost.configs`."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
 from pretroost import distributed
 from pretroost.artefacts import save_artefact
+from pretroost.configs import AUTOCASTS, BALANCES, LR_SCALINGS, PretrainConfig
 from pretroost.data.batching import CompositionDataset, check_elements
 from pretroost.data.corpus import Corpus
-from pretroost.models.roost import RoostConfig, RoostEncoder
-from pretroost.objectives import (
-    OBJECTIVES,
-    CombinedObjective,
-    DFTConfig,
-    FingerprintConfig,
-    SSLConfig,
-    StructureConfig,
-    parse_objective,
-)
+from pretroost.models.roost import RoostEncoder
+from pretroost.objectives import OBJECTIVES, CombinedObjective, parse_objective
 from pretroost.objectives.base import RegressionObjective
 from pretroost.train import TrainConfig, train
 from pretroost.utils import git_sha, machine_description, native_bf16, seed_everything
 
 __all__ = [
+    "AUTOCASTS",
+    "BALANCES",
+    "LR_SCALINGS",
     "PretrainConfig",
     "encoder_card",
     "held_out_count",
@@ -39,74 +36,7 @@ __all__ = [
     "resolved_train",
 ]
 
-BALANCES = ("none", "initial")
-LR_SCALINGS = ("none", "sqrt", "linear")
-AUTOCASTS = ("off", "native_bf16")
-
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, kw_only=True)
-class PretrainConfig:
-    """A pretraining run.
-
-    Attributes:
-        objective: ``"ssl"``, ``"fingerprint"``, ``"structure"``, ``"dft"`` or a
-            ``+``-combination.
-        weights: loss weight per objective name (default: each objective's ``default_weight``).
-        balance: for a combination without explicit ``weights``: ``"initial"`` (default) divides
-            each objective's weight by its loss on a few training batches at initialisation, so
-            every term starts at 1 and none dominates (a Barlow Twins loss is ~10³
-            times a standardised MSE); ``"none"`` keeps the plain weights. Single objectives
-            are never rescaled.
-        val_fraction: share of the corpus held out to monitor the loss (and pick the best epoch).
-        max_compositions: pretrain on a random subset of this size (None: whole corpus).
-        lr_scaling: how ``train.lr`` follows ``train.batch_size``: ``"none"`` (as given),
-            ``"sqrt"`` (``lr * sqrt(batch_size / lr_reference_batch)``, the rule for Adam-type
-            optimisers; Malladi et al., NeurIPS 2022) or ``"linear"`` (``lr * batch_size /
-            lr_reference_batch``; Goyal et al., arXiv:1706.02677).
-        lr_reference_batch: the batch size ``train.lr`` is meant for under ``lr_scaling``.
-        autocast: ``"native_bf16"``: bfloat16 autocast where the training device runs bf16
-            natively (:func:`pretroost.utils.native_bf16`: a GPU, or a CPU listing
-            avx512_bf16/amx_bf16), fp32 elsewhere (detected, never assumed; the decision and its
-            evidence land in the artefact's config); ``"off"``: ``train.precision`` as given.
-    """
-
-    objective: str = "ssl"
-    encoder: RoostConfig = field(default_factory=RoostConfig)
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=10, batch_size=256, lr=1e-4)
-    )
-    ssl: SSLConfig = field(default_factory=SSLConfig)
-    fingerprint: FingerprintConfig = field(default_factory=FingerprintConfig)
-    structure: StructureConfig = field(default_factory=StructureConfig)
-    dft: DFTConfig = field(default_factory=DFTConfig)
-    weights: tuple[tuple[str, float], ...] = ()
-    balance: Literal["none", "initial"] = "initial"
-    val_fraction: float = 0.01
-    max_compositions: int | None = None
-    lr_scaling: Literal["none", "sqrt", "linear"] = "none"
-    lr_reference_batch: int = 256
-    autocast: Literal["off", "native_bf16"] = "off"
-
-    def __post_init__(self) -> None:
-        parse_objective(self.objective)
-        if self.balance not in BALANCES:
-            raise ValueError(f"unknown balance {self.balance!r}; valid: {', '.join(BALANCES)}")
-        if self.lr_scaling not in LR_SCALINGS:
-            raise ValueError(
-                f"unknown lr_scaling {self.lr_scaling!r}; valid: {', '.join(LR_SCALINGS)}"
-            )
-        if self.autocast not in AUTOCASTS:
-            raise ValueError(f"unknown autocast {self.autocast!r}; valid: {', '.join(AUTOCASTS)}")
-        if self.lr_reference_batch < 1:
-            raise ValueError(f"lr_reference_batch must be >= 1, got {self.lr_reference_batch}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["encoder"] = self.encoder.to_dict()
-        d["weights"] = dict(self.weights)
-        return d
 
 
 def resolved_train(

@@ -1,7 +1,7 @@
 """Named finetuning recipes: the one place where the default way to train a property model is
 written.
 
-``converged`` is the default of :class:`~pretroost.finetune.FinetuneConfig` (so of the Python API,
+``converged`` is the default of :class:`~pretroost.configs.FinetuneConfig` (so of the Python API,
 ``pretroost finetune``, ``ensemble``, :class:`~pretroost.sklearn.RoostRegressor` and
 :class:`~pretroost.sklearn.RoostClassifier`) and the finetuning recipe of the ``converged`` bench
 preset: 300 epochs of AdamW at a constant learning rate of 3e-4 (weight decay 1e-6), batches of 128
@@ -36,7 +36,7 @@ SMALL_BATCH_SIZE = 32
 
 @dataclass(frozen=True, kw_only=True)
 class Recipe:
-    """A finetuning recipe: the :class:`~pretroost.train.TrainConfig` fields it sets and its
+    """A finetuning recipe: the :class:`~pretroost.configs.TrainConfig` fields it sets and its
     batch-size rule.
 
     Attributes:

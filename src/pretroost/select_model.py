@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from pretroost.artefacts import check_out_path, check_replaceable, register_files, remove_written
 from pretroost.blend import save_blend
+from pretroost.configs import CANDIDATES, ROOST_INIT, RULE, FitConfig
 from pretroost.data.batching import CompositionDataset
 from pretroost.data.composition import CompositionArray
 from pretroost.data.tables import check_training_frame, read_training_table
@@ -56,12 +57,12 @@ from pretroost.folds import holdout_split, kfold_splits
 from pretroost.hub import load
 from pretroost.hurdle import apply_hurdle, fit_zero_classifier, save_hurdle
 from pretroost.metrics import CLF_THRESHOLD, probability_rocauc, user_scores
-from pretroost.recipes import DEFAULT_RECIPE, get_recipe
 from pretroost.trees import TreesConfig, fit_trees, save_trees
 from pretroost.utils import atomic_write_json, git_sha, machine_description
 
 __all__ = [
     "CANDIDATES",
+    "ROOST_INIT",
     "RULE",
     "CandidateScores",
     "FitConfig",
@@ -77,102 +78,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: every candidate ``fit`` knows, in order of simplicity (the rule prefers the earlier);
-#: ``hurdle`` ranks just after the regressor it wraps
-CANDIDATES: tuple[str, ...] = ("trees", "trees+pbe", "dft+trunk", "blend", "hurdle")
 #: the Roost candidates (trained with the recipe) and the trees candidates
 ROOST_CANDIDATES: tuple[str, ...] = ("dft+trunk",)
 TREES_CANDIDATES: tuple[str, ...] = ("trees", "trees+pbe")
-#: the shipped encoder the Roost candidate starts from (``--init dft-oqmd --init-trunk``)
-ROOST_INIT = "dft-oqmd"
 #: a target has a point mass at 0 (hurdle candidate) when at least this share of rows is 0
 ZERO_SHARE = 0.10
 #: k-fold cross-validation needs at least this many rows per fold (Roost's validation split
 #: needs 10 training rows; fewer held-out rows make a fold's score mostly noise)
 MIN_ROWS_PER_FOLD = 10
-
-RULE = (
-    "lowest mean cross-validated error over the same k folds (regression: MAE; classification: "
-    "1 - ROC-AUC of the probabilities); a simpler candidate is chosen instead when its mean "
-    "paired per-fold difference from that lowest one is within one standard error of those "
-    "differences (sd / sqrt(k)). Simplicity order: trees, trees+pbe, dft+trunk, blend; a "
-    "hurdle ranks just after the regressor it wraps."
-)
-
-# ----------------------------------------------------------------------------------- config
-
-
-@dataclass(frozen=True, kw_only=True)
-class FitConfig:
-    """How :func:`fit` chooses.
-
-    Attributes:
-        candidates: the candidates to score (:data:`CANDIDATES`); None: the default rule
-            (:func:`default_candidates`).
-        folds: k of the k-fold cross-validation on the training rows (the same folds for every
-            candidate; stratified by class for classification).
-        recipe: the Roost recipe (:data:`pretroost.recipes.RECIPES`).
-        epochs: override the recipe's epochs (trials and tests); None: the recipe's.
-        seed: the folds, the Roost trainings and the trees.
-        band_gap: whether the target is a band gap (adds ``trees+pbe``); None: decided from
-            the target column's name (:func:`is_band_gap`).
-        n_estimators, inner_folds, n_jobs: the trees' (:class:`~pretroost.trees.TreesConfig`);
-            None: those of a trees model saved for use (``TreesConfig.for_saving``), in the
-            cross-validation as in the refit.
-        device: where Roost trains (None: CPU).
-    """
-
-    candidates: tuple[str, ...] | None = None
-    folds: int = 5
-    recipe: str = DEFAULT_RECIPE
-    epochs: int | None = None
-    seed: int = 0
-    band_gap: bool | None = None
-    n_estimators: int | None = None
-    inner_folds: int | None = None
-    n_jobs: int | None = None
-    device: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.candidates is not None:
-            object.__setattr__(self, "candidates", tuple(self.candidates))
-            bad = [c for c in self.candidates if c not in CANDIDATES]
-            if bad or not self.candidates:
-                raise ValueError(
-                    f"unknown candidate(s) {bad or '(none given)'}; valid: {', '.join(CANDIDATES)}"
-                )
-            if len(set(self.candidates)) != len(self.candidates):
-                raise ValueError(f"candidates listed twice: {list(self.candidates)}")
-        get_recipe(self.recipe)  # ValueError listing the valid ones
-        if self.folds < 2:
-            raise ValueError(f"k-fold cross-validation needs folds >= 2, got {self.folds}")
-        if self.epochs is not None and self.epochs < 1:
-            raise ValueError(f"epochs must be positive, got {self.epochs}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["candidates"] = None if self.candidates is None else list(self.candidates)
-        return d
-
-    def trees_config(self, candidate: str = "trees") -> TreesConfig:
-        """The trees candidate's config (``trees+pbe``: the ``fractions+magpie+pbe`` features
-        only): a saved model's defaults (:meth:`~pretroost.trees.TreesConfig.for_saving`) with
-        this config's trees settings."""
-        kw: dict[str, Any] = {"seed": self.seed, "n_jobs": self.n_jobs}
-        if candidate == "trees+pbe":
-            kw["features"] = ("fractions+magpie+pbe",)
-        if self.n_estimators is not None:
-            kw["n_estimators"] = self.n_estimators
-        if self.inner_folds is not None:
-            kw["inner_folds"] = self.inner_folds
-        return TreesConfig.for_saving(**kw)
-
-    def roost_config(self) -> FinetuneConfig:
-        """The Roost candidate's finetuning: the recipe (its batch rule applied to the rows each
-        training gets), ``epochs`` if given, from the shipped encoder and its trunk."""
-        fc = FinetuneConfig.from_recipe(self.recipe, init=ROOST_INIT, init_trunk=True)
-        train = replace(fc.train, seed=self.seed, epochs=self.epochs or fc.train.epochs)
-        return replace(fc, train=train)
 
 
 # ------------------------------------------------------------------------------ the rules

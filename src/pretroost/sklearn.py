@@ -37,14 +37,25 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 
+from pretroost.configs import FinetuneConfig, RoostConfig, TaskType
+
 if TYPE_CHECKING:
     from pretroost.ensemble import Ensemble
     from pretroost.finetune import FittedModel
-    from pretroost.models.roost import TaskType
 
 __all__ = ["RoostClassifier", "RoostRegressor"]
 
 log = logging.getLogger(__name__)
+
+#: where the estimators' defaults come from: scikit-learn reads hyperparameters from
+#: ``__init__``'s signature (``get_params``, ``clone``), so each is a keyword there whose default
+#: is read off the config dataclasses (:mod:`pretroost.configs`): a supervised run's defaults
+#: (head, validation split, start), its encoder's (the paper's Roost) and its optimisation's. The
+#: recipe's fields (epochs, batch_size, lr, weight_decay, schedule) default to None instead: the
+#: converged recipe's values, with its smaller batches for small training sets.
+_FINETUNE = FinetuneConfig()
+_ENCODER = _FINETUNE.encoder
+_TRAIN = _FINETUNE.train
 
 
 class _RoostEstimator(BaseEstimator):
@@ -60,26 +71,26 @@ class _RoostEstimator(BaseEstimator):
         lr: float | None = None,
         weight_decay: float | None = None,
         schedule: str | None = None,
-        warmup_epochs: int = 0,
-        patience: int | None = None,
-        encoder_lr_scale: float = 1.0,
-        elem_embedding: str = "matscholar200",
-        elem_fea_len: int = 64,
-        n_graph: int = 3,
-        elem_heads: int = 3,
-        elem_gate: tuple[int, ...] = (256,),
-        elem_msg: tuple[int, ...] = (256,),
-        cry_heads: int = 3,
-        cry_gate: tuple[int, ...] = (256,),
-        cry_msg: tuple[int, ...] = (256,),
-        trunk_hidden: tuple[int, ...] = (1024, 512),
-        out_hidden: tuple[int, ...] = (256, 128, 64),
-        init: str = "scratch",
-        init_trunk: bool = False,
-        val_fraction: float = 0.1,
+        warmup_epochs: int = _TRAIN.warmup_epochs,
+        patience: int | None = _TRAIN.patience,
+        encoder_lr_scale: float = _TRAIN.encoder_lr_scale,
+        elem_embedding: str = _ENCODER.elem_embedding,
+        elem_fea_len: int = _ENCODER.elem_fea_len,
+        n_graph: int = _ENCODER.n_graph,
+        elem_heads: int = _ENCODER.elem_heads,
+        elem_gate: tuple[int, ...] = _ENCODER.elem_gate,
+        elem_msg: tuple[int, ...] = _ENCODER.elem_msg,
+        cry_heads: int = _ENCODER.cry_heads,
+        cry_gate: tuple[int, ...] = _ENCODER.cry_gate,
+        cry_msg: tuple[int, ...] = _ENCODER.cry_msg,
+        trunk_hidden: tuple[int, ...] = _FINETUNE.trunk_hidden,
+        out_hidden: tuple[int, ...] = _FINETUNE.out_hidden,
+        init: str = _FINETUNE.init,
+        init_trunk: bool = _FINETUNE.init_trunk,
+        val_fraction: float = _FINETUNE.val_fraction,
         n_members: int = 1,
         ensemble_split: str = "different",
-        seed: int = 0,
+        seed: int = _TRAIN.seed,
         progress: bool = False,
         threads: int | None = None,
         device: str | None = None,
@@ -126,8 +137,6 @@ class _RoostEstimator(BaseEstimator):
 
     def _finetune_config(self):
         from pretroost.errors import ArtefactError
-        from pretroost.finetune import FinetuneConfig
-        from pretroost.models.roost import RoostConfig
         from pretroost.pretrained import resolve
 
         init = self.init
@@ -147,7 +156,7 @@ class _RoostEstimator(BaseEstimator):
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if int(self.n_members) < 1:
             raise ValueError(f"n_members must be >= 1, got {self.n_members}")
-        default = FinetuneConfig()  # the converged recipe (pretroost.recipes) where None
+        default = _FINETUNE  # the converged recipe (pretroost.recipes) where None
         recipe = {
             k: v
             for k, v in dict(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
@@ -243,14 +252,15 @@ class RoostRegressor(RegressorMixin, _RoostEstimator):
 
     Parameters (stored as given; validated in ``fit``):
         epochs, batch_size, lr, weight_decay, schedule, warmup_epochs, patience,
-        encoder_lr_scale: optimisation (:class:`~pretroost.train.TrainConfig`); None (the
+        encoder_lr_scale: optimisation (:class:`~pretroost.configs.TrainConfig`); None (the
             default of the first five): the converged recipe's (:mod:`pretroost.recipes`: 300
             epochs, constant lr 3e-4, weight decay 1e-6, batches of 128, or 32 under 1,000
             training rows).
         elem_embedding, elem_fea_len, n_graph, elem_heads, elem_gate, elem_msg, cry_heads,
-        cry_gate, cry_msg: the Roost encoder (:class:`~pretroost.models.roost.RoostConfig`);
+        cry_gate, cry_msg: the Roost encoder (:class:`~pretroost.configs.RoostConfig`);
             ignored when ``init`` is a pretrained folder (its encoder config is used).
-        trunk_hidden, out_hidden: output network widths.
+        trunk_hidden, out_hidden: output network widths
+            (:class:`~pretroost.configs.FinetuneConfig`, as are ``init`` and ``val_fraction``).
         init: ``"scratch"`` or a pretrained artefact folder; ``init_trunk`` also loads its trunk.
         robust: Roost's robust L1 loss with a learned aleatoric std (else plain L1).
         val_fraction: share of the training rows held out for model selection (best epoch).
@@ -271,27 +281,27 @@ class RoostRegressor(RegressorMixin, _RoostEstimator):
         lr: float | None = None,
         weight_decay: float | None = None,
         schedule: str | None = None,
-        warmup_epochs: int = 0,
-        patience: int | None = None,
-        encoder_lr_scale: float = 1.0,
-        elem_embedding: str = "matscholar200",
-        elem_fea_len: int = 64,
-        n_graph: int = 3,
-        elem_heads: int = 3,
-        elem_gate: tuple[int, ...] = (256,),
-        elem_msg: tuple[int, ...] = (256,),
-        cry_heads: int = 3,
-        cry_gate: tuple[int, ...] = (256,),
-        cry_msg: tuple[int, ...] = (256,),
-        trunk_hidden: tuple[int, ...] = (1024, 512),
-        out_hidden: tuple[int, ...] = (256, 128, 64),
-        init: str = "scratch",
-        init_trunk: bool = False,
+        warmup_epochs: int = _TRAIN.warmup_epochs,
+        patience: int | None = _TRAIN.patience,
+        encoder_lr_scale: float = _TRAIN.encoder_lr_scale,
+        elem_embedding: str = _ENCODER.elem_embedding,
+        elem_fea_len: int = _ENCODER.elem_fea_len,
+        n_graph: int = _ENCODER.n_graph,
+        elem_heads: int = _ENCODER.elem_heads,
+        elem_gate: tuple[int, ...] = _ENCODER.elem_gate,
+        elem_msg: tuple[int, ...] = _ENCODER.elem_msg,
+        cry_heads: int = _ENCODER.cry_heads,
+        cry_gate: tuple[int, ...] = _ENCODER.cry_gate,
+        cry_msg: tuple[int, ...] = _ENCODER.cry_msg,
+        trunk_hidden: tuple[int, ...] = _FINETUNE.trunk_hidden,
+        out_hidden: tuple[int, ...] = _FINETUNE.out_hidden,
+        init: str = _FINETUNE.init,
+        init_trunk: bool = _FINETUNE.init_trunk,
         robust: bool = True,
-        val_fraction: float = 0.1,
+        val_fraction: float = _FINETUNE.val_fraction,
         n_members: int = 1,
         ensemble_split: str = "different",
-        seed: int = 0,
+        seed: int = _TRAIN.seed,
         progress: bool = False,
         threads: int | None = None,
         device: str | None = None,

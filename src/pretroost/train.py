@@ -3,7 +3,8 @@
 Anything with ``forward(batch) -> {"loss": scalar, ...}`` trains here: AdamW, an optional warm-up
 plus cosine schedule, optional different learning rate for the encoder, model selection on a
 validation set, per-epoch resumable checkpoints (atomic, loaded with ``weights_only=True``), and
-deterministic per-epoch seeds so that an interrupted run resumes to the same weights.
+deterministic per-epoch seeds so that an interrupted run resumes to the same weights. Its
+settings, :class:`~pretroost.configs.TrainConfig`, live in :mod:`pretroost.configs`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -28,17 +28,23 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pretroost import distributed
+from pretroost.configs import PRECISIONS, SCHEDULES, Precision, Schedule, TrainConfig
 from pretroost.data.batching import CompositionDataset
 from pretroost.utils import atomic_path, native_bf16
 
-__all__ = ["TrainConfig", "TrainResult", "evaluate_loss", "load_checkpoint", "train"]
+__all__ = [
+    "PRECISIONS",
+    "SCHEDULES",
+    "Precision",
+    "Schedule",
+    "TrainConfig",
+    "TrainResult",
+    "evaluate_loss",
+    "load_checkpoint",
+    "train",
+]
 
 log = logging.getLogger(__name__)
-
-Schedule = Literal["constant", "cosine"]
-SCHEDULES = ("constant", "cosine")
-Precision = Literal["fp32", "bf16"]
-PRECISIONS = ("fp32", "bf16")
 
 
 def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
@@ -69,60 +75,6 @@ def make_optimiser(groups: list[dict], config: TrainConfig) -> torch.optim.Optim
         return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay, fused=True)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    """Optimisation settings shared by pretraining and finetuning.
-
-    Attributes:
-        epochs: passes over the training set.
-        batch_size: compositions per step.
-        lr: peak AdamW learning rate; ``encoder_lr_scale`` multiplies it for encoder parameters
-            (0 freezes the encoder: a linear-probe-style finetune).
-        freeze_encoder_epochs: keep the encoder fixed (learning rate 0) for this many first epochs
-            while the freshly initialised head settles, then train everything ("frozen warm-up").
-        weight_decay: AdamW weight decay.
-        schedule: ``"constant"`` or ``"cosine"`` (to 1 % of ``lr``), after ``warmup_epochs`` of
-            linear warm-up.
-        grad_clip: max gradient norm, or None.
-        patience: stop when the validation score has not improved for this many epochs (None: never).
-        seed: seeds batching and augmentation, per epoch.
-        bucket: batch compositions of similar element count together (less padding).
-        precision: ``"fp32"``, or ``"bf16"`` to run forward passes under bfloat16 autocast (faster
-            on CPUs with native BF16 (AVX512-BF16/AMX) and on GPUs; losses are still computed in
-            fp32). On a CPU without native BF16 it is emulated, many times slower: training then
-            logs a WARNING (and proceeds).
-    """
-
-    epochs: int = 100
-    batch_size: int = 128
-    lr: float = 3e-4
-    encoder_lr_scale: float = 1.0
-    freeze_encoder_epochs: int = 0
-    weight_decay: float = 1e-6
-    schedule: Schedule = "cosine"
-    warmup_epochs: int = 0
-    grad_clip: float | None = None
-    patience: int | None = None
-    seed: int = 0
-    bucket: bool = True
-    precision: Precision = "fp32"
-
-    def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}"
-            )
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.freeze_encoder_epochs < 0:
-            raise ValueError(
-                "epochs >= 0, batch_size >= 1, lr > 0 and freeze_encoder_epochs >= 0 are required"
-            )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

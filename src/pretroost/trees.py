@@ -7,7 +7,8 @@ Mater. 2, 16028, 2016). Random forests on Magpie attributes are Matbench's "RF-S
 baseline; here the model and features are chosen per official fold by cross-validation on that
 fold's training rows only (:func:`fit_trees`), and :func:`pretroost.evaluation.trees.run_trees_task`
 writes the cells in the bench's format (:mod:`pretroost.results`), so reports, ensembles and blends
-read them like any strategy's.
+read them like any strategy's. The settings, :class:`~pretroost.configs.TreesConfig`, live in
+:mod:`pretroost.configs`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 from zipfile import ZIP_DEFLATED
 
 import numpy as np
@@ -28,6 +29,9 @@ import skops.io
 
 from pretroost import __version__
 from pretroost.artefacts import load_skops, read_config, write_folder
+from pretroost.configs import FEATURE_SETS, TREE_MODELS, FeatureSet, TreeModel, TreesConfig
+from pretroost.configs import TREE_THRESHOLD_RULES as THRESHOLD_RULES
+from pretroost.configs import TreeThresholdRule as ThresholdRule
 from pretroost.data import pbe_gap
 from pretroost.data.composition import MAX_Z, CompositionArray
 from pretroost.data.descriptors import descriptor_matrix
@@ -40,7 +44,10 @@ __all__ = [
     "FEATURE_SETS",
     "THRESHOLD_RULES",
     "TREE_MODELS",
+    "FeatureSet",
     "FittedTrees",
+    "ThresholdRule",
+    "TreeModel",
     "TreesConfig",
     "TreesPredictor",
     "composition_features",
@@ -52,88 +59,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TreeModel = Literal["extratrees", "randomforest", "gradientboosting"]
-TREE_MODELS: tuple[str, ...] = ("extratrees", "randomforest", "gradientboosting")
-FeatureSet = Literal["fractions", "magpie", "fractions+magpie", "fractions+magpie+pbe"]
-FEATURE_SETS: tuple[str, ...] = ("fractions", "magpie", "fractions+magpie", "fractions+magpie+pbe")
-ThresholdRule = Literal["fixed", "validation"]
-THRESHOLD_RULES: tuple[str, ...] = ("fixed", "validation")
-
 
 def _check(name: str, values: Sequence[str], valid: Sequence[str]) -> None:
     bad = [v for v in values if v not in valid]
     if bad or not values:
         raise ValueError(f"unknown {name} {bad or '(none given)'}; valid: {', '.join(valid)}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class TreesConfig:
-    """The candidates (every ``models`` × ``features`` pair) and how one is chosen.
-
-    ``inner_folds``-fold cross-validation on the training rows scores each candidate (MAE;
-    classification: Matbench's balanced accuracy of labels at 0.5); the best is refitted on all
-    training rows. ``n_estimators`` trees (boosting iterations for gradient boosting); scikit-learn's
-    defaults otherwise. ``n_jobs``: the forests' worker threads (None: scikit-learn's default, one).
-
-    ``min_samples_leaf`` and ``max_leaf_nodes`` cap the forests' trees (extra trees, random forest;
-    gradient boosting keeps scikit-learn's own, 20 and 31): an unpruned tree has about one leaf per
-    training row, so a forest of 500 on 4,000 rows is some 300 MB on disk. The defaults are
-    scikit-learn's (unpruned), those of every Matbench run; :meth:`for_saving` gives the
-    defaults of a model saved for use (``pretroost trees --out``): 200 trees, measured in
-    results/trees_size.md.
-
-    ``threshold`` (classification only; :func:`fit_trees` refuses another rule on regression):
-    ``"fixed"`` labels probabilities at Matbench's 0.5;
-    ``"validation"`` pools each candidate's out-of-fold probabilities over the inner folds, takes
-    the threshold that maximises their balanced accuracy
-    (:func:`~pretroost.metrics.balanced_accuracy_threshold`), scores the candidate by that balanced
-    accuracy, and keeps the chosen candidate's threshold for the test fold. Only training rows are
-    read either way.
-    """
-
-    models: tuple[str, ...] = TREE_MODELS
-    features: tuple[str, ...] = ("fractions", "fractions+magpie")
-    n_estimators: int = 500
-    inner_folds: int = 5
-    seed: int = 0
-    n_jobs: int | None = None
-    threshold: ThresholdRule = "fixed"
-    min_samples_leaf: int = 1
-    max_leaf_nodes: int | None = None
-
-    #: a saved model's defaults (:meth:`for_saving`), chosen in results/trees_size.md: 200 trees
-    #: (no measurable inner-CV MAE cost on matbench_steels and matbench_expt_gap fold 0, 2.5 times
-    #: smaller); leaf caps are left to the user (they cost MAE on one of the two)
-    SAVING: ClassVar[dict[str, Any]] = {"n_estimators": 200}
-
-    @classmethod
-    def for_saving(cls, **changes: Any) -> TreesConfig:
-        """The config of a model saved for use: :data:`SAVING`'s caps, then ``changes``."""
-        return cls(**{**cls.SAVING, **changes})
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "models", tuple(self.models))
-        object.__setattr__(self, "features", tuple(self.features))
-        _check("tree model", self.models, TREE_MODELS)
-        _check("feature set", self.features, FEATURE_SETS)
-        _check("threshold rule", [self.threshold], THRESHOLD_RULES)
-        if self.inner_folds < 2:
-            raise ValueError(f"inner_folds must be at least 2, got {self.inner_folds}")
-        if self.n_estimators < 1:
-            raise ValueError(f"n_estimators must be positive, got {self.n_estimators}")
-        if self.min_samples_leaf < 1:
-            raise ValueError(f"min_samples_leaf must be positive, got {self.min_samples_leaf}")
-        if self.max_leaf_nodes is not None and self.max_leaf_nodes < 2:
-            raise ValueError(
-                f"max_leaf_nodes must be at least 2 or None, got {self.max_leaf_nodes}"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    def candidates(self) -> list[tuple[str, str]]:
-        """``(model, feature set)`` pairs, models first."""
-        return [(m, f) for m in self.models for f in self.features]
 
 
 def composition_features(comps: CompositionArray, name: str, *, teacher: Any = None) -> np.ndarray:

@@ -8,12 +8,8 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from pretroost.cli.config_options import (
-    add_config_options,
-    attribute_docs,
-    config_from_args,
-    static_config,
-)
+from pretroost.cli.config_options import add_config_options, attribute_docs, config_from_args
+from pretroost.configs import FinetuneConfig, PretrainConfig, RoostConfig, TrainConfig
 from pretroost.recipes import DEFAULT_RECIPE, RECIPES, SMALL_ROWS, Recipe, get_recipe
 
 log = logging.getLogger("pretroost.cli")
@@ -27,11 +23,6 @@ def _floats(text: str) -> list[float]:
     return [float(t) for t in text.split(",") if t.strip()]
 
 
-#: the config dataclasses whose fields finetune and ensemble declare as options, read from their
-#: source (config_options.static_config): their modules import torch, too slow for ``--help``
-TRAIN_CONFIG = "pretroost.train:TrainConfig"
-FINETUNE_CONFIG = "pretroost.finetune:FinetuneConfig"
-ROOST_CONFIG = "pretroost.models.roost:RoostConfig"
 #: TrainConfig fields that are options of every training command
 TRAIN_FIELDS = (
     "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup_epochs", "patience", "seed",
@@ -53,7 +44,7 @@ def _add_train_args(p: argparse.ArgumentParser, *, pretrain: bool = False) -> No
     flags it sets default to the recipe's values (a flag given replaces the recipe's)."""
     g = p.add_argument_group("optimisation")
     if pretrain:
-        add_config_options(g, _train_class(), TRAIN_FIELDS, defaults=_default_train(pretrain),
+        add_config_options(g, TrainConfig, TRAIN_FIELDS, defaults=PretrainConfig().train,
                            help=TRAIN_HELP)  # fmt: skip
     else:
         g.add_argument(
@@ -61,7 +52,7 @@ def _add_train_args(p: argparse.ArgumentParser, *, pretrain: bool = False) -> No
             help="the finetuning recipe, default converged: "
             + "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values()),
         )  # fmt: skip
-        docs = attribute_docs(TRAIN_CONFIG)
+        docs = attribute_docs(TrainConfig)
         recipe_help = {
             f: f"{TRAIN_HELP.get(f) or docs.get(f, '').replace('%', '%%')} (default: the "
             "recipe's: "
@@ -71,10 +62,10 @@ def _add_train_args(p: argparse.ArgumentParser, *, pretrain: bool = False) -> No
         }
         # FinetuneConfig().train is TrainConfig's defaults with the recipe's fields set; those
         # are None here (not given: the recipe's value)
-        defaults = argparse.Namespace(**static_config(TRAIN_CONFIG).defaults)
-        for f in Recipe.TRAIN_FIELDS:
-            setattr(defaults, f, None)
-        add_config_options(g, TRAIN_CONFIG, TRAIN_FIELDS, defaults=defaults,
+        defaults = argparse.Namespace(
+            **{**TrainConfig().to_dict(), **dict.fromkeys(Recipe.TRAIN_FIELDS)}
+        )
+        add_config_options(g, TrainConfig, TRAIN_FIELDS, defaults=defaults,
                            help={**TRAIN_HELP, **recipe_help})  # fmt: skip
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 
@@ -86,27 +77,10 @@ def _recipe_value(recipe: Recipe, field: str) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _train_class() -> type:
-    from pretroost.train import TrainConfig
-
-    return TrainConfig
-
-
-def _default_train(pretrain: bool):
-    if pretrain:
-        from pretroost.pretrain import PretrainConfig
-
-        return PretrainConfig().train
-    from pretroost.finetune import FinetuneConfig
-
-    return FinetuneConfig().train
-
-
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    """Initialisation and loss flags shared by ``finetune`` and ``ensemble`` (``FinetuneConfig``,
-    read from its source: declaring them imports no torch)."""
+    """Initialisation and loss flags shared by ``finetune`` and ``ensemble`` (``FinetuneConfig``)."""
     mdl = p.add_argument_group("model")
-    add_config_options(mdl, FINETUNE_CONFIG, FINETUNE_FIELDS, help={
+    add_config_options(mdl, FinetuneConfig, FINETUNE_FIELDS, help={
         "init": "'scratch', or a folder whose encoder to start from: a pretrained encoder "
         "(pretroost pretrain --out), a finetuned model or an ensemble (its member 0)",
         "amount_encoding": "'fourier': the encoder also reads sines and cosines of each "
@@ -114,8 +88,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         "'none': the paper's Roost; default: the encoder's own",
     })  # fmt: skip
     mdl.add_argument("--freeze-encoder", action="store_true", help="train only the output network")
-    add_config_options(mdl, TRAIN_CONFIG, ("encoder_lr_scale", "freeze_encoder_epochs"))
-    add_config_options(mdl, ROOST_CONFIG, ("elem_embedding",))
+    add_config_options(mdl, TrainConfig, ("encoder_lr_scale", "freeze_encoder_epochs"))
+    add_config_options(mdl, RoostConfig, ("elem_embedding",))
 
 
 def _add_user_data_args(
@@ -147,15 +121,13 @@ def _add_overwrite_arg(p) -> None:
     )  # fmt: skip
 
 
-def _train_config(args: argparse.Namespace, *, pretrain: bool = False, **extra):
+def _train_config(args: argparse.Namespace, *, pretrain: bool = False, **extra) -> TrainConfig:
     """The ``TrainConfig`` of the optimisation flags (others: the command's defaults; for
     finetuning, the ``--recipe``'s)."""
     if pretrain:
         return config_from_args(
-            _train_class(), args, TRAIN_FIELDS, base=_default_train(pretrain), **extra
+            TrainConfig, args, TRAIN_FIELDS, base=PretrainConfig().train, **extra
         )
-    from pretroost.finetune import FinetuneConfig
-
     base = FinetuneConfig.from_recipe(getattr(args, "recipe", DEFAULT_RECIPE)).train
     given = {f: getattr(args, f) for f in TRAIN_FIELDS if getattr(args, f, None) is not None}
     return dataclasses.replace(base, **{**given, **extra})
@@ -187,9 +159,7 @@ def _add_arch_args(p: argparse.ArgumentParser, *, pretrain: bool) -> None:
     )  # fmt: skip
 
 
-def _encoder_config(args: argparse.Namespace):
-    from pretroost.models.roost import RoostConfig
-
+def _encoder_config(args: argparse.Namespace) -> RoostConfig:
     kw: dict = {"elem_embedding": args.elem_embedding}
     if getattr(args, "elem_fea_len", None) is not None:
         kw["elem_fea_len"] = args.elem_fea_len
@@ -243,9 +213,7 @@ def _check_out(
     return out
 
 
-def _finetune_config(args: argparse.Namespace):
-    from pretroost.finetune import FinetuneConfig
-
+def _finetune_config(args: argparse.Namespace) -> FinetuneConfig:
     scale = 0.0 if args.freeze_encoder else args.encoder_lr_scale
     sizes = {
         k: tuple(getattr(args, k)) for k in ("trunk_hidden", "out_hidden") if getattr(args, k, None)

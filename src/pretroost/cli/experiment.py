@@ -9,6 +9,8 @@ import logging
 import sys
 from pathlib import Path
 
+from pretroost.configs import FEATURE_SETS, TREE_MODELS, TREE_THRESHOLD_RULES, TreesConfig
+
 log = logging.getLogger("pretroost.cli")
 
 
@@ -246,7 +248,6 @@ def _save_trees_on_data(args: argparse.Namespace, config) -> int:
 
 def register_trees(p: argparse.ArgumentParser) -> None:
     from pretroost.cli.common import _add_overwrite_arg, _add_user_data_args
-    from pretroost.trees import THRESHOLD_RULES, TreesConfig
 
     p.description = (
         "Tree ensembles on composition features, the candidate chosen by cross-validation on\n"
@@ -270,7 +271,7 @@ def register_trees(p: argparse.ArgumentParser) -> None:
         "--threshold validation)",
     )  # fmt: skip
     p.add_argument(
-        "--threshold", choices=THRESHOLD_RULES, default=default.threshold,
+        "--threshold", choices=TREE_THRESHOLD_RULES, default=default.threshold,
         help="classification: label at 0.5 (fixed) or at the threshold that maximises the "
         "balanced accuracy of the inner folds' out-of-fold probabilities (validation)",
     )  # fmt: skip
@@ -279,10 +280,8 @@ def register_trees(p: argparse.ArgumentParser) -> None:
 
 
 def _add_tree_options(p: argparse.ArgumentParser) -> None:
-    """The candidates, caps and inner cross-validation of :class:`~pretroost.trees.TreesConfig`
+    """The candidates, caps and inner cross-validation of :class:`~pretroost.configs.TreesConfig`
     (the caps' defaults: a saved model's, :meth:`TreesConfig.for_saving`, with ``--out``)."""
-    from pretroost.trees import FEATURE_SETS, TREE_MODELS, TreesConfig
-
     default, saving = TreesConfig(), TreesConfig.for_saving()
 
     def both(name: str) -> str:
@@ -308,10 +307,8 @@ def _add_tree_options(p: argparse.ArgumentParser) -> None:
 
 
 def _trees_config(args: argparse.Namespace, *, saving: bool = False, **extra):
-    """:class:`~pretroost.trees.TreesConfig` from :func:`_add_tree_options`' flags; ``saving``:
+    """:class:`~pretroost.configs.TreesConfig` from :func:`_add_tree_options`' flags; ``saving``:
     a model saved for use, whose caps default to :meth:`TreesConfig.for_saving`'s."""
-    from pretroost.trees import TreesConfig
-
     caps = {"n_estimators": args.n_estimators, "min_samples_leaf": args.min_samples_leaf}
     given = {k: v for k, v in caps.items() if v is not None}
     if args.max_leaf_nodes is not None:  # given: a number, or none (no cap)

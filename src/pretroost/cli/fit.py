@@ -11,6 +11,8 @@ import textwrap
 
 from pretroost.cli.common import _add_overwrite_arg, _check_out
 from pretroost.cli.config_options import add_config_options, config_from_args
+from pretroost.configs import CANDIDATES, RULE, FitConfig
+from pretroost.recipes import RECIPES
 
 log = logging.getLogger("pretroost.cli")
 
@@ -27,18 +29,13 @@ FIT_FIELDS = (
 )
 
 
-def _fit_config(args: argparse.Namespace, **extra):
-    from pretroost.select_model import FitConfig
-
+def _fit_config(args: argparse.Namespace, **extra) -> FitConfig:
     if args.candidates is not None:
         extra["candidates"] = tuple(args.candidates)
     return config_from_args(FitConfig, args, FIT_FIELDS, band_gap=args.band_gap, **extra)
 
 
 def _add_fit_options(p: argparse.ArgumentParser) -> None:
-    from pretroost.recipes import RECIPES
-    from pretroost.select_model import CANDIDATES, FitConfig
-
     g = p.add_argument_group("choice")
     g.add_argument(
         "--candidates", nargs="+", default=None, metavar="NAME",
@@ -94,8 +91,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def register_fit(p: argparse.ArgumentParser) -> None:
-    from pretroost.select_model import RULE
-
     p.description = (
         "Choose a model for your CSV by k-fold cross-validation on its training rows, refit the\n"
         "choice on all of them and save it as a model folder (pretroost predict --model DIR,\n"

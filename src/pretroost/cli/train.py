@@ -27,6 +27,14 @@ from pretroost.cli.common import (
 )
 from pretroost.cli.config_options import add_config_options, config_from_args
 from pretroost.cli.data import default_corpus
+from pretroost.configs import (
+    DFTConfig,
+    FingerprintConfig,
+    PretrainConfig,
+    RoostConfig,
+    SSLConfig,
+    StructureConfig,
+)
 
 log = logging.getLogger("pretroost.cli")
 
@@ -218,8 +226,7 @@ def register_ensemble(p: argparse.ArgumentParser) -> None:
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from pretroost.data.corpus import Corpus, build_corpus
     from pretroost.data.dft_labels import label_set
-    from pretroost.objectives import DFTConfig, FingerprintConfig, SSLConfig, StructureConfig
-    from pretroost.pretrain import PretrainConfig, pretrain
+    from pretroost.pretrain import pretrain
 
     _check_out(args.out, args.overwrite)
     if args.structures:
@@ -272,10 +279,6 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def register_pretrain(p: argparse.ArgumentParser) -> None:
-    from pretroost.models.roost import RoostConfig
-    from pretroost.objectives import SSLConfig, StructureConfig
-    from pretroost.pretrain import PretrainConfig
-
     add_config_options(p, PretrainConfig, ("objective",), help={
         "objective": "ssl | fingerprint | structure | dft | e.g. ssl+fingerprint"
     })  # fmt: skip

@@ -18,8 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pretroost.configs import (
+    ALL_DFT_PROPERTIES,
+    DFT_PROPERTIES,
+    MATBENCH_DFT_PROPERTIES,
+    OQMD_PROPERTIES,
+)
 from pretroost.data.composition import CompositionArray, FormulaError, parse_formula
-from pretroost.data.dft_labels import MATBENCH_DFT_PROPERTIES, OQMD_PROPERTIES, matbench_dft_labels
+from pretroost.data.dft_labels import matbench_dft_labels
 from pretroost.data.matbench import TASKS, load_task
 from pretroost.paths import cache_dir
 from pretroost.utils import atomic_path, atomic_write_json
@@ -34,14 +40,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: the DFT properties the cached OQMD files label (``OQMD_<property>_{train,val,test}.csv``, columns
-#: ``formula,target``): band gap (eV), formation enthalpy (eV/atom), total energy per atom
-#: (eV/atom), volume per atom (Å^3/atom)
-DFT_PROPERTIES: tuple[str, ...] = OQMD_PROPERTIES
-#: every label the ``dft`` objective can regress: OQMD's four, then Matbench's DFT tasks'
-#: (:data:`pretroost.data.dft_labels.MATBENCH_DFT_PROPERTIES`: mean per reduced composition)
-ALL_DFT_PROPERTIES: tuple[str, ...] = (*OQMD_PROPERTIES, *MATBENCH_DFT_PROPERTIES)
 
 
 def _parse_many(formulas: Iterable[str], source: str) -> tuple[CompositionArray, list[int], int]:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pretroost.configs import MATBENCH_DFT_PROPERTIES, OQMD_PROPERTIES
 from pretroost.data.composition import CompositionArray, parse_formulas
 from pretroost.data.matbench import load_task
 
@@ -44,21 +45,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: OQMD's labels (the same as :data:`pretroost.data.corpus.DFT_PROPERTIES`, named here so this
-#: module needs nothing from the corpus module)
-OQMD_PROPERTIES: tuple[str, ...] = (
-    "Bandgap",
-    "Formation_Enthalpy",
-    "Energy_per_atom",
-    "Volume_per_atom",
-)
-#: label name -> the Matbench task it comes from
-MATBENCH_DFT_PROPERTIES: dict[str, str] = {
-    "mp_e_form": "matbench_mp_e_form",
-    "mp_gap": "matbench_mp_gap",
-    "mp_is_metal": "matbench_mp_is_metal",
-    "perovskites": "matbench_perovskites",
-}
 #: named label sets (``pretroost corpus build --labels``, ``pretroost pretrain --dft-labels``)
 LABEL_SETS: dict[str, tuple[str, ...]] = {
     "oqmd4": OQMD_PROPERTIES,

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
-from typing import Literal, get_args
 
 import numpy as np
 
+from pretroost.configs import ELEMENT_FEATURES, ElementFeatureName
+
 __all__ = ["ELEMENT_FEATURES", "ElementFeatureName", "element_table"]
 
-ElementFeatureName = Literal["matscholar200", "megnet16", "cgcnn92", "magpie", "onehot"]
-ELEMENT_FEATURES: tuple[str, ...] = get_args(ElementFeatureName)
 MAX_Z = 118
 
 # Magpie element properties used as node features (the 22 of matminer's "magpie" preset).

@@ -37,13 +37,15 @@ equal to aviary's Roost to 1e-5 (``tests/test_roost_reference.py``). Each layer'
 switch to the fast CPU path of :mod:`pretroost.models.kernels` (fused C++ kernels, no per-pair
 tensor materialised, same parameters and results to float rounding); :class:`RoostEncoder`'s
 ``impl`` decides which runs.
+
+The settings, :class:`RoostConfig` and :class:`ModelConfig`, are defined in
+:mod:`pretroost.configs` (torch-free) and re-exported here.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -51,10 +53,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pretroost.configs import (
+    AMOUNT_ENCODINGS,
+    DESCRIPTORS,
+    TASK_TYPES,
+    AmountEncoding,
+    Descriptors,
+    ModelConfig,
+    RoostConfig,
+    TaskType,
+)
 from pretroost.data.batching import CompositionBatch
 from pretroost.data.composition import CompositionArray
 from pretroost.data.descriptors import descriptor_values, n_descriptors
-from pretroost.data.elements import ELEMENT_FEATURES, ElementFeatureName, element_table
+from pretroost.data.elements import element_table
 from pretroost.errors import ArtefactError
 from pretroost.models import kernels
 
@@ -62,6 +74,7 @@ __all__ = [
     "AMOUNT_ENCODINGS",
     "DESCRIPTORS",
     "IMPLS",
+    "TASK_TYPES",
     "AmountEncoding",
     "Descriptors",
     "Impl",
@@ -72,6 +85,7 @@ __all__ = [
     "RoostConfig",
     "RoostEncoder",
     "RoostModel",
+    "TaskType",
     "WeightedAttentionPooling",
     "amount_features",
     "batch_compositions",
@@ -84,8 +98,6 @@ EPS = 1e-10  # softmax denominator guard, as in the reference implementation
 
 Impl = Literal["auto", "fast", "reference"]
 IMPLS: tuple[str, ...] = ("auto", "fast", "reference")
-AmountEncoding = Literal["none", "fourier"]
-AMOUNT_ENCODINGS: tuple[str, ...] = ("none", "fourier")
 #: frequencies of :func:`amount_features`: pi * 2^k, k = 0 .. AMOUNT_OCTAVES - 1, on each scale
 AMOUNT_OCTAVES = 6
 #: the log scale of :func:`amount_features` maps amounts 10^-AMOUNT_DECADES .. 1 onto 0 .. 1
@@ -103,48 +115,6 @@ def amount_features(weights: Tensor) -> Tensor:
     log_scale = (1 + torch.log10(weights.clamp_min(1e-30)) / AMOUNT_DECADES).clamp(0, 1)
     s = torch.stack([weights, log_scale], dim=-1).unsqueeze(-1) * freq  # (B, N, 2, K)
     return torch.cat([s.sin(), s.cos()], dim=-1).flatten(-2)
-
-
-@dataclass(frozen=True, kw_only=True)
-class RoostConfig:
-    """Hyperparameters of the Roost encoder; defaults are the paper's."""
-
-    elem_embedding: ElementFeatureName = "matscholar200"
-    elem_fea_len: int = 64
-    n_graph: int = 3
-    elem_heads: int = 3
-    elem_gate: tuple[int, ...] = (256,)
-    elem_msg: tuple[int, ...] = (256,)
-    cry_heads: int = 3
-    cry_gate: tuple[int, ...] = (256,)
-    cry_msg: tuple[int, ...] = (256,)
-    #: ``"none"`` (the paper: the amount enters as one number per element and as the attention
-    #: weight) or ``"fourier"`` (also :func:`amount_features` through a learned linear map)
-    amount_encoding: AmountEncoding = "none"
-
-    def __post_init__(self) -> None:
-        if self.amount_encoding not in AMOUNT_ENCODINGS:
-            raise ValueError(
-                f"unknown amount_encoding {self.amount_encoding!r}; "
-                f"valid: {', '.join(AMOUNT_ENCODINGS)}"
-            )
-        if self.elem_embedding not in ELEMENT_FEATURES:
-            raise ValueError(
-                f"unknown elem_embedding {self.elem_embedding!r}; valid: {', '.join(ELEMENT_FEATURES)}"
-            )
-        for name in ("elem_gate", "elem_msg", "cry_gate", "cry_msg"):
-            hidden = tuple(getattr(self, name))
-            object.__setattr__(self, name, hidden)
-            if not hidden:
-                raise ValueError(f"{name} needs at least one hidden layer")
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RoostConfig:
-        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**kwargs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -440,12 +410,6 @@ class ResidualNetwork(nn.Module):
         return self.fc_out(x)
 
 
-TaskType = Literal["regression", "classification"]
-TASK_TYPES: tuple[str, ...] = ("regression", "classification")
-Descriptors = Literal["none", "magpie", "fractions", "pbe"]
-DESCRIPTORS: tuple[str, ...] = ("none", "magpie", "fractions", "pbe")
-
-
 def batch_compositions(batch: CompositionBatch) -> CompositionArray:
     """The batch's compositions in CSR layout (fractions from the batch's float32 weights)."""
     mask = batch.mask.cpu().numpy()
@@ -454,57 +418,6 @@ def batch_compositions(batch: CompositionBatch) -> CompositionArray:
     z = batch.z.cpu().numpy()[mask].astype(np.int64)
     frac = batch.weights.cpu().numpy()[mask].astype(np.float64)
     return CompositionArray(z, frac, offsets)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelConfig:
-    """A Roost property model: encoder, residual trunk and output head.
-
-    ``robust`` (regression only) doubles the outputs: a mean and a log standard deviation per target
-    (Roost's heteroscedastic "robust" L1 loss, Kendall & Gal 2017). Classification is binary, one logit.
-    ``descriptors``: ``"none"`` (Roost), ``"magpie"``: the trunk reads the 144 Magpie attributes
-    of the composition, standardised with the training rows' mean and std, beside the material
-    vector; or ``"fractions"``: the same with the 103 element fractions (column Z - 1: element Z's
-    amount), which attention pooling weighted by amount reads only faintly for minor elements; or
-    ``"pbe"``: one number, a PBE band gap predicted by a teacher fitted on Materials Project gaps
-    (:mod:`pretroost.data.pbe_gap`; fitted once per machine and kept in the data cache).
-    """
-
-    encoder: RoostConfig = field(default_factory=RoostConfig)
-    task_type: TaskType = "regression"
-    n_targets: int = 1
-    robust: bool = True
-    trunk_hidden: tuple[int, ...] = (1024, 512)
-    out_hidden: tuple[int, ...] = (256, 128, 64)
-    descriptors: Descriptors = "none"
-
-    def __post_init__(self) -> None:
-        if self.descriptors not in DESCRIPTORS:
-            raise ValueError(
-                f"unknown descriptors {self.descriptors!r}; valid: {', '.join(DESCRIPTORS)}"
-            )
-        if self.task_type not in TASK_TYPES:
-            raise ValueError(
-                f"unknown task_type {self.task_type!r}; valid: {', '.join(TASK_TYPES)}"
-            )
-        if self.task_type == "classification" and self.robust:
-            object.__setattr__(self, "robust", False)
-        object.__setattr__(self, "trunk_hidden", tuple(self.trunk_hidden))
-        object.__setattr__(self, "out_hidden", tuple(self.out_hidden))
-        if not self.out_hidden:
-            raise ValueError("out_hidden needs at least one width (the trunk's output)")
-
-    def to_dict(self) -> dict:
-        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-        d["encoder"] = self.encoder.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        d = dict(d)
-        enc = RoostConfig.from_dict(d.pop("encoder"))
-        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(encoder=enc, **kwargs)
 
 
 class RoostModel(nn.Module):

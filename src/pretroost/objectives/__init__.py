@@ -1,9 +1,11 @@
 """Pretraining objectives behind one registry.
 
 Every objective maps a batch to ``{"loss": ...}`` (see :class:`~pretroost.objectives.base.Objective`).
-Adding a strategy = one new module with an ``Objective`` subclass + one line in :data:`OBJECTIVES`.
+Adding a strategy = one new module with an ``Objective`` subclass, one line in :data:`OBJECTIVES`
+and its name and ``Config`` in :mod:`pretroost.configs` (:data:`~pretroost.configs.OBJECTIVE_NAMES`).
 Several objectives combine as ``"ssl+fingerprint+structure"``: one shared encoder, a weighted sum
-of losses (:class:`CombinedObjective`).
+of losses (:class:`CombinedObjective`). The objectives' settings (``SSLConfig``, ...) and
+:func:`parse_objective` live in :mod:`pretroost.configs` (torch-free) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -13,16 +15,25 @@ from typing import Any, cast
 
 from torch import Tensor, nn
 
+from pretroost.configs import (
+    OBJECTIVE_NAMES,
+    DFTConfig,
+    FingerprintConfig,
+    SSLConfig,
+    StructureConfig,
+    parse_objective,
+)
 from pretroost.data.batching import CompositionBatch
 from pretroost.models.roost import RoostEncoder
 from pretroost.objectives.base import EncoderViews, Objective
-from pretroost.objectives.dft import DFTConfig, DFTObjective
-from pretroost.objectives.fingerprint import FingerprintConfig, FingerprintObjective
-from pretroost.objectives.ssl import BarlowTwinsObjective, SSLConfig
-from pretroost.objectives.structure import StructureConfig, StructureObjective
+from pretroost.objectives.dft import DFTObjective
+from pretroost.objectives.fingerprint import FingerprintObjective
+from pretroost.objectives.ssl import BarlowTwinsObjective
+from pretroost.objectives.structure import StructureObjective
 
 __all__ = [
     "OBJECTIVES",
+    "OBJECTIVE_NAMES",
     "CombinedObjective",
     "DFTConfig",
     "FingerprintConfig",
@@ -32,25 +43,13 @@ __all__ = [
     "parse_objective",
 ]
 
+#: objective name (:data:`pretroost.configs.OBJECTIVE_NAMES`, in that order) -> its class
 OBJECTIVES: dict[str, type[Objective]] = {
     "ssl": BarlowTwinsObjective,
     "fingerprint": FingerprintObjective,
     "structure": StructureObjective,
     "dft": DFTObjective,
 }
-
-
-def parse_objective(spec: str) -> list[str]:
-    """``"ssl+fingerprint"`` -> ``["ssl", "fingerprint"]`` (validated, order kept, no repeats)."""
-    names = [s.strip() for s in spec.split("+") if s.strip()]
-    unknown = [n for n in names if n not in OBJECTIVES]
-    if not names or unknown:
-        raise ValueError(
-            f"unknown objective {spec!r}; valid: {', '.join(OBJECTIVES)} or a '+'-combination of them"
-        )
-    if len(set(names)) != len(names):
-        raise ValueError(f"objective {spec!r} names a strategy twice")
-    return names
 
 
 class CombinedObjective(nn.Module):

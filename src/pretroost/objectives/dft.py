@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from pretroost.artefacts import load_artefact
+from pretroost.configs import DFTConfig
 from pretroost.data.batching import CompositionDataset
-from pretroost.data.corpus import ALL_DFT_PROPERTIES, DFT_PROPERTIES
 from pretroost.errors import ArtefactError
 from pretroost.losses import MaskedSmoothL1Loss
 from pretroost.models.roost import RoostEncoder, encoder_from_artefact
@@ -41,41 +41,6 @@ if TYPE_CHECKING:
     from pretroost.data.corpus import Corpus
 
 __all__ = ["DFTConfig", "DFTHead", "DFTObjective", "load_dft_head", "predict_dft"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class DFTConfig:
-    """Settings of the ``dft`` objective.
-
-    Attributes:
-        properties: the DFT labels regressed (in this order: the head's outputs), from
-            :data:`pretroost.data.corpus.ALL_DFT_PROPERTIES`: OQMD's four (the default) and
-            Matbench's DFT tasks' (``mp_e_form``, ``mp_gap``, ``mp_is_metal``, ``perovskites``;
-            :data:`pretroost.data.dft_labels.LABEL_SETS` names the usual sets). Each is
-            standardised on its own; a composition without a label contributes nothing to it.
-        beta: the smooth-L1 transition, in standard deviations of each property (0: plain L1).
-        oqmd_dir: folder of the labelled ``OQMD_*.csv`` files (None: the data cache's ``oqmd/``).
-        limit: read at most this many rows of each label file (tests; None: all).
-        trunk_hidden, trunk_out: the head's residual trunk (the property model's trunk shape, so
-            ``finetune --init-trunk`` can load it).
-    """
-
-    properties: tuple[str, ...] = DFT_PROPERTIES
-    beta: float = 1.0
-    oqmd_dir: str | None = None
-    limit: int | None = None
-    trunk_hidden: tuple[int, ...] = (1024, 512)
-    trunk_out: int = 256
-
-    def __post_init__(self) -> None:
-        unknown = [p for p in self.properties if p not in ALL_DFT_PROPERTIES]
-        if unknown or not self.properties or len(set(self.properties)) != len(self.properties):
-            raise ValueError(
-                f"dft properties {self.properties!r}: each once, from "
-                f"{', '.join(ALL_DFT_PROPERTIES)}"
-            )
-        if self.beta < 0:
-            raise ValueError(f"beta must be >= 0, got {self.beta}")
 
 
 class DFTObjective(RegressionObjective):

@@ -5,11 +5,11 @@ the finite entries."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pretroost.configs import FingerprintConfig
 from pretroost.data.fingerprint import magpie_fingerprint
 from pretroost.objectives.base import RegressionObjective
 
@@ -17,12 +17,6 @@ if TYPE_CHECKING:
     from pretroost.data.corpus import Corpus
 
 __all__ = ["FingerprintConfig", "FingerprintObjective"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class FingerprintConfig:
-    trunk_hidden: tuple[int, ...] = (1024, 512)
-    trunk_out: int = 256
 
 
 class FingerprintObjective(RegressionObjective):

@@ -9,39 +9,16 @@ By default, as in the authors' code, view 1 is the unmodified composition and vi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
+from pretroost.configs import SSLConfig
 from pretroost.data.batching import CompositionBatch
 from pretroost.losses import BarlowTwinsLoss
 from pretroost.models.roost import RoostEncoder
 from pretroost.objectives.base import EncoderViews, Objective, ProjectionHead
 
 __all__ = ["BarlowTwinsObjective", "SSLConfig", "mask_elements", "perturb_amounts"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class SSLConfig:
-    """Barlow Twins settings.
-
-    Attributes:
-        mask_fraction: share of each composition's elements masked in a view (at least one).
-        mask_both: mask view 1 as well (default: view 1 is the plain composition).
-        amount_noise: std of a multiplicative log-normal perturbation of the amounts of each view
-            (0: off), renormalised to fractions.
-        lambd: weight of the off-diagonal (redundancy) term.
-        trunk_hidden, trunk_out, proj_dim: head = residual trunk -> ReLU -> Linear(trunk_out, proj_dim).
-    """
-
-    mask_fraction: float = 0.1
-    mask_both: bool = False
-    amount_noise: float = 0.0
-    lambd: float = 0.0051
-    trunk_hidden: tuple[int, ...] = (1024, 512)
-    trunk_out: int = 256
-    proj_dim: int = 1024
 
 
 def mask_elements(

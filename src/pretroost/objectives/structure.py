@@ -5,26 +5,17 @@ structure are masked out of the loss (``structure_mask``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pretroost.configs import StructureConfig
 from pretroost.objectives.base import RegressionObjective
 
 if TYPE_CHECKING:
     from pretroost.data.corpus import Corpus
 
 __all__ = ["StructureConfig", "StructureObjective"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class StructureConfig:
-    """``teacher``: a name from :data:`pretroost.data.teachers.TEACHERS`."""
-
-    teacher: str = "crystal-twins"
-    trunk_hidden: tuple[int, ...] = (1024, 512)
-    trunk_out: int = 256
 
 
 class StructureObjective(RegressionObjective):
