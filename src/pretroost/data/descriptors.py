@@ -11,13 +11,15 @@ from typing import Any
 
 import numpy as np
 
+from pretroost.configs import DESCRIPTORS
 from pretroost.data.composition import MAX_Z, CompositionArray
 from pretroost.data.fingerprint import MAGPIE_FEATURE_NAMES, magpie_fingerprint
 from pretroost.data.pbe_gap import pbe_gap_feature
 
 __all__ = ["DESCRIPTOR_NAMES", "descriptor_matrix", "descriptor_values", "n_descriptors"]
 
-DESCRIPTOR_NAMES: tuple[str, ...] = ("magpie", "fractions", "pbe")
+#: the descriptor sets that give numbers (``configs.DESCRIPTORS`` but ``"none"``)
+DESCRIPTOR_NAMES: tuple[str, ...] = tuple(d for d in DESCRIPTORS if d != "none")
 
 
 def descriptor_values(name: str, comps: CompositionArray) -> np.ndarray:
