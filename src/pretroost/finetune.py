@@ -565,7 +565,7 @@ def fit(
     )
 
     def val_score(module: nn.Module, data: CompositionDataset) -> float:
-        with torch.no_grad():
+        with torch.inference_mode():  # no autograd bookkeeping at all (values as under no_grad)
             module.eval()
             tot, cnt, probs, ys = 0.0, 0, [], []
             for batch in data.batches(1024):

@@ -10,7 +10,6 @@ settings, :class:`~pretroost.configs.TrainConfig`, live in :mod:`pretroost.confi
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import logging
 import math
@@ -30,7 +29,7 @@ from tqdm.auto import tqdm
 from pretroost import distributed
 from pretroost.configs import PRECISIONS, SCHEDULES, Precision, Schedule, TrainConfig
 from pretroost.data.batching import CompositionDataset
-from pretroost.utils import atomic_path, native_bf16
+from pretroost.utils import atomic_path, native_bf16, tune_malloc
 
 __all__ = [
     "PRECISIONS",
@@ -197,6 +196,19 @@ def _check_resumable(state: dict, path: str | Path, config: TrainConfig, fingerp
         )
 
 
+def _copy_state(module: nn.Module, into: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """A copy of ``module.state_dict()`` (the best weights so far), written into the tensors of
+    ``into`` when given: no new memory at every improvement."""
+    state = module.state_dict()
+    if into is None:  # the first: the state dict itself (its metadata too), tensors cloned
+        for name, tensor in list(state.items()):
+            state[name] = tensor.detach().clone()
+        return state
+    for name, tensor in state.items():
+        into[name].copy_(tensor)
+    return into
+
+
 class _OnDevice:
     """A dataset view whose batches live on ``device`` (for validation on a GPU)."""
 
@@ -252,9 +264,13 @@ def train(
     trains on its shard of each global batch of ``config.batch_size`` rows, gradients are summed
     over ranks, rank 0 scores the validation set and alone writes the checkpoint.
 
+    The process keeps freed memory for the next step (:func:`pretroost.utils.tune_malloc`; off
+    with ``PRETROOST_TUNE_MALLOC=0``).
+
     Returns:
         The per-epoch history (train loss, val score, lr, seconds) and the best epoch.
     """
+    tune_malloc()
     ctx = distributed.context(device)
     dev = ctx.device
     on_cpu = dev.type == "cpu"
@@ -332,13 +348,13 @@ def train(
                 with autocast(config, dev):
                     out = module(batch if on_cpu else batch.to(dev))
                 loss = out["loss"]
-                if not torch.isfinite(loss):
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
                     raise FloatingPointError(
                         f"{description}: non-finite loss at epoch {epoch}, step {i}"
                     )
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
-                loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 raise FloatingPointError(
                     f"{description}: non-finite loss at epoch {epoch}, step {i}"
@@ -358,7 +374,7 @@ def train(
             row["val_score"] = score
             if score < result.best_score:
                 result.best_score, result.best_epoch = score, epoch
-                best_state = copy.deepcopy(module.state_dict())
+                best_state = _copy_state(module, into=best_state)
         result.history.append(row)
         result.epochs_run = epoch + 1
         result.seconds = time.perf_counter() - t0

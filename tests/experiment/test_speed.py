@@ -67,8 +67,11 @@ def test_speed_through_the_cli(tmp_path) -> None:
 def test_speed_measurement_names_match() -> None:
     """The CLI names the measurements without importing torch; they must be the benchmark's."""
     from pretroost.cli.experiment import MEASUREMENT_NAMES
-    from pretroost.experiment import pretrain_speed  # registers dft_epoch, dft_heldout
+    from pretroost.experiment import (
+        finetune_speed,  # registers finetune_epoch
+        pretrain_speed,  # registers dft_epoch, dft_heldout
+    )
     from pretroost.experiment.speed import MEASUREMENTS
 
-    assert pretrain_speed.VARIANTS
+    assert pretrain_speed.VARIANTS and finetune_speed.EPOCHS
     assert tuple(MEASUREMENTS) == MEASUREMENT_NAMES

@@ -528,16 +528,17 @@ def register_report(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_speed(args: argparse.Namespace) -> int:
-    from pretroost.experiment import pretrain_speed, speed
+    from pretroost.experiment import finetune_speed, pretrain_speed, speed
 
-    assert pretrain_speed.VARIANTS  # imported for its measurements (dft_epoch, dft_heldout)
+    # imported for their measurements (dft_epoch, dft_heldout; finetune_epoch)
+    assert pretrain_speed.VARIANTS and finetune_speed.EPOCHS
     return speed.main(args)
 
 
 #: ``pretroost.experiment.speed.MEASUREMENTS`` (named here: the parser loads no torch)
 MEASUREMENT_NAMES = (
     "machine", "train", "steels", "flops", "fingerprint", "ssl_epoch", "teachers", "ready",
-    "dft_epoch", "dft_heldout",
+    "finetune_epoch", "dft_epoch", "dft_heldout",
 )  # fmt: skip
 
 
@@ -554,6 +555,10 @@ def register_speed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--foreach-adamw", action="store_true", help="AdamW foreach (default fused)")
     p.add_argument("--no-tune-malloc", action="store_true", help="keep glibc malloc defaults")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--baseline", default=None,
+        help="a commit to time this code against (finetune_epoch; default: this code alone)",
+    )  # fmt: skip
     p.add_argument(
         "--merge",
         action="store_true",

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import ctypes.util
 import logging
 import math
 import os
@@ -56,7 +54,14 @@ from pretroost.models.kernels import roost_kernels
 from pretroost.models.roost import ModelConfig, RoostModel
 from pretroost.paths import cache_dir, shared_data_dir
 from pretroost.pretrained import shipped
-from pretroost.utils import atomic_write_json, git_sha, machine_description, native_bf16
+from pretroost.utils import (
+    TUNE_MALLOC_ENV,
+    atomic_write_json,
+    git_sha,
+    machine_description,
+    native_bf16,
+    tune_malloc,
+)
 
 if TYPE_CHECKING:
     from pretroost.models.roost import MessageLayer
@@ -66,7 +71,6 @@ __all__ = [
     "SpeedContext",
     "main",
     "register_measurement",
-    "tune_malloc",
 ]
 
 log = logging.getLogger("pretroost.speed")
@@ -92,31 +96,6 @@ def register_measurement(name: str) -> Callable[[Measurement], Measurement]:
 
 
 # ----------------------------------------------------------------------------------------------
-# process settings
-# ----------------------------------------------------------------------------------------------
-
-
-def tune_malloc(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 31) -> bool:
-    """Keep freed memory in the process heap (glibc ``mallopt``): blocks up to ``mmap_threshold``
-    come from the heap, and the heap is only trimmed past ``trim_threshold`` of free memory.
-
-    torch's CPU allocator has no cache; with glibc's defaults the MB-sized activations of every
-    training step are returned to the OS and page-faulted back in the next step, which on virtual
-    machines costs up to a few ms per tensor. Process-wide; returns False where unsupported.
-    """
-    name = ctypes.util.find_library("c")
-    if not name or not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        ok = libc.mallopt(m_mmap_threshold, int(mmap_threshold)) == 1
-        return ok and libc.mallopt(m_trim_threshold, int(trim_threshold)) == 1
-    except (OSError, AttributeError):
-        return False
-
-
-# ----------------------------------------------------------------------------------------------
 # context and timing helpers
 # ----------------------------------------------------------------------------------------------
 
@@ -134,6 +113,8 @@ class SpeedContext:
     steels_n: int | None = None
     seed: int = 0
     fused_adamw: bool = True
+    #: a commit to time this code against (measurements that compare code versions)
+    baseline: str | None = None
     #: bf16 measurements run only where the CPU has native BF16 (else emulated, many times slower:
     #: minutes of measuring something nobody should use); the reason lands in the JSON
     bf16_native: bool = True
@@ -747,7 +728,9 @@ def main(args: argparse.Namespace) -> int:
     quick = bool(args.quick)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    malloc_tuned = False if args.no_tune_malloc else tune_malloc()
+    if args.no_tune_malloc:  # also for train(), which tunes it itself, here and in subprocesses
+        os.environ[TUNE_MALLOC_ENV] = "0"
+    malloc_tuned = tune_malloc()
     ctx = SpeedContext(
         n=args.n if args.n is not None else (1500 if quick else 20_000),
         quick=quick,
@@ -760,6 +743,7 @@ def main(args: argparse.Namespace) -> int:
         steels_n=64 if quick else None,
         seed=args.seed,
         fused_adamw=not args.foreach_adamw,
+        baseline=args.baseline,
     )
     ctx.bf16_native, ctx.bf16_reason = native_bf16("cpu")
     if not ctx.bf16_native:
