@@ -7,6 +7,7 @@ import logging
 import math
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -197,6 +198,26 @@ def test_bench_rejects_unknown_strategy_listing_valid_ones(tmp_path) -> None:
         run_bench("smoke", strategies=["scratch"], data_efficiency_folds=[5], results_dir=tmp_path)
 
 
+def _fake_encoder(plan, base: str, variants: tuple[str, ...] = ()) -> Path:
+    """A runs-directory folder whose config.json records what ``base`` with ``variants`` needs
+    under ``plan``'s preset (no weights), its corpus a tiny one put in ``plan``'s corpus cache."""
+    from pretroost.data.composition import parse_formulas
+    from pretroost.data.corpus import Corpus
+    from pretroost.experiment.bench import pretrain_config
+    from pretroost.experiment.strategies import pretrain_corpus, pretrain_folder
+    from tiny import BINARY_FORMULAS
+
+    corpus = Corpus(parse_formulas(BINARY_FORMULAS), list(BINARY_FORMULAS))
+    corpus.info["hash"] = corpus.content_hash
+    plan.corpora[pretrain_corpus(base, variants)] = corpus
+    config = pretrain_config(plan.preset, base, variants, len(corpus))
+    folder = plan.runs_dir / pretrain_folder(base, variants)
+    folder.mkdir(parents=True)
+    record = {"kind": "pretrained", "pretrain": config.to_dict(), "corpus": dict(corpus.info)}
+    (folder / "config.json").write_text(json.dumps(record))
+    return folder
+
+
 def test_strategy_names_parse_into_base_and_variants(tmp_path) -> None:
     from pretroost.experiment.bench import BenchPlan, _start, parse_strategy
     from pretroost.finetune import FinetuneConfig
@@ -227,9 +248,8 @@ def test_strategy_names_parse_into_base_and_variants(tmp_path) -> None:
         parse_strategy("fingerprint+strong_views")
     # a finetuning variant reuses its base's artefact and changes one thing in the recipe
     runs = tmp_path / "runs"
-    (runs / "fingerprint").mkdir(parents=True)
-    (runs / "fingerprint" / "config.json").write_text("{}")
     plan = BenchPlan(PRESETS["smoke"], (), (), tmp_path / "results", runs)
+    _fake_encoder(plan, "fingerprint")
     base = FinetuneConfig()
     plain = _start(plan, "fingerprint", progress=False)(base)
     slow = _start(plan, "fingerprint+encoder_lr0.1+trunk", progress=False)(base)
@@ -633,3 +653,150 @@ def test_report_explains_the_tree_strategies() -> None:
     assert "not Roost" in _strategy_note("trees")
     note = _strategy_note("trees+valthreshold")
     assert "not Roost" in note and "out-of-fold probabilities" in note
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+#: the content hash of the dft-all corpus (`pretroost corpus build --labels all`) that the encoder of
+#: fixtures/dft-all-e10.config.json was pretrained on, as that config records it
+DFT_ALL_HASH = "5ae62292ff7fc557"
+
+
+def test_a_pretrain_encoder_with_the_same_settings_passes_the_reuse_check() -> None:
+    """The config.json of `pretroost pretrain --objective dft --dft-labels all --corpus
+    <dft-all corpus> --epochs 10 --batch-size 256 --lr 3e-4 --autocast native_bf16` (copied,
+    weights left out) is `dft+labels_all+bf16` under the converged preset, and nothing else."""
+    from pretroost.experiment.bench import check_pretrained, pretrain_config
+
+    record = json.loads((FIXTURES / "dft-all-e10.config.json").read_text())
+    assert record["corpus"]["size"] == 381_502 and record["corpus"]["hash"] == DFT_ALL_HASH
+    converged = PRESETS["converged"]
+
+    def check(*variants: str, corpus: str = DFT_ALL_HASH) -> list[str]:
+        return check_pretrained(
+            record, pretrain_config(converged, "dft", variants, 381_502), corpus
+        )
+
+    assert check("labels_all", "bf16") == []
+    assert check("labels_all", "e30", "bf16") == ["pretrain.train.epochs: 10, expected 30"]
+    assert check("labels_all", "f25", "bf16") == ["pretrain.max_compositions: None, expected 95376"]
+    assert check("labels_all") == ["pretrain.autocast: 'native_bf16', expected 'off'"]
+    (labels,) = check("bf16", corpus="46ca941095769fb1")[:1]
+    assert labels.startswith("pretrain.dft.properties: [")
+    assert check("labels_all", "bf16", corpus="46ca941095769fb1") == [
+        f"corpus hash: {DFT_ALL_HASH!r}, expected '46ca941095769fb1'"
+    ]
+    budget = pretrain_config(PRESETS["budget"], "dft", ("labels_all", "bf16"), 381_502)
+    assert check_pretrained(record, budget, DFT_ALL_HASH) == [
+        "pretrain.train.epochs: 10, expected 3"
+    ]
+    assert check_pretrained({"kind": "model"}, budget, DFT_ALL_HASH) == [
+        "kind: 'model', expected 'pretrained'"
+    ]
+
+
+def test_settings_an_encoder_predates_count_as_their_defaults() -> None:
+    """The shipped dft-oqmd encoder, pretrained by `bench --preset converged --strategies dft`
+    before the autocast, lr_scaling and amount_encoding settings existed, still passes as `dft`;
+    a setting the record lacks passes only where the strategy needs its default."""
+    from pretroost.experiment.bench import check_pretrained, pretrain_config
+    from pretroost.pretrained import ROOT
+
+    record = json.loads((ROOT / "dft-oqmd" / "config.json").read_text())
+    assert "autocast" not in record["pretrain"]
+    corpus = record["corpus"]["hash"]
+    converged = PRESETS["converged"]
+    assert check_pretrained(record, pretrain_config(converged, "dft", (), 300_639), corpus) == []
+    bf16 = pretrain_config(converged, "dft", ("bf16",), 300_639)
+    assert check_pretrained(record, bf16, corpus) == [
+        "pretrain.autocast: not recorded (so 'off'), expected 'native_bf16'"
+    ]
+
+
+def test_bench_reuses_a_matching_encoder_folder_and_refuses_another(tmp_path) -> None:
+    from pretroost.errors import ArtefactError
+    from pretroost.experiment.bench import BenchPlan, _pretrained
+
+    plan = BenchPlan(PRESETS["smoke"], (), (), tmp_path / "results", tmp_path / "runs")
+    folder = _fake_encoder(plan, "dft", ("labels_all", "e30"))
+    assert folder.name == "dft_labels_all_e30"
+    assert _pretrained(plan, "dft", ("labels_all", "e30"), progress=False) == folder
+    record = json.loads((folder / "config.json").read_text())
+    record["pretrain"]["train"]["epochs"] = 10
+    (folder / "config.json").write_text(json.dumps(record))
+    with pytest.raises(
+        ArtefactError, match=r"train\.epochs: 10, expected 30.*Move the folder away"
+    ):
+        _pretrained(plan, "dft", ("labels_all", "e30"), progress=False)
+    assert not (folder / "model.safetensors").exists()  # refused, not pretrained over
+
+
+def test_bench_takes_a_copied_pretrain_encoder_as_its_own(
+    tmp_path, data_cache, monkeypatch
+) -> None:
+    """The copied config.json of the scaling study's dft-all-e10 in the folder bench expects for
+    `dft+labels_all+bf16` under the converged preset: bench reuses it (against the dft-all corpus
+    of the data cache) instead of pretraining."""
+    from pretroost.data.dft_corpus import dft_corpus_path
+    from pretroost.experiment.bench import BenchPlan, _pretrained
+
+    monkeypatch.setenv("PRETROOST_CACHE", str(data_cache))
+    if not dft_corpus_path("all").is_file():
+        pytest.skip("no dft-all corpus in the data cache: `pretroost corpus build --labels all`")
+    plan = BenchPlan(PRESETS["converged"], (), (), tmp_path / "results", tmp_path / "runs")
+    folder = plan.runs_dir / "dft_labels_all_bf16"
+    folder.mkdir(parents=True)
+    shutil.copyfile(FIXTURES / "dft-all-e10.config.json", folder / "config.json")
+    assert _pretrained(plan, "dft", ("labels_all", "bf16"), progress=False) == folder
+    assert plan.corpora["dft-all"].info["hash"] == DFT_ALL_HASH
+
+
+@pytest.mark.slow
+def test_bench_smoke_pretrains_on_the_dft_corpus_of_labels_all(
+    tmp_path, data_cache, monkeypatch
+) -> None:
+    """`dft+labels_all+trunk` on the smoke preset, with a data cache whose OQMD files are cut to
+    1,000 rows and no DFT corpus: bench builds the dft-all corpus there (here from those rows and
+    the first 1,000 of each Matbench DFT task), pretrains on 300 of its compositions with the
+    seven labels, finetunes and reports; run again, it reuses the encoder; a folder of other
+    settings is refused."""
+    import pretroost.experiment.bench as bench
+    from pretroost.data.dft_corpus import build_dft_corpus, dft_corpus_path
+    from pretroost.data.dft_labels import label_set
+    from pretroost.errors import ArtefactError
+
+    cache = tmp_path / "cache"
+    (cache / "oqmd").mkdir(parents=True)
+    (cache / "matbench").symlink_to(data_cache / "matbench")
+    for f in sorted((data_cache / "oqmd").glob("OQMD_*.csv")):
+        pd.read_csv(f, nrows=1000).to_csv(cache / "oqmd" / f.name, index=False)
+    monkeypatch.setenv("PRETROOST_CACHE", str(cache))
+    built: list[str] = []
+
+    def tiny_build(labels: str):
+        built.append(labels)
+        return build_dft_corpus(labels, cache=cache, limit=1000)
+
+    monkeypatch.setattr(bench, "build_dft_corpus", tiny_build)
+    res, runs = tmp_path / "results", tmp_path / "runs"
+    strategy = "dft+labels_all+trunk"
+    kw = dict(tasks=["steels"], data_efficiency=False, results_dir=res, runs_dir=runs)
+    run_bench("smoke", strategies=[strategy], progress=False, **kw)
+    assert built == ["all"] and dft_corpus_path("all").is_file()
+    folder = runs / "dft_labels_all"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["objectives"]["dft"]["properties"] == list(label_set("all"))
+    assert config["corpus"]["labels"] == "all" and config["corpus"]["size"] == 300
+    assert config["n_with_dft_label"]["mp_e_form"] > 0
+    rows = [json.loads(line) for line in (res / "benchmark.jsonl").read_text().splitlines()]
+    assert {r["strategy"] for r in rows} == {strategy}
+    report = (res / "README.md").read_text()
+    assert f"`{strategy}`: encoder pretrained to regress four OQMD DFT labels" in report
+    assert "seven DFT labels" in report
+    # again: the folder matches, so nothing is built or pretrained
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    run_bench("smoke", strategies=[strategy], pretrain_only=True, progress=False, **kw)
+    assert built == ["all"] and (folder / "model.safetensors").stat().st_mtime_ns == stamp
+    config["pretrain"]["max_compositions"] = 150
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ArtefactError, match="max_compositions: 150, expected 300"):
+        run_bench("smoke", strategies=[strategy], pretrain_only=True, progress=False, **kw)

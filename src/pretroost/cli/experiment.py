@@ -56,13 +56,21 @@ def register_bench(p: argparse.ArgumentParser) -> None:
         help=f"subset of: {' '.join(STRATEGIES)} (default: these {len(STRATEGIES)}), or "
         f"{', '.join(EXTRA_STRATEGIES)} (DFT-label pretraining); a pretrained one may carry "
         f"variants, each one declared change ({', '.join(variants)}; see "
-        "pretroost.experiment.strategies), e.g. fingerprint+trunk; scratch takes "
-        f"{', '.join(on_scratch)}",
+        "pretroost.experiment.strategies), e.g. fingerprint+trunk or "
+        "dft+labels_all+e30+bf16+trunk (pretraining variants in the order listed); scratch "
+        f"takes {', '.join(on_scratch)}",
     )
     p.add_argument("--tasks", nargs="*", default=None, help="override the preset's tasks")
     p.add_argument("--include-large", action="store_true", help="also the mp_* tasks")
     p.add_argument("--results-dir", default="results")
-    p.add_argument("--runs-dir", default=None, help="pretrained artefacts (default runs/<preset>)")
+    p.add_argument(
+        "--runs-dir", default=None,
+        help="pretrained encoders (default runs/<preset>), one folder per encoder, e.g. "
+        "dft_labels_all_e30_bf16 for dft+labels_all+e30+bf16(+trunk); a folder already there "
+        "is reused only if its config.json records the same pretraining settings and corpus, "
+        "so an encoder from `pretroost pretrain` with those settings, copied there under that "
+        "name, is finetuned without pretraining again (see pretroost.experiment.strategies)",
+    )  # fmt: skip
     p.add_argument("--structures", nargs="*", default=None, help="structure sets for the teacher")
     p.add_argument("--no-data-efficiency", action="store_true")
     p.add_argument(

@@ -11,7 +11,8 @@ when pretraining helps, run by the same command): finetuning variants (``FINETUN
 ``fingerprint+trunk`` also starts the property model's residual trunk from the pretraining head's,
 ``ssl+encoder_lr0.1`` trains the encoder at a tenth of the learning rate) reuse the base's encoder;
 pretraining variants (``PRETRAIN_VARIANTS``, e.g. ``ssl+strong_views``) pretrain an encoder of their
-own. Everything else is the scratch recipe. ``+ens5`` (also on ``scratch``: ``scratch+ens5``) trains a
+own (its runs-directory folder, :func:`~pretroost.experiment.strategies.pretrain_folder`, is reused
+only where its ``config.json`` matches: :func:`check_pretrained`). Everything else is the scratch recipe. ``+ens5`` (also on ``scratch``: ``scratch+ens5``) trains a
 deep ensemble of 5 per cell through the same fold runner and scores its mean prediction.
 A variant that only moves the decision threshold (``+valthreshold``) is written from its base's
 cells where their validation records hold that threshold (:func:`pretroost.evaluation.matbench.
@@ -30,18 +31,24 @@ on perovskites (there is no leak-free structure corpus for it); the report says 
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pretroost.configs import OBJECTIVE_NAMES, parse_objective
 from pretroost.data.corpus import Corpus, build_corpus
+from pretroost.data.dft_corpus import build_dft_corpus, dft_corpus_path
 from pretroost.data.matbench import LARGE_TASKS, TASKS, get_task
+from pretroost.errors import ArtefactError
 from pretroost.evaluation.matbench import rethreshold_cells, run_matbench_task, select_strategy
 from pretroost.experiment.presets import PRESETS, BenchPreset
 from pretroost.experiment.report import write_report
 from pretroost.experiment.strategies import (
+    CORPORA,
     EXTRA_STRATEGIES,
     FINETUNE_VARIANTS,
     PRETRAIN_VARIANTS,
@@ -49,6 +56,8 @@ from pretroost.experiment.strategies import (
     Variant,
     classification_only,
     parse_strategy,
+    pretrain_corpus,
+    pretrain_folder,
     strategy_members,
     threshold_base,
 )
@@ -65,7 +74,9 @@ __all__ = [
     "STRATEGIES",
     "BenchPreset",
     "Variant",
+    "check_pretrained",
     "parse_strategy",
+    "pretrain_config",
     "run_bench",
 ]
 
@@ -84,6 +95,8 @@ class BenchPlan:
     results_dir: Path
     runs_dir: Path
     structures: tuple[str, ...] = field(default_factory=tuple)
+    #: the pretraining corpora loaded or built so far, by name (:func:`_corpus`)
+    corpora: dict[str, Corpus] = field(default_factory=dict)
 
 
 def _structure_files(explicit: Sequence[str] | None) -> tuple[str, ...]:
@@ -97,37 +110,122 @@ def _structure_files(explicit: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(str(root / p) for p in STRUCTURE_SETS)
 
 
+def _corpus(plan: BenchPlan, name: str) -> Corpus:
+    """The pretraining corpus ``name`` (:data:`~pretroost.experiment.strategies.CORPORA`): loaded
+    from the data cache (built and saved there first if missing, as ``pretroost corpus build``
+    does), or, for the structure sets, built in memory; once per bench run."""
+    if name in plan.corpora:
+        return plan.corpora[name]
+    if name in ("structures", "oqmd+structures"):
+        corpus = build_corpus(
+            oqmd=name == "oqmd+structures",
+            structures=_structure_files(plan.structures),
+            exclude=[t for t in TASKS if t not in STRUCTURE_OVERLAP_TASKS],
+        )
+    elif name in ("oqmd", "dft-all"):
+        path = (
+            cache_dir() / "corpus" / "oqmd-leakfree.npz"
+            if name == "oqmd"
+            else dft_corpus_path("all")
+        )
+        if not path.is_file():
+            command = "pretroost corpus build" + (" --labels all" if name == "dft-all" else "")
+            log.info("bench: no %s corpus at %s; building it (`%s`)", name, path, command)
+            (build_corpus() if name == "oqmd" else build_dft_corpus("all")).save(path)
+        corpus = Corpus.load(path)
+    else:
+        raise ValueError(f"unknown corpus {name!r}; valid: {', '.join(CORPORA)}")
+    plan.corpora[name] = corpus
+    return corpus
+
+
+def pretrain_config(
+    preset: BenchPreset, base: str, variants: Sequence[str], n_compositions: int
+) -> PretrainConfig:
+    """The pretraining settings of ``base`` with the pretraining ``variants`` under ``preset``,
+    for a corpus of ``n_compositions`` (which a fraction variant takes its share of)."""
+    train_cfg = preset.pretrain
+    if base == "structure" and preset.structure_epochs is not None:
+        train_cfg = replace(train_cfg, epochs=preset.structure_epochs)
+    config = PretrainConfig(
+        objective=base, train=train_cfg, max_compositions=preset.max_compositions
+    )
+    available = min(n_compositions, preset.max_compositions or n_compositions)
+    for v in variants:
+        config = PRETRAIN_VARIANTS[v].apply(config)
+        share = PRETRAIN_VARIANTS[v].corpus_fraction
+        if share is not None:
+            config = replace(config, max_compositions=math.ceil(share * available))
+    return config
+
+
+def _differences(expected: object, recorded: object, default: object, path: str) -> list[str]:
+    """Where ``recorded`` (settings read from a ``config.json``) differs from ``expected``; a
+    setting the record lacks (it predates the setting) matches only the setting's ``default``."""
+    if not isinstance(expected, dict) or not isinstance(recorded, dict):
+        return [] if recorded == expected else [f"{path}: {recorded!r}, expected {expected!r}"]
+    defaults = default if isinstance(default, dict) else {}
+    out = []
+    for key, value in expected.items():
+        where = f"{path}.{key}"
+        if key in recorded:
+            out += _differences(value, recorded[key], defaults.get(key), where)
+        elif value != defaults.get(key):
+            out.append(f"{where}: not recorded (so {defaults.get(key)!r}), expected {value!r}")
+    unknown = [key for key in recorded if key not in expected]
+    return out + [f"{path}.{key}: {recorded[key]!r}, not a setting now" for key in unknown]
+
+
+def check_pretrained(config: dict, expected: PretrainConfig, corpus_hash: str) -> list[str]:
+    """What differs between a pretrained encoder's ``config.json`` (``config``) and the encoder a
+    strategy needs: the pretraining settings ``expected`` (the ``pretrain`` record, the
+    settings of objectives it does not train aside; a setting the record predates counts as its
+    default, the behaviour before it existed) and the content hash of the corpus (the whole
+    corpus', whatever share of it was pretrained on). Empty when they match."""
+    if config.get("kind") != "pretrained":
+        return [f"kind: {config.get('kind')!r}, expected 'pretrained'"]
+    recorded = config.get("pretrain")
+    if not isinstance(recorded, dict):
+        return ["pretrain: no pretraining settings recorded"]
+    unused = set(OBJECTIVE_NAMES) - set(parse_objective(expected.objective))
+
+    def settings(c: PretrainConfig | dict) -> dict:
+        d = json.loads(json.dumps(c.to_dict() if isinstance(c, PretrainConfig) else c))
+        return {k: v for k, v in d.items() if k not in unused}
+
+    out = _differences(
+        settings(expected), settings(recorded),
+        settings(PretrainConfig(objective=expected.objective)), "pretrain",
+    )  # fmt: skip
+    recorded_hash = (config.get("corpus") or {}).get("hash")
+    if recorded_hash != corpus_hash:
+        out.append(f"corpus hash: {recorded_hash!r}, expected {corpus_hash!r}")
+    return out
+
+
 def _pretrained(
     plan: BenchPlan, strategy: str, variants: tuple[str, ...] = (), *, progress: bool | None
 ) -> Path:
-    """Pretrain ``strategy`` (a base) with the pretraining ``variants`` once (skipped if its
-    artefact exists); returns the artefact folder."""
-    out = plan.runs_dir / "_".join([strategy.replace("+", "_"), *variants])
+    """Pretrain ``strategy`` (a base) with the pretraining ``variants`` once, or reuse the folder
+    already in the runs directory if its config matches (:func:`check_pretrained`; a folder that
+    does not is refused); returns the artefact folder."""
+    out = plan.runs_dir / pretrain_folder(strategy, variants)
+    corpus_name = pretrain_corpus(strategy, variants)
+    corpus = _corpus(plan, corpus_name)
+    config = pretrain_config(plan.preset, strategy, variants, len(corpus))
     if (out / "config.json").is_file():
+        differences = check_pretrained(
+            json.loads((out / "config.json").read_text()), config, corpus.info["hash"]
+        )
+        if differences:
+            name = "+".join([strategy, *variants])
+            raise ArtefactError(
+                f"{out}: not the encoder {name} needs under the {plan.preset.name} preset on the "
+                f"{corpus_name} corpus: " + "; ".join(differences) + ". Move the folder away "
+                "(bench then pretrains it again) or point --runs-dir elsewhere"
+            )
         log.info("bench: %s already pretrained (%s)", strategy, out)
         return out
-    preset = plan.preset
-    uses_structure = "structure" in strategy
-    if uses_structure:
-        exclude = [t for t in TASKS if t not in STRUCTURE_OVERLAP_TASKS]
-        corpus = build_corpus(
-            oqmd=strategy != "structure",
-            structures=_structure_files(plan.structures),
-            exclude=exclude,
-        )
-    else:
-        path = cache_dir() / "corpus" / "oqmd-leakfree.npz"
-        if not path.is_file():
-            build_corpus().save(path)
-        corpus = Corpus.load(path)
-    train_cfg = preset.pretrain
-    if strategy == "structure" and preset.structure_epochs is not None:
-        train_cfg = replace(train_cfg, epochs=preset.structure_epochs)
-    config = PretrainConfig(
-        objective=strategy, train=train_cfg, max_compositions=preset.max_compositions
-    )
-    for v in variants:
-        config = PRETRAIN_VARIANTS[v].apply(config)
     t0 = time.perf_counter()
     pretrain(
         corpus,

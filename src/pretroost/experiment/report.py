@@ -133,8 +133,13 @@ def _strategy_note(strategy: str) -> str:
         base, pre, post = parse_strategy(strategy)
     except ValueError:
         return "see COMMANDS.md"
-    notes = [PRETRAIN_VARIANTS[v].note for v in pre] + [FINETUNE_VARIANTS[v].note for v in post]
-    return "; ".join(notes) if pre else "; ".join([STRATEGY_NOTES[base], *notes])
+    own = ["its own encoder, pretrained " + "; ".join(PRETRAIN_VARIANTS[v].note for v in pre)]
+    notes = [
+        STRATEGY_NOTES[base],
+        *(own if pre else []),
+        *(FINETUNE_VARIANTS[v].note for v in post),
+    ]
+    return "; ".join(notes)
 
 
 def _strategy_lines(table: dict[str, dict[str, dict]]) -> list[str]:

@@ -5,18 +5,45 @@ by variant suffixes, each one declared change: finetuning variants (``FINETUNE_V
 base's encoder; pretraining variants (``PRETRAIN_VARIANTS``) pretrain an encoder of their own.
 Finetuning variants that make sense without a pretrained encoder (``Variant.scratch``, e.g.
 ``+ens5``: a deep ensemble of 5) also apply to ``scratch``.
+
+A name lists its pretraining variants in the order of ``PRETRAIN_VARIANTS`` (one name per
+encoder), each changing a different setting (``Variant.setting``): ``dft+labels_all+e30+bf16+trunk`` pretrains
+the ``dft`` objective on the seven labels of the ``dft-all`` corpus (``+labels_all``), for 30
+epochs (``+e30``) under bfloat16 autocast (``+bf16``), the rest as the preset pretrains, and
+finetunes with the pretrained trunk (``+trunk``). The corpus is part of the name too
+(:func:`pretrain_corpus`: the base's, or the one a variant declares, ``Variant.corpus``).
+
+Each encoder lives in ``<runs-dir>/<folder>`` (:func:`pretrain_folder`, e.g.
+``dft_labels_all_e30_bf16``); ``bench`` pretrains it there when a cell first needs it and reuses a
+folder already there only if its ``config.json`` records the same pretraining settings and the
+same corpus (content hash); any other folder is refused with the differences listed
+(:func:`pretroost.experiment.bench.check_pretrained`). So an encoder that ``pretroost pretrain``
+trained with identical settings can stand in for bench's own: copy its folder (weights, config and
+manifest) to that name, e.g. for the converged preset (pretraining: 10 epochs, batch 256, lr 3e-4,
+cosine, whole corpus)::
+
+    pretroost pretrain --objective dft --dft-labels all --corpus <cache>/corpus/dft-all-leakfree.npz \\
+        --epochs 10 --batch-size 256 --lr 3e-4 --autocast native_bf16 --out runs/scale/dft-all-e10
+    cp -r runs/scale/dft-all-e10 runs/converged/dft_labels_all_bf16
+    pretroost bench --preset converged --strategies dft+labels_all+bf16+trunk ...
+
+and the test-fold run finetunes it without pretraining again. Likewise ``+f25`` is
+``--max-compositions 95376`` on that corpus (25 % of its 381,502 compositions, rounded up) and
+``+e30`` is ``--epochs 30``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
+from pretroost.data.dft_labels import label_set
 from pretroost.finetune import FinetuneConfig
 from pretroost.pretrain import PretrainConfig
 
 __all__ = [
+    "CORPORA",
     "EXTRA_STRATEGIES",
     "FINETUNE_VARIANTS",
     "PRETRAIN_VARIANTS",
@@ -25,6 +52,8 @@ __all__ = [
     "classification_only",
     "is_strategy",
     "parse_strategy",
+    "pretrain_corpus",
+    "pretrain_folder",
     "scratch_counterpart",
     "strategy_members",
     "strategy_order",
@@ -44,7 +73,8 @@ class Variant(Generic[C]):
     """One declared change to a pretrained strategy, named ``<strategy>+<variant>``.
 
     Attributes:
-        note: what changes (the report's legend).
+        note: what changes (the report's legend); for a pretraining change, how its encoder is
+            pretrained, completing "its own encoder, pretrained ...".
         apply: the change, on a ``FinetuneConfig`` or a ``PretrainConfig``.
         objective: for a pretraining change, the objective it applies to.
         members: a finetuning change that trains a deep ensemble of this many members per cell
@@ -54,6 +84,13 @@ class Variant(Generic[C]):
             probabilities are its base strategy's (ensembles and probability tables skip it).
         classification_only: the change has no meaning for regression; ``bench`` skips the
             strategy on regression tasks.
+        setting: for a pretraining change, the setting it changes (``"epochs"``, ...): a
+            strategy changes each setting once (and names each variant once).
+        corpus: for a pretraining change, the corpus it pretrains on instead of the base's (a
+            name of :data:`CORPORA`).
+        corpus_fraction: for a pretraining change, pretrain on this share of the compositions the
+            preset pretrains on (the corpus, or the preset's ``max_compositions`` of it), rounded
+            up: ``PretrainConfig.max_compositions``, a seeded random subset.
     """
 
     note: str
@@ -63,6 +100,9 @@ class Variant(Generic[C]):
     scratch: bool = False
     threshold_only: bool = False
     classification_only: bool = False
+    setting: str = ""
+    corpus: str | None = None
+    corpus_fraction: float | None = None
 
 
 #: the same pretrained encoder, one change to the finetuning recipe
@@ -147,15 +187,106 @@ FINETUNE_VARIANTS: dict[str, Variant[FinetuneConfig]] = {
         scratch=True,
     ),
 }
-#: an encoder of its own, pretrained with one change
+#: the corpora the pretrained strategies pretrain on, by name (:func:`pretrain_corpus`); ``bench``
+#: loads each from the data cache, building it there first if missing, or builds it in memory
+CORPORA: dict[str, str] = {
+    "oqmd": "OQMD's compositions minus every Matbench task's (`pretroost corpus build`, "
+    "<cache>/corpus/oqmd-leakfree.npz)",
+    "structures": "the structure sets' compositions minus every Matbench task's but "
+    "matbench_perovskites' (built in memory)",
+    "oqmd+structures": "OQMD's and the structure sets' compositions minus every Matbench task's "
+    "but matbench_perovskites' (built in memory)",
+    "dft-all": "OQMD's compositions and those of matbench_mp_e_form, mp_gap and mp_is_metal, "
+    "minus every composition of the evaluation and confirmation tasks (same reduced composition, "
+    "or every fraction within 1e-3; `pretroost corpus build --labels all`, "
+    "<cache>/corpus/dft-all-leakfree.npz)",
+}
+
+
+def _epochs(n: int) -> Variant[PretrainConfig]:
+    return Variant(
+        note=f"for {n} epochs instead of the preset's (converged: 10), the cosine schedule "
+        f"spanning them (`--epochs {n}`)",
+        apply=lambda c: replace(c, train=replace(c.train, epochs=n)),
+        objective="dft",
+        setting="epochs",
+    )
+
+
+def _fraction(share: float) -> Variant[PretrainConfig]:
+    return Variant(
+        note=f"on a seeded random {share * 100:g} % of the compositions (rounded up; "
+        "`--max-compositions`): as many epochs, fewer steps",
+        apply=lambda c: c,
+        objective="dft",
+        setting="corpus fraction",
+        corpus_fraction=share,
+    )
+
+
+#: an encoder of its own, pretrained with one change (the order in which a name lists them)
 PRETRAIN_VARIANTS: dict[str, Variant[PretrainConfig]] = {
     "strong_views": Variant(
-        note="its own encoder, pretrained with Barlow Twins on stronger views (both views "
-        "masked, amounts jittered by a log-normal factor of width 0.2)",
+        note="with Barlow Twins on stronger views (both views masked, amounts jittered by a "
+        "log-normal factor of width 0.2)",
         apply=lambda c: replace(c, ssl=replace(c.ssl, mask_both=True, amount_noise=0.2)),
         objective="ssl",
+        setting="ssl views",
+    ),
+    "labels_all": Variant(
+        note="on seven DFT labels instead of four: OQMD's and those "
+        "of matbench_mp_e_form, mp_gap and mp_is_metal (each the mean per reduced composition; "
+        "`--dft-labels all`), on the corpus that holds them: OQMD's compositions and those three "
+        "tasks', minus every composition of the evaluation and confirmation tasks, also within "
+        "1e-3 of their fractions (`pretroost corpus build --labels all`)",
+        apply=lambda c: replace(c, dft=replace(c.dft, properties=label_set("all"))),
+        objective="dft",
+        setting="dft labels",
+        corpus="dft-all",
+    ),
+    "e30": _epochs(30),
+    "e100": _epochs(100),
+    "f25": _fraction(0.25),
+    "f50": _fraction(0.5),
+    "bf16": Variant(
+        note="under bfloat16 autocast where the machine runs it natively (a GPU, or a CPU with "
+        "AVX512-BF16/AMX), in fp32 elsewhere, as its config.json records "
+        "(`--autocast native_bf16`)",
+        apply=lambda c: replace(c, autocast="native_bf16"),
+        objective="dft",
+        setting="autocast",
     ),
 }
+
+
+def pretrain_corpus(base: str, variants: Sequence[str] = ()) -> str:
+    """The corpus (a name of :data:`CORPORA`) that ``base`` with the pretraining ``variants``
+    pretrains on: the one a variant declares (:attr:`Variant.corpus`), else the base's (the
+    structure sets, with OQMD's compositions unless the base is ``structure`` alone, for a base
+    with the structure objective; OQMD's otherwise). Raises ``ValueError`` for variants that
+    declare different corpora, or one for a base with the structure objective."""
+    declared: dict[str, str] = {}
+    for v in variants:
+        corpus = PRETRAIN_VARIANTS[v].corpus
+        if corpus is not None:
+            declared[v] = corpus
+    if "structure" in base.split("+"):
+        if declared:
+            raise ValueError(
+                f"{base}: the structure objective pretrains on the structure sets; "
+                f"+{', +'.join(declared)} would change the corpus"
+            )
+        return "structures" if base == "structure" else "oqmd+structures"
+    if len(set(declared.values())) > 1:
+        raise ValueError(f"{base}: +{', +'.join(declared)} declare different corpora")
+    return next(iter(declared.values()), "oqmd")
+
+
+def pretrain_folder(base: str, variants: Sequence[str] = ()) -> str:
+    """The folder name of ``base``'s encoder pretrained with ``variants`` in ``bench``'s runs
+    directory: ``dft_labels_all_e30_bf16`` for ``dft+labels_all+e30+bf16`` (and its finetuning
+    variants, which reuse it)."""
+    return "_".join([base.replace("+", "_"), *variants])
 
 
 def classification_only(strategy: str) -> bool:
@@ -220,6 +351,7 @@ def parse_strategy(name: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
                     f"which {base!r} does not use"
                 )
         pre = tuple(p for p in parts if p in PRETRAIN_VARIANTS)
+        _check_pretrain_variants(name, base, pre)
         return base, pre, tuple(p for p in parts if p in FINETUNE_VARIANTS)
     raise ValueError(
         f"unknown strategy {name!r}; valid: {', '.join((*STRATEGIES, *EXTRA_STRATEGIES))}, "
@@ -228,6 +360,30 @@ def parse_strategy(name: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
         "(e.g. fingerprint+trunk), or scratch followed by "
         f"+{', +'.join(v for v, d in FINETUNE_VARIANTS.items() if d.scratch)}"
     )
+
+
+def _check_pretrain_variants(name: str, base: str, pre: tuple[str, ...]) -> None:
+    """ValueError unless ``pre`` lists pretraining variants once each, in the order of
+    :data:`PRETRAIN_VARIANTS`, each changing another setting, and declaring one corpus."""
+    for v in dict.fromkeys(pre):
+        setting = PRETRAIN_VARIANTS[v].setting
+        same = [w for w in pre if w == v or (setting and PRETRAIN_VARIANTS[w].setting == setting)]
+        if len(same) > 1:
+            raise ValueError(
+                f"strategy {name!r}: +{', +'.join(same)} each change the {setting or v}; keep one"
+            )
+    order = sorted(pre, key=list(PRETRAIN_VARIANTS).index)
+    if list(pre) != order:
+        canonical = "+".join([base, *order])
+        raise ValueError(
+            f"strategy {name!r}: pretraining variants go in the order of PRETRAIN_VARIANTS "
+            f"({', '.join(PRETRAIN_VARIANTS)}), one name per encoder: write {canonical!r} "
+            "(then its finetuning variants)"
+        )
+    try:
+        pretrain_corpus(base, pre)
+    except ValueError as err:
+        raise ValueError(f"strategy {name!r}: {err}") from None
 
 
 def strategy_members(name: str) -> int:
