@@ -248,16 +248,17 @@ def _write_manifest(folder: Path, files: set[str]) -> None:
 
 def write_folder(
     out: str | os.PathLike[str],
-    config: dict[str, Any],
+    config: dict[str, Any] | None = None,
     *,
-    card: str,
+    card: str | None = None,
     fill: Callable[[Path], None],
     extra_files: dict[str, str] | None = None,
     overwrite: bool = True,
 ) -> Path:
     """Write a release folder atomically: ``fill(folder)`` writes the weights, then
     ``config.json`` (``config`` with ``format_version`` added), ``README.md`` (``card``) and
-    ``extra_files`` (name -> text) are added, and the manifest of every file written; the folder
+    ``extra_files`` (name -> text) are added (``config`` and ``card`` only where given: a results
+    folder writes its own files in ``fill``), and the manifest of every file written; the folder
     replaces ``out`` (if ``overwrite``) only once complete. ``out`` may be replaced only if it
     holds nothing that pretroost did not write (:func:`check_replaceable`, checked before
     ``fill`` runs); the old folder's files are then removed one by one, never the folder
@@ -271,9 +272,11 @@ def write_folder(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         fill(tmp)
-        full = {"format_version": FORMAT_VERSION, **config}
-        (tmp / "config.json").write_text(json.dumps(full, indent=2) + "\n")
-        (tmp / "README.md").write_text(card)
+        if config is not None:
+            full = {"format_version": FORMAT_VERSION, **config}
+            (tmp / "config.json").write_text(json.dumps(full, indent=2) + "\n")
+        if card is not None:
+            (tmp / "README.md").write_text(card)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
         _write_manifest(tmp, set(_walk(tmp)[0]))

@@ -34,10 +34,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,8 +45,7 @@ from pretroost.artefacts import (
     check_out_path,
     check_replaceable,
     read_config,
-    register_files,
-    remove_written,
+    write_folder,
 )
 from pretroost.data.dft_labels import LABEL_SETS
 from pretroost.experiment.encoder_validation import config_sha256
@@ -537,29 +532,12 @@ def write_scale_report(
     doc["command"] += f" --out {out}"
     text = format_markdown(doc)
     check_equality_claims(text, source=str(out / "scaling.md"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        atomic_write_text(staged / "scaling.md", text)
-        atomic_write_json(staged / "scaling.json", doc)
-        _plot_heldout(doc, staged / "heldout_loss.png")
-        _plot_validation(doc, staged / "validation.png")
-        register_files(staged, list(OUTPUTS))
-        umask = os.umask(0)
-        os.umask(umask)
-        staged.chmod(0o777 & ~umask)  # mkdtemp and mkstemp make them private
-        for f in staged.iterdir():
-            f.chmod(0o666 & ~umask)
-        if out.exists():
-            check_replaceable(out)  # again: it may have changed meanwhile
-            old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(out, old)
-            os.replace(staged, out)
-            remove_written(old)
-        else:
-            os.replace(staged, out)
-    finally:
-        if staged.exists():  # our own staging folder: nothing else was ever in it
-            shutil.rmtree(staged, ignore_errors=True)
-    log.info("wrote %s", out)
+
+    def fill(folder: Path) -> None:
+        atomic_write_text(folder / "scaling.md", text)
+        atomic_write_json(folder / "scaling.json", doc)
+        _plot_heldout(doc, folder / "heldout_loss.png")
+        _plot_validation(doc, folder / "validation.png")
+
+    write_folder(out, fill=fill)
     return out / "scaling.md"
