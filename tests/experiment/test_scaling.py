@@ -13,7 +13,9 @@ from pretroost.cli import main
 from pretroost.experiment.encoder_validation import config_sha256
 from pretroost.experiment.scaling import (
     OUTPUTS,
+    choose_encoder,
     encoder_info,
+    format_markdown,
     paired_percent,
     scale_report,
     write_scale_report,
@@ -168,3 +170,63 @@ def test_cli_writes_the_folder_with_its_manifest_and_refuses_foreign_files(tmp_p
     assert (out / "mine.txt").is_file()
     with pytest.raises(FileExistsError, match=r"mine\.txt"):
         write_scale_report([str(big)], validation=rows, reference=str(ref), out=out)
+
+
+def _choice_doc(tmp_path, values: dict[str, list[float]], *, epochs=None, tasks=("a", "b")):
+    """A report of encoders ``values`` (name -> one MAE per (task, replicate), task-major over
+    folds 0 and 1), the first the reference; ``epochs``: name -> epochs run (the cost)."""
+    folders = {}
+    for name in values:
+        folder = _encoder(tmp_path, name)
+        if epochs and name in epochs:
+            config = json.loads((folder / "config.json").read_text())
+            config["epochs_run"] = epochs[name]
+            (folder / "config.json").write_text(json.dumps(config))
+        folders[name] = folder
+    rows = [
+        _row(task, name, fold, v[i * 2 + fold])
+        for name, v in values.items() for i, task in enumerate(tasks) for fold in (0, 1)
+    ]  # fmt: skip
+    names = list(values)
+    return scale_report([str(folders[n]) for n in names[1:]], reference=str(folders[names[0]]),
+                        validation=_write_rows(tmp_path / "v.jsonl", rows))  # fmt: skip
+
+
+def test_choice_by_hand_lowest_ratio_then_cheapest_within_one_se(tmp_path) -> None:
+    # reference 10 everywhere; "big" -20 % on both tasks and replicates; "mid" a bit worse than
+    # big on replicate 0 and better on 1 (within one SE of it) but cheaper; "bad" +10 %
+    values = {
+        "ref": [10.0, 10.0, 10.0, 10.0],
+        "big": [8.0, 8.0, 8.0, 8.0],
+        "mid": [8.6, 7.8, 8.6, 7.8],
+        "bad": [11.0, 11.0, 11.0, 11.0],
+    }
+    doc = _choice_doc(tmp_path, values, epochs={"ref": 3, "big": 30, "mid": 10, "bad": 3})
+    choice = choose_encoder(doc, tasks=("a", "b"), replicates=((0, 0), (1, 0)))
+    assert choice["complete"] and choice["missing"] == {}
+    enc = choice["encoders"]
+    assert enc["ref"]["mean_ratio"] == pytest.approx(1.0)
+    assert enc["big"]["ratios"] == pytest.approx([0.8, 0.8])
+    assert enc["mid"]["ratios"] == pytest.approx([0.86, 0.78])  # mean over tasks per replicate
+    d = [0.06, -0.02]  # mid - big per replicate
+    se = math.sqrt(sum((x - 0.02) ** 2 for x in d)) / math.sqrt(2)  # sd (n - 1 = 1) / sqrt 2
+    assert enc["mid"]["diff"] == pytest.approx(0.02) and enc["mid"]["se"] == pytest.approx(se)
+    assert enc["mid"]["within"] and not enc["bad"]["within"] and not enc["ref"]["within"]
+    assert enc["mid"]["cost"] == pytest.approx(10 * (1000 - 10))  # epochs x training rows
+    assert choice["lowest"] == "big" and choice["chosen"] == "mid"
+    assert "cheaper" in choice["reason"]
+    assert doc["choice"]["chosen"] is None  # the report's own: the six design tasks, none here
+    text = format_markdown({**doc, "choice": choice})
+    assert "**Chosen: `mid`**" in text and "| `big` | 0.800 | 0.800 0.800 | lowest |" in text
+    check_equality_claims(text)
+
+
+def test_no_choice_while_a_row_is_missing_and_the_table_is_provisional(tmp_path) -> None:
+    doc = _choice_doc(tmp_path, {"ref": [10.0] * 4, "big": [8.0] * 4})
+    choice = doc["choice"]  # the declared rule: six design tasks x folds 0-2
+    assert not choice["complete"] and choice["chosen"] is None
+    assert len(choice["missing"]["big"]) == 6 * 3  # none of its rows is on a design task
+    assert choice["encoders"] == {}
+    text = format_markdown(doc)
+    assert "**No choice yet**" in text and "Chosen:" not in text
+    check_equality_claims(text)

@@ -699,7 +699,8 @@ def register_scale_report(p: argparse.ArgumentParser) -> None:
         "its pretraining (labels, compositions, epochs, precision, held-out loss, wall time), the\n"
         "held-out loss curves, and per task the design-validation scores of `pretroost\n"
         "encoder-validation` with the paired difference vs --reference (and scratch) in %, mean\n"
-        "± standard error over (fold, seed) pairs; positive = worse than the reference.\n"
+        "± standard error over (fold, seed) pairs; positive = worse than the reference; and\n"
+        "the choice of the encoder by the declared rule, once every encoder has every design row.\n"
         "Writes OUT/scaling.md, scaling.json, heldout_loss.png and validation.png."
     )
     p.add_argument(

@@ -8,7 +8,9 @@ official fold, each encoder finetuned on 80 % of the fold's training rows and sc
 - ``scaling.md`` and ``scaling.json``: per encoder its pretraining (label set, training
   compositions, epochs, precision, held-out loss, wall time, git SHA); per task and encoder the
   mean design-validation score over replicates and the paired difference vs a reference encoder
-  (and vs ``scratch`` where its rows exist) in %, with its standard error;
+  (and vs ``scratch`` where its rows exist) in %, with its standard error; and the choice of
+  the encoder by the rule declared before the grid's rows (:func:`choose_encoder`,
+  :data:`CHOICE_RULE`), made only once every encoder has every design row;
 - ``heldout_loss.png``: the held-out pretraining loss vs epoch, one line per encoder;
 - ``validation.png``: per task the % differences vs the reference with their standard errors.
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,7 +50,7 @@ from pretroost.artefacts import (
     read_config,
     write_folder,
 )
-from pretroost.data.dft_labels import LABEL_SETS
+from pretroost.data.dft_labels import EVALUATION_TASKS, LABEL_SETS
 from pretroost.experiment.encoder_validation import config_sha256
 from pretroost.experiment.plots import save_figure
 from pretroost.experiment.wording import check_equality_claims
@@ -56,10 +59,13 @@ from pretroost.pretrained import resolve, shipped
 from pretroost.utils import atomic_write_json, atomic_write_text, git_sha
 
 __all__ = [
+    "CHOICE_RULE",
+    "DESIGN_REPLICATES",
     "OUTPUTS",
     "SCRATCH",
     "SIGN_CONVENTION",
     "EncoderInfo",
+    "choose_encoder",
     "encoder_info",
     "encoder_name",
     "lower_is_better",
@@ -81,6 +87,20 @@ SIGN_CONVENTION = (
     "100 · (reference − encoder) / reference for ROC AUC: positive means the encoder does worse "
     "than the reference, negative better. Given as the mean over pairs ± its standard error "
     "(standard deviation of the pairs' Δ over √n); with one pair there is no standard error."
+)
+
+
+#: the replicates the choice needs on every design task: (official fold, finetuning seed)
+DESIGN_REPLICATES: tuple[tuple[int, int], ...] = ((0, 0), (1, 0), (2, 0))
+CHOICE_RULE = (
+    "Per pretrained encoder and replicate, the mean over the design tasks of its validation error "
+    "divided by the reference's on the same rows (MAE; 1 - ROC AUC for classification). The "
+    "lowest mean over replicates is the lowest; an encoder is within one standard error of it "
+    "when the mean of its paired per-replicate differences from the lowest is at most their "
+    "standard error (sample sd over the square root of the number of replicates); among those, "
+    "the cheapest to pretrain (epochs run x training compositions; ties: the lower mean) is "
+    "chosen. Made only when every encoder has a row on every design task and replicate "
+    "(results/scale/README.md, declared before the grid's rows)."
 )
 
 
@@ -226,6 +246,92 @@ def paired_percent(
     }
 
 
+def _error(metric: str, value: float) -> float:
+    """A row's value as an error (lower is better): an MAE itself, 1 - a ROC AUC."""
+    return value if lower_is_better(metric) else 1.0 - value
+
+
+def choose_encoder(
+    doc: dict[str, Any],
+    *,
+    tasks: Sequence[str] = EVALUATION_TASKS,
+    replicates: Sequence[tuple[int, int]] = DESIGN_REPLICATES,
+) -> dict[str, Any]:
+    """Apply :data:`CHOICE_RULE` to a :func:`scale_report` ``doc``: the pretrained encoders
+    (``scratch`` is no candidate) compared on ``tasks`` x ``replicates`` ((fold, seed) pairs).
+
+    Returns ``complete`` (every encoder has every row), ``missing`` (encoder -> the (task, fold,
+    seed) it lacks), ``keys`` (the (task, fold, seed) rows every encoder has: the only ones
+    compared), per encoder ``mean_ratio``, ``ratios`` (per replicate), ``cost`` (composition
+    passes), ``diff`` and ``se`` (paired vs the lowest; ``se`` None with one replicate),
+    ``within``; and ``lowest``, ``chosen``
+    and ``reason`` (None while incomplete: the table is then provisional, over ``keys`` only)."""
+    ref = doc["reference"]
+    infos = {e["name"]: e for e in doc["encoders"]}
+    candidates = [n for n in doc["order"] if n != SCRATCH and n in infos]
+    wanted = [(t, f, s) for t in tasks for f, s in replicates]
+
+    def value(name: str, key: tuple[str, int, int]) -> float | None:
+        task, fold, seed = key
+        cell = doc["tasks"].get(task, {}).get("encoders", {}).get(name)
+        if cell is None:
+            return None
+        hit = [r["value"] for r in cell["replicates"] if (r["fold"], r["seed"]) == (fold, seed)]
+        return _error(doc["tasks"][task]["metric"], float(hit[0])) if hit else None
+
+    missing = {n: [k for k in wanted if value(n, k) is None] for n in candidates}
+    missing = {n: m for n, m in missing.items() if m}
+    keys = [k for k in wanted if all(value(n, k) is not None for n in candidates)]
+    out: dict[str, Any] = {
+        "rule": CHOICE_RULE, "reference": ref, "tasks": list(tasks),
+        "replicates": [list(r) for r in replicates], "complete": not missing and bool(candidates),
+        "missing": {n: [list(k) for k in m] for n, m in missing.items()},
+        "keys": [list(k) for k in keys], "encoders": {}, "lowest": None, "chosen": None,
+        "reason": None,
+    }  # fmt: skip
+    reps = [r for r in replicates if any(k[1:] == tuple(r) for k in keys)]
+    if ref not in candidates or not reps:
+        return out
+    ratios: dict[str, np.ndarray] = {}
+    for n in candidates:
+        per_rep = []
+        for fold, seed in reps:
+            ks = [k for k in keys if k[1:] == (fold, seed)]
+            per_rep.append(np.mean([value(n, k) / value(ref, k) for k in ks]))  # type: ignore[operator]
+        ratios[n] = np.asarray(per_rep, dtype=np.float64)
+    means = {n: float(r.mean()) for n, r in ratios.items()}
+    lowest = min(candidates, key=lambda n: (means[n], candidates.index(n)))
+
+    def cost(n: str) -> float:
+        e = infos[n]
+        if e["epochs_run"] is None or e["training_compositions"] is None:
+            return math.inf  # unknown cost: never preferred as the cheaper
+        return float(e["epochs_run"]) * float(e["training_compositions"])
+
+    for n in candidates:
+        d = ratios[n] - ratios[lowest]
+        se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else None
+        out["encoders"][n] = {
+            "mean_ratio": means[n], "ratios": ratios[n].tolist(), "cost": cost(n),
+            "diff": float(d.mean()), "se": se, "within": bool(float(d.mean()) <= (se or 0.0)),
+        }  # fmt: skip
+    if not out["complete"]:
+        return out
+    within = [n for n in candidates if out["encoders"][n]["within"]]
+    chosen = min(within, key=lambda n: (cost(n), means[n], candidates.index(n)))
+    out["lowest"], out["chosen"] = lowest, chosen
+    if chosen == lowest:
+        out["reason"] = f"{chosen} has the lowest mean error ratio ({means[chosen]:.4f})"
+        if len(within) > 1:
+            out["reason"] += "; none within one standard error of it is cheaper to pretrain"
+    else:
+        out["reason"] = (
+            f"{lowest} has the lowest mean error ratio ({means[lowest]:.4f}); {chosen} "
+            f"({means[chosen]:.4f}) is within one standard error of it and cheaper to pretrain"
+        )
+    return out
+
+
 def _read_rows(path: Path) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no validation rows (pretroost encoder-validation --out)")
@@ -258,7 +364,8 @@ def scale_report(
     """The report's content (module docstring) as a JSON-ready dict: ``encoders`` (their
     :class:`EncoderInfo`; ``scratch`` has none), ``tasks`` (per task the metric, its direction
     and per encoder the replicates, their mean and :func:`paired_percent` vs ``reference`` and vs
-    ``scratch``), ``not_validated`` and ``rows_not_read``. Rows of other recipes are ignored."""
+    ``scratch``), ``not_validated``, ``rows_not_read`` and ``choice`` (:func:`choose_encoder`).
+    Rows of other recipes are ignored."""
     names = _encoder_list(encoders, reference)
     infos = {encoder_name(e): encoder_info(e) for e in names if e != SCRATCH}
     ref_name = encoder_name(reference)
@@ -313,7 +420,7 @@ def scale_report(
         tasks[task] = {"metric": metrics[task], "better": "lower" if lower else "higher",
                        "encoders": cells}  # fmt: skip
     validated = {n for t in tasks.values() for n in t["encoders"]}
-    return {
+    doc = {
         "command": "pretroost scale-report --encoders "
         + " ".join(encoders)
         + f" --validation {validation} --reference {reference} --recipe {recipe}",
@@ -329,6 +436,8 @@ def scale_report(
         "not_validated": [n for n in order if n not in validated],
         "rows_not_read": not_read,
     }
+    doc["choice"] = choose_encoder(doc)
+    return doc
 
 
 def _short_sha(sha: str | None) -> str:
@@ -433,6 +542,7 @@ def format_markdown(doc: dict[str, Any]) -> str:
         for name, c in t["encoders"].items():
             row = f"| `{name}` | {c['n']} | {c['mean']:.4g} | {_delta(c['vs_reference'])} |"
             lines.append(row + (f" {_delta(c['vs_scratch'])} |" if has_scratch else ""))
+    lines += _choice_markdown(doc["choice"])
     if doc["not_validated"]:
         lines += ["", "## Not validated yet", ""]
         lines += [
@@ -446,6 +556,44 @@ def format_markdown(doc: dict[str, Any]) -> str:
             for r in doc["rows_not_read"]
         ]
     return "\n".join(lines) + "\n"
+
+
+def _choice_markdown(choice: dict[str, Any]) -> list[str]:
+    """The report's section on the choice (:func:`choose_encoder`): the rule, each encoder's mean
+    error ratio and paired difference from the lowest, and the choice, or why none is made yet."""
+    ref = choice["reference"]
+    n_tasks, n_reps = len(choice["tasks"]), len(choice["replicates"])
+    lines = ["", "## Choice of the encoder", "", f"Rule: {choice['rule']}", ""]
+    if not choice["complete"]:
+        lines.append(
+            f"**No choice yet**: the rule needs every encoder on {n_tasks} design tasks x "
+            f"{n_reps} replicates ({n_tasks * n_reps} rows each). Missing: "
+            + "; ".join(f"`{n}` {len(m)}" for n, m in choice["missing"].items())
+            + f". The table below is provisional, over the {len(choice['keys'])} (task, fold, "
+            "seed) rows every encoder has; it is not the choice."
+        )
+    if not choice["encoders"]:
+        return [*lines, "", f"No row is shared by every encoder and `{ref}` yet."]
+    lowest = min(choice["encoders"], key=lambda n: choice["encoders"][n]["mean_ratio"])
+    lines += [
+        "",
+        f"| encoder | mean error ratio vs `{ref}` | per replicate | − `{lowest}` (mean ± SE) | "
+        "within 1 SE | composition passes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, e in choice["encoders"].items():
+        per = " ".join(f"{r:.3f}" for r in e["ratios"])
+        diff = (
+            "lowest" if name == lowest
+            else f"{e['diff']:+.3f} (1 replicate, no SE)" if e["se"] is None
+            else f"{e['diff']:+.3f} ± {e['se']:.3f}"
+        )  # fmt: skip
+        passes = "—" if not math.isfinite(e["cost"]) else f"{e['cost']:.3g}"
+        lines.append(f"| `{name}` | {e['mean_ratio']:.3f} | {per} | {diff} | "
+                     f"{'yes' if e['within'] else 'no'} | {passes} |")  # fmt: skip
+    if choice["chosen"] is not None:
+        lines += ["", f"**Chosen: `{choice['chosen']}`**: {choice['reason']}."]
+    return lines
 
 
 def _plot_heldout(doc: dict[str, Any], path: Path) -> Path:
