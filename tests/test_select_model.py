@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import pretroost
 from pretroost import select_model
@@ -194,3 +195,23 @@ def test_classification_is_scored_by_the_roc_auc_of_probabilities(tmp_path) -> N
     with pytest.raises(ValueError, match="for regression targets"):
         pretroost.fit(frame, target_col="label", out=tmp_path / "h", task_type="classification",
                       candidates=("trees", "hurdle"), **TINY)  # fmt: skip
+
+
+def test_parallel_jobs_give_the_sequential_fold_errors(tmp_path) -> None:
+    # each job trains on one thread: the sequential run on one thread computes the same
+    frame = zero_frame().assign(y=lambda d: d["y"] + 1.0)
+    kw = dict(target_col="y", candidates=("trees", "dft+trunk"), progress=False, **TINY)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = pretroost.fit(frame, out=tmp_path / "one", **kw)
+    finally:
+        torch.set_num_threads(threads)
+    two = pretroost.fit(frame, out=tmp_path / "two", jobs=2, **kw)
+    for name in ("trees", "dft+trunk"):
+        assert two.candidates[name].fold_errors == one.candidates[name].fold_errors
+    assert two.chosen == one.chosen and two.report["config"]["jobs"] == 2
+    with pytest.raises(ValueError, match="jobs"):
+        FitConfig(jobs=0)
+    with pytest.raises(ValueError, match="CPU processes"):
+        FitConfig(jobs=2, device="cuda")

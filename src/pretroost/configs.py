@@ -719,6 +719,9 @@ class FitConfig:
             None: those of a trees model saved for use (``TreesConfig.for_saving``), in the
             cross-validation as in the refit.
         device: where Roost trains (None: CPU).
+        jobs: trainings of the cross-validation run at once, each in a process of its own on
+            one CPU thread (1: one after the other, in this process, on torch's threads). The
+            results do not depend on it where the sequential run also uses one thread.
     """
 
     candidates: tuple[str, ...] | None = None
@@ -731,6 +734,7 @@ class FitConfig:
     inner_folds: int | None = None
     n_jobs: int | None = None
     device: str | None = None
+    jobs: int = 1
 
     def __post_init__(self) -> None:
         if self.candidates is not None:
@@ -747,6 +751,12 @@ class FitConfig:
             raise ValueError(f"k-fold cross-validation needs folds >= 2, got {self.folds}")
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"epochs must be positive, got {self.epochs}")
+        if self.jobs < 1:
+            raise ValueError(f"jobs must be at least 1, got {self.jobs}")
+        if self.jobs > 1 and self.device not in (None, "cpu"):
+            raise ValueError(
+                f"jobs > 1 trains in CPU processes; with device {self.device!r} give jobs=1"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

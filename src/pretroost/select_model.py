@@ -30,19 +30,22 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 import os
 import shutil
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from pretroost.artefacts import check_out_path, check_replaceable, register_files, remove_written
@@ -326,6 +329,64 @@ def _train(
     )
 
 
+def _train_predict(
+    name: str, comps: CompositionArray, y: np.ndarray, held_out: CompositionArray,
+    task_type: str, config: FitConfig, label: str, progress: bool | None,
+) -> tuple[np.ndarray, float]:  # fmt: skip
+    """Train ``name`` on ``comps``/``y`` and predict ``held_out``: the predictions and the
+    seconds it took (module level: it also runs in worker processes)."""
+    t0 = time.perf_counter()
+    model = _train(name, comps, y, task_type, config, label=label, progress=progress)
+    return model.predict(held_out), time.perf_counter() - t0
+
+
+def _worker_init(level: int) -> None:
+    """A cross-validation worker: one torch thread (the jobs are the parallelism), pretroost's
+    log at ``level`` (warnings and errors reach standard error)."""
+    torch.set_num_threads(1)
+    logging.getLogger("pretroost").setLevel(level)
+
+
+def _out_of_fold(
+    units: list[tuple[str, int]], folds: list[tuple[np.ndarray, np.ndarray]],
+    comps: CompositionArray, y: np.ndarray, task_type: str, config: FitConfig,
+    progress: bool | None,
+) -> Iterator[tuple[str, int, np.ndarray, float]]:  # fmt: skip
+    """Each unit (candidate, fold index) trained on the fold's training rows and its held-out
+    predictions: ``(candidate, fold, predictions, seconds)``, in order with ``config.jobs`` 1,
+    else as ``config.jobs`` worker processes finish them (longest units submitted first)."""
+    k = len(folds)
+    if config.jobs == 1:
+        for name, i in units:
+            tr, va = folds[i]
+            pred, secs = _train_predict(
+                name, comps.subset(tr), y[tr], comps.subset(va), task_type, config,
+                f"{name} fold {i + 1}/{k}", progress,
+            )  # fmt: skip
+            yield name, i, pred, secs
+        return
+    n = len(folds[0][0])
+    order = sorted(units, key=lambda u: -estimate_seconds(u[0], n, config))
+    pool = ProcessPoolExecutor(
+        max_workers=min(config.jobs, len(units)), mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init, initargs=(max(logging.WARNING, log.getEffectiveLevel()),),
+    )  # fmt: skip
+    try:
+        futures = {
+            pool.submit(
+                _train_predict, name, comps.subset(folds[i][0]), y[folds[i][0]],
+                comps.subset(folds[i][1]), task_type, config, f"{name} fold {i + 1}/{k}", False,
+            ): (name, i)
+            for name, i in order
+        }  # fmt: skip
+        for future in as_completed(futures):
+            name, i = futures[future]
+            pred, secs = future.result()
+            yield name, i, pred, secs
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _fold_error(task_type: str, y: np.ndarray, pred: np.ndarray) -> float:
     if task_type == "classification":
         return 1.0 - probability_rocauc(y, pred)
@@ -400,10 +461,15 @@ def _cost_text(trained: list[str], candidates: list[str], n: int, k: int, config
     if "trees+pbe" in trained:
         total += TEACHER_SECONDS
     refit = max(estimate_seconds(c, n, config) for c in trained)  # the dearest, at most
-    return (
+    text = (
         "; ".join(parts) + f"; then the refit on all rows (at most about {refit / 60:.1f} min): "
         f"about {(total + refit) / 60:.0f} min in all"
     )
+    if config.jobs > 1:
+        longest = max(estimate_seconds(c, n_fold, config) for c in trained)
+        wall = max(total / min(config.jobs, k * len(trained)), longest) + refit
+        text += f"; with {config.jobs} jobs at once, about {wall / 60:.0f} min of wall time"
+    return text
 
 
 def _score_test(model: Any, formulas: np.ndarray, y: np.ndarray, task_type: str) -> dict[str, Any]:
@@ -538,15 +604,13 @@ def fit(
         )  # fmt: skip
 
     try:
-        for name in trained_names:
-            for i, (tr, va) in enumerate(folds):
-                t0 = time.perf_counter()
-                model = _train(name, comps.subset(tr), y[tr], task_type, config,
-                               label=f"{name} fold {i + 1}/{k}", progress=progress)  # fmt: skip
-                oof[name][va] = model.predict(comps.subset(va))
-                secs = time.perf_counter() - t0
-                seconds[name] += secs
-                step_done(name, i, _fold_error(task_type, y[va], oof[name][va]), secs)
+        units = [(name, i) for name in trained_names for i in range(k)]
+        for name, i, pred, secs in _out_of_fold(units, folds, comps, y, task_type, config,
+                                                progress):  # fmt: skip
+            va = folds[i][1]
+            oof[name][va] = pred
+            seconds[name] += secs
+            step_done(name, i, _fold_error(task_type, y[va], pred), secs)
         errors = {
             c: np.array([_fold_error(task_type, y[va], oof[c][va]) for _, va in folds])
             for c in trained_names

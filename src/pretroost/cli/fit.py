@@ -26,6 +26,7 @@ FIT_FIELDS = (
     "inner_folds",
     "n_jobs",
     "device",
+    "jobs",
 )
 
 
@@ -57,6 +58,9 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         "feature sets (default: TreesConfig's)",
         "n_jobs": "the forests' worker threads (default: scikit-learn's, one)",
         "device": "where Roost trains: cpu, cuda, ... (default: CPU)",
+        "jobs": "trainings of the cross-validation run at once, each a process on one CPU "
+        "thread (e.g. the number of cores; each holds its own copy of the data and model); "
+        "the refit then runs alone",
     })  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument(
