@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pretroost.artefacts import MANIFEST
@@ -13,13 +14,16 @@ from pretroost.cli import main
 from pretroost.experiment.encoder_validation import config_sha256
 from pretroost.experiment.scaling import (
     OUTPUTS,
+    _verdict_markdown,
     choose_encoder,
     encoder_info,
     format_markdown,
     paired_percent,
     scale_report,
+    verdict_on_test_folds,
     write_scale_report,
 )
+from pretroost.experiment.stats import corrected_paired_t
 from pretroost.experiment.wording import check_equality_claims
 
 SEVEN = ["Bandgap", "Formation_Enthalpy", "Energy_per_atom", "Volume_per_atom", "mp_e_form",
@@ -230,3 +234,61 @@ def test_no_choice_while_a_row_is_missing_and_the_table_is_provisional(tmp_path)
     text = format_markdown(doc)
     assert "**No choice yet**" in text and "Chosen:" not in text
     check_equality_claims(text)
+
+
+def _bench_rows(values: dict[str, dict[str, list[float]]], *, seeds=(0, 1, 2)) -> list[dict]:
+    """Benchmark rows: strategy -> task -> per-fold values; every seed gets the fold's value
+    plus (seed - 1) * 0.1, so the seeds' mean is the value itself."""
+    rows = []
+    for strategy, tasks in values.items():
+        for task, folds in tasks.items():
+            metric = "rocauc" if task == "t_clf" else "mae"
+            for k, v in enumerate(folds):
+                rows += [{"strategy": strategy, "task": task, "fold": k, "seed": s,
+                          "metric": metric, "value": v + (s - 1) * 0.1} for s in seeds]  # fmt: skip
+    return rows
+
+
+def test_the_test_fold_verdict_pairs_seed_means_per_fold() -> None:
+    scratch = [10.0, 12.0, 11.0, 9.0, 13.0]
+    ref = [9.5, 11.0, 10.8, 8.9, 12.0]
+    enc = [8.5, 10.5, 9.6, 8.0, 11.5]  # 10-15 % below scratch
+    auc = {"enc": [0.91, 0.92, 0.90, 0.93, 0.92], "dft+trunk": [0.9] * 5, "scratch": [0.9] * 5}
+    rows = _bench_rows({
+        "enc": {"t_mae": enc, "t_clf": auc["enc"]},
+        "dft+trunk": {"t_mae": ref, "t_clf": auc["dft+trunk"]},
+        "scratch": {"t_mae": scratch, "t_clf": auc["scratch"]},
+    })  # fmt: skip
+    rows.append({**rows[0], "value": 1e9, "seed": 7})  # another seed: not read
+    v = verdict_on_test_folds(rows, "enc", tasks=("t_mae", "t_clf"))
+    assert v["complete"] and v["missing"] == {}
+    t = v["tasks"]["t_mae"]
+    assert t["folds"]["enc"] == pytest.approx(enc) and t["mean"]["scratch"] == pytest.approx(11.0)
+    pct = [100 * (e - s) / s for e, s in zip(enc, scratch, strict=True)]
+    vs = t["vs_scratch"]
+    assert vs["percent"]["mean"] == pytest.approx(np.mean(pct))
+    d = np.array(enc) - np.array(scratch)
+    expected = corrected_paired_t(d)
+    assert vs["p_corrected"] == pytest.approx(expected["p_corrected"])
+    assert vs["favours"] and vs["beats"] == (expected["p_corrected"] < 0.05)
+    assert t["gain_goal"] is True and v["tasks_10pct_better_than_scratch"] == 1
+    clf = v["tasks"]["t_clf"]
+    assert clf["better"] == "higher" and clf["vs_scratch"]["favours"]
+    assert clf["gain_goal"] is False  # +2 % of the score is not 10 %
+    assert v["goals"]["four_of_six_10pct"] is False
+    assert v["goals"]["expt_gap_at_most_modnet"] is None  # no expt_gap among these tasks
+    text = "\n".join(_verdict_markdown(v))
+    assert "| t_mae (mae) |" in text and "yes |" in text
+    check_equality_claims(text)
+
+
+def test_a_missing_seed_leaves_the_verdict_undecided() -> None:
+    rows = _bench_rows({a: {"matbench_expt_gap": [0.33, 0.32, 0.34, 0.33, 0.31]}
+                        for a in ("enc", "dft+trunk", "scratch")})  # fmt: skip
+    rows = [r for r in rows if not (r["strategy"] == "enc" and r["fold"] == 4 and r["seed"] == 2)]
+    v = verdict_on_test_folds(rows, "enc", tasks=("matbench_expt_gap",))
+    assert not v["complete"] and v["missing"] == {"matbench_expt_gap": {"enc": [[4, 2]]}}
+    assert v["tasks"]["matbench_expt_gap"]["folds"]["enc"][4] is None
+    assert v["goals"]["four_of_six_10pct"] is None
+    assert v["goals"]["expt_gap_at_most_modnet"] is None
+    assert "**Incomplete: no verdict.**" in "\n".join(_verdict_markdown(v))

@@ -685,7 +685,7 @@ def cmd_scale_report(args: argparse.Namespace) -> int:
 
     md = write_scale_report(
         args.encoders, validation=args.validation, reference=args.reference, recipe=args.recipe,
-        out=args.out,
+        out=args.out, test_strategy=args.test_strategy, test_rows=args.test_rows,
     )  # fmt: skip
     sys.stdout.write(md.read_text())
     return 0
@@ -724,3 +724,12 @@ def register_scale_report(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", default="results/scale/scaling", help="output folder (default: %(default)s)"
     )
+    p.add_argument(
+        "--test-strategy", default=None, metavar="STRATEGY",
+        help="also judge this bench strategy's test-fold cells (the chosen encoder, seeds 0-2) "
+        "against dft+trunk and scratch by the declared rule (default: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--test-rows", default="results/converged/benchmark.jsonl",
+        help="the benchmark rows holding those cells and the baselines' (default: %(default)s)",
+    )  # fmt: skip
