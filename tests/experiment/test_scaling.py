@@ -242,7 +242,7 @@ def _bench_rows(values: dict[str, dict[str, list[float]]], *, seeds=(0, 1, 2)) -
     rows = []
     for strategy, tasks in values.items():
         for task, folds in tasks.items():
-            metric = "rocauc" if task == "t_clf" else "mae"
+            metric = "rocauc" if task == "matbench_glass" else "mae"
             for k, v in enumerate(folds):
                 rows += [{"strategy": strategy, "task": task, "fold": k, "seed": s,
                           "metric": metric, "value": v + (s - 1) * 0.1} for s in seeds]  # fmt: skip
@@ -255,14 +255,14 @@ def test_the_test_fold_verdict_pairs_seed_means_per_fold() -> None:
     enc = [8.5, 10.5, 9.6, 8.0, 11.5]  # 10-15 % below scratch
     auc = {"enc": [0.91, 0.92, 0.90, 0.93, 0.92], "dft+trunk": [0.9] * 5, "scratch": [0.9] * 5}
     rows = _bench_rows({
-        "enc": {"t_mae": enc, "t_clf": auc["enc"]},
-        "dft+trunk": {"t_mae": ref, "t_clf": auc["dft+trunk"]},
-        "scratch": {"t_mae": scratch, "t_clf": auc["scratch"]},
+        "enc": {"matbench_steels": enc, "matbench_glass": auc["enc"]},
+        "dft+trunk": {"matbench_steels": ref, "matbench_glass": auc["dft+trunk"]},
+        "scratch": {"matbench_steels": scratch, "matbench_glass": auc["scratch"]},
     })  # fmt: skip
     rows.append({**rows[0], "value": 1e9, "seed": 7})  # another seed: not read
-    v = verdict_on_test_folds(rows, "enc", tasks=("t_mae", "t_clf"))
+    v = verdict_on_test_folds(rows, "enc", tasks=("matbench_steels", "matbench_glass"))
     assert v["complete"] and v["missing"] == {}
-    t = v["tasks"]["t_mae"]
+    t = v["tasks"]["matbench_steels"]
     assert t["folds"]["enc"] == pytest.approx(enc) and t["mean"]["scratch"] == pytest.approx(11.0)
     pct = [100 * (e - s) / s for e, s in zip(enc, scratch, strict=True)]
     vs = t["vs_scratch"]
@@ -272,13 +272,13 @@ def test_the_test_fold_verdict_pairs_seed_means_per_fold() -> None:
     assert vs["p_corrected"] == pytest.approx(expected["p_corrected"])
     assert vs["favours"] and vs["beats"] == (expected["p_corrected"] < 0.05)
     assert t["gain_goal"] is True and v["tasks_10pct_better_than_scratch"] == 1
-    clf = v["tasks"]["t_clf"]
+    clf = v["tasks"]["matbench_glass"]
     assert clf["better"] == "higher" and clf["vs_scratch"]["favours"]
     assert clf["gain_goal"] is False  # +2 % of the score is not 10 %
     assert v["goals"]["four_of_six_10pct"] is False
     assert v["goals"]["expt_gap_at_most_modnet"] is None  # no expt_gap among these tasks
     text = "\n".join(_verdict_markdown(v))
-    assert "| t_mae (mae) |" in text and "yes |" in text
+    assert "| matbench_steels (mae) |" in text and "yes |" in text
     check_equality_claims(text)
 
 

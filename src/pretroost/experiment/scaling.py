@@ -51,10 +51,12 @@ from pretroost.artefacts import (
     write_folder,
 )
 from pretroost.data.dft_labels import EVALUATION_TASKS, LABEL_SETS
+from pretroost.data.matbench import get_task
 from pretroost.experiment.encoder_validation import config_sha256
 from pretroost.experiment.plots import save_figure
-from pretroost.experiment.stats import corrected_paired_t
+from pretroost.experiment.scores import latest_rows, paired_test
 from pretroost.experiment.wording import check_equality_claims
+from pretroost.metrics import HEADLINE
 from pretroost.pretrain import held_out_count
 from pretroost.pretrained import resolve, shipped
 from pretroost.results import read_benchmark_rows
@@ -357,20 +359,18 @@ def choose_encoder(
 
 
 def _seed_means(
-    rows: list[dict], strategy: str, task: str, metric: str, seeds: Sequence[int], n_folds: int
-) -> tuple[dict[tuple[int, int], float], list[list[int]]]:
-    """Per official fold (keyed ``(fold, 0)``), the mean over ``seeds`` of ``strategy``'s last
-    ``metric`` row on ``task``; folds missing a seed are left out and listed as (fold, seed)."""
-    last: dict[tuple[int, int], float] = {}
-    for r in rows:
-        if (r["strategy"], r["task"], r["metric"]) == (strategy, task, metric):
-            last[(int(r["fold"]), int(r.get("seed", 0)))] = float(r["value"])
+    latest: dict[tuple[str, str, int, int, str], dict], strategy: str, task: str, metric: str,
+    seeds: Sequence[int], n_folds: int,
+) -> tuple[dict[int, float], list[list[int]]]:  # fmt: skip
+    """Per official fold, the mean over ``seeds`` of ``strategy``'s ``metric`` on ``task``
+    (``latest``: :func:`~pretroost.experiment.scores.latest_rows`); other seeds are not read,
+    and folds missing one of ``seeds`` are left out and listed as (fold, seed)."""
     means, missing = {}, []
     for k in range(n_folds):
-        lacking = [s for s in seeds if (k, s) not in last]
-        missing += [[k, s] for s in lacking]
-        if not lacking:
-            means[(k, 0)] = float(np.mean([last[(k, s)] for s in seeds]))
+        got = {s: latest.get((strategy, task, k, s, metric)) for s in seeds}
+        missing += [[k, s] for s, r in got.items() if r is None]
+        if all(r is not None for r in got.values()):
+            means[k] = float(np.mean([r["value"] for r in got.values()]))  # type: ignore[index]
     return means, missing
 
 
@@ -387,41 +387,37 @@ def verdict_on_test_folds(
     """Apply :data:`TEST_FOLD_RULE` to benchmark ``rows`` (or a ``benchmark.jsonl`` path):
     ``strategy`` (the chosen encoder's bench strategy) against ``reference`` and ``scratch``.
 
-    Per task: the metric, each arm's per-fold seed means and mean, and per baseline the paired
-    :func:`paired_percent` and :func:`~pretroost.experiment.stats.corrected_paired_t` of the raw
+    Per task: the headline metric, each arm's per-fold seed means and mean, and per baseline the
+    paired :func:`paired_percent` and :func:`~pretroost.experiment.scores.paired_test` of the raw
     differences, ``favours`` and ``beats``; ``gain_goal`` (vs scratch). Then ``complete`` (every
     arm has every seed on every fold of every task; the verdict counts only then), the count of
     tasks at least 10 % better than scratch and the goals (None where their task is missing)."""
-    if not isinstance(rows, list):
-        rows = read_benchmark_rows(rows)
+    latest = latest_rows(rows if isinstance(rows, list) else read_benchmark_rows(rows))
     out: dict[str, Any] = {"rule": TEST_FOLD_RULE, "strategy": strategy, "reference": reference,
                            "scratch": scratch, "seeds": list(seeds), "tasks": {}, "missing": {}}  # fmt: skip
     for task in tasks:
-        present = {r["metric"] for r in rows if r["task"] == task}
-        metric = "mae" if "mae" in present or not present else "rocauc"
+        metric = HEADLINE[get_task(task).task_type]
         lower = lower_is_better(metric)
         arms = {}
         for arm in (strategy, reference, scratch):
-            means, missing = _seed_means(rows, arm, task, metric, seeds, n_folds)
+            means, missing = _seed_means(latest, arm, task, metric, seeds, n_folds)
             arms[arm] = means
             if missing:
                 out["missing"].setdefault(task, {})[arm] = missing
         cell: dict[str, Any] = {
             "metric": metric, "better": "lower" if lower else "higher",
-            "folds": {a: [m.get((k, 0)) for k in range(n_folds)]
-                      for a, m in arms.items()},
+            "folds": {a: [m.get(k) for k in range(n_folds)] for a, m in arms.items()},
             "mean": {a: float(np.mean(list(m.values()))) if m else None for a, m in arms.items()},
         }  # fmt: skip
         for base in (reference, scratch):
-            common = sorted(set(arms[strategy]) & set(arms[base]))
-            if len(common) < 2:
+            test = paired_test(arms[strategy], arms[base])  # None under 3 common folds
+            if test is None:
                 cell[f"vs_{base}"] = None
                 continue
-            d = np.array([arms[strategy][k] - arms[base][k] for k in common])
-            test = corrected_paired_t(d)
-            favours = bool(d.mean() < 0) if lower else bool(d.mean() > 0)
+            favours = test["mean_diff"] < 0 if lower else test["mean_diff"] > 0
+            keyed = {b: {(k, 0): v for k, v in arms[b].items()} for b in (strategy, base)}
             cell[f"vs_{base}"] = {
-                "percent": paired_percent(arms[strategy], arms[base], lower_better=lower),
+                "percent": paired_percent(keyed[strategy], keyed[base], lower_better=lower),
                 **test, "favours": favours, "beats": favours and test["p_corrected"] < 0.05,
             }  # fmt: skip
         vs = cell[f"vs_{scratch}"]
