@@ -20,6 +20,7 @@ from pretroost.experiment.scaling import (
     format_markdown,
     paired_percent,
     scale_report,
+    verdict_on_confirmation,
     verdict_on_test_folds,
     write_scale_report,
 )
@@ -292,3 +293,57 @@ def test_a_missing_seed_leaves_the_verdict_undecided() -> None:
     assert v["goals"]["four_of_six_10pct"] is None
     assert v["goals"]["expt_gap_at_most_modnet"] is None
     assert "**Incomplete: no verdict.**" in "\n".join(_verdict_markdown(v))
+
+
+def test_the_confirmation_needs_two_of_its_three_tasks_and_every_cell() -> None:
+    scratch = [0.10, 0.12, 0.11, 0.09, 0.13]
+    better = [0.085, 0.105, 0.096, 0.080, 0.115]  # 10-15 % below scratch on every fold
+    arms = {
+        "enc": {"matbench_log_kvrh": better, "matbench_log_gvrh": better,
+                "matbench_dielectric": scratch},
+        "dft+trunk": dict.fromkeys(("matbench_log_kvrh", "matbench_log_gvrh",
+                                    "matbench_dielectric"), scratch),
+        "scratch": dict.fromkeys(("matbench_log_kvrh", "matbench_log_gvrh",
+                                  "matbench_dielectric"), scratch),
+    }  # fmt: skip
+    rows = _bench_rows(arms)
+    rows += _bench_rows({"enc": {"matbench_steels": [1.0] * 5}})  # a design task: not read
+    v = verdict_on_confirmation(rows, "enc")
+    assert v["complete"] and list(v["tasks"]) == ["matbench_log_kvrh", "matbench_log_gvrh",
+                                                  "matbench_dielectric"]  # fmt: skip
+    assert v["tasks_10pct_better_than_scratch"] == 2
+    assert v["goals"] == {"two_of_three_10pct": True}
+    text = "\n".join(_verdict_markdown(v))
+    assert "## Confirmation: `enc`" in text and "on 2 of the 3 tasks: met." in text
+    check_equality_claims(text)
+    one_short = [r for r in rows if not (r["task"] == "matbench_log_gvrh" and r["fold"] == 0
+                                          and r["strategy"] == "scratch" and r["seed"] == 1)]  # fmt: skip
+    v = verdict_on_confirmation(one_short, "enc")
+    assert not v["complete"] and v["goals"] == {"two_of_three_10pct": None}
+    assert v["missing"] == {"matbench_log_gvrh": {"scratch": [[0, 1]]}}
+    assert "**Incomplete: no verdict.**" in "\n".join(_verdict_markdown(v))
+
+
+def test_cli_adds_both_verdicts_read_from_one_rows_file(tmp_path) -> None:
+    ref = _encoder(tmp_path, "ref")
+    rows = _write_rows(tmp_path / "v.jsonl", [_row("t", "ref", f, 10.0 + f) for f in range(3)])
+    cells = tmp_path / "benchmark.jsonl"
+    folds = [0.3, 0.31, 0.32, 0.33, 0.34]
+    tasks = ("matbench_expt_gap", "matbench_log_kvrh")
+    cells.write_text("".join(json.dumps(r) + "\n" for r in _bench_rows(
+        {a: dict.fromkeys(tasks, folds) for a in ("enc", "dft+trunk", "scratch")})))  # fmt: skip
+    out = tmp_path / "scaling"
+    argv = ["scale-report", "--encoders", str(ref), "--reference", str(ref), "--validation",
+            str(rows), "--out", str(out), "--test-strategy", "enc", "--confirm-strategy", "enc",
+            "--test-rows", str(cells)]  # fmt: skip
+    assert main(argv) == 0
+    doc = json.loads((out / "scaling.json").read_text())
+    assert (
+        doc["test_folds"]["kind"] == "test_folds" and doc["confirmation"]["kind"] == "confirmation"
+    )
+    assert doc["command"].endswith(
+        f"--test-strategy enc --confirm-strategy enc --test-rows {cells}"
+    )
+    md = (out / "scaling.md").read_text()
+    assert md.index("## Test folds: `enc`") < md.index("## Confirmation: `enc`")
+    assert "**Incomplete: no verdict.**" in md  # only expt_gap and log_kvrh have cells

@@ -686,6 +686,7 @@ def cmd_scale_report(args: argparse.Namespace) -> int:
     md = write_scale_report(
         args.encoders, validation=args.validation, reference=args.reference, recipe=args.recipe,
         out=args.out, test_strategy=args.test_strategy, test_rows=args.test_rows,
+        confirm_strategy=args.confirm_strategy,
     )  # fmt: skip
     sys.stdout.write(md.read_text())
     return 0
@@ -730,6 +731,12 @@ def register_scale_report(p: argparse.ArgumentParser) -> None:
         "against dft+trunk and scratch by the declared rule (default: none)",
     )  # fmt: skip
     p.add_argument(
+        "--confirm-strategy", default=None, metavar="STRATEGY",
+        help="also judge this bench strategy's cells on the confirmation tasks (log_kvrh, "
+        "log_gvrh, dielectric; seeds 0-2) against dft+trunk and scratch by the declared rule "
+        "(default: none)",
+    )  # fmt: skip
+    p.add_argument(
         "--test-rows", default="results/converged/benchmark.jsonl",
-        help="the benchmark rows holding those cells and the baselines' (default: %(default)s)",
+        help="the benchmark rows holding those cells (test folds and confirmation) and the baselines' (default: %(default)s)",
     )  # fmt: skip
