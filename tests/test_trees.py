@@ -266,6 +266,13 @@ def test_caps_reach_the_forests_and_a_saved_model_gets_the_saving_defaults(tmp_p
     assert TreesConfig().min_samples_leaf == 1 and TreesConfig().max_leaf_nodes is None
     saving = TreesConfig.for_saving(seed=2)
     assert saving.seed == 2 and all(getattr(saving, k) == v for k, v in TreesConfig.SAVING.items())
+    # a saved model: 200 trees per forest, boosting keeps its 500 iterations
+    assert tree_estimator("extratrees", "regression", saving).n_estimators == 200
+    assert tree_estimator("gradientboosting", "classification", saving).max_iter == 500
+    assert tree_estimator("gradientboosting", "regression", config).max_iter == 7  # unset: trees
+    assert "boosting_iterations" not in TreesConfig().to_dict()  # earlier configs' digests kept
+    with pytest.raises(ValueError, match="boosting_iterations"):
+        TreesConfig(boosting_iterations=0)
     with pytest.raises(ValueError, match="max_leaf_nodes"):
         TreesConfig(max_leaf_nodes=1)
     formulas, y = _alloys(40, seed=6)

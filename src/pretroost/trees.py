@@ -91,7 +91,7 @@ def tree_estimator(model: str, task_type: str, config: TreesConfig) -> Any:
             if clf
             else ensemble.HistGradientBoostingRegressor
         )
-        return cls(max_iter=config.n_estimators, learning_rate=0.05, **kw)
+        return cls(max_iter=config.iterations, learning_rate=0.05, **kw)
     kw.update(
         n_estimators=config.n_estimators, n_jobs=config.n_jobs,
         min_samples_leaf=config.min_samples_leaf, max_leaf_nodes=config.max_leaf_nodes,
@@ -288,6 +288,12 @@ def save_trees(
     clf = fitted.task_type == "classification"
     what, value = ("balanced accuracy", -fitted.inner_scores[best]) if clf else (
         "MAE", fitted.inner_scores[best])  # fmt: skip
+    size = (
+        f"{config.iterations} boosting iterations (learning rate 0.05)"
+        if fitted.model == "gradientboosting"
+        else f"{config.n_estimators} trees (min_samples_leaf {config.min_samples_leaf}, "
+        f"max_leaf_nodes {config.max_leaf_nodes})"
+    )
     card = "\n".join([
         f"# pretroost trees: {fitted.model} on {fitted.features}",
         "",
@@ -304,9 +310,7 @@ def save_trees(
         *([f"- Its last feature is a PBE band-gap teacher's prediction (`pretroost.data.pbe_gap`, "
            f"fitted on Matbench's mp_gap), kept in `{TEACHER_FILE}` (config.json's `pbe_teacher`)."]
           if pbe else []),
-        f"- {config.n_estimators} trees (forests: min_samples_leaf {config.min_samples_leaf}, "
-        f"max_leaf_nodes {config.max_leaf_nodes}), seed {config.seed}; "
-        f"scikit-learn {sklearn.__version__}; "
+        f"- {size}, seed {config.seed}; scikit-learn {sklearn.__version__}; "
         f"pretroost {__version__} ({meta['git_sha']}).",
         "",
         "Load with `pretroost.load(folder)` or `pretroost predict --model folder formulas.csv`.",

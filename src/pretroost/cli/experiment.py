@@ -299,7 +299,8 @@ def _add_tree_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", nargs="+", choices=FEATURE_SETS, default=list(default.features))
     p.add_argument(
         "--n-estimators", type=int, default=None,
-        help=f"trees per forest, iterations of gradient boosting ({both('n_estimators')})",
+        help=f"trees per forest and iterations of gradient boosting ({both('n_estimators')}; a "
+        f"saved model's gradient boosting: {saving.iterations} iterations)",
     )  # fmt: skip
     p.add_argument(
         "--min-samples-leaf", type=int, default=None,
@@ -317,7 +318,8 @@ def _add_tree_options(p: argparse.ArgumentParser) -> None:
 def _trees_config(args: argparse.Namespace, *, saving: bool = False, **extra):
     """:class:`~pretroost.configs.TreesConfig` from :func:`_add_tree_options`' flags; ``saving``:
     a model saved for use, whose caps default to :meth:`TreesConfig.for_saving`'s."""
-    caps = {"n_estimators": args.n_estimators, "min_samples_leaf": args.min_samples_leaf}
+    caps = {"n_estimators": args.n_estimators, "boosting_iterations": args.n_estimators,
+            "min_samples_leaf": args.min_samples_leaf}  # fmt: skip
     given = {k: v for k, v in caps.items() if v is not None}
     if args.max_leaf_nodes is not None:  # given: a number, or none (no cap)
         text = str(args.max_leaf_nodes).lower()
@@ -622,8 +624,10 @@ def register_trees_size(p: argparse.ArgumentParser) -> None:
     from pretroost.experiment.trees_size import CANDIDATES
 
     p.description = (
-        "Inner cross-validated MAE vs size on disk of a saved forest, per min_samples_leaf and\n"
-        "number of trees, on one official fold's training rows (results/trees_size.{json,md})."
+        "Inner cross-validated error (MAE; 1 - ROC AUC for classification) vs size on disk of\n"
+        "a saved trees model, per cap (forests: min_samples_leaf, max_leaf_nodes) and number of\n"
+        "trees or boosting iterations, on one official fold's training rows\n"
+        "(results/trees_size.{json,md})."
     )
     p.add_argument("--tasks", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     p.add_argument("--fold", type=int, default=0, help="official fold (its training rows only)")
@@ -632,7 +636,10 @@ def register_trees_size(p: argparse.ArgumentParser) -> None:
         "--max-leaf-nodes", nargs="*", type=int, default=[512, 1024],
         help="caps of max_leaf_nodes (each with min_samples_leaf 1)",
     )  # fmt: skip
-    p.add_argument("--n-estimators", nargs="+", type=int, default=[100, 200, 500])
+    p.add_argument(
+        "--n-estimators", nargs="+", type=int, default=[100, 200, 500],
+        help="trees per forest, or iterations of gradient boosting (default: %(default)s)",
+    )  # fmt: skip
     p.add_argument("--inner-folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=None, help="forest worker threads (default: 1)")

@@ -52,8 +52,8 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         + "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values()),
         "epochs": "override the recipe's Roost epochs (trials; default: the recipe's)",
         "seed": "seeds the folds, the test split, the Roost trainings and the trees",
-        "n_estimators": "trees per forest (boosting iterations) of the trees candidates "
-        "(default: a saved trees model's, TreesConfig.for_saving)",
+        "n_estimators": "trees per forest and boosting iterations of the trees candidates "
+        "(default: a saved trees model's, TreesConfig.for_saving: 200 trees, 500 iterations)",
         "inner_folds": "folds of the trees' own inner cross-validation among its models and "
         "feature sets (default: TreesConfig's)",
         "n_jobs": "the forests' worker threads (default: scikit-learn's, one)",
