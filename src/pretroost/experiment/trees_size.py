@@ -35,6 +35,7 @@ import numpy as np
 from pretroost.artefacts import load_skops
 from pretroost.data.composition import parse_formulas
 from pretroost.data.matbench import get_task, load_folds, load_task
+from pretroost.metrics import probability_rocauc
 from pretroost.trees import TreesConfig, composition_features, tree_estimator
 from pretroost.utils import git_sha
 
@@ -96,9 +97,7 @@ def _staged(estimator: Any, x: np.ndarray, clf: bool, counts: Sequence[int]) -> 
 def _error(y: np.ndarray, pred: np.ndarray, clf: bool) -> float:
     """MAE, or 1 − ROC AUC of the probabilities for classification."""
     if clf:
-        from sklearn.metrics import roc_auc_score
-
-        return 1.0 - float(roc_auc_score(y.astype(int), pred))
+        return 1.0 - probability_rocauc(y, pred)
     return float(np.mean(np.abs(pred - y)))
 
 
